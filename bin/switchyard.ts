@@ -1,0 +1,132 @@
+#!/usr/bin/env node
+// The `switchyard` command: start a proxy, validate a config, list presets.
+// Exit codes: 0 ok, 1 runtime failure, 2 bad usage or invalid config.
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, Switchyard, type Catalogs, type ConfigSource } from '../core/index.js';
+import { builtinPlugins } from '../plugins/index.js';
+import { presets } from '../presets/index.js';
+
+const catalogs: Catalogs = { plugins: builtinPlugins, presets };
+const DEFAULT_CONFIG_FILES = ['switchyard.yaml', 'switchyard.yml', 'switchyard.json'];
+
+const USAGE = `Usage:
+  switchyard start [--preset NAME] [--config FILE] [--port N] [--host H] [--no-watch]
+  switchyard validate FILE [--preset NAME]
+  switchyard presets
+
+start needs a preset, a config file, or ./switchyard.yaml in the current directory:
+  switchyard start --preset balancer            (BACKEND_SERVERS=http://10.0.0.1:8080,http://10.0.0.2:8080)
+  switchyard start --config ./switchyard.yaml
+Environment: PORT, HOST (override the config), LOG_LEVEL (info), and whatever the preset reads.
+Presets: ${Object.keys(presets).join(', ')}. Docs: README.md`;
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'start':
+      return start(rest);
+    case 'validate':
+      return validate(rest);
+    case 'presets':
+      for (const [name, preset] of Object.entries(presets)) console.log(`${name.padEnd(12)} ${preset.description}`);
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+function parse(args: string[]) {
+  try {
+    return parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        preset: { type: 'string' },
+        config: { type: 'string', short: 'c' },
+        port: { type: 'string', short: 'p' },
+        host: { type: 'string' },
+        'no-watch': { type: 'boolean' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function sourceFrom(values: ReturnType<typeof parse>['values'], file: string | undefined): ConfigSource {
+  let port: number | undefined;
+  if (values.port !== undefined) {
+    port = Number(values.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port ${values.port} is not a port number`);
+  }
+  return { file, preset: values.preset, port, host: values.host };
+}
+
+async function start(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args);
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  let file = values.config;
+  if (file === undefined && values.preset === undefined) {
+    file = DEFAULT_CONFIG_FILES.find((name) => existsSync(name));
+    if (file === undefined) {
+      console.error(`switchyard: nothing to start: no --preset, no --config, and no ./switchyard.yaml here.\n\n${USAGE}`);
+      return 2;
+    }
+  }
+  const yard = await Switchyard.start({ source: sourceFrom(values, file), catalogs, watch: values['no-watch'] ? false : undefined });
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) {
+      yard.logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    yard.logger.info({ signal }, 'shutting down: draining in-flight requests');
+    yard.stop().then(() => process.exit(0), (err: unknown) => {
+      yard.logger.error({ err }, 'shutdown failed');
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => void yard.reload('SIGHUP'));
+  process.on('unhandledRejection', (err) => yard.logger.error({ err }, 'unhandled promise rejection'));
+  return -1; // keep running
+}
+
+async function validate(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args);
+  const file = positionals[0] ?? values.config;
+  if (file === undefined) throw new UsageError('validate needs a config file: switchyard validate FILE');
+  const loaded = await loadConfig(sourceFrom(values, file), catalogs);
+  const plugins = loaded.globalPlugins.length + loaded.routePlugins.reduce((n, list) => n + list.length, 0);
+  console.log(`${file}: valid (${loaded.config.routes.length} routes, ${plugins} plugins)`);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      console.error(`switchyard: ${err.message}\n\n${USAGE}`);
+      process.exitCode = 2;
+    } else if (err instanceof ConfigError) {
+      console.error(`switchyard: invalid configuration (${err.code})\n${err.message}`);
+      process.exitCode = 2;
+    } else {
+      console.error(`switchyard: ${(err as Error).stack ?? String(err)}`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,124 @@
+// The admin router: core routes (/health, /status, /config) and the ones plugins register.
+// Protected routes need the admin key; with no key configured they refuse and say how to set one.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { SwitchyardError } from './errors.js';
+import type { Reply } from './types.js';
+
+export interface AdminRequest {
+  readonly method: string;
+  /** Path below the admin prefix, e.g. `/status`. */
+  readonly path: string;
+  readonly query: URLSearchParams;
+  /** `:name` segments of the route's path. */
+  readonly params: Readonly<Record<string, string>>;
+  readonly raw: IncomingMessage;
+  /** Parses a JSON body (at most 1 MiB); a malformed one answers 400. */
+  json<T = unknown>(): Promise<T>;
+}
+
+export interface AdminRouteSpec {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** Path below the admin prefix; `:name` segments become params, e.g. `/mappings/:name`. */
+  path: string;
+  /** Public routes need no admin key. Default false. */
+  public?: boolean;
+  handler(req: AdminRequest): Reply | Promise<Reply>;
+}
+
+interface CompiledRoute {
+  spec: AdminRouteSpec;
+  pattern: RegExp | undefined;
+  paramNames: string[];
+}
+
+const MAX_ADMIN_BODY = 1024 * 1024;
+
+export class AdminRouter {
+  private readonly exact = new Map<string, CompiledRoute>();
+  private readonly patterned: CompiledRoute[] = [];
+  private readonly exactPaths = new Set<string>();
+  private readonly keyDigest: Buffer | undefined;
+
+  constructor(readonly prefix: string, adminKey: string | undefined) {
+    this.keyDigest = adminKey ? digest(adminKey) : undefined;
+  }
+
+  add(spec: AdminRouteSpec): void {
+    const paramNames: string[] = [];
+    const source = spec.path.replace(/:([A-Za-z0-9_]+)/g, (_, name: string) => {
+      paramNames.push(name);
+      return '([^/]+)';
+    });
+    if (paramNames.length === 0) {
+      this.exact.set(`${spec.method} ${spec.path}`, { spec, pattern: undefined, paramNames });
+      this.exactPaths.add(spec.path);
+    } else {
+      this.patterned.push({ spec, pattern: new RegExp(`^${source}$`), paramNames });
+    }
+  }
+
+  /** True when `pathname` is one of ours (any method), so the proxy must not handle it. */
+  owns(pathname: string): boolean {
+    if (this.prefix && !pathname.startsWith(this.prefix)) return false;
+    const path = pathname.slice(this.prefix.length) || '/';
+    return this.exactPaths.has(path) || this.patterned.some((route) => route.pattern!.test(path));
+  }
+
+  /** Answers an admin request, or throws a SwitchyardError (401/403/404/400). */
+  async handle(req: IncomingMessage, pathname: string, query: string): Promise<Reply> {
+    const path = pathname.slice(this.prefix.length) || '/';
+    const method = req.method === 'HEAD' ? 'GET' : req.method ?? 'GET';
+    let found = this.exact.get(`${method} ${path}`);
+    let params: Record<string, string> = {};
+    if (!found) {
+      for (const route of this.patterned) {
+        const m = route.spec.method === method ? route.pattern!.exec(path) : null;
+        if (m) {
+          found = route;
+          params = Object.fromEntries(route.paramNames.map((name, i) => [name, decodeURIComponent(m[i + 1]!)]));
+          break;
+        }
+      }
+    }
+    if (!found) throw new SwitchyardError('SY_ERR_ADMIN_NOT_FOUND', `no admin route ${method} ${path}`);
+    if (!found.spec.public) this.authorize(req);
+    return found.spec.handler({ method, path, query: new URLSearchParams(query), params, raw: req, json: () => readJson(req) });
+  }
+
+  private authorize(req: IncomingMessage): void {
+    if (!this.keyDigest) throw new SwitchyardError('SY_ERR_ADMIN_KEY_NOT_SET');
+    const given = presentedKey(req);
+    // Comparing fixed-length digests keeps the comparison constant-time whatever the key length.
+    if (given === undefined || !timingSafeEqual(digest(given), this.keyDigest)) {
+      throw new SwitchyardError('SY_ERR_ADMIN_UNAUTHORIZED');
+    }
+  }
+}
+
+function presentedKey(req: IncomingMessage): string | undefined {
+  const header = req.headers['x-api-key'];
+  if (typeof header === 'string' && header) return header;
+  const auth = req.headers.authorization;
+  if (auth?.startsWith('Bearer ')) return auth.slice('Bearer '.length).trim();
+  return undefined;
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+async function readJson<T>(req: IncomingMessage): Promise<T> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_ADMIN_BODY) throw new SwitchyardError('SY_ERR_BODY_TOO_LARGE');
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null') as T;
+  } catch {
+    throw new SwitchyardError('SY_ERR_BAD_REQUEST', 'the request body is not valid JSON');
+  }
+}

@@ -1,0 +1,135 @@
+// The core's part of the config file, as a JSON schema for ajv; the TypeScript types are derived
+// from it so the two cannot drift. Plugins validate their own `options` with their own schemas.
+import type { FromSchema } from 'json-schema-to-ts';
+
+const timeoutProperties = {
+  connect: { type: 'integer', minimum: 1, description: 'Opening the TCP (and TLS) connection to the upstream. Default 5000.' },
+  firstByte: { type: 'integer', minimum: 1, description: 'From sending the request to the first byte of the response head. Default 60000.' },
+  idle: { type: 'integer', minimum: 1, description: 'Longest silence while the response body streams. Default 60000.' },
+} as const;
+
+/** A route's timeouts override the server's one by one, so they carry no defaults of their own. */
+const routeTimeoutsSchema = {
+  type: 'object',
+  description: 'Upstream timeouts in milliseconds for this route; unset ones come from server.timeouts.',
+  properties: timeoutProperties,
+  additionalProperties: false,
+} as const;
+
+const serverTimeoutsSchema = {
+  type: 'object',
+  default: {},
+  description: 'Upstream timeouts in milliseconds. A timeout answers 504; a refused or reset connection answers 502.',
+  properties: {
+    connect: { ...timeoutProperties.connect, default: 5000 },
+    firstByte: { ...timeoutProperties.firstByte, default: 60000 },
+    idle: { ...timeoutProperties.idle, default: 60000 },
+  },
+  additionalProperties: false,
+} as const;
+
+const pluginRefSchema = {
+  type: 'object',
+  description: 'A built-in plugin by `name`, or a custom plugin file by `path` (relative to the config file).',
+  properties: {
+    name: { type: 'string', minLength: 1 },
+    path: { type: 'string', minLength: 1 },
+    enabled: { type: 'boolean', default: true },
+    options: { type: 'object' },
+  },
+  oneOf: [{ required: ['name'] }, { required: ['path'] }],
+  additionalProperties: false,
+} as const;
+
+const upstreamSchema = {
+  type: 'object',
+  properties: {
+    url: { type: 'string', pattern: '^https?://[^\\s/]+', description: 'Origin and optional base path, e.g. http://10.0.0.5:9000 or https://api.example.com/v1' },
+    name: { type: 'string', description: 'Shown in logs and admin output; defaults to the URL without credentials.' },
+    weight: { type: 'number', exclusiveMinimum: 0, default: 1 },
+    priority: { type: 'integer', minimum: 0, default: 0, description: 'Lower is preferred, for priority balancing.' },
+    meta: { type: 'object', description: 'Free-form facts for plugins (region, tags…).' },
+  },
+  required: ['url'],
+  additionalProperties: false,
+} as const;
+
+const matchSchema = {
+  type: 'object',
+  description: 'All given conditions must hold. Exact `path` beats `pathPrefix`; a longer prefix beats a shorter one.',
+  properties: {
+    pathPrefix: { type: 'string', pattern: '^/', description: 'Matches the prefix itself and anything below it at a / boundary.' },
+    path: { type: 'string', pattern: '^/' },
+    host: { type: 'string', minLength: 1, description: 'Host header without port; `*.example.com` matches subdomains.' },
+    methods: { type: 'array', items: { type: 'string', pattern: '^[A-Z]+$' }, minItems: 1 },
+  },
+  additionalProperties: false,
+} as const;
+
+export const routeSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', pattern: '^[A-Za-z0-9_.-]+$' },
+    match: matchSchema,
+    stripPrefix: { type: 'boolean', default: false, description: 'Remove match.pathPrefix before forwarding.' },
+    preserveHost: { type: 'boolean', default: false, description: 'Send the client\'s Host header instead of the upstream\'s.' },
+    websocket: { type: 'boolean', default: true, description: 'Proxy WebSocket upgrades on this route.' },
+    timeouts: routeTimeoutsSchema,
+    upstreams: { type: 'array', items: upstreamSchema, minItems: 1 },
+    plugins: { type: 'array', items: pluginRefSchema, default: [] },
+  },
+  required: ['name', 'match', 'upstreams'],
+  additionalProperties: false,
+} as const;
+
+export const configSchema = {
+  type: 'object',
+  properties: {
+    preset: { type: 'string', description: 'Start from a preset; keys in this file override it.' },
+    server: {
+      type: 'object',
+      default: {},
+      properties: {
+        port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 },
+        host: { type: 'string', default: '0.0.0.0' },
+        store: { type: 'string', pattern: '^(sqlite|memory)://', default: 'sqlite://./data/switchyard.sqlite', description: 'Where plugin state and caches persist: sqlite://<path> or memory://' },
+        accessLog: { type: 'boolean', default: true, description: 'One JSON log line per request.' },
+        timeouts: serverTimeoutsSchema,
+        shutdownTimeout: { type: 'integer', minimum: 0, default: 10000, description: 'How long SIGTERM waits for in-flight requests (ms).' },
+        pool: {
+          type: 'object',
+          default: {},
+          description: 'Keep-alive connection pool per upstream origin.',
+          properties: {
+            maxSockets: { type: 'integer', minimum: 1, default: 512 },
+            maxFreeSockets: { type: 'integer', minimum: 0, default: 256 },
+          },
+          additionalProperties: false,
+        },
+        maxBufferedBody: { type: 'integer', minimum: 0, default: 10485760, description: 'Largest request body a plugin may buffer (bytes); larger answers 413.' },
+        admin: {
+          type: 'object',
+          default: {},
+          properties: {
+            key: { type: 'string', description: 'Admin key for protected admin routes (X-API-Key or Authorization: Bearer).' },
+            prefix: { type: 'string', pattern: '^(/[A-Za-z0-9_.-]+)*$', default: '', description: 'Path prefix for admin routes, e.g. /_switchyard' },
+            port: { type: 'integer', minimum: 0, maximum: 65535, description: 'Serve admin routes on their own port instead of the proxy port.' },
+          },
+          additionalProperties: false,
+        },
+      },
+      additionalProperties: false,
+    },
+    routes: { type: 'array', items: routeSchema, default: [] },
+    plugins: { type: 'array', items: pluginRefSchema, default: [], description: 'Global plugins, run before route plugins.' },
+  },
+  additionalProperties: false,
+} as const;
+
+export type SwitchyardConfig = FromSchema<typeof configSchema>;
+export type ServerConfig = NonNullable<SwitchyardConfig['server']> & Required<Pick<NonNullable<SwitchyardConfig['server']>, 'port' | 'host'>>;
+export type RouteConfig = FromSchema<typeof routeSchema>;
+export type UpstreamConfig = FromSchema<typeof upstreamSchema>;
+export type PluginRef = FromSchema<typeof pluginRefSchema>;
+export type TimeoutsConfig = Required<FromSchema<typeof routeTimeoutsSchema>>;
+export type RouteMatch = FromSchema<typeof matchSchema>;

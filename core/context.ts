@@ -1,0 +1,148 @@
+// The one object a request carries through every stage: what came in, what the pipeline decided,
+// what goes out, timings, and scratch space for plugins.
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { Transform } from 'node:stream';
+import type { Logger } from 'pino';
+import { SwitchyardError, type ErrorCode } from './errors.js';
+import type { Route, Upstream } from './types.js';
+
+/** The request as it will be sent upstream; `preRequest` taps may change any of it. */
+export interface OutgoingRequest {
+  method: string;
+  /** Path and query exactly as they will be sent, e.g. `/v1/items?x=1`. */
+  path: string;
+  headers: IncomingHttpHeaders;
+  /** Set when a plugin buffered the body with `ctx.readBody()`; sent instead of the stream. */
+  body?: Buffer;
+}
+
+/** The response head as it will be sent to the client; `postResponse` taps may change it. */
+export interface ResponseHead {
+  status: number;
+  headers: OutgoingHttpHeaders;
+}
+
+/** Milliseconds since the request arrived (performance.now() based). */
+export interface Timings {
+  routed?: number;
+  upstreamStart?: number;
+  firstByte?: number;
+  end?: number;
+}
+
+/**
+ * The request context. Plugins read `req`, `route`, `upstream`; change `outgoing` in `preRequest`
+ * and `response` in `postResponse`; keep per-request data in `scratch(pluginName)`.
+ *
+ * @example
+ * api.hooks.preRequest.tap('stamp', (ctx) => { ctx.outgoing.headers['x-stamp'] = 'yes'; });
+ */
+export class RequestContext {
+  readonly id: string;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  /** The request target exactly as the client sent it (path and query). */
+  readonly url: string;
+  /** The request path without its query string, as the client sent it. */
+  readonly pathname: string;
+  /** Whether the client sent a body (so a retry can only resend it if it was buffered). */
+  readonly hasBody: boolean;
+  /** performance.now() when the request arrived; timings are relative to it. */
+  readonly startedAt = performance.now();
+  readonly timings: Timings = {};
+  route: Route | undefined;
+  /** The upstream of the current attempt. */
+  upstream: Upstream | undefined;
+  /** Every upstream tried so far, in order (retries append). */
+  readonly tried: Upstream[] = [];
+  readonly outgoing: OutgoingRequest;
+  response: ResponseHead | undefined;
+  /** The failure that ended or interrupted this request, if any. */
+  error: SwitchyardError | undefined;
+  /** Set when a stage answered instead of an upstream: which stage. */
+  answeredBy: string | undefined;
+  /** Bytes written to the client for this response (head and body), known at `done`. */
+  bytesSent = 0;
+
+  private readonly baseLogger: Logger;
+  private childLogger: Logger | undefined;
+  private scratchSpace: Map<string, unknown> | undefined;
+  /** @internal body transforms added in postResponse */
+  responseTransforms: Transform[] | undefined;
+  /** @internal the largest body readBody() may buffer */
+  readonly maxBufferedBody: number;
+
+  constructor(req: IncomingMessage, res: ServerResponse, id: string, logger: Logger, maxBufferedBody: number) {
+    this.req = req;
+    this.res = res;
+    this.id = id;
+    this.baseLogger = logger;
+    this.maxBufferedBody = maxBufferedBody;
+    const url = req.url ?? '/';
+    this.url = url;
+    const query = url.indexOf('?');
+    this.pathname = query === -1 ? url : url.slice(0, query);
+    const length = req.headers['content-length'];
+    this.hasBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+    this.outgoing = { method: req.method ?? 'GET', path: url, headers: req.headers };
+  }
+
+  /** A logger whose lines carry this request's id (made on first use: most requests never log). */
+  get log(): Logger {
+    this.childLogger ??= this.baseLogger.child({ requestId: this.id });
+    return this.childLogger;
+  }
+
+  /** The client's address as the socket sees it. */
+  get clientIp(): string {
+    return this.req.socket.remoteAddress ?? '';
+  }
+
+  /** Milliseconds since the request arrived. */
+  elapsed(): number {
+    return performance.now() - this.startedAt;
+  }
+
+  /** Per-plugin scratch space for this request, created on first use. */
+  scratch<T>(plugin: string, init: () => T): T {
+    this.scratchSpace ??= new Map();
+    let value = this.scratchSpace.get(plugin) as T | undefined;
+    if (value === undefined) {
+      value = init();
+      this.scratchSpace.set(plugin, value);
+    }
+    return value;
+  }
+
+  /**
+   * Buffers the request body (at most `limit` bytes, default server.maxBufferedBody) so a plugin
+   * can read or replace it; the buffered body is what gets forwarded. Too large answers 413.
+   */
+  async readBody(limit = this.maxBufferedBody): Promise<Buffer> {
+    if (this.outgoing.body) return this.outgoing.body;
+    const declared = Number(this.req.headers['content-length'] ?? 0);
+    if (declared > limit) throw new SwitchyardError('SY_ERR_BODY_TOO_LARGE', undefined, { details: { limit } });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of this.req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limit) throw new SwitchyardError('SY_ERR_BODY_TOO_LARGE', undefined, { details: { limit } });
+      chunks.push(chunk);
+    }
+    this.outgoing.body = Buffer.concat(chunks, size);
+    return this.outgoing.body;
+  }
+
+  /** Adds a transform the response body streams through (postResponse only). Drops Content-Length. */
+  transformResponseBody(transform: Transform): void {
+    (this.responseTransforms ??= []).push(transform);
+    if (this.response) delete this.response.headers['content-length'];
+  }
+
+  /** @internal */
+  fail(code: ErrorCode, cause?: unknown): SwitchyardError {
+    this.error = new SwitchyardError(code, undefined, { cause });
+    return this.error;
+  }
+}

@@ -1,0 +1,80 @@
+// Every failure Switchyard reports has a stable code from this one table, so users can grep logs,
+// alert on codes and read them in the README; request-time failures carry an HTTP status too.
+
+export interface ErrorSpec {
+  readonly code: string;
+  readonly status: number;
+  readonly message: string;
+}
+
+function spec(code: string, status: number, message: string): ErrorSpec {
+  return { code, status, message };
+}
+
+export const Errors = {
+  SY_ERR_NO_ROUTE: spec('SY_ERR_NO_ROUTE', 404, 'no route matches this request'),
+  SY_ERR_NO_HEALTHY_UPSTREAM: spec('SY_ERR_NO_HEALTHY_UPSTREAM', 503, 'no healthy upstream for this route'),
+  SY_ERR_UPSTREAM_UNREACHABLE: spec('SY_ERR_UPSTREAM_UNREACHABLE', 502, 'the upstream refused, reset or closed the connection'),
+  SY_ERR_UPSTREAM_BAD_RESPONSE: spec('SY_ERR_UPSTREAM_BAD_RESPONSE', 502, 'the upstream sent an invalid response'),
+  SY_ERR_UPSTREAM_CONNECT_TIMEOUT: spec('SY_ERR_UPSTREAM_CONNECT_TIMEOUT', 504, 'connecting to the upstream timed out'),
+  SY_ERR_UPSTREAM_TIMEOUT: spec('SY_ERR_UPSTREAM_TIMEOUT', 504, 'the upstream did not answer in time'),
+  SY_ERR_UPSTREAM_IDLE_TIMEOUT: spec('SY_ERR_UPSTREAM_IDLE_TIMEOUT', 504, 'the upstream stopped sending data'),
+  SY_ERR_BODY_TOO_LARGE: spec('SY_ERR_BODY_TOO_LARGE', 413, 'the request body is larger than this route accepts'),
+  SY_ERR_CLIENT_ABORTED: spec('SY_ERR_CLIENT_ABORTED', 499, 'the client closed the connection before the response was complete'),
+  SY_ERR_PLUGIN_FAILED: spec('SY_ERR_PLUGIN_FAILED', 500, 'a plugin failed while handling this request'),
+  SY_ERR_INTERNAL: spec('SY_ERR_INTERNAL', 500, 'internal error'),
+  SY_ERR_ADMIN_UNAUTHORIZED: spec('SY_ERR_ADMIN_UNAUTHORIZED', 401, 'this admin route needs the admin key (X-API-Key header or Authorization: Bearer)'),
+  SY_ERR_ADMIN_KEY_NOT_SET: spec('SY_ERR_ADMIN_KEY_NOT_SET', 403, 'this admin route is disabled because no admin key is configured; set server.admin.key (for example from ${ADMIN_KEY})'),
+  SY_ERR_ADMIN_NOT_FOUND: spec('SY_ERR_ADMIN_NOT_FOUND', 404, 'no admin route at this path'),
+  SY_ERR_BAD_REQUEST: spec('SY_ERR_BAD_REQUEST', 400, 'the request is malformed'),
+  SY_ERR_CONFIG_INVALID: spec('SY_ERR_CONFIG_INVALID', 0, 'the configuration is invalid'),
+  SY_ERR_CONFIG_UNREADABLE: spec('SY_ERR_CONFIG_UNREADABLE', 0, 'the configuration file cannot be read or parsed'),
+  SY_ERR_PLUGIN_NOT_FOUND: spec('SY_ERR_PLUGIN_NOT_FOUND', 0, 'a configured plugin does not exist'),
+  SY_ERR_PLUGIN_INVALID: spec('SY_ERR_PLUGIN_INVALID', 0, 'a plugin module does not export a plugin made with definePlugin()'),
+  SY_ERR_PRESET_NOT_FOUND: spec('SY_ERR_PRESET_NOT_FOUND', 0, 'the named preset does not exist'),
+  SY_ERR_STORE_UNSUPPORTED: spec('SY_ERR_STORE_UNSUPPORTED', 0, 'the store URL scheme is not supported'),
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof Errors;
+
+/** An error with a stable `code` and, for request-time errors, the HTTP status to answer with. */
+export class SwitchyardError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Extra facts for logs and JSON bodies (never secrets). */
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message ?? Errors[code].message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SwitchyardError';
+    this.code = code;
+    this.status = Errors[code].status;
+    this.details = options?.details;
+  }
+}
+
+/** Whatever a plugin throws is wrapped so the log says which plugin and which stage failed. */
+export class PluginError extends SwitchyardError {
+  readonly plugin: string;
+  readonly stage: string;
+
+  constructor(plugin: string, stage: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super('SY_ERR_PLUGIN_FAILED', `plugin "${plugin}" failed in stage "${stage}": ${reason}`, { cause, details: { plugin, stage } });
+    this.plugin = plugin;
+    this.stage = stage;
+  }
+}
+
+/** A configuration problem: one line per problem, each naming the file, the JSON path and what is wrong. */
+export class ConfigError extends SwitchyardError {
+  readonly file: string;
+  readonly problems: readonly string[];
+
+  constructor(file: string, problems: readonly string[], code: ErrorCode = 'SY_ERR_CONFIG_INVALID') {
+    super(code, problems.map((problem) => `${file}: ${problem}`).join('\n'));
+    this.name = 'ConfigError';
+    this.file = file;
+    this.problems = problems;
+  }
+}

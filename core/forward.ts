@@ -1,0 +1,172 @@
+// Forwarding through http-proxy's API (the maintained `http-proxy-3` rewrite). This module is the
+// only place that knows which proxy library is underneath: the pipeline hands it a context and
+// gets back the upstream's response head and body stream, or a SwitchyardError before that.
+import http, { type ClientRequest, type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import { Readable } from 'node:stream';
+import { createProxyServer } from 'http-proxy-3';
+import type { RequestContext } from './context.js';
+import { SwitchyardError, type ErrorCode } from './errors.js';
+
+export interface PoolOptions {
+  maxSockets: number;
+  maxFreeSockets: number;
+}
+
+const kAttempt = Symbol('switchyard.attempt');
+type WithAttempt = IncomingMessage & { [kAttempt]?: Attempt };
+
+// http-proxy rebuilds the query from its parts and so drops an empty one (`/x?` becomes `/x`);
+// this private header asks our agent to put the `?` back, keeping the path byte for byte.
+const EMPTY_QUERY_MARK = 'x-switchyard-empty-query';
+
+/** One try at one upstream: settles once, with the response head or with an error. */
+class Attempt {
+  proxyReq: ClientRequest | undefined;
+  private timeoutCode: ErrorCode | undefined;
+  private firstByteTimer: NodeJS.Timeout;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private settled = false;
+
+  constructor(
+    private readonly ctx: RequestContext,
+    private readonly resolve: (res: IncomingMessage) => void,
+    private readonly reject: (err: SwitchyardError) => void,
+  ) {
+    this.firstByteTimer = setTimeout(() => this.timeOut('SY_ERR_UPSTREAM_TIMEOUT'), ctx.route!.timeouts.firstByte);
+  }
+
+  attach(proxyReq: ClientRequest): void {
+    this.proxyReq = proxyReq;
+    if (this.settled) {
+      proxyReq.destroy();
+      return;
+    }
+    const socket = proxyReq.socket;
+    if (socket?.connecting) {
+      this.connectTimer = setTimeout(() => this.timeOut('SY_ERR_UPSTREAM_CONNECT_TIMEOUT'), this.ctx.route!.timeouts.connect);
+      socket.once('connect', () => clearTimeout(this.connectTimer));
+    }
+  }
+
+  respond(upstreamRes: IncomingMessage): void {
+    if (this.settled) {
+      upstreamRes.destroy();
+      return;
+    }
+    this.settle();
+    const idle = this.ctx.route!.timeouts.idle;
+    this.proxyReq?.setTimeout(idle, () => {
+      this.ctx.error = new SwitchyardError('SY_ERR_UPSTREAM_IDLE_TIMEOUT');
+      this.proxyReq?.destroy();
+    });
+    this.resolve(upstreamRes);
+  }
+
+  fail(err: Error & { code?: string }): void {
+    if (this.settled) return;
+    this.settle();
+    this.reject(err instanceof SwitchyardError ? err : new SwitchyardError(this.timeoutCode ?? codeFor(err), undefined, { cause: err }));
+  }
+
+  private timeOut(code: ErrorCode): void {
+    this.timeoutCode = code;
+    if (this.proxyReq) this.proxyReq.destroy();
+    else this.fail(new SwitchyardError(code));
+  }
+
+  private settle(): void {
+    this.settled = true;
+    clearTimeout(this.firstByteTimer);
+    clearTimeout(this.connectTimer);
+  }
+}
+
+function codeFor(err: Error & { code?: string }): ErrorCode {
+  if (err.code?.startsWith('HPE_')) return 'SY_ERR_UPSTREAM_BAD_RESPONSE';
+  return 'SY_ERR_UPSTREAM_UNREACHABLE';
+}
+
+/** An Agent that restores an empty query string http-proxy dropped (see EMPTY_QUERY_MARK). */
+function withEmptyQueryFix<A extends http.Agent>(agent: A): A {
+  const addRequest = (agent as unknown as { addRequest: (req: ClientRequest, options: unknown) => void }).addRequest;
+  Object.assign(agent, {
+    addRequest(this: A, req: ClientRequest, options: unknown) {
+      if (req.getHeader(EMPTY_QUERY_MARK) !== undefined) {
+        req.removeHeader(EMPTY_QUERY_MARK);
+        req.path += '?';
+      }
+      addRequest.call(this, req, options);
+    },
+  });
+  return agent;
+}
+
+export class HttpProxyEngine {
+  private readonly proxy = createProxyServer({ xfwd: false, selfHandleResponse: true, toProxy: true });
+  private readonly agents = new Map<string, http.Agent>();
+
+  constructor(private readonly pool: PoolOptions) {
+    this.proxy.on('proxyReq', (proxyReq, req) => (req as WithAttempt)[kAttempt]?.attach(proxyReq));
+    this.proxy.on('proxyRes', (proxyRes, req) => (req as WithAttempt)[kAttempt]?.respond(proxyRes));
+    // The client went away first: http-proxy swallows the error, so settle the attempt here.
+    this.proxy.on('econnreset', (err, req) => (req as WithAttempt)[kAttempt]?.fail(new SwitchyardError('SY_ERR_CLIENT_ABORTED', undefined, { cause: err })));
+  }
+
+  /** Sends `ctx.outgoing` to `ctx.upstream`; resolves with the response once its head arrived. */
+  request(ctx: RequestContext): Promise<IncomingMessage> {
+    const req = ctx.req as WithAttempt;
+    const upstream = ctx.upstream!;
+    const { method, path, headers, body } = ctx.outgoing;
+    req.url = path;
+    req.headers = headers;
+    if (path.indexOf('?') === path.length - 1) headers[EMPTY_QUERY_MARK] = '1';
+    if (body) {
+      headers['content-length'] = String(body.length);
+      delete headers['transfer-encoding'];
+    }
+    return new Promise((resolve, reject) => {
+      const attempt = new Attempt(ctx, resolve, reject);
+      req[kAttempt] = attempt;
+      this.proxy.web(req, ctx.res, {
+        target: upstream.target,
+        agent: this.agentFor(upstream.target),
+        changeOrigin: !ctx.route!.preserveHost,
+        method,
+        buffer: body ? Readable.from([body]) : undefined,
+      }, (err) => attempt.fail(err));
+    });
+  }
+
+  /** Proxies a WebSocket upgrade to `ctx.upstream`; any error on either socket closes both. */
+  upgrade(ctx: RequestContext, socket: Duplex, head: Buffer, onError: (err: SwitchyardError) => void): void {
+    const req = ctx.req;
+    req.url = ctx.outgoing.path;
+    req.headers = ctx.outgoing.headers;
+    this.proxy.ws(req, socket, head, {
+      target: ctx.upstream!.target,
+      agent: this.agentFor(ctx.upstream!.target),
+      changeOrigin: !ctx.route!.preserveHost,
+    }, (err) => {
+      socket.destroy();
+      onError(new SwitchyardError(codeFor(err as Error & { code?: string }), undefined, { cause: err }));
+    });
+  }
+
+  close(): void {
+    for (const agent of this.agents.values()) agent.destroy();
+    this.agents.clear();
+  }
+
+  private agentFor(target: URL): http.Agent {
+    const key = target.origin;
+    let agent = this.agents.get(key);
+    if (!agent) {
+      const options = { keepAlive: true, maxSockets: this.pool.maxSockets, maxFreeSockets: this.pool.maxFreeSockets, scheduling: 'lifo' as const };
+      agent = withEmptyQueryFix(target.protocol === 'https:' ? new https.Agent(options) : new http.Agent(options));
+      this.agents.set(key, agent);
+    }
+    return agent;
+  }
+}

@@ -1,0 +1,12 @@
+// Switchyard's public API: what a plugin author or an embedding program imports.
+export { definePlugin, type Dispose, type PluginApi, type PluginDefinition, type PluginHooks, type StageTap, type TapOptions } from './plugin.js';
+export { RequestContext, type OutgoingRequest, type ResponseHead, type Timings } from './context.js';
+export { RETRY, Stage, STAGE_NAMES, type StageName, type Stages } from './stages.js';
+export { Errors, SwitchyardError, PluginError, ConfigError, type ErrorCode } from './errors.js';
+export { Switchyard, createLogger, type StartOptions, type ReloadResult } from './server.js';
+export { loadConfig, deepMerge, type Catalogs, type ConfigSource, type LoadedConfig, type PluginCatalog, type Preset, type PresetCatalog } from './config/load.js';
+export { buildRoute } from './router.js';
+export type { AdminRequest, AdminRouteSpec } from './admin.js';
+export type { HealthStatus, PluginStore, UpstreamHealth } from './state.js';
+export type { Reply, Route, Upstream } from './types.js';
+export type { SwitchyardConfig, RouteConfig, UpstreamConfig } from './config/schema.js';

@@ -1,0 +1,194 @@
+// A pipeline is one applied config: its routes, its plugin instances (with their taps) and its
+// admin routes. A reload builds a new one and swaps it in; the old one keeps serving the requests
+// that started on it and is disposed when the last of them ends.
+import type { Logger } from 'pino';
+import { AdminRouter } from './admin.js';
+import { redactConfig, redactString, type LoadedConfig, type LoadedPlugin } from './config/load.js';
+import type { TimeoutsConfig } from './config/schema.js';
+import type { HttpProxyEngine } from './forward.js';
+import { createPluginHooks, type Dispose, type PluginApi } from './plugin.js';
+import { buildRoute, Router } from './router.js';
+import { createStages, Stage, type Stages } from './stages.js';
+import type { StateRegistry, StoreFactory, UpstreamHealth } from './state.js';
+import type { Route } from './types.js';
+
+/** The outcome of the last reload, for /status and logs. */
+export interface ReloadStatus {
+  ok: boolean;
+  /** Epoch ms. */
+  at: number;
+  /** Which pipeline generation serves now. */
+  generation: number;
+  trigger: string;
+  /** The validation or setup error, one problem per line. */
+  error?: string;
+  /** Settings that changed but only apply after a restart (port, host, store…). */
+  needsRestart?: string[];
+}
+
+/** What outlives every pipeline: the process-wide parts a reload never replaces. */
+export interface Runtime {
+  readonly logger: Logger;
+  readonly engine: HttpProxyEngine;
+  readonly state: StateRegistry;
+  readonly health: UpstreamHealth;
+  readonly stores: StoreFactory;
+  readonly startedAt: number;
+  readonly version: string;
+  /** Admin routes live on their own port (fixed at start), so the proxy port never serves them. */
+  readonly adminOnOwnPort: boolean;
+  lastReload: ReloadStatus;
+}
+
+export class Pipeline {
+  private inflight = 0;
+  private retired = false;
+  private disposed: Promise<void> | undefined;
+  private drainWaiters: (() => void)[] = [];
+  /** One JSON log line per request (server.accessLog). */
+  readonly accessLog: boolean;
+
+  private constructor(
+    readonly generation: number,
+    readonly loaded: LoadedConfig,
+    readonly global: Stages,
+    readonly router: Router,
+    readonly admin: AdminRouter,
+    readonly maxBufferedBody: number,
+    private readonly disposers: readonly Dispose[],
+    private readonly logger: Logger,
+  ) {
+    this.accessLog = loaded.config.server.accessLog ?? true;
+  }
+
+  /** Builds a pipeline: routes, every plugin's setup in config order, admin routes. */
+  static async build(loaded: LoadedConfig, rt: Runtime, generation: number): Promise<Pipeline> {
+    const { config } = loaded;
+    const global = createStages();
+    const admin = new AdminRouter(config.server.admin.prefix ?? '', config.server.admin.key);
+    const defaults = config.server.timeouts as TimeoutsConfig;
+    const routes = config.routes.map((route, i) => buildRoute(route, defaults, loaded.routePlugins[i]!.length > 0 ? createStages() : undefined));
+    const router = new Router(routes);
+    // The config's routes are a tap like any other: plugins with a negative stage route first.
+    global.route.tap({ name: 'routes', stage: Stage.DEFAULT }, (ctx) => router.match(ctx.req, ctx.pathname));
+
+    const disposers: Dispose[] = [];
+    const setup = async (plugin: LoadedPlugin, stages: Stages, route: Route | undefined) => {
+      const api = createPluginApi(plugin, stages, route, loaded, rt, admin);
+      const dispose = await plugin.definition.setup(api, plugin.options);
+      if (typeof dispose === 'function') disposers.push(dispose);
+    };
+    try {
+      for (const plugin of loaded.globalPlugins) await setup(plugin, global, undefined);
+      for (const [i, route] of routes.entries()) {
+        for (const plugin of loaded.routePlugins[i]!) await setup(plugin, route.stages!, route);
+      }
+    } catch (err) {
+      await runDisposers(disposers, rt.logger);
+      throw err;
+    }
+    const pipeline = new Pipeline(generation, loaded, global, router, admin, config.server.maxBufferedBody ?? 10 * 1024 * 1024, disposers, rt.logger);
+    addCoreAdminRoutes(pipeline, rt);
+    return pipeline;
+  }
+
+  /** True when the built-in matcher is the only route tap, so the pipeline may call it directly. */
+  get routesOnlyFromConfig(): boolean {
+    return this.global.route.taps.length === 1;
+  }
+
+  acquire(): void {
+    this.inflight++;
+  }
+
+  release(): void {
+    this.inflight--;
+    if (this.inflight === 0) {
+      for (const wake of this.drainWaiters.splice(0)) wake();
+      if (this.retired) void this.dispose();
+    }
+  }
+
+  get activeRequests(): number {
+    return this.inflight;
+  }
+
+  /** Resolves once no request or WebSocket is using this pipeline. */
+  drained(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Stops taking new work; disposes the plugins once the last request on it ended. */
+  retire(): void {
+    this.retired = true;
+    if (this.inflight === 0) void this.dispose();
+  }
+
+  dispose(): Promise<void> {
+    this.disposed ??= runDisposers(this.disposers, this.logger);
+    return this.disposed;
+  }
+}
+
+function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | undefined, loaded: LoadedConfig, rt: Runtime, admin: AdminRouter): PluginApi {
+  const name = plugin.definition.name;
+  const log = rt.logger.child(route ? { plugin: name, route: route.name } : { plugin: name });
+  return {
+    name,
+    route,
+    config: loaded.config,
+    log,
+    hooks: createPluginHooks(stages, name, route !== undefined),
+    state: (init, key = '') => rt.state.get(name, route?.name, key, init),
+    get store() {
+      return rt.stores.open(`plugin:${name}`);
+    },
+    health: rt.health,
+    admin: (spec) => admin.add(spec),
+  };
+}
+
+async function runDisposers(disposers: readonly Dispose[], logger: Logger): Promise<void> {
+  for (const dispose of [...disposers].reverse()) {
+    try {
+      await dispose();
+    } catch (err) {
+      logger.error({ err }, 'a plugin failed to dispose');
+    }
+  }
+}
+
+function addCoreAdminRoutes(pipeline: Pipeline, rt: Runtime): void {
+  const { loaded } = pipeline;
+  pipeline.admin.add({ method: 'GET', path: '/health', public: true, handler: () => ({ status: 200, json: { status: 'ok' } }) });
+  pipeline.admin.add({
+    method: 'GET',
+    path: '/status',
+    public: true,
+    handler: () => ({
+      status: 200,
+      json: {
+        name: 'switchyard',
+        version: rt.version,
+        uptimeSeconds: Math.round((Date.now() - rt.startedAt) / 1000),
+        preset: loaded.config.preset ?? null,
+        generation: pipeline.generation,
+        activeRequests: pipeline.activeRequests,
+        lastReload: rt.lastReload,
+        routes: pipeline.router.all.map((route) => ({
+          name: route.name,
+          match: route.match,
+          upstreams: route.upstreams.map((u) => ({ name: redactString(u.name, loaded.secrets), healthy: rt.health.isHealthy(u) })),
+          plugins: route.plugins,
+        })),
+        plugins: loaded.globalPlugins.map((p) => p.definition.name),
+      },
+    }),
+  });
+  pipeline.admin.add({
+    method: 'GET',
+    path: '/config',
+    handler: () => ({ status: 200, json: redactConfig(loaded.config, loaded.secrets) }),
+  });
+}

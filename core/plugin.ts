@@ -1,0 +1,156 @@
+// The plugin contract: what a plugin module exports, and the API it gets in `setup`.
+import type { FromSchema, JSONSchema } from 'json-schema-to-ts';
+import type { Logger } from 'pino';
+import type { AdminRouteSpec } from './admin.js';
+import type { SwitchyardConfig } from './config/schema.js';
+import { PluginError, SwitchyardError } from './errors.js';
+import type { StageName, Stages } from './stages.js';
+import type { PluginStore, UpstreamHealth } from './state.js';
+import type { Route } from './types.js';
+
+/** Undoes what `setup` started (timers, sockets). Called once the plugin's last request ended. */
+export type Dispose = () => void | Promise<void>;
+
+export interface PluginDefinition<Options = unknown> {
+  readonly name: string;
+  /** JSON schema of the options; ajv validates them and fills in defaults before `setup`. */
+  readonly schema: JSONSchema;
+  /** Called once per configured instance (globally or per route) each time a config is applied. */
+  setup(api: PluginApi, options: Options): void | Dispose | Promise<void | Dispose>;
+  /** @internal marks objects made by definePlugin() */
+  readonly [kPlugin]: true;
+}
+
+const kPlugin = Symbol.for('switchyard.plugin');
+
+/**
+ * Declares a plugin. The options type is derived from the schema, so the two never drift.
+ *
+ * @example
+ * export default definePlugin({
+ *   name: 'stamp',
+ *   schema: { type: 'object', properties: { value: { type: 'string', default: 'hi' } }, additionalProperties: false },
+ *   setup(api, options) {
+ *     api.hooks.postResponse.tap('stamp', (ctx) => { ctx.response!.headers['x-stamp'] = options.value; });
+ *   },
+ * });
+ */
+export function definePlugin<const S extends JSONSchema>(definition: {
+  name: string;
+  schema: S;
+  setup(api: PluginApi, options: FromSchema<S>): void | Dispose | Promise<void | Dispose>;
+}): PluginDefinition<FromSchema<S>> {
+  return { ...definition, [kPlugin]: true };
+}
+
+export function isPluginDefinition(value: unknown): value is PluginDefinition {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[kPlugin] === true
+    && typeof (value as PluginDefinition).setup === 'function';
+}
+
+/** Options a tap may pass: its position inside the stage. */
+export interface TapOptions {
+  /** A name for the tap (defaults to the plugin's name); others may refer to it with before/after. */
+  name?: string;
+  /** Position inside the stage; see `Stage` for named values. Default 0. */
+  stage?: number;
+  /** Run before the tap with this name. */
+  before?: string;
+  /** Run after the tap with this name (which must already be registered). */
+  after?: string;
+}
+
+type HookArgs<S extends StageName> = Parameters<Stages[S]['promise']>;
+type HookResult<S extends StageName> = Awaited<ReturnType<Stages[S]['promise']>>;
+
+/** A stage as a plugin sees it: it can tap, but not call. */
+export interface StageTap<S extends StageName> {
+  tap(options: string | TapOptions, fn: (...args: HookArgs<S>) => HookResult<S> | void): void;
+  tapPromise(options: string | TapOptions, fn: (...args: HookArgs<S>) => Promise<HookResult<S> | void>): void;
+}
+
+export type PluginHooks = { [S in StageName]: StageTap<S> };
+
+/** What `setup(api, options)` receives. */
+export interface PluginApi {
+  /** The plugin's name. */
+  readonly name: string;
+  /** The route this instance is configured on; undefined for a global plugin. */
+  readonly route: Route | undefined;
+  /** The whole validated config (read-only). */
+  readonly config: Readonly<SwitchyardConfig>;
+  /** A logger whose lines say which plugin (and route) they come from. */
+  readonly log: Logger;
+  /** The stages to tap. A route plugin cannot tap `route` (the route is already chosen). */
+  readonly hooks: PluginHooks;
+  /**
+   * State that outlives config reloads, kept per plugin and route (and optional key).
+   * The first caller's `init` makes it; later reloads get the same object back.
+   */
+  state<T extends object>(init: () => T, key?: string): T;
+  /** The persistent key-value store (keyv), namespaced to this plugin. Opened on first use. */
+  readonly store: PluginStore;
+  /** Upstream health shared with the core's default selection and other plugins. */
+  readonly health: UpstreamHealth;
+  /** Registers an admin route (protected by the admin key unless `public: true`). */
+  admin(route: AdminRouteSpec): void;
+}
+
+/** Makes the tap-only view of a stage set, wrapping each tap so failures name the plugin. */
+export function createPluginHooks(stages: Stages, plugin: string, isRoutePlugin: boolean): PluginHooks {
+  const hooks = {} as Record<StageName, StageTap<StageName>>;
+  for (const stage of Object.keys(stages) as StageName[]) {
+    const hook = stages[stage] as unknown as {
+      tap(o: object, fn: (...a: unknown[]) => unknown): void;
+      tapPromise?(o: object, fn: (...a: unknown[]) => Promise<unknown>): void;
+      taps: { name: string; stage?: number }[];
+    };
+    const tapOptions = (given: string | TapOptions) => {
+      if (isRoutePlugin && stage === 'route') {
+        throw new Error(`plugin "${plugin}" is configured on a route and cannot tap the "route" stage; configure it globally`);
+      }
+      const options = typeof given === 'string' ? { name: given } : given;
+      const resolved: { name: string; stage?: number; before?: string } = {
+        name: options.name ?? plugin, stage: options.stage, before: options.before,
+      };
+      if (options.after !== undefined) {
+        const anchor = hook.taps.find((tap) => tap.name === options.after);
+        if (!anchor) throw new Error(`plugin "${plugin}" wants to run after "${options.after}" in stage "${stage}", which is not registered before it`);
+        resolved.stage = Math.max(resolved.stage ?? 0, anchor.stage ?? 0);
+      }
+      return resolved;
+    };
+    hooks[stage] = {
+      tap(options, fn) {
+        hook.tap(tapOptions(options), (...args: unknown[]) => {
+          try {
+            return (fn as (...a: unknown[]) => unknown)(...args);
+          } catch (err) {
+            throw asPluginError(plugin, stage, err);
+          }
+        });
+      },
+      tapPromise(options, fn) {
+        if (!hook.tapPromise) throw new Error(`stage "${stage}" is synchronous; use tap()`);
+        hook.tapPromise(tapOptions(options), (...args: unknown[]) => {
+          let result: Promise<unknown>;
+          try {
+            result = (fn as (...a: unknown[]) => Promise<unknown>)(...args);
+          } catch (err) {
+            return Promise.reject(asPluginError(plugin, stage, err));
+          }
+          return result.catch((err: unknown) => {
+            throw asPluginError(plugin, stage, err);
+          });
+        });
+      },
+    };
+  }
+  return hooks as unknown as PluginHooks;
+}
+
+// A SwitchyardError thrown on purpose (413 from readBody, say) keeps its status; anything else
+// becomes a 500 that names the plugin and the stage.
+function asPluginError(plugin: string, stage: string, err: unknown): SwitchyardError {
+  return err instanceof SwitchyardError ? err : new PluginError(plugin, stage, err);
+}

@@ -1,0 +1,320 @@
+// Runs one request through the stages: route → access → cacheLookup → selectUpstream →
+// preRequest → forward → postResponse → (response sent) → cacheStore, with `error` on failures and
+// `done` at the very end. A stage nobody tapped is skipped without an await.
+import { randomUUID } from 'node:crypto';
+import { STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { pipeline as pipeStreams, Readable } from 'node:stream';
+import { RequestContext } from './context.js';
+import { SwitchyardError, PluginError } from './errors.js';
+import { responseHeaders, setForwardedHeaders, stripHopByHop } from './headers.js';
+import type { Pipeline, Runtime } from './pipeline.js';
+import { redactString } from './config/load.js';
+import { stripPathPrefix } from './router.js';
+import { RETRY, type Stages } from './stages.js';
+import type { Reply, Route, Upstream } from './types.js';
+
+type BailStage = 'route' | 'access' | 'cacheLookup' | 'selectUpstream' | 'preRequest' | 'error';
+
+export function handleRequest(pipeline: Pipeline, rt: Runtime, req: IncomingMessage, res: ServerResponse): void {
+  const ctx = new RequestContext(req, res, requestIdOf(req), rt.logger, pipeline.maxBufferedBody);
+  pipeline.acquire();
+  const bytesBefore = req.socket.bytesWritten;
+  res.once('close', () => finish(pipeline, rt, ctx, bytesBefore));
+  run(pipeline, rt, ctx).catch((err: unknown) => answerError(rt, ctx, err));
+}
+
+async function run(pipeline: Pipeline, rt: Runtime, ctx: RequestContext): Promise<void> {
+  if (pipeline.admin.owns(ctx.pathname) && !rt.adminOnOwnPort) {
+    return answerAdmin(pipeline, ctx);
+  }
+  const route = pipeline.routesOnlyFromConfig
+    ? pipeline.router.match(ctx.req, ctx.pathname)
+    : await pipeline.global.route.promise(ctx);
+  if (!route) throw new SwitchyardError('SY_ERR_NO_ROUTE', `no route matches ${ctx.req.method} ${ctx.pathname}`);
+  ctx.route = route;
+  ctx.timings.routed = ctx.elapsed();
+  prepareOutgoing(ctx, route);
+
+  if (hasTaps(pipeline, route, 'access')) {
+    const reply = await runBail(pipeline, ctx, 'access');
+    if (reply) return sendReply(ctx, reply, 'access');
+  }
+  if (hasTaps(pipeline, route, 'cacheLookup')) {
+    const reply = await runBail(pipeline, ctx, 'cacheLookup');
+    if (reply) return sendReply(ctx, reply, 'cacheLookup');
+  }
+  return forward(pipeline, rt, ctx, route);
+}
+
+/** Path, hop-by-hop and X-Forwarded handling every request gets before plugins see `outgoing`. */
+function prepareOutgoing(ctx: RequestContext, route: Route): void {
+  const { outgoing } = ctx;
+  if (route.stripPrefix && route.match.pathPrefix) outgoing.path = stripPathPrefix(outgoing.path, route.match.pathPrefix);
+  stripHopByHop(outgoing.headers);
+  setForwardedHeaders(ctx.req, outgoing.headers);
+  outgoing.headers['x-request-id'] = ctx.id;
+}
+
+async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<void> {
+  for (;;) {
+    ctx.upstream = await selectUpstream(pipeline, rt, ctx, route);
+    ctx.tried.push(ctx.upstream);
+    if (ctx.tried.length === 1 && hasTaps(pipeline, route, 'preRequest')) {
+      const reply = await runBail(pipeline, ctx, 'preRequest');
+      if (reply) return sendReply(ctx, reply, 'preRequest');
+    }
+    ctx.timings.upstreamStart = ctx.elapsed();
+    let upstreamRes: IncomingMessage;
+    try {
+      upstreamRes = await rt.engine.request(ctx);
+    } catch (err) {
+      const error = err as SwitchyardError;
+      ctx.error = error;
+      if (ctx.res.destroyed || error.code === 'SY_ERR_CLIENT_ABORTED') return;
+      if (hasTaps(pipeline, route, 'error')) {
+        const decision = await runBail(pipeline, ctx, 'error', error);
+        if (decision === RETRY && canResend(ctx)) {
+          ctx.log.info({ upstream: ctx.upstream.name, code: error.code }, 'retrying on another upstream');
+          continue;
+        }
+        if (decision && decision !== RETRY) return sendReply(ctx, decision, 'error');
+      }
+      throw error;
+    }
+    ctx.timings.firstByte = ctx.elapsed();
+    return deliver(pipeline, ctx, route, upstreamRes);
+  }
+}
+
+/** The healthy upstreams not tried yet go to `selectUpstream`; with no taps the first one wins. */
+async function selectUpstream(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<Upstream> {
+  const candidates = route.upstreams.filter((u) => rt.health.isHealthy(u) && !ctx.tried.includes(u));
+  if (candidates.length === 0) {
+    // Every upstream failed this request already: the last failure is the honest answer.
+    if (ctx.error) throw ctx.error;
+    throw new SwitchyardError('SY_ERR_NO_HEALTHY_UPSTREAM', `no healthy upstream for route ${route.name}`);
+  }
+  if (!hasTaps(pipeline, route, 'selectUpstream')) return candidates[0]!;
+  const chosen = await runBail(pipeline, ctx, 'selectUpstream', candidates);
+  return chosen ?? candidates[0]!;
+}
+
+/** Sends the upstream's response: postResponse taps first, then the head, then the body as a stream. */
+async function deliver(pipeline: Pipeline, ctx: RequestContext, route: Route, upstreamRes: IncomingMessage): Promise<void> {
+  const headers = responseHeaders(upstreamRes.headers);
+  headers['x-request-id'] = ctx.id;
+  ctx.response = { status: upstreamRes.statusCode ?? 502, headers };
+  if (hasTaps(pipeline, route, 'postResponse')) {
+    try {
+      await runSeries(pipeline, ctx, 'postResponse');
+    } catch (err) {
+      upstreamRes.destroy();
+      throw err;
+    }
+  }
+  const { res } = ctx;
+  if (res.destroyed) {
+    upstreamRes.destroy();
+    return;
+  }
+  res.writeHead(ctx.response.status, ctx.response.headers);
+  const transforms = ctx.responseTransforms;
+  if (!transforms) {
+    upstreamRes.pipe(res);
+    upstreamRes.once('close', () => {
+      // The upstream vanished mid-body: the client must not take a cut-off body for a whole one.
+      if (!upstreamRes.complete) {
+        ctx.error ??= new SwitchyardError('SY_ERR_UPSTREAM_UNREACHABLE', 'the upstream closed the connection mid-response');
+        res.destroy();
+      }
+    });
+    return;
+  }
+  pipeStreams([upstreamRes, ...transforms, res], (err) => {
+    if (err && !res.writableFinished) {
+      ctx.error ??= new SwitchyardError('SY_ERR_UPSTREAM_UNREACHABLE', err.message, { cause: err });
+      res.destroy();
+    }
+  });
+}
+
+function hasTaps(pipeline: Pipeline, route: Route, stage: keyof Stages): boolean {
+  return pipeline.global[stage].taps.length > 0 || (route.stages !== undefined && route.stages[stage].taps.length > 0);
+}
+
+/** Global taps first, then the route's; the first that answers wins. */
+async function runBail<S extends BailStage>(pipeline: Pipeline, ctx: RequestContext, stage: S, arg?: unknown): Promise<Awaited<ReturnType<Stages[S]['promise']>>> {
+  type Result = Awaited<ReturnType<Stages[S]['promise']>>;
+  const call = (hook: Stages[S]) => (hook as unknown as { promise(ctx: RequestContext, arg: unknown): Promise<Result> }).promise(ctx, arg);
+  const global = pipeline.global[stage];
+  if (global.taps.length > 0) {
+    const result = await call(global);
+    if (result !== undefined) return result;
+  }
+  const own = ctx.route?.stages?.[stage];
+  if (own && own.taps.length > 0) return call(own);
+  return undefined as Result;
+}
+
+async function runSeries(pipeline: Pipeline, ctx: RequestContext, stage: 'postResponse' | 'cacheStore'): Promise<void> {
+  if (pipeline.global[stage].taps.length > 0) await pipeline.global[stage].promise(ctx);
+  const own = ctx.route?.stages?.[stage];
+  if (own && own.taps.length > 0) await own.promise(ctx);
+}
+
+function canResend(ctx: RequestContext): boolean {
+  return !ctx.res.headersSent && (!ctx.hasBody || ctx.outgoing.body !== undefined);
+}
+
+/** Answers with a plugin's (or the admin router's) Reply. */
+export function sendReply(ctx: RequestContext, reply: Reply, by: string): void {
+  ctx.answeredBy = by;
+  const { res } = ctx;
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const headers: OutgoingHttpHeaders = { ...reply.headers, 'x-request-id': ctx.id };
+  let body = reply.body;
+  if (reply.json !== undefined) {
+    body = JSON.stringify(reply.json);
+    headers['content-type'] ??= 'application/json; charset=utf-8';
+  }
+  ctx.response = { status: reply.status, headers };
+  if (body instanceof Readable) {
+    res.writeHead(reply.status, headers);
+    pipeStreams(body, res, (err) => {
+      if (err) res.destroy();
+    });
+    return;
+  }
+  if (body !== undefined) headers['content-length'] = Buffer.byteLength(body);
+  res.writeHead(reply.status, headers);
+  res.end(ctx.req.method === 'HEAD' ? undefined : body);
+}
+
+/** Every failure ends as JSON `{ error, code, requestId }` with the code's status. */
+function answerError(rt: Runtime, ctx: RequestContext, err: unknown): void {
+  const error = err instanceof SwitchyardError ? err : new SwitchyardError('SY_ERR_INTERNAL', undefined, { cause: err });
+  ctx.error = error;
+  if (error.status >= 500) ctx.log.error({ err: error, code: error.code, cause: error.cause }, error.message);
+  // A plugin's own message may carry internals; clients get the stable text and the plugin's name.
+  const message = error instanceof PluginError
+    ? `plugin "${error.plugin}" failed in stage "${error.stage}"`
+    : error.code === 'SY_ERR_INTERNAL' ? 'internal error' : error.message;
+  sendReply(ctx, { status: error.status, json: { error: message, code: error.code, requestId: ctx.id } }, 'error');
+}
+
+async function answerAdmin(pipeline: Pipeline, ctx: RequestContext): Promise<void> {
+  const query = ctx.url.indexOf('?');
+  const reply = await pipeline.admin.handle(ctx.req, ctx.pathname, query === -1 ? '' : ctx.url.slice(query + 1));
+  sendReply(ctx, reply, 'admin');
+}
+
+/** Serves a request arriving on the separate admin port. */
+export function handleAdminRequest(pipeline: Pipeline, rt: Runtime, req: IncomingMessage, res: ServerResponse): void {
+  const ctx = new RequestContext(req, res, requestIdOf(req), rt.logger, pipeline.maxBufferedBody);
+  answerAdmin(pipeline, ctx).catch((err: unknown) => answerError(rt, ctx, err));
+}
+
+/** The response is over: run `done`, start `cacheStore`, write the access log line, let go of the pipeline. */
+function finish(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, bytesBefore: number): void {
+  ctx.timings.end = ctx.elapsed();
+  const completed = ctx.res.writableFinished;
+  if (!completed) ctx.error ??= new SwitchyardError('SY_ERR_CLIENT_ABORTED');
+  ctx.bytesSent = ctx.req.socket.bytesWritten - bytesBefore;
+  const route = ctx.route;
+  try {
+    if (pipeline.global.done.taps.length > 0) pipeline.global.done.call(ctx);
+    if (route?.stages && route.stages.done.taps.length > 0) route.stages.done.call(ctx);
+  } catch (err) {
+    ctx.log.error({ err }, 'a done tap failed');
+  }
+  if (completed && route && !ctx.answeredBy && hasTaps(pipeline, route, 'cacheStore')) {
+    runSeries(pipeline, ctx, 'cacheStore').catch((err: unknown) => ctx.log.error({ err }, 'a cacheStore tap failed'));
+  }
+  if (pipeline.accessLog) logRequest(pipeline, rt, ctx, completed);
+  pipeline.release();
+}
+
+function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, completed: boolean): void {
+  const status = completed ? ctx.res.statusCode : 499;
+  const line = {
+    requestId: ctx.id,
+    method: ctx.req.method,
+    path: redactString(ctx.url, pipeline.loaded.secrets),
+    route: ctx.route?.name,
+    upstream: ctx.upstream?.name,
+    status,
+    ms: Math.round(ctx.timings.end! * 100) / 100,
+    bytes: ctx.bytesSent,
+    code: ctx.error?.code,
+  };
+  if (status >= 500) rt.logger.warn(line, 'request');
+  else rt.logger.info(line, 'request');
+}
+
+const REQUEST_ID = /^[\w.:@/+=-]{1,200}$/;
+
+/** Keeps a sane incoming X-Request-Id so a trace spans hops; makes one otherwise. */
+function requestIdOf(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+// ---- WebSocket upgrades ----------------------------------------------------------------------
+
+/** Routes an upgrade like a request (route, access, selectUpstream, preRequest), then splices the sockets. */
+export function handleUpgrade(pipeline: Pipeline, rt: Runtime, req: IncomingMessage, socket: Duplex, head: Buffer, res: ServerResponse): void {
+  const ctx = new RequestContext(req, res, requestIdOf(req), rt.logger, pipeline.maxBufferedBody);
+  pipeline.acquire();
+  socket.once('close', () => {
+    ctx.timings.end = ctx.elapsed();
+    if (pipeline.accessLog) rt.logger.info({ requestId: ctx.id, method: 'GET', path: redactString(ctx.url, pipeline.loaded.secrets), route: ctx.route?.name, upstream: ctx.upstream?.name, status: 101, ms: Math.round(ctx.timings.end) , code: ctx.error?.code }, 'websocket closed');
+    pipeline.release();
+  });
+  // A socket error must never crash the process; closing is all there is to do.
+  socket.on('error', () => socket.destroy());
+  upgrade(pipeline, rt, ctx, socket, head).catch((err: unknown) => refuseUpgrade(ctx, socket, err));
+}
+
+async function upgrade(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, socket: Duplex, head: Buffer): Promise<void> {
+  const route = pipeline.routesOnlyFromConfig ? pipeline.router.match(ctx.req, ctx.pathname) : await pipeline.global.route.promise(ctx);
+  if (!route || !route.websocket) throw new SwitchyardError('SY_ERR_NO_ROUTE', `no route takes WebSocket upgrades at ${ctx.pathname}`);
+  ctx.route = route;
+  const { outgoing } = ctx;
+  if (route.stripPrefix && route.match.pathPrefix) outgoing.path = stripPathPrefix(outgoing.path, route.match.pathPrefix);
+  // Upgrade and Connection must survive here: they are what asks the upstream to switch protocols.
+  stripHopByHop(outgoing.headers, true);
+  setForwardedHeaders(ctx.req, outgoing.headers);
+  outgoing.headers['x-request-id'] = ctx.id;
+  if (hasTaps(pipeline, route, 'access')) {
+    const reply = await runBail(pipeline, ctx, 'access');
+    if (reply) return writeRawReply(socket, reply);
+  }
+  ctx.upstream = await selectUpstream(pipeline, rt, ctx, route);
+  ctx.tried.push(ctx.upstream);
+  if (hasTaps(pipeline, route, 'preRequest')) {
+    const reply = await runBail(pipeline, ctx, 'preRequest');
+    if (reply) return writeRawReply(socket, reply);
+  }
+  rt.engine.upgrade(ctx, socket, head, (err) => {
+    ctx.error = err;
+  });
+}
+
+function refuseUpgrade(ctx: RequestContext, socket: Duplex, err: unknown): void {
+  const error = err instanceof SwitchyardError ? err : new SwitchyardError('SY_ERR_INTERNAL', undefined, { cause: err });
+  ctx.error = error;
+  writeRawReply(socket, { status: error.status, json: { error: error.message, code: error.code, requestId: ctx.id } });
+}
+
+/** An upgrade has no ServerResponse: refusals are written to the socket by hand, then it closes. */
+function writeRawReply(socket: Duplex, reply: Reply): void {
+  if (socket.destroyed) return;
+  const body = reply.json !== undefined ? JSON.stringify(reply.json) : typeof reply.body === 'string' || Buffer.isBuffer(reply.body) ? reply.body : '';
+  const headers: OutgoingHttpHeaders = { 'content-type': 'application/json; charset=utf-8', ...reply.headers, 'content-length': Buffer.byteLength(body), connection: 'close' };
+  const head = Object.entries(headers).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : String(v)}`).join('\r\n');
+  socket.end(`HTTP/1.1 ${reply.status} ${STATUS_CODES[reply.status] ?? ''}\r\n${head}\r\n\r\n${body}`);
+}

@@ -1,0 +1,204 @@
+// The running proxy: an HTTP server (plus an admin server when asked), the current pipeline, live
+// reload, and graceful shutdown.
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import http, { ServerResponse, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import pino, { type Logger } from 'pino';
+import { loadConfig, redactString, type Catalogs, type ConfigSource, type LoadedConfig } from './config/load.js';
+import { ConfigWatcher } from './config/watch.js';
+import { HttpProxyEngine } from './forward.js';
+import { Pipeline, type ReloadStatus, type Runtime } from './pipeline.js';
+import { handleAdminRequest, handleRequest, handleUpgrade } from './request.js';
+import { StateRegistry, StoreFactory, UpstreamHealth } from './state.js';
+
+export interface StartOptions {
+  source: ConfigSource;
+  catalogs: Catalogs;
+  env?: NodeJS.ProcessEnv;
+  /** Defaults to a pino logger at LOG_LEVEL (info) writing JSON to stdout. */
+  logger?: Logger;
+  /** Watch the config and plugin files and reload on change. Default true when a file is given. */
+  watch?: boolean;
+}
+
+export interface ReloadResult {
+  ok: boolean;
+  /** True when nothing changed, so nothing was rebuilt. */
+  unchanged?: boolean;
+  error?: string;
+}
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** Settings a running process cannot change; a reload that changes them says a restart is needed. */
+const RESTART_ONLY: readonly [string, (l: LoadedConfig) => unknown][] = [
+  ['server.port', (l) => l.config.server.port],
+  ['server.host', (l) => l.config.server.host],
+  ['server.store', (l) => l.config.server.store],
+  ['server.admin.port', (l) => l.config.server.admin.port],
+  ['server.pool', (l) => JSON.stringify(l.config.server.pool)],
+];
+
+export class Switchyard {
+  private pipeline: Pipeline;
+  private watcher: ConfigWatcher | undefined;
+  private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true });
+  private stopping: Promise<void> | undefined;
+
+  private constructor(
+    private readonly options: StartOptions,
+    private readonly rt: Runtime,
+    first: Pipeline,
+    readonly server: http.Server,
+    readonly adminServer: http.Server | undefined,
+  ) {
+    this.pipeline = first;
+  }
+
+  /** Loads and validates the config (throws ConfigError), then listens. */
+  static async start(options: StartOptions): Promise<Switchyard> {
+    const env = options.env ?? process.env;
+    const logger = options.logger ?? createLogger(env);
+    const loaded = await loadConfig(options.source, options.catalogs, env);
+    const { server: serverConfig } = loaded.config;
+    const rt: Runtime = {
+      logger,
+      engine: new HttpProxyEngine({ maxSockets: serverConfig.pool.maxSockets ?? 512, maxFreeSockets: serverConfig.pool.maxFreeSockets ?? 256 }),
+      state: new StateRegistry(),
+      health: new UpstreamHealth(),
+      stores: new StoreFactory(serverConfig.store, loaded.baseDir),
+      startedAt: Date.now(),
+      version: VERSION,
+      adminOnOwnPort: serverConfig.admin.port !== undefined,
+      lastReload: { ok: true, at: Date.now(), generation: 1, trigger: 'start' },
+    };
+    const pipeline = await Pipeline.build(loaded, rt, 1);
+    const server = http.createServer({ noDelay: true });
+    const adminServer = rt.adminOnOwnPort ? http.createServer() : undefined;
+    const yard = new Switchyard(options, rt, pipeline, server, adminServer);
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => handleRequest(yard.pipeline, rt, req, res));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(yard.pipeline, rt, req, socket, head, new ServerResponse(req)));
+    // A malformed request from a client must cost that client its connection, nothing more.
+    server.on('clientError', (_err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{"error":"malformed request","code":"SY_ERR_BAD_REQUEST"}');
+      else socket.destroy();
+    });
+    adminServer?.on('request', (req: IncomingMessage, res: ServerResponse) => handleAdminRequest(yard.pipeline, rt, req, res));
+
+    server.listen(serverConfig.port, serverConfig.host);
+    await once(server, 'listening');
+    if (adminServer) {
+      adminServer.listen(serverConfig.admin.port, serverConfig.host);
+      await once(adminServer, 'listening');
+    }
+    if (options.watch ?? loaded.file !== undefined) await yard.watch(loaded.files);
+    logger.info({ port: yard.port, host: serverConfig.host, adminPort: yard.adminPort, preset: loaded.config.preset, routes: loaded.config.routes.length }, 'listening');
+    return yard;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  get adminPort(): number | undefined {
+    return this.adminServer ? (this.adminServer.address() as AddressInfo).port : undefined;
+  }
+
+  get logger(): Logger {
+    return this.rt.logger;
+  }
+
+  get lastReload(): ReloadStatus {
+    return this.rt.lastReload;
+  }
+
+  /** The pipeline generation serving new requests (1 at start, +1 per applied reload). */
+  get generation(): number {
+    return this.pipeline.generation;
+  }
+
+  /**
+   * Loads the config again and, when it changed and is valid, swaps in a new pipeline. Requests
+   * in flight finish on the pipeline they started on. An invalid config leaves the old one serving.
+   * Reloads run one at a time.
+   */
+  reload(trigger = 'manual'): Promise<ReloadResult> {
+    this.reloading = this.reloading.then(() => this.reloadNow(trigger));
+    return this.reloading;
+  }
+
+  private async reloadNow(trigger: string): Promise<ReloadResult> {
+    if (this.stopping) return { ok: false, error: 'shutting down' };
+    const old = this.pipeline;
+    let loaded: LoadedConfig;
+    let next: Pipeline;
+    try {
+      loaded = await loadConfig(this.options.source, this.options.catalogs, this.options.env ?? process.env);
+      if (loaded.fingerprint === old.loaded.fingerprint) return { ok: true, unchanged: true };
+      next = await Pipeline.build(loaded, this.rt, old.generation + 1);
+    } catch (err) {
+      const error = redactString((err as Error).message, old.loaded.secrets);
+      this.rt.lastReload = { ok: false, at: Date.now(), generation: old.generation, trigger, error };
+      this.rt.logger.error({ trigger, error, code: (err as { code?: string }).code }, 'config reload rejected; the previous config keeps serving');
+      return { ok: false, error };
+    }
+    const needsRestart = RESTART_ONLY.filter(([, read]) => read(loaded) !== read(old.loaded)).map(([name]) => name);
+    this.pipeline = next;
+    old.retire();
+    this.watcher?.update(loaded.files);
+    this.rt.lastReload = { ok: true, at: Date.now(), generation: next.generation, trigger, ...(needsRestart.length > 0 ? { needsRestart } : {}) };
+    this.rt.logger.info({ trigger, generation: next.generation }, 'config reloaded');
+    if (needsRestart.length > 0) this.rt.logger.warn({ settings: needsRestart }, 'these settings changed but only apply after a restart');
+    return { ok: true };
+  }
+
+  private async watch(files: readonly string[]): Promise<void> {
+    this.watcher = new ConfigWatcher(files, (file) => void this.reload(`file changed: ${file}`));
+    await this.watcher.ready();
+  }
+
+  /** Stops accepting, lets in-flight requests finish (up to server.shutdownTimeout), disposes plugins, closes the store. */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopNow();
+    return this.stopping;
+  }
+
+  private async stopNow(): Promise<void> {
+    const timeout = this.pipeline.loaded.config.server.shutdownTimeout ?? 10000;
+    await this.watcher?.close();
+    await this.reloading;
+    const closed = Promise.all([closeServer(this.server), this.adminServer ? closeServer(this.adminServer) : undefined]);
+    this.server.closeIdleConnections();
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      this.pipeline.drained().then(() => true),
+      new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), timeout); }),
+    ]);
+    clearTimeout(timer);
+    if (!drained) this.rt.logger.warn({ activeRequests: this.pipeline.activeRequests }, 'shutdown timeout: closing the remaining connections');
+    this.server.closeAllConnections();
+    this.adminServer?.closeAllConnections();
+    await closed;
+    await this.pipeline.dispose();
+    this.rt.engine.close();
+    await this.rt.stores.close();
+    this.rt.logger.info('stopped');
+  }
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** JSON logs with credentials redacted wherever a plugin might log headers. */
+export function createLogger(env: NodeJS.ProcessEnv = process.env): Logger {
+  return pino({
+    level: env.LOG_LEVEL ?? 'info',
+    redact: {
+      paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie', 'headers.authorization', 'headers["x-api-key"]', 'headers.cookie', 'headers["proxy-authorization"]', 'options.apiKey', 'options.token', 'options.password'],
+      censor: '***',
+    },
+  });
+}

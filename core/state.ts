@@ -1,0 +1,86 @@
+// State that outlives a config reload: per-plugin objects in memory, upstream health, and the
+// persistent key-value store (keyv over SQLite by default) opened on first use.
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import KeyvSqlite from '@keyv/sqlite';
+import Keyv from 'keyv';
+import { SwitchyardError } from './errors.js';
+import type { Upstream } from './types.js';
+
+/** The persistent store as plugins see it: a keyv instance namespaced to the plugin. */
+export type PluginStore = Keyv;
+
+/** In-memory state keyed by plugin, route and key; reloads hand back the same objects. */
+export class StateRegistry {
+  private readonly entries = new Map<string, object>();
+
+  get<T extends object>(plugin: string, route: string | undefined, key: string, init: () => T): T {
+    const id = `${plugin}\u0000${route ?? '*'}\u0000${key}`;
+    let value = this.entries.get(id) as T | undefined;
+    if (value === undefined) {
+      value = init();
+      this.entries.set(id, value);
+    }
+    return value;
+  }
+}
+
+export interface HealthStatus {
+  healthy: boolean;
+  /** Why it was last marked down (never a secret). */
+  reason?: string;
+  /** Epoch ms of the last change. */
+  since: number;
+}
+
+/** Which upstreams are healthy. Health-check plugins write it; selection reads it. */
+export class UpstreamHealth {
+  private readonly status = new Map<string, HealthStatus>();
+
+  isHealthy(upstream: Upstream): boolean {
+    return this.status.get(upstream.id)?.healthy ?? true;
+  }
+
+  get(upstream: Upstream): HealthStatus {
+    return this.status.get(upstream.id) ?? { healthy: true, since: 0 };
+  }
+
+  set(upstream: Upstream, healthy: boolean, reason?: string): void {
+    const current = this.status.get(upstream.id);
+    if (current && current.healthy === healthy) return;
+    this.status.set(upstream.id, { healthy, reason, since: Date.now() });
+  }
+}
+
+/** Opens keyv stores for a `sqlite://path` or `memory://` URL, one namespace per plugin. */
+export class StoreFactory {
+  private readonly opened = new Map<string, Keyv>();
+
+  constructor(private readonly url: string, private readonly baseDir: string) {
+    if (!/^(sqlite|memory):\/\//.test(url)) {
+      throw new SwitchyardError('SY_ERR_STORE_UNSUPPORTED', `store "${url.replace(/\/\/[^@/]*@/, '//***@')}" is not supported: use sqlite://<path> or memory://`);
+    }
+  }
+
+  /** The namespace's store; the same instance every time, so reloads reuse connections. */
+  open(namespace: string): Keyv {
+    let keyv = this.opened.get(namespace);
+    if (keyv) return keyv;
+    if (this.url.startsWith('memory://')) {
+      keyv = new Keyv({ namespace });
+    } else {
+      const file = resolve(this.baseDir, this.url.slice('sqlite://'.length));
+      mkdirSync(dirname(file), { recursive: true });
+      keyv = new Keyv({ store: new KeyvSqlite({ uri: `sqlite://${file}`, table: 'switchyard', busyTimeout: 5000 }), namespace });
+    }
+    // Failures surface through the call that failed; without a listener keyv's 'error' event would crash.
+    keyv.on('error', () => {});
+    this.opened.set(namespace, keyv);
+    return keyv;
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.opened.values()].map((keyv) => keyv.disconnect()));
+    this.opened.clear();
+  }
+}

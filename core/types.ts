@@ -1,0 +1,47 @@
+// Shapes shared by the core and plugins: routes, upstreams and the replies a stage may answer with.
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { RouteMatch, TimeoutsConfig } from './config/schema.js';
+import type { Stages } from './stages.js';
+
+/** One upstream of a route, ready to forward to. */
+export interface Upstream {
+  /** `<route>/<url without credentials>`: the key for health and plugin state. */
+  readonly id: string;
+  /** Shown in logs and admin output (never contains credentials). */
+  readonly name: string;
+  readonly url: string;
+  /** The parsed URL: origin plus optional base path. */
+  readonly target: URL;
+  readonly weight: number;
+  readonly priority: number;
+  readonly meta: Readonly<Record<string, unknown>>;
+}
+
+/** A route: how requests are matched and where they go. Built from the config or by a plugin. */
+export interface Route {
+  readonly name: string;
+  readonly match: RouteMatch;
+  readonly stripPrefix: boolean;
+  readonly preserveHost: boolean;
+  readonly websocket: boolean;
+  readonly timeouts: TimeoutsConfig;
+  readonly upstreams: readonly Upstream[];
+  /** Stages tapped by this route's own plugins; absent when it has none. */
+  readonly stages?: Stages;
+  /** Names of this route's plugins, for admin output. */
+  readonly plugins: readonly string[];
+}
+
+/**
+ * An answer a stage gives instead of forwarding (auth refused, cache hit, admin output).
+ * Give `json` for a JSON body, or `body` for anything else (a stream is piped).
+ *
+ * @example return { status: 401, json: { error: 'missing key', code: 'MY_ERR_NO_KEY' } };
+ */
+export interface Reply {
+  status: number;
+  headers?: OutgoingHttpHeaders;
+  body?: string | Buffer | Uint8Array | Readable;
+  json?: unknown;
+}

@@ -1,0 +1,4 @@
+// The built-in plugins by config name. Each is imported only when a config names it.
+import type { PluginCatalog } from '../core/index.js';
+
+export const builtinPlugins: PluginCatalog = {};

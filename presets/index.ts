@@ -1,0 +1,5 @@
+// The presets by name, for `switchyard start --preset NAME` and `preset:` in a config file.
+import type { PresetCatalog } from '../core/index.js';
+import { balancer } from './balancer.js';
+
+export const presets: PresetCatalog = { balancer };
