@@ -2,7 +2,7 @@
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts';
 import type { Logger } from 'pino';
 import type { AdminRouteSpec } from './admin.js';
-import type { SwitchyardConfig } from './config/schema.js';
+import type { RouteConfig, SwitchyardConfig } from './config/schema.js';
 import { PluginError, SwitchyardError } from './errors.js';
 import type { StageName, Stages } from './stages.js';
 import type { PluginStore, UpstreamHealth } from './state.js';
@@ -94,6 +94,13 @@ export interface PluginApi {
   readonly health: UpstreamHealth;
   /** Registers an admin route (protected by the admin key unless `public: true`). */
   admin(route: AdminRouteSpec): void;
+  /**
+   * Makes a route on the fly (for a `route` tap that reads routes from a store). Unset timeouts
+   * come from the server's; the route has no plugins of its own.
+   *
+   * @example api.hooks.route.tap('mappings', (ctx) => ctx.pathname.startsWith('/x') ? xRoute : undefined);
+   */
+  createRoute(config: RouteConfig): Route;
 }
 
 /** Makes the tap-only view of a stage set, wrapping each tap so failures name the plugin. */

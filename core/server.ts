@@ -1,6 +1,6 @@
 // The running proxy: an HTTP server (plus an admin server when asked), the current pipeline, live
 // reload, and graceful shutdown.
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import http, { ServerResponse, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -41,7 +41,11 @@ const RESTART_ONLY: readonly [string, (l: LoadedConfig) => unknown][] = [
   ['server.pool', (l) => JSON.stringify(l.config.server.pool)],
 ];
 
-export class Switchyard {
+/**
+ * A running Switchyard. Emits `reload` with a ReloadResult after every reload attempt (file
+ * change, SIGHUP or reload()), so embedders and tests can wait on it.
+ */
+export class Switchyard extends EventEmitter<{ reload: [ReloadResult] }> {
   private pipeline: Pipeline;
   private watcher: ConfigWatcher | undefined;
   private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true });
@@ -54,6 +58,7 @@ export class Switchyard {
     readonly server: http.Server,
     readonly adminServer: http.Server | undefined,
   ) {
+    super();
     this.pipeline = first;
   }
 
@@ -125,7 +130,10 @@ export class Switchyard {
    * Reloads run one at a time.
    */
   reload(trigger = 'manual'): Promise<ReloadResult> {
-    this.reloading = this.reloading.then(() => this.reloadNow(trigger));
+    this.reloading = this.reloading.then(() => this.reloadNow(trigger)).then((result) => {
+      this.emit('reload', result);
+      return result;
+    });
     return this.reloading;
   }
 

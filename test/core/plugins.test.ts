@@ -1,0 +1,264 @@
+// The plugin contract: stage order, answering early, failures, retries, body access, transforms.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { echoHandler, pluginSource, routeConfig, startSwitchyard, startUpstream, type RunningUpstream } from '../helpers/servers.js';
+
+let upstream: RunningUpstream;
+let hits = 0;
+
+before(async () => {
+  const echo = echoHandler('one');
+  upstream = await startUpstream((req, res) => {
+    hits++;
+    echo(req, res);
+  });
+});
+after(() => upstream.close());
+
+const trail = pluginSource('trail', `
+    api.hooks.preRequest.tap({ name: options.label, stage: options.stage ?? 0 }, (ctx) => {
+      const before = ctx.outgoing.headers['x-trail'];
+      ctx.outgoing.headers['x-trail'] = before ? before + ',' + options.label : options.label;
+    });`);
+
+describe('stage order', () => {
+  test('global plugins run before route plugins, and inside a stage taps run by stage number then declared order', async () => {
+    const config = routeConfig([upstream.url], {
+      plugins: [
+        { path: './trail.mjs', options: { label: 'route-default-1' } },
+        { path: './trail.mjs', options: { label: 'route-auth', stage: -200 } },
+        { path: './trail.mjs', options: { label: 'route-default-2' } },
+      ],
+    });
+    config.plugins = [{ path: './trail.mjs', options: { label: 'global-observe', stage: 100 } }];
+    const sy = await startSwitchyard(config, { files: { 'trail.mjs': trail } });
+    try {
+      const body = await (await fetch(`${sy.url}/x`)).json() as { headers: Record<string, string> };
+      assert.equal(body.headers['x-trail'], 'global-observe,route-auth,route-default-1,route-default-2');
+    } finally {
+      await sy.stop();
+    }
+  });
+});
+
+describe('answering early', () => {
+  const gate = pluginSource('gate', `
+    const seen = api.state(() => ({ preRequest: 0, postResponse: 0, done: [] }));
+    api.hooks.access.tap('gate', (ctx) => {
+      if (ctx.req.headers['x-let-me-in'] !== 'please') return { status: 401, json: { error: 'say please', code: 'GATE_CLOSED' } };
+    });
+    api.hooks.preRequest.tap('gate', () => { seen.preRequest++; });
+    api.hooks.postResponse.tap('gate', () => { seen.postResponse++; });
+    api.hooks.done.tap('gate', (ctx) => { seen.done.push({ status: ctx.res.statusCode, answeredBy: ctx.answeredBy ?? null }); });
+    api.admin({ method: 'GET', path: '/gate', public: true, handler: () => ({ status: 200, json: seen }) });`);
+
+  test('an access tap that answers stops the later stages, yet done still runs', async () => {
+    const sy = await startSwitchyard(routeConfig([upstream.url], { plugins: [{ path: './gate.mjs' }] }), { files: { 'gate.mjs': gate } });
+    try {
+      const hitsBefore = hits;
+      const refused = await fetch(`${sy.url}/x`);
+      assert.equal(refused.status, 401);
+      assert.deepEqual(await refused.json(), { error: 'say please', code: 'GATE_CLOSED' });
+      assert.ok(refused.headers.get('x-request-id'));
+      assert.equal(hits, hitsBefore, 'the upstream was not asked');
+
+      const allowed = await fetch(`${sy.url}/x`, { headers: { 'x-let-me-in': 'please' } });
+      assert.equal(allowed.status, 200);
+      await allowed.arrayBuffer();
+
+      const seen = await (await fetch(`${sy.url}/gate`)).json() as { preRequest: number; postResponse: number; done: unknown[] };
+      assert.equal(seen.preRequest, 1);
+      assert.equal(seen.postResponse, 1);
+      assert.deepEqual(seen.done, [{ status: 401, answeredBy: 'access' }, { status: 200, answeredBy: null }]);
+    } finally {
+      await sy.stop();
+    }
+  });
+
+  test('a cacheLookup tap that answers means the upstream is never asked', async () => {
+    const cache = pluginSource('fake-cache', `
+    api.hooks.cacheLookup.tap('fake-cache', (ctx) => ctx.pathname === '/cached' ? { status: 200, headers: { 'x-cache': 'HIT' }, body: 'from cache' } : undefined);`);
+    const sy = await startSwitchyard(routeConfig([upstream.url], { plugins: [{ path: './cache.mjs' }] }), { files: { 'cache.mjs': cache } });
+    try {
+      const hitsBefore = hits;
+      const res = await fetch(`${sy.url}/cached`);
+      assert.equal(res.headers.get('x-cache'), 'HIT');
+      assert.equal(await res.text(), 'from cache');
+      assert.equal(hits, hitsBefore);
+      const miss = await fetch(`${sy.url}/other`);
+      assert.equal(miss.status, 200);
+      await miss.arrayBuffer();
+      assert.equal(hits, hitsBefore + 1);
+    } finally {
+      await sy.stop();
+    }
+  });
+});
+
+describe('plugin failures', () => {
+  test('a plugin that throws gives that request a 500 naming the plugin, is logged, and the process keeps serving', async () => {
+    const thrower = pluginSource('thrower', `
+    api.hooks.preRequest.tap('thrower', (ctx) => {
+      if (ctx.req.headers['x-boom']) throw new Error('internal detail the client must not see');
+    });`);
+    const sy = await startSwitchyard(routeConfig([upstream.url], { plugins: [{ path: './thrower.mjs' }] }), { files: { 'thrower.mjs': thrower } });
+    try {
+      const res = await fetch(`${sy.url}/x`, { headers: { 'x-boom': '1' } });
+      assert.equal(res.status, 500);
+      const body = await res.json() as { error: string; code: string; requestId: string };
+      assert.equal(body.code, 'SY_ERR_PLUGIN_FAILED');
+      assert.match(body.error, /plugin "thrower" failed in stage "preRequest"/);
+      assert.doesNotMatch(body.error, /internal detail/);
+      assert.equal(body.requestId, res.headers.get('x-request-id'));
+      const logged = sy.logs.find((line) => line.code === 'SY_ERR_PLUGIN_FAILED' && line.msg !== 'request');
+      assert.ok(logged, 'the failure is logged');
+      assert.match(String(logged.msg), /thrower.*internal detail/);
+
+      const next = await fetch(`${sy.url}/x`);
+      assert.equal(next.status, 200);
+      await next.arrayBuffer();
+    } finally {
+      await sy.stop();
+    }
+  });
+
+  test('a plugin that throws in setup fails the start with its name', async () => {
+    const broken = pluginSource('broken', `throw new Error('cannot start');`);
+    await assert.rejects(
+      startSwitchyard(routeConfig([upstream.url], { plugins: [{ path: './broken.mjs' }] }), { files: { 'broken.mjs': broken } }),
+      /cannot start/,
+    );
+  });
+
+  test('a route plugin cannot tap the route stage', async () => {
+    const router = pluginSource('router', `api.hooks.route.tap('router', () => undefined);`);
+    await assert.rejects(
+      startSwitchyard(routeConfig([upstream.url], { plugins: [{ path: './router.mjs' }] }), { files: { 'router.mjs': router } }),
+      /configured on a route and cannot tap the "route" stage/,
+    );
+  });
+});
+
+describe('upstream choice and retries', () => {
+  test('selectUpstream taps choose among the healthy upstreams', async () => {
+    const second = await startUpstream(echoHandler('two'));
+    const last = pluginSource('pick-last', `api.hooks.selectUpstream.tap('pick-last', (ctx, candidates) => candidates[candidates.length - 1]);`);
+    const sy = await startSwitchyard(routeConfig([upstream.url, second.url], { plugins: [{ path: './last.mjs' }] }), { files: { 'last.mjs': last } });
+    try {
+      const body = await (await fetch(`${sy.url}/x`)).json() as { upstream: string };
+      assert.equal(body.upstream, 'two');
+    } finally {
+      await sy.stop();
+      await second.close();
+    }
+  });
+
+  test('without a selectUpstream tap the first healthy upstream takes the request', async () => {
+    const second = await startUpstream(echoHandler('two'));
+    const sy = await startSwitchyard(routeConfig([second.url, upstream.url]));
+    try {
+      const body = await (await fetch(`${sy.url}/x`)).json() as { upstream: string };
+      assert.equal(body.upstream, 'two');
+    } finally {
+      await sy.stop();
+      await second.close();
+    }
+  });
+
+  test('an error tap returning RETRY sends the request to the next upstream', async () => {
+    const dead = await startUpstream(() => {});
+    const deadUrl = dead.url;
+    await dead.close();
+    const retry = pluginSource('retry-once', `
+    api.hooks.error.tap('retry-once', (ctx, error) => ctx.tried.length < 2 ? RETRY : undefined);`);
+    const sy = await startSwitchyard(routeConfig([deadUrl, upstream.url], { plugins: [{ path: './retry.mjs' }] }), { files: { 'retry.mjs': retry } });
+    try {
+      const res = await fetch(`${sy.url}/x`);
+      assert.equal(res.status, 200);
+      assert.equal((await res.json() as { upstream: string }).upstream, 'one');
+    } finally {
+      await sy.stop();
+    }
+  });
+
+  test('an error tap may answer instead of the default JSON error', async () => {
+    const dead = await startUpstream(() => {});
+    const deadUrl = dead.url;
+    await dead.close();
+    const fallback = pluginSource('fallback', `
+    api.hooks.error.tap('fallback', (ctx, error) => ({ status: 200, headers: { 'x-fallback': error.code }, body: 'stale but useful' }));`);
+    const sy = await startSwitchyard(routeConfig([deadUrl], { plugins: [{ path: './fallback.mjs' }] }), { files: { 'fallback.mjs': fallback } });
+    try {
+      const res = await fetch(`${sy.url}/x`);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('x-fallback'), 'SY_ERR_UPSTREAM_UNREACHABLE');
+      assert.equal(await res.text(), 'stale but useful');
+    } finally {
+      await sy.stop();
+    }
+  });
+});
+
+describe('bodies', () => {
+  const shout = pluginSource('shout', `
+    api.hooks.preRequest.tapPromise('shout', async (ctx) => {
+      if (ctx.req.method !== 'POST') return;
+      const body = await ctx.readBody(64);
+      ctx.outgoing.body = Buffer.from(body.toString('utf8').toUpperCase());
+    });`);
+
+  test('a plugin may buffer and replace the request body, within a size limit', async () => {
+    const sy = await startSwitchyard(routeConfig([upstream.url], { plugins: [{ path: './shout.mjs' }] }), { files: { 'shout.mjs': shout } });
+    try {
+      const res = await fetch(`${sy.url}/x`, { method: 'POST', body: 'hello there' });
+      const echoed = await res.json() as { body: string; headers: Record<string, string> };
+      assert.equal(echoed.body, 'HELLO THERE');
+      assert.equal(echoed.headers['content-length'], '11');
+
+      const tooBig = await fetch(`${sy.url}/x`, { method: 'POST', body: 'x'.repeat(65) });
+      assert.equal(tooBig.status, 413);
+      assert.equal((await tooBig.json() as { code: string }).code, 'SY_ERR_BODY_TOO_LARGE');
+    } finally {
+      await sy.stop();
+    }
+  });
+
+  test('postResponse may change the head and transform the body as a stream', async () => {
+    const upper = pluginSource('upper', `
+    const { Transform } = await import('node:stream');
+    api.hooks.postResponse.tap('upper', (ctx) => {
+      ctx.response.headers['x-transformed'] = 'yes';
+      ctx.transformResponseBody(new Transform({ transform(chunk, _enc, done) { done(null, chunk.toString('utf8').toUpperCase()); } }));
+    });`);
+    const sy = await startSwitchyard(routeConfig([upstream.url], { plugins: [{ path: './upper.mjs' }] }), { files: { 'upper.mjs': upper.replace('setup(api, options) {', 'async setup(api, options) {') } });
+    try {
+      const res = await fetch(`${sy.url}/quiet`);
+      assert.equal(res.headers.get('x-transformed'), 'yes');
+      assert.equal(res.headers.get('content-length'), null, 'a transformed body has no stale Content-Length');
+      const text = await res.text();
+      assert.match(text, /"URL":"\/QUIET"/);
+    } finally {
+      await sy.stop();
+    }
+  });
+});
+
+describe('routes from plugins', () => {
+  test('a route tap may supply routes the config does not have', async () => {
+    const dynamic = pluginSource('dynamic-routes', `
+    const route = api.createRoute({ name: 'dyn', match: { pathPrefix: '/dyn' }, stripPrefix: true, upstreams: [{ url: options.url }] });
+    api.hooks.route.tap('dynamic-routes', (ctx) => ctx.pathname.startsWith('/dyn') ? route : undefined);`);
+    const config = { server: { store: 'memory://' }, routes: [], plugins: [{ path: './dyn.mjs', options: { url: upstream.url } }] };
+    const sy = await startSwitchyard(config, { files: { 'dyn.mjs': dynamic } });
+    try {
+      const res = await fetch(`${sy.url}/dyn/inner?q=1`);
+      assert.equal(res.status, 200);
+      assert.equal((await res.json() as { url: string }).url, '/inner?q=1');
+      const none = await fetch(`${sy.url}/elsewhere`);
+      assert.equal(none.status, 404);
+      assert.equal((await none.json() as { code: string }).code, 'SY_ERR_NO_ROUTE');
+    } finally {
+      await sy.stop();
+    }
+  });
+});
