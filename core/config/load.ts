@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import YAML from 'yaml';
-import { ConfigError, SwitchyardError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import { isPluginDefinition, type PluginDefinition } from '../plugin.js';
 import { configSchema, type PluginRef, type SwitchyardConfig } from './schema.js';
 
@@ -64,7 +64,8 @@ export interface LoadedConfig {
 
 const SECRET_NAME = /(key|token|secret|password|passwd|pass|auth|credential|cookie)/i;
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+// coerceTypes: `${PORT}` interpolates to the string "8080"; where the schema wants a number it becomes one.
+const ajv = new Ajv({ allErrors: true, useDefaults: true, coerceTypes: true, strict: false });
 (addFormatsModule as unknown as (a: Ajv) => void)(ajv);
 const validateCore = ajv.compile(configSchema);
 const pluginValidators = new WeakMap<object, ValidateFunction>();
@@ -312,4 +313,3 @@ export function redactString(value: string, secrets: ReadonlySet<string>): strin
     .replace(/([?&](?:api_key|apikey|key|token|access_token|password|secret|sig|signature)=)[^&#\s]*/gi, '$1***');
 }
 
-export { SwitchyardError };
