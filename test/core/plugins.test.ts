@@ -1,7 +1,10 @@
 // The plugin contract: stage order, answering early, failures, retries, body access, transforms.
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { echoHandler, pluginSource, routeConfig, startSwitchyard, startUpstream, type RunningUpstream } from '../helpers/servers.js';
+import { pino } from 'pino';
+import { Switchyard } from '../../core/index.js';
+import { catalogs, echoHandler, pluginSource, routeConfig, startSwitchyard, startUpstream, type RunningUpstream } from '../helpers/servers.js';
 
 let upstream: RunningUpstream;
 let hits = 0;
@@ -259,6 +262,33 @@ describe('routes from plugins', () => {
       assert.equal((await none.json() as { code: string }).code, 'SY_ERR_NO_ROUTE');
     } finally {
       await sy.stop();
+    }
+  });
+});
+
+describe('persistent store', () => {
+  test('api.store keeps values in the SQLite file across a restart', async () => {
+    const counter = pluginSource('visit-counter', `
+    api.hooks.postResponse.tapPromise('visit-counter', async (ctx) => {
+      const visits = ((await api.store.get('visits')) ?? 0) + 1;
+      await api.store.set('visits', visits);
+      ctx.response.headers['x-visits'] = String(visits);
+    });`);
+    const config = { ...routeConfig([upstream.url], {}, { store: 'sqlite://./state/switchyard.sqlite' }), plugins: [{ path: './counter.mjs' }] };
+    const first = await startSwitchyard(config, { files: { 'counter.mjs': counter } });
+    try {
+      assert.equal((await fetch(`${first.url}/x`)).headers.get('x-visits'), '1');
+      assert.equal((await fetch(`${first.url}/x`)).headers.get('x-visits'), '2');
+    } finally {
+      await first.stop();
+    }
+    assert.ok(existsSync(`${first.dir}/state/switchyard.sqlite`), 'the store is a real file next to the config');
+    // A second process life on the same config directory finds the value again.
+    const second = await Switchyard.start({ source: { file: first.configFile, port: 0, host: '127.0.0.1' }, catalogs, env: {}, logger: pino({ level: 'silent' }), watch: false });
+    try {
+      assert.equal((await fetch(`http://127.0.0.1:${second.port}/x`)).headers.get('x-visits'), '3');
+    } finally {
+      await second.stop();
     }
   });
 });

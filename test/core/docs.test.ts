@@ -1,0 +1,37 @@
+// The README is the contract: every config key of the schema and every error code is documented.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { Errors } from '../../core/index.js';
+import { configSchema } from '../../core/config/schema.js';
+
+const README = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+
+interface SchemaNode { type?: string; properties?: Record<string, SchemaNode>; items?: SchemaNode }
+
+/** Dotted paths of the schema's leaves, arrays as `[]`: `routes[].match.pathPrefix`. */
+function leafPaths(node: SchemaNode, prefix = ''): string[] {
+  if (node.type === 'object' && node.properties) {
+    return Object.entries(node.properties).flatMap(([key, child]) => {
+      const path = prefix ? `${prefix}.${key}` : key;
+      const below = leafPaths(child, path);
+      return below.length > 0 ? below : [path];
+    });
+  }
+  if (node.type === 'array' && node.items && node.items.type === 'object') return leafPaths(node.items, `${prefix}[]`);
+  return [];
+}
+
+test('every config key in the schema is in the README reference', () => {
+  const paths = leafPaths(configSchema as unknown as SchemaNode);
+  assert.ok(paths.length > 30);
+  const missing = paths.filter((path) => !README.includes(`\`${path}\``));
+  assert.deepEqual(missing, []);
+});
+
+test('every error code is in the README, and each key of the table is its own code', () => {
+  for (const [key, spec] of Object.entries(Errors)) {
+    assert.equal(spec.code, key);
+    assert.ok(README.includes(`\`${key}\``), `${key} is not documented`);
+  }
+});
