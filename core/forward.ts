@@ -112,6 +112,9 @@ export class HttpProxyEngine {
     this.proxy.on('proxyRes', (proxyRes, req) => (req as WithAttempt)[kAttempt]?.respond(proxyRes));
     // The client went away first: http-proxy swallows the error, so settle the attempt here.
     this.proxy.on('econnreset', (err, req) => (req as WithAttempt)[kAttempt]?.fail(new SwitchyardError('SY_ERR_CLIENT_ABORTED', undefined, { cause: err })));
+    // Every web() and ws() call passes its own error callback; this listener only guarantees that
+    // an 'error' event with no listener can never throw and take the process down.
+    this.proxy.on('error', (err, req) => (req as WithAttempt)[kAttempt]?.fail(err));
   }
 
   /** Sends `ctx.outgoing` to `ctx.upstream`; resolves with the response once its head arrived. */
