@@ -86,13 +86,17 @@ export class AdminRouter {
     return found.spec.handler({ method, path, query: new URLSearchParams(query), params, raw: req, json: () => readJson(req) });
   }
 
-  private authorize(req: IncomingMessage): void {
-    if (!this.keyDigest) throw new SwitchyardError('SY_ERR_ADMIN_KEY_NOT_SET');
+  /** True when the request carries the configured admin key. */
+  isAuthorized(req: IncomingMessage): boolean {
+    if (!this.keyDigest) return false;
     const given = presentedKey(req);
     // Comparing fixed-length digests keeps the comparison constant-time whatever the key length.
-    if (given === undefined || !timingSafeEqual(digest(given), this.keyDigest)) {
-      throw new SwitchyardError('SY_ERR_ADMIN_UNAUTHORIZED');
-    }
+    return given !== undefined && timingSafeEqual(digest(given), this.keyDigest);
+  }
+
+  private authorize(req: IncomingMessage): void {
+    if (!this.keyDigest) throw new SwitchyardError('SY_ERR_ADMIN_KEY_NOT_SET');
+    if (!this.isAuthorized(req)) throw new SwitchyardError('SY_ERR_ADMIN_UNAUTHORIZED');
   }
 }
 

@@ -134,10 +134,14 @@ export class RequestContext {
     return this.outgoing.body;
   }
 
-  /** Adds a transform the response body streams through (postResponse only). Drops Content-Length. */
-  transformResponseBody(transform: Transform): void {
+  /**
+   * Adds a transform the response body streams through (postResponse only). Content-Length is
+   * dropped unless the transform promises to pass every byte through unchanged (a tee that
+   * copies the body for a cache, say).
+   */
+  transformResponseBody(transform: Transform, options?: { preservesLength?: boolean }): void {
     (this.responseTransforms ??= []).push(transform);
-    if (this.response) delete this.response.headers['content-length'];
+    if (this.response && !options?.preservesLength) delete this.response.headers['content-length'];
   }
 
   /** @internal */

@@ -16,6 +16,7 @@ export const Errors = {
   SY_ERR_NO_HEALTHY_UPSTREAM: spec('SY_ERR_NO_HEALTHY_UPSTREAM', 503, 'no healthy upstream for this route'),
   SY_ERR_UPSTREAM_UNREACHABLE: spec('SY_ERR_UPSTREAM_UNREACHABLE', 502, 'the upstream refused, reset or closed the connection'),
   SY_ERR_UPSTREAM_BAD_RESPONSE: spec('SY_ERR_UPSTREAM_BAD_RESPONSE', 502, 'the upstream sent an invalid response'),
+  SY_ERR_UPSTREAM_ERROR_STATUS: spec('SY_ERR_UPSTREAM_ERROR_STATUS', 502, 'the upstream answered with a server error (5xx)'),
   SY_ERR_UPSTREAM_CONNECT_TIMEOUT: spec('SY_ERR_UPSTREAM_CONNECT_TIMEOUT', 504, 'connecting to the upstream timed out'),
   SY_ERR_UPSTREAM_TIMEOUT: spec('SY_ERR_UPSTREAM_TIMEOUT', 504, 'the upstream did not answer in time'),
   SY_ERR_UPSTREAM_IDLE_TIMEOUT: spec('SY_ERR_UPSTREAM_IDLE_TIMEOUT', 504, 'the upstream stopped sending data'),

@@ -146,6 +146,7 @@ function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | un
     },
     health: rt.health,
     admin: (spec) => admin.add(spec),
+    isAdmin: (req) => admin.isAuthorized(req),
     createRoute: (config) => buildRoute(config, loaded.config.server.timeouts as TimeoutsConfig),
   };
 }

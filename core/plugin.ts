@@ -1,4 +1,5 @@
 // The plugin contract: what a plugin module exports, and the API it gets in `setup`.
+import type { IncomingMessage } from 'node:http';
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts';
 import type { Logger } from 'pino';
 import type { AdminRouteSpec } from './admin.js';
@@ -94,6 +95,8 @@ export interface PluginApi {
   readonly health: UpstreamHealth;
   /** Registers an admin route (protected by the admin key unless `public: true`). */
   admin(route: AdminRouteSpec): void;
+  /** True when a request carries the admin key (for admin actions on proxy paths, like PURGE). */
+  isAdmin(req: IncomingMessage): boolean;
   /**
    * Makes a route on the fly (for a `route` tap that reads routes from a store). Unset timeouts
    * come from the server's; the route has no plugins of its own.

@@ -56,6 +56,9 @@ function prepareOutgoing(ctx: RequestContext, route: Route): void {
   outgoing.headers['x-request-id'] = ctx.id;
 }
 
+/** A plugin asking for RETRY over and over must not spin forever. */
+const MAX_ATTEMPTS = 16;
+
 async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<void> {
   for (;;) {
     ctx.upstream = await selectUpstream(pipeline, rt, ctx, route);
@@ -72,29 +75,48 @@ async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, rou
       const error = err as SwitchyardError;
       ctx.error = error;
       if (ctx.res.destroyed || error.code === 'SY_ERR_CLIENT_ABORTED') return;
-      if (hasTaps(pipeline, route, 'error')) {
-        const decision = await runBail(pipeline, ctx, 'error', error);
-        if (decision === RETRY && canResend(ctx)) {
-          ctx.log.info({ upstream: ctx.upstream.name, code: error.code }, 'retrying on another upstream');
-          continue;
-        }
-        if (decision && decision !== RETRY) return sendReply(ctx, decision, 'error');
-      }
+      const decision = await askErrorStage(pipeline, ctx, route, error);
+      if (decision === RETRY) continue;
+      if (decision) return sendReply(ctx, decision, 'error');
       throw error;
     }
     ctx.timings.firstByte = ctx.elapsed();
+    const status = upstreamRes.statusCode ?? 502;
+    // A 5xx is an upstream failure too: error taps may retry elsewhere or answer (stale-if-error).
+    if (status >= 500 && hasTaps(pipeline, route, 'error')) {
+      const error = new SwitchyardError('SY_ERR_UPSTREAM_ERROR_STATUS', `the upstream answered ${status}`, { details: { status } });
+      ctx.response = { status, headers: responseHeaders(upstreamRes.headers) };
+      const decision = await askErrorStage(pipeline, ctx, route, error);
+      if (decision) {
+        ctx.error = error;
+        upstreamRes.resume(); // drain it, so the pooled connection can serve again
+        if (decision === RETRY) continue;
+        return sendReply(ctx, decision, 'error');
+      }
+    }
     return deliver(pipeline, ctx, route, upstreamRes);
   }
 }
 
-/** The healthy upstreams not tried yet go to `selectUpstream`; with no taps the first one wins. */
+/** Runs the error stage; RETRY only stands when the request can be sent again. */
+async function askErrorStage(pipeline: Pipeline, ctx: RequestContext, route: Route, error: SwitchyardError): Promise<Reply | typeof RETRY | undefined> {
+  if (!hasTaps(pipeline, route, 'error')) return undefined;
+  const decision = await runBail(pipeline, ctx, 'error', error);
+  if (decision !== RETRY) return decision;
+  if (!canResend(ctx) || ctx.tried.length >= MAX_ATTEMPTS) return undefined;
+  ctx.log.info({ upstream: ctx.upstream?.name, code: error.code, attempt: ctx.tried.length }, 'retrying');
+  return RETRY;
+}
+
+/**
+ * The healthy upstreams not tried yet go to `selectUpstream` (with no taps the first one wins).
+ * On a retry with none of those left, the healthy ones already tried are offered again, so a
+ * route with a single upstream can still retry it.
+ */
 async function selectUpstream(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<Upstream> {
-  const candidates = route.upstreams.filter((u) => rt.health.isHealthy(u) && !ctx.tried.includes(u));
-  if (candidates.length === 0) {
-    // Every upstream failed this request already: the last failure is the honest answer.
-    if (ctx.error) throw ctx.error;
-    throw new SwitchyardError('SY_ERR_NO_HEALTHY_UPSTREAM', `no healthy upstream for route ${route.name}`);
-  }
+  let candidates = route.upstreams.filter((u) => rt.health.isHealthy(u) && !ctx.tried.includes(u));
+  if (candidates.length === 0 && ctx.tried.length > 0) candidates = route.upstreams.filter((u) => rt.health.isHealthy(u));
+  if (candidates.length === 0) throw new SwitchyardError('SY_ERR_NO_HEALTHY_UPSTREAM', `no healthy upstream for route ${route.name}`);
   if (!hasTaps(pipeline, route, 'selectUpstream')) return candidates[0]!;
   const chosen = await runBail(pipeline, ctx, 'selectUpstream', candidates);
   return chosen ?? candidates[0]!;
@@ -249,6 +271,7 @@ function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, comple
     status,
     ms: Math.round(ctx.timings.end! * 100) / 100,
     bytes: ctx.bytesSent,
+    attempts: ctx.tried.length,
     code: ctx.error?.code,
   };
   if (status >= 500) rt.logger.warn(line, 'request');

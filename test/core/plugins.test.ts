@@ -184,6 +184,54 @@ describe('upstream choice and retries', () => {
     }
   });
 
+  test('error taps see upstream 5xx answers: they may retry elsewhere, or let the 5xx through', async () => {
+    const failing = await startUpstream((_req, res) => {
+      res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' });
+      res.end('busy');
+    });
+    const retry5xx = pluginSource('retry-5xx', `
+    api.hooks.error.tap('retry-5xx', (ctx, error) => {
+      if (ctx.req.headers['x-no-retry']) return undefined;
+      return error.code === 'SY_ERR_UPSTREAM_ERROR_STATUS' && error.details.status === 503 && ctx.response.headers['retry-after'] === '1' ? RETRY : undefined;
+    });`);
+    const sy = await startSwitchyard(routeConfig([failing.url, upstream.url], { plugins: [{ path: './retry.mjs' }] }), { files: { 'retry.mjs': retry5xx } });
+    try {
+      const retried = await fetch(`${sy.url}/x`);
+      assert.equal(retried.status, 200);
+      assert.equal((await retried.json() as { upstream: string }).upstream, 'one');
+      const line = sy.logs.find((l) => l.msg === 'request' && l.status === 200);
+      assert.equal(line?.attempts, 2);
+
+      const passed = await fetch(`${sy.url}/x`, { headers: { 'x-no-retry': '1' } });
+      assert.equal(passed.status, 503);
+      assert.equal(await passed.text(), 'busy');
+    } finally {
+      await sy.stop();
+      await failing.close();
+    }
+  });
+
+  test('a retry on a route with one upstream tries that upstream again', async () => {
+    let calls = 0;
+    const flaky = await startUpstream((_req, res) => {
+      calls++;
+      res.writeHead(calls === 1 ? 502 : 200);
+      res.end(calls === 1 ? 'bad gateway' : 'second time lucky');
+    });
+    const retry = pluginSource('retry-twice', `
+    api.hooks.error.tap('retry-twice', (ctx) => ctx.tried.length < 2 ? RETRY : undefined);`);
+    const sy = await startSwitchyard(routeConfig([flaky.url], { plugins: [{ path: './retry.mjs' }] }), { files: { 'retry.mjs': retry } });
+    try {
+      const res = await fetch(`${sy.url}/x`);
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), 'second time lucky');
+      assert.equal(calls, 2);
+    } finally {
+      await sy.stop();
+      await flaky.close();
+    }
+  });
+
   test('an error tap may answer instead of the default JSON error', async () => {
     const dead = await startUpstream(() => {});
     const deadUrl = dead.url;
