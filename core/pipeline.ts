@@ -7,7 +7,7 @@ import { redactConfig, redactString, type LoadedConfig, type LoadedPlugin } from
 import type { TimeoutsConfig } from './config/schema.js';
 import type { HttpProxyEngine } from './forward.js';
 import { createPluginHooks, type Dispose, type PluginApi } from './plugin.js';
-import { buildRoute, Router } from './router.js';
+import { buildRoute, buildUpstream, Router } from './router.js';
 import { createStages, Stage, type Stages } from './stages.js';
 import type { StateRegistry, StoreFactory, UpstreamHealth } from './state.js';
 import type { Route } from './types.js';
@@ -148,6 +148,7 @@ function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | un
     admin: (spec) => admin.add(spec),
     isAdmin: (req) => admin.isAuthorized(req),
     createRoute: (config) => buildRoute(config, loaded.config.server.timeouts as TimeoutsConfig),
+    createUpstream: (config, routeName) => buildUpstream(routeName ?? route?.name ?? '*', config),
   };
 }
 

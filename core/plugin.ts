@@ -3,11 +3,11 @@ import type { IncomingMessage } from 'node:http';
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts';
 import type { Logger } from 'pino';
 import type { AdminRouteSpec } from './admin.js';
-import type { RouteConfig, SwitchyardConfig } from './config/schema.js';
+import type { RouteConfig, SwitchyardConfig, UpstreamConfig } from './config/schema.js';
 import { PluginError, SwitchyardError } from './errors.js';
 import type { StageName, Stages } from './stages.js';
 import type { PluginStore, UpstreamHealth } from './state.js';
-import type { Route } from './types.js';
+import type { Route, Upstream } from './types.js';
 
 /** Undoes what `setup` started (timers, sockets). Called once the plugin's last request ended. */
 export type Dispose = () => void | Promise<void>;
@@ -104,6 +104,8 @@ export interface PluginApi {
    * @example api.hooks.route.tap('mappings', (ctx) => ctx.pathname.startsWith('/x') ? xRoute : undefined);
    */
   createRoute(config: RouteConfig): Route;
+  /** Makes an upstream of this plugin's route (or of `routeName`), e.g. one added at run time. */
+  createUpstream(config: UpstreamConfig, routeName?: string): Upstream;
 }
 
 /** Makes the tap-only view of a stage set, wrapping each tap so failures name the plugin. */

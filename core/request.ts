@@ -111,15 +111,16 @@ async function askErrorStage(pipeline: Pipeline, ctx: RequestContext, route: Rou
 /**
  * The healthy upstreams not tried yet go to `selectUpstream` (with no taps the first one wins).
  * On a retry with none of those left, the healthy ones already tried are offered again, so a
- * route with a single upstream can still retry it.
+ * route with a single upstream can still retry it. With no healthy upstream at all the taps still
+ * run, with no candidates: a balancer may pick from `ctx.route.upstreams` anyway (panic mode).
  */
 async function selectUpstream(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<Upstream> {
   let candidates = route.upstreams.filter((u) => rt.health.isHealthy(u) && !ctx.tried.includes(u));
   if (candidates.length === 0 && ctx.tried.length > 0) candidates = route.upstreams.filter((u) => rt.health.isHealthy(u));
-  if (candidates.length === 0) throw new SwitchyardError('SY_ERR_NO_HEALTHY_UPSTREAM', `no healthy upstream for route ${route.name}`);
-  if (!hasTaps(pipeline, route, 'selectUpstream')) return candidates[0]!;
-  const chosen = await runBail(pipeline, ctx, 'selectUpstream', candidates);
-  return chosen ?? candidates[0]!;
+  const chosen = hasTaps(pipeline, route, 'selectUpstream') ? await runBail(pipeline, ctx, 'selectUpstream', candidates) : undefined;
+  const upstream = chosen ?? candidates[0];
+  if (!upstream) throw new SwitchyardError('SY_ERR_NO_HEALTHY_UPSTREAM', `no healthy upstream for route ${route.name}`);
+  return upstream;
 }
 
 /** Sends the upstream's response: postResponse taps first, then the head, then the body as a stream. */

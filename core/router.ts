@@ -20,7 +20,8 @@ export function buildRoute(config: RouteConfig, defaults: TimeoutsConfig, stages
   };
 }
 
-function buildUpstream(routeName: string, config: RouteConfig['upstreams'][number]): Upstream {
+/** Turns an upstream's config into an Upstream of the named route. */
+export function buildUpstream(routeName: string, config: RouteConfig['upstreams'][number]): Upstream {
   const target = new URL(config.url);
   const shown = `${target.protocol}//${target.host}${target.pathname === '/' ? '' : target.pathname}`;
   return {
@@ -54,12 +55,6 @@ export class Router {
     }
     return undefined;
   }
-}
-
-/** The path of a request target, without the query. */
-export function pathnameOf(url: string): string {
-  const query = url.indexOf('?');
-  return query === -1 ? url : url.slice(0, query);
 }
 
 /** `/api` strips from `/api/x?y` to `/x?y`, and from `/api` to `/`. */

@@ -1,5 +1,6 @@
 // State that outlives a config reload: per-plugin objects in memory, upstream health, and the
 // persistent key-value store (keyv over SQLite by default) opened on first use.
+import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import KeyvSqlite from '@keyv/sqlite';
@@ -33,8 +34,11 @@ export interface HealthStatus {
   since: number;
 }
 
-/** Which upstreams are healthy. Health-check plugins write it; selection reads it. */
-export class UpstreamHealth {
+/**
+ * Which upstreams are healthy. Health-check plugins write it; selection reads it. Emits `change`
+ * once per transition (never per request), so other plugins can follow.
+ */
+export class UpstreamHealth extends EventEmitter<{ change: [Upstream, HealthStatus] }> {
   private readonly status = new Map<string, HealthStatus>();
 
   isHealthy(upstream: Upstream): boolean {
@@ -47,8 +51,10 @@ export class UpstreamHealth {
 
   set(upstream: Upstream, healthy: boolean, reason?: string): void {
     const current = this.status.get(upstream.id);
-    if (current && current.healthy === healthy) return;
-    this.status.set(upstream.id, { healthy, reason, since: Date.now() });
+    if (current ? current.healthy === healthy : healthy) return;
+    const next = { healthy, reason, since: Date.now() };
+    this.status.set(upstream.id, next);
+    this.emit('change', upstream, next);
   }
 }
 
