@@ -2,6 +2,7 @@
 // Protected routes need the admin key; with no key configured they refuse and say how to set one.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
 import { SwitchyardError } from './errors.js';
 import type { Reply } from './types.js';
 
@@ -40,7 +41,7 @@ export class AdminRouter {
   private readonly exactPaths = new Set<string>();
   private readonly keyDigest: Buffer | undefined;
 
-  constructor(readonly prefix: string, adminKey: string | undefined) {
+  constructor(readonly prefix: string, adminKey: string | undefined, private readonly audit: Logger) {
     this.keyDigest = adminKey ? digest(adminKey) : undefined;
   }
 
@@ -65,8 +66,11 @@ export class AdminRouter {
     return this.exactPaths.has(path) || this.patterned.some((route) => route.pattern!.test(path));
   }
 
-  /** Answers an admin request, or throws a SwitchyardError (401/403/404/400). */
-  async handle(req: IncomingMessage, pathname: string, query: string): Promise<Reply> {
+  /**
+   * Answers an admin request, or throws a SwitchyardError (401/403/404/400). Every call to a
+   * protected route, allowed or refused, leaves an audit entry.
+   */
+  async handle(req: IncomingMessage, pathname: string, query: string, clientIp: string): Promise<Reply> {
     const path = pathname.slice(this.prefix.length) || '/';
     const method = req.method === 'HEAD' ? 'GET' : req.method ?? 'GET';
     let found = this.exact.get(`${method} ${path}`);
@@ -82,8 +86,23 @@ export class AdminRouter {
       }
     }
     if (!found) throw new SwitchyardError('SY_ERR_ADMIN_NOT_FOUND', `no admin route ${method} ${path}`);
-    if (!found.spec.public) this.authorize(req);
-    return found.spec.handler({ method, path, query: new URLSearchParams(query), params, raw: req, json: () => readJson(req) });
+    const handler = () => found.spec.handler({ method, path, query: new URLSearchParams(query), params, raw: req, json: () => readJson(req) });
+    if (found.spec.public) return handler();
+    const entry = { clientIp, key: 'admin', action: `${method} ${path}` };
+    try {
+      this.authorize(req);
+    } catch (err) {
+      this.audit.warn({ ...entry, outcome: 'refused', code: (err as SwitchyardError).code }, 'admin call refused');
+      throw err;
+    }
+    try {
+      const reply = await handler();
+      this.audit.info({ ...entry, outcome: reply.status < 400 ? 'ok' : 'failed', status: reply.status }, 'admin call');
+      return reply;
+    } catch (err) {
+      this.audit.warn({ ...entry, outcome: 'failed', code: (err as SwitchyardError).code ?? 'SY_ERR_INTERNAL' }, 'admin call');
+      throw err;
+    }
   }
 
   /** True when the request carries the configured admin key. */

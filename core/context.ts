@@ -4,8 +4,19 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 import { performance } from 'node:perf_hooks';
 import type { Transform } from 'node:stream';
 import type { Logger } from 'pino';
-import { SwitchyardError, type ErrorCode } from './errors.js';
+import type { ClientIpResolver } from './client-ip.js';
+import { SwitchyardError } from './errors.js';
 import type { Route, Upstream } from './types.js';
+
+/** What a context takes from the pipeline it runs on. */
+export interface ContextSettings {
+  readonly logger: Logger;
+  /** The largest body readBody() buffers by default. */
+  readonly maxBufferedBody: number;
+  /** The largest request body accepted at all (server.limits.maxBodySize); 0 = no limit. */
+  readonly maxBodySize: number;
+  readonly clientIp: ClientIpResolver;
+}
 
 /** The request as it will be sent upstream; `preRequest` taps may change any of it. */
 export interface OutgoingRequest {
@@ -65,20 +76,18 @@ export class RequestContext {
   /** Bytes written to the client for this response (head and body), known at `done`. */
   bytesSent = 0;
 
-  private readonly baseLogger: Logger;
+  private readonly settings: ContextSettings;
   private childLogger: Logger | undefined;
+  private realIp: string | undefined;
   private scratchSpace: Map<string, unknown> | undefined;
   /** @internal body transforms added in postResponse */
   responseTransforms: Transform[] | undefined;
-  /** @internal the largest body readBody() may buffer */
-  readonly maxBufferedBody: number;
 
-  constructor(req: IncomingMessage, res: ServerResponse, id: string, logger: Logger, maxBufferedBody: number) {
+  constructor(req: IncomingMessage, res: ServerResponse, id: string, settings: ContextSettings) {
     this.req = req;
     this.res = res;
     this.id = id;
-    this.baseLogger = logger;
-    this.maxBufferedBody = maxBufferedBody;
+    this.settings = settings;
     const url = req.url ?? '/';
     this.url = url;
     const query = url.indexOf('?');
@@ -90,13 +99,17 @@ export class RequestContext {
 
   /** A logger whose lines carry this request's id (made on first use: most requests never log). */
   get log(): Logger {
-    this.childLogger ??= this.baseLogger.child({ requestId: this.id });
+    this.childLogger ??= this.settings.logger.child({ requestId: this.id });
     return this.childLogger;
   }
 
-  /** The client's address as the socket sees it. */
+  /**
+   * The client's address: the socket's peer, or — when that peer is one of
+   * `server.trustedProxies` — the address from `server.realIpHeader`.
+   */
   get clientIp(): string {
-    return this.req.socket.remoteAddress ?? '';
+    this.realIp ??= this.settings.clientIp.resolve(this.req);
+    return this.realIp;
   }
 
   /** Milliseconds since the request arrived. */
@@ -119,8 +132,9 @@ export class RequestContext {
    * Buffers the request body (at most `limit` bytes, default server.maxBufferedBody) so a plugin
    * can read or replace it; the buffered body is what gets forwarded. Too large answers 413.
    */
-  async readBody(limit = this.maxBufferedBody): Promise<Buffer> {
+  async readBody(limit = this.settings.maxBufferedBody): Promise<Buffer> {
     if (this.outgoing.body) return this.outgoing.body;
+    if (this.settings.maxBodySize > 0) limit = Math.min(limit, this.settings.maxBodySize);
     const declared = Number(this.req.headers['content-length'] ?? 0);
     if (declared > limit) throw new SwitchyardError('SY_ERR_BODY_TOO_LARGE', undefined, { details: { limit } });
     const chunks: Buffer[] = [];
@@ -144,9 +158,8 @@ export class RequestContext {
     if (this.response && !options?.preservesLength) delete this.response.headers['content-length'];
   }
 
-  /** @internal */
-  fail(code: ErrorCode, cause?: unknown): SwitchyardError {
-    this.error = new SwitchyardError(code, undefined, { cause });
-    return this.error;
+  /** The body limit the forwarder enforces on a streamed body without Content-Length; 0 = none. */
+  get maxBodySize(): number {
+    return this.settings.maxBodySize;
   }
 }

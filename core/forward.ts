@@ -1,10 +1,10 @@
 // Forwarding through http-proxy's API (the maintained `http-proxy-3` rewrite). This module is the
 // only place that knows which proxy library is underneath: the pipeline hands it a context and
 // gets back the upstream's response head and body stream, or a SwitchyardError before that.
-import http, { type ClientRequest, type IncomingMessage } from 'node:http';
+import http, { STATUS_CODES, type ClientRequest, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import type { RequestContext } from './context.js';
 import { SwitchyardError, type ErrorCode } from './errors.js';
@@ -16,6 +16,9 @@ export interface PoolOptions {
 
 const kAttempt = Symbol('switchyard.attempt');
 type WithAttempt = IncomingMessage & { [kAttempt]?: Attempt };
+/** Set on an upgrade request once the upstream answered it (101 or not): the client's socket is no longer ours to answer on. */
+const kUpgradeAnswered = Symbol('switchyard.upgradeAnswered');
+type WithUpgrade = IncomingMessage & { [kUpgradeAnswered]?: boolean };
 
 // http-proxy rebuilds the query from its parts and so drops an empty one (`/x?` becomes `/x`);
 // this private header asks our agent to put the `?` back, keeping the path byte for byte.
@@ -70,6 +73,12 @@ class Attempt {
     this.reject(err instanceof SwitchyardError ? err : new SwitchyardError(this.timeoutCode ?? codeFor(err), undefined, { cause: err }));
   }
 
+  /** Settles with `err` and stops the upstream request. */
+  abort(err: SwitchyardError): void {
+    this.fail(err);
+    this.proxyReq?.destroy();
+  }
+
   private timeOut(code: ErrorCode): void {
     this.timeoutCode = code;
     if (this.proxyReq) this.proxyReq.destroy();
@@ -83,8 +92,34 @@ class Attempt {
   }
 }
 
+/**
+ * What http-proxy pipes upstream: a buffered body, nothing (a retry of a body-less request, whose
+ * stream already ended), a byte-counting pass-through when a streamed body has a size limit but
+ * no Content-Length to check up front, or (undefined) the request itself.
+ */
+function bodySource(ctx: RequestContext, body: Buffer | undefined, attempt: Attempt): Readable | undefined {
+  if (body) return Readable.from([body]);
+  if (ctx.req.readableEnded) return Readable.from([]);
+  const limit = ctx.maxBodySize;
+  if (limit === 0 || !ctx.hasBody || ctx.req.headers['content-length'] !== undefined) return undefined;
+  let seen = 0;
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      if (seen > limit) {
+        attempt.abort(new SwitchyardError('SY_ERR_BODY_TOO_LARGE', undefined, { details: { limit } }));
+        done();
+        return;
+      }
+      done(null, chunk);
+    },
+  });
+  return ctx.req.pipe(counted);
+}
+
 function codeFor(err: Error & { code?: string }): ErrorCode {
   if (err.code?.startsWith('HPE_')) return 'SY_ERR_UPSTREAM_BAD_RESPONSE';
+  if (err.code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_|ERR_SSL_/.test(err.code)) return 'SY_ERR_UPSTREAM_TLS';
   return 'SY_ERR_UPSTREAM_UNREACHABLE';
 }
 
@@ -103,6 +138,24 @@ function withEmptyQueryFix<A extends http.Agent>(agent: A): A {
   return agent;
 }
 
+/** Answers an upgrade on its raw socket (there is no ServerResponse) with the JSON error body, then closes. */
+function refuseUpgrade(socket: Duplex, requestId: string, error: SwitchyardError): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: error.message, code: error.code, requestId });
+  socket.end([
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}`,
+    'content-type: application/json; charset=utf-8',
+    `content-length: ${Buffer.byteLength(body)}`,
+    `x-request-id: ${requestId}`,
+    'connection: close',
+    '',
+    body,
+  ].join('\r\n'));
+}
+
 export class HttpProxyEngine {
   private readonly proxy = createProxyServer({ xfwd: false, selfHandleResponse: true, toProxy: true });
   private readonly agents = new Map<string, http.Agent>();
@@ -115,6 +168,16 @@ export class HttpProxyEngine {
     // Every web() and ws() call passes its own error callback; this listener only guarantees that
     // an 'error' event with no listener can never throw and take the process down.
     this.proxy.on('error', (err, req) => (req as WithAttempt)[kAttempt]?.fail(err));
+    this.proxy.on('proxyReqWs', (proxyReq, req) => {
+      const answered = () => ((req as WithUpgrade)[kUpgradeAnswered] = true);
+      proxyReq.once('upgrade', answered);
+      proxyReq.once('response', answered);
+    });
+    // http-proxy gives a DELETE or OPTIONS without Content-Length a `Content-Length: 0` and drops
+    // Transfer-Encoding, which unframes a chunked body: its bytes would reach the upstream after
+    // the head as a request of their own. Node frames these requests correctly without it.
+    const passes = this.proxy as unknown as { webPasses: { name: string }[] };
+    passes.webPasses = passes.webPasses.filter((pass) => pass.name !== 'deleteLength');
   }
 
   /** Sends `ctx.outgoing` to `ctx.upstream`; resolves with the response once its head arrived. */
@@ -124,10 +187,17 @@ export class HttpProxyEngine {
     const { method, path, headers, body } = ctx.outgoing;
     req.url = path;
     req.headers = headers;
+    // The marker is ours alone: one sent by the client would make the agent append a '?'.
+    delete headers[EMPTY_QUERY_MARK];
     if (path.indexOf('?') === path.length - 1) headers[EMPTY_QUERY_MARK] = '1';
     if (body) {
       headers['content-length'] = String(body.length);
       delete headers['transfer-encoding'];
+    } else if (ctx.hasBody && headers['content-length'] === undefined) {
+      // The client's chunked framing was hop-by-hop and got stripped. This hop needs its own, or
+      // (for GET, DELETE…, which Node does not chunk by default) the body would follow the head
+      // unframed and the upstream would read it as the next request: request smuggling.
+      headers['transfer-encoding'] = 'chunked';
     }
     return new Promise((resolve, reject) => {
       const attempt = new Attempt(ctx, resolve, reject);
@@ -137,23 +207,30 @@ export class HttpProxyEngine {
         agent: this.agentFor(upstream.target),
         changeOrigin: !ctx.route!.preserveHost,
         method,
-        buffer: body ? Readable.from([body]) : undefined,
+        buffer: bodySource(ctx, body, attempt),
+        secure: !upstream.tls?.insecure,
+        ca: upstream.tls?.ca,
       }, (err) => attempt.fail(err));
     });
   }
 
   /** Proxies a WebSocket upgrade to `ctx.upstream`; any error on either socket closes both. */
   upgrade(ctx: RequestContext, socket: Duplex, head: Buffer, onError: (err: SwitchyardError) => void): void {
-    const req = ctx.req;
+    const req = ctx.req as WithUpgrade;
     req.url = ctx.outgoing.path;
     req.headers = ctx.outgoing.headers;
     this.proxy.ws(req, socket, head, {
       target: ctx.upstream!.target,
-      agent: this.agentFor(ctx.upstream!.target),
+      // Not the keep-alive pool: a connection that carried an upgrade becomes the tunnel, or closes
+      // with the upstream's refusal, instead of lingering in the pool.
+      agent: false,
       changeOrigin: !ctx.route!.preserveHost,
     }, (err) => {
-      socket.destroy();
-      onError(new SwitchyardError(codeFor(err as Error & { code?: string }), undefined, { cause: err }));
+      const error = new SwitchyardError(codeFor(err as Error & { code?: string }), undefined, { cause: err });
+      // Before the upstream answered, the client is still owed an HTTP answer; after, only a close.
+      if (req[kUpgradeAnswered]) socket.destroy();
+      else refuseUpgrade(socket, ctx.id, error);
+      onError(error);
     });
   }
 

@@ -3,9 +3,13 @@
 // that started on it and is disposed when the last of them ends.
 import type { Logger } from 'pino';
 import { AdminRouter } from './admin.js';
+import { ClientIpResolver, type RealIpHeader } from './client-ip.js';
+import type { ContextSettings } from './context.js';
 import { redactConfig, redactString, type LoadedConfig, type LoadedPlugin } from './config/load.js';
 import type { TimeoutsConfig } from './config/schema.js';
+import { Errors } from './errors.js';
 import type { HttpProxyEngine } from './forward.js';
+import type { TlsCertificates } from './listener.js';
 import { createPluginHooks, type Dispose, type PluginApi } from './plugin.js';
 import { buildRoute, buildUpstream, Router } from './router.js';
 import { createStages, Stage, type Stages } from './stages.js';
@@ -37,6 +41,10 @@ export interface Runtime {
   readonly version: string;
   /** Admin routes live on their own port (fixed at start), so the proxy port never serves them. */
   readonly adminOnOwnPort: boolean;
+  /** Where audit entries go (server.admin.auditLog, fixed at start). */
+  readonly audit: Logger;
+  /** The HTTPS certificates, when serving TLS. */
+  tls: TlsCertificates | undefined;
   lastReload: ReloadStatus;
 }
 
@@ -47,6 +55,7 @@ export class Pipeline {
   private drainWaiters: (() => void)[] = [];
   /** One JSON log line per request (server.accessLog). */
   readonly accessLog: boolean;
+  readonly contextSettings: ContextSettings;
 
   private constructor(
     readonly generation: number,
@@ -54,20 +63,26 @@ export class Pipeline {
     readonly global: Stages,
     readonly router: Router,
     readonly admin: AdminRouter,
-    readonly maxBufferedBody: number,
     private readonly disposers: readonly Dispose[],
     private readonly logger: Logger,
   ) {
-    this.accessLog = loaded.config.server.accessLog ?? true;
+    const { server } = loaded.config;
+    this.accessLog = server.accessLog ?? true;
+    this.contextSettings = {
+      logger,
+      maxBufferedBody: server.maxBufferedBody ?? 10 * 1024 * 1024,
+      maxBodySize: server.limits.maxBodySize ?? 0,
+      clientIp: new ClientIpResolver(server.trustedProxies ?? [], (server.realIpHeader ?? 'x-forwarded-for') as RealIpHeader),
+    };
   }
 
   /** Builds a pipeline: routes, every plugin's setup in config order, admin routes. */
   static async build(loaded: LoadedConfig, rt: Runtime, generation: number): Promise<Pipeline> {
     const { config } = loaded;
     const global = createStages();
-    const admin = new AdminRouter(config.server.admin.prefix ?? '', config.server.admin.key);
+    const admin = new AdminRouter(config.server.admin.prefix ?? '', config.server.admin.key, rt.audit);
     const defaults = config.server.timeouts as TimeoutsConfig;
-    const routes = config.routes.map((route, i) => buildRoute(route, defaults, loaded.routePlugins[i]!.length > 0 ? createStages() : undefined));
+    const routes = config.routes.map((route, i) => buildRoute(route, defaults, loaded.baseDir, loaded.routePlugins[i]!.length > 0 ? createStages() : undefined));
     const router = new Router(routes);
     // The config's routes are a tap like any other: plugins with a negative stage route first.
     global.route.tap({ name: 'routes', stage: Stage.DEFAULT }, (ctx) => router.match(ctx.req, ctx.pathname));
@@ -87,7 +102,7 @@ export class Pipeline {
       await runDisposers(disposers, rt.logger);
       throw err;
     }
-    const pipeline = new Pipeline(generation, loaded, global, router, admin, config.server.maxBufferedBody ?? 10 * 1024 * 1024, disposers, rt.logger);
+    const pipeline = new Pipeline(generation, loaded, global, router, admin, disposers, rt.logger);
     addCoreAdminRoutes(pipeline, rt);
     return pipeline;
   }
@@ -147,8 +162,9 @@ function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | un
     health: rt.health,
     admin: (spec) => admin.add(spec),
     isAdmin: (req) => admin.isAuthorized(req),
-    createRoute: (config) => buildRoute(config, loaded.config.server.timeouts as TimeoutsConfig),
-    createUpstream: (config, routeName) => buildUpstream(routeName ?? route?.name ?? '*', config),
+    audit: (action, details) => rt.audit.info({ plugin: name, ...details, action }, 'audit'),
+    createRoute: (config) => buildRoute(config, loaded.config.server.timeouts as TimeoutsConfig, loaded.baseDir),
+    createUpstream: (config, routeName) => buildUpstream(routeName ?? route?.name ?? '*', config, loaded.baseDir),
   };
 }
 
@@ -194,4 +210,15 @@ function addCoreAdminRoutes(pipeline: Pipeline, rt: Runtime): void {
     path: '/config',
     handler: () => ({ status: 200, json: redactConfig(loaded.config, loaded.secrets) }),
   });
+  const { tls } = rt;
+  if (tls) {
+    pipeline.admin.add({
+      method: 'POST',
+      path: '/config/reload-tls',
+      handler: () => {
+        const result = tls.reload();
+        return { status: result.ok ? 200 : 500, json: result.ok ? { reloaded: true } : { error: result.error, code: Errors.SY_ERR_TLS_RELOAD_FAILED.code } };
+      },
+    });
+  }
 }

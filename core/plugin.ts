@@ -98,6 +98,12 @@ export interface PluginApi {
   /** True when a request carries the admin key (for admin actions on proxy paths, like PURGE). */
   isAdmin(req: IncomingMessage): boolean;
   /**
+   * Writes an audit entry (server.admin.auditLog): who did what from where. Never pass secrets.
+   *
+   * @example api.audit('mapping.delete', { clientIp: ctx.clientIp, name });
+   */
+  audit(action: string, details?: Record<string, unknown>): void;
+  /**
    * Makes a route on the fly (for a `route` tap that reads routes from a store). Unset timeouts
    * come from the server's; the route has no plugins of its own.
    *

@@ -17,10 +17,17 @@ import type { Reply, Route, Upstream } from './types.js';
 type BailStage = 'route' | 'access' | 'cacheLookup' | 'selectUpstream' | 'preRequest' | 'error';
 
 export function handleRequest(pipeline: Pipeline, rt: Runtime, req: IncomingMessage, res: ServerResponse): void {
-  const ctx = new RequestContext(req, res, requestIdOf(req), rt.logger, pipeline.maxBufferedBody);
+  const ctx = new RequestContext(req, res, requestIdOf(req), pipeline.contextSettings);
   pipeline.acquire();
-  const bytesBefore = req.socket.bytesWritten;
-  res.once('close', () => finish(pipeline, rt, ctx, bytesBefore));
+  // The socket, not req.socket: Node detaches it from the request once a response closes it.
+  const socket = req.socket;
+  const bytesBefore = socket.bytesWritten;
+  res.once('close', () => finish(pipeline, rt, ctx, socket.bytesWritten - bytesBefore));
+  const { maxBodySize } = pipeline.contextSettings;
+  if (maxBodySize > 0 && Number(req.headers['content-length'] ?? 0) > maxBodySize) {
+    answerError(rt, ctx, new SwitchyardError('SY_ERR_BODY_TOO_LARGE', undefined, { details: { limit: maxBodySize } }));
+    return;
+  }
   run(pipeline, rt, ctx).catch((err: unknown) => answerError(rt, ctx, err));
 }
 
@@ -226,27 +233,29 @@ function answerError(rt: Runtime, ctx: RequestContext, err: unknown): void {
   const message = error instanceof PluginError
     ? `plugin "${error.plugin}" failed in stage "${error.stage}"`
     : error.code === 'SY_ERR_INTERNAL' ? 'internal error' : error.message;
-  sendReply(ctx, { status: error.status, json: { error: message, code: error.code, requestId: ctx.id } }, 'error');
+  // After a refused body the rest of it is still on the wire: close rather than read it all.
+  const headers = error.code === 'SY_ERR_BODY_TOO_LARGE' ? { connection: 'close' } : undefined;
+  sendReply(ctx, { status: error.status, headers, json: { error: message, code: error.code, requestId: ctx.id } }, 'error');
 }
 
 async function answerAdmin(pipeline: Pipeline, ctx: RequestContext): Promise<void> {
   const query = ctx.url.indexOf('?');
-  const reply = await pipeline.admin.handle(ctx.req, ctx.pathname, query === -1 ? '' : ctx.url.slice(query + 1));
+  const reply = await pipeline.admin.handle(ctx.req, ctx.pathname, query === -1 ? '' : ctx.url.slice(query + 1), ctx.clientIp);
   sendReply(ctx, reply, 'admin');
 }
 
 /** Serves a request arriving on the separate admin port. */
 export function handleAdminRequest(pipeline: Pipeline, rt: Runtime, req: IncomingMessage, res: ServerResponse): void {
-  const ctx = new RequestContext(req, res, requestIdOf(req), rt.logger, pipeline.maxBufferedBody);
+  const ctx = new RequestContext(req, res, requestIdOf(req), pipeline.contextSettings);
   answerAdmin(pipeline, ctx).catch((err: unknown) => answerError(rt, ctx, err));
 }
 
 /** The response is over: run `done`, start `cacheStore`, write the access log line, let go of the pipeline. */
-function finish(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, bytesBefore: number): void {
+function finish(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, bytesSent: number): void {
   ctx.timings.end = ctx.elapsed();
   const completed = ctx.res.writableFinished;
   if (!completed) ctx.error ??= new SwitchyardError('SY_ERR_CLIENT_ABORTED');
-  ctx.bytesSent = ctx.req.socket.bytesWritten - bytesBefore;
+  ctx.bytesSent = bytesSent;
   const route = ctx.route;
   try {
     if (pipeline.global.done.taps.length > 0) pipeline.global.done.call(ctx);
@@ -291,7 +300,7 @@ function requestIdOf(req: IncomingMessage): string {
 
 /** Routes an upgrade like a request (route, access, selectUpstream, preRequest), then splices the sockets. */
 export function handleUpgrade(pipeline: Pipeline, rt: Runtime, req: IncomingMessage, socket: Duplex, head: Buffer, res: ServerResponse): void {
-  const ctx = new RequestContext(req, res, requestIdOf(req), rt.logger, pipeline.maxBufferedBody);
+  const ctx = new RequestContext(req, res, requestIdOf(req), pipeline.contextSettings);
   pipeline.acquire();
   socket.once('close', () => {
     ctx.timings.end = ctx.elapsed();

@@ -1,12 +1,14 @@
 // The built-in route matcher. Most specific wins, as nginx users expect: an exact `path` beats any
 // prefix, a longer `pathPrefix` beats a shorter one, and among equals the config's order decides.
+import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import { resolve } from 'node:path';
 import type { RouteConfig, TimeoutsConfig } from './config/schema.js';
 import type { Stages } from './stages.js';
 import type { Route, Upstream } from './types.js';
 
 /** Turns a route's config into a Route. Plugins that make routes on the fly use it too. */
-export function buildRoute(config: RouteConfig, defaults: TimeoutsConfig, stages?: Stages): Route {
+export function buildRoute(config: RouteConfig, defaults: TimeoutsConfig, baseDir: string, stages?: Stages): Route {
   return {
     name: config.name,
     match: config.match,
@@ -14,14 +16,14 @@ export function buildRoute(config: RouteConfig, defaults: TimeoutsConfig, stages
     preserveHost: config.preserveHost ?? false,
     websocket: config.websocket ?? true,
     timeouts: { ...defaults, ...config.timeouts } as TimeoutsConfig,
-    upstreams: config.upstreams.map((upstream) => buildUpstream(config.name, upstream)),
+    upstreams: config.upstreams.map((upstream) => buildUpstream(config.name, upstream, baseDir)),
     stages,
     plugins: (config.plugins ?? []).filter((ref) => ref.enabled !== false).map((ref) => ref.name ?? ref.path ?? ''),
   };
 }
 
 /** Turns an upstream's config into an Upstream of the named route. */
-export function buildUpstream(routeName: string, config: RouteConfig['upstreams'][number]): Upstream {
+export function buildUpstream(routeName: string, config: RouteConfig['upstreams'][number], baseDir: string): Upstream {
   const target = new URL(config.url);
   const shown = `${target.protocol}//${target.host}${target.pathname === '/' ? '' : target.pathname}`;
   return {
@@ -32,6 +34,7 @@ export function buildUpstream(routeName: string, config: RouteConfig['upstreams'
     weight: config.weight ?? 1,
     priority: config.priority ?? 0,
     meta: config.meta ?? {},
+    tls: config.tls ? { ca: config.tls.ca ? readFileSync(resolve(baseDir, config.tls.ca), 'utf8') : undefined, insecure: config.tls.insecure ?? false } : undefined,
   };
 }
 

@@ -1,7 +1,8 @@
 // The running proxy: an HTTP server (plus an admin server when asked), the current pipeline, live
 // reload, and graceful shutdown.
 import { EventEmitter, once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import http, { ServerResponse, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -9,6 +10,7 @@ import pino, { type Logger } from 'pino';
 import { loadConfig, redactString, type Catalogs, type ConfigSource, type LoadedConfig } from './config/load.js';
 import { ConfigWatcher } from './config/watch.js';
 import { HttpProxyEngine } from './forward.js';
+import { createListener } from './listener.js';
 import { Pipeline, type ReloadStatus, type Runtime } from './pipeline.js';
 import { handleAdminRequest, handleRequest, handleUpgrade } from './request.js';
 import { StateRegistry, StoreFactory, UpstreamHealth } from './state.js';
@@ -39,13 +41,16 @@ const RESTART_ONLY: readonly [string, (l: LoadedConfig) => unknown][] = [
   ['server.store', (l) => l.config.server.store],
   ['server.admin.port', (l) => l.config.server.admin.port],
   ['server.pool', (l) => JSON.stringify(l.config.server.pool)],
+  ['server.limits', (l) => JSON.stringify(l.config.server.limits)],
+  ['server.tls', (l) => JSON.stringify(l.config.server.tls)],
+  ['server.admin.auditLog', (l) => l.config.server.admin.auditLog],
 ];
 
 /**
  * A running Switchyard. Emits `reload` with a ReloadResult after every reload attempt (file
  * change, SIGHUP or reload()), so embedders and tests can wait on it.
  */
-export class Switchyard extends EventEmitter<{ reload: [ReloadResult] }> {
+export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ ok: boolean; error?: string }] }> {
   private pipeline: Pipeline;
   private watcher: ConfigWatcher | undefined;
   private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true });
@@ -77,19 +82,17 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult] }> {
       startedAt: Date.now(),
       version: VERSION,
       adminOnOwnPort: serverConfig.admin.port !== undefined,
+      audit: createAuditLogger(serverConfig.admin.auditLog, loaded.baseDir, logger),
+      tls: undefined,
       lastReload: { ok: true, at: Date.now(), generation: 1, trigger: 'start' },
     };
+    const { server, tls } = createListener(serverConfig, loaded.baseDir, logger);
+    rt.tls = tls;
     const pipeline = await Pipeline.build(loaded, rt, 1);
-    const server = http.createServer({ noDelay: true });
     const adminServer = rt.adminOnOwnPort ? http.createServer() : undefined;
     const yard = new Switchyard(options, rt, pipeline, server, adminServer);
     server.on('request', (req: IncomingMessage, res: ServerResponse) => handleRequest(yard.pipeline, rt, req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(yard.pipeline, rt, req, socket, head, new ServerResponse(req)));
-    // A malformed request from a client must cost that client its connection, nothing more.
-    server.on('clientError', (_err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{"error":"malformed request","code":"SY_ERR_BAD_REQUEST"}');
-      else socket.destroy();
-    });
     adminServer?.on('request', (req: IncomingMessage, res: ServerResponse) => handleAdminRequest(yard.pipeline, rt, req, res));
 
     server.listen(serverConfig.port, serverConfig.host);
@@ -98,7 +101,10 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult] }> {
       adminServer.listen(serverConfig.admin.port, serverConfig.host);
       await once(adminServer, 'listening');
     }
-    if (options.watch ?? loaded.file !== undefined) await yard.watch(loaded.files);
+    if (options.watch ?? loaded.file !== undefined) {
+      await yard.watch(loaded.files);
+      await tls?.watch((result) => yard.emit('tls', result));
+    }
     logger.info({ port: yard.port, host: serverConfig.host, adminPort: yard.adminPort, preset: loaded.config.preset, routes: loaded.config.routes.length }, 'listening');
     return yard;
   }
@@ -176,6 +182,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult] }> {
   private async stopNow(): Promise<void> {
     const timeout = this.pipeline.loaded.config.server.shutdownTimeout ?? 10000;
     await this.watcher?.close();
+    await this.rt.tls?.close();
     await this.reloading;
     const closed = Promise.all([closeServer(this.server), this.adminServer ? closeServer(this.adminServer) : undefined]);
     this.server.closeIdleConnections();
@@ -198,6 +205,14 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult] }> {
 
 function closeServer(server: http.Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** Audit entries go to their own file when server.admin.auditLog names one, else to the main log. */
+function createAuditLogger(file: string | undefined, baseDir: string, logger: Logger): Logger {
+  if (!file) return logger.child({ audit: true });
+  const path = resolve(baseDir, file);
+  mkdirSync(dirname(path), { recursive: true });
+  return pino({ base: { audit: true } }, pino.destination({ dest: path, sync: true }));
 }
 
 /** JSON logs with credentials redacted wherever a plugin might log headers. */

@@ -1,8 +1,9 @@
 // State that outlives a config reload: per-plugin objects in memory, upstream health, and the
-// persistent key-value store (keyv over SQLite by default) opened on first use.
+// persistent key-value store (keyv over SQLite by default, or Redis) opened on first use.
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { createKeyv as createRedisKeyv, defaultReconnectStrategy } from '@keyv/redis';
 import KeyvSqlite from '@keyv/sqlite';
 import Keyv from 'keyv';
 import { SwitchyardError } from './errors.js';
@@ -58,13 +59,19 @@ export class UpstreamHealth extends EventEmitter<{ change: [Upstream, HealthStat
   }
 }
 
-/** Opens keyv stores for a `sqlite://path` or `memory://` URL, one namespace per plugin. */
+/** How long a Redis store waits for a connection before the call fails (ms). */
+const REDIS_CONNECT_TIMEOUT = 2000;
+
+/**
+ * Opens keyv stores for a `sqlite://path`, `redis://…` (or `rediss://`) or `memory://` URL, one
+ * namespace per plugin.
+ */
 export class StoreFactory {
   private readonly opened = new Map<string, Keyv>();
 
   constructor(private readonly url: string, private readonly baseDir: string) {
-    if (!/^(sqlite|memory):\/\//.test(url)) {
-      throw new SwitchyardError('SY_ERR_STORE_UNSUPPORTED', `store "${url.replace(/\/\/[^@/]*@/, '//***@')}" is not supported: use sqlite://<path> or memory://`);
+    if (!/^(sqlite|memory|rediss?):\/\//.test(url)) {
+      throw new SwitchyardError('SY_ERR_STORE_UNSUPPORTED', `store "${url.replace(/\/\/[^@/]*@/, '//***@')}" is not supported: use sqlite://<path>, redis://host:port or memory://`);
     }
   }
 
@@ -74,6 +81,13 @@ export class StoreFactory {
     if (keyv) return keyv;
     if (this.url.startsWith('memory://')) {
       keyv = new Keyv({ namespace });
+    } else if (this.url.startsWith('redis')) {
+      // A Redis that is down must fail calls at once rather than queue them until it returns
+      // (the offline queue would hold requests up); the client keeps reconnecting in the background.
+      keyv = createRedisKeyv(
+        { url: this.url, disableOfflineQueue: true, socket: { connectTimeout: REDIS_CONNECT_TIMEOUT, reconnectStrategy: defaultReconnectStrategy } },
+        { namespace, throwOnErrors: true, connectionTimeout: REDIS_CONNECT_TIMEOUT },
+      );
     } else {
       const file = resolve(this.baseDir, this.url.slice('sqlite://'.length));
       mkdirSync(dirname(file), { recursive: true });

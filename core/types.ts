@@ -16,6 +16,8 @@ export interface Upstream {
   readonly weight: number;
   readonly priority: number;
   readonly meta: Readonly<Record<string, unknown>>;
+  /** How to trust an https upstream: a CA (PEM text) and/or no verification. */
+  readonly tls?: { readonly ca?: string; readonly insecure: boolean };
 }
 
 /** A route: how requests are matched and where they go. Built from the config or by a plugin. */

@@ -2,12 +2,13 @@
 // with ajv (the core schema and every plugin's own), and loads the plugins it names. Every problem
 // becomes one line naming the file, the path inside it and what is wrong.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import YAML from 'yaml';
+import { checkRange } from '../client-ip.js';
 import { ConfigError } from '../errors.js';
 import { isPluginDefinition, type PluginDefinition } from '../plugin.js';
 import { configSchema, type PluginRef, type SwitchyardConfig } from './schema.js';
@@ -45,7 +46,7 @@ export interface LoadedPlugin {
 }
 
 export interface LoadedConfig {
-  /** What error messages call the source: the file path, or `preset <name>`. */
+  /** What error messages call the source: the file path, or `(command line)` for a bare preset. */
   readonly label: string;
   readonly file: string | undefined;
   /** Relative paths in the config (plugin files, sqlite store) resolve against this. */
@@ -72,7 +73,7 @@ const pluginValidators = new WeakMap<object, ValidateFunction>();
 
 export async function loadConfig(source: ConfigSource, catalogs: Catalogs, env: NodeJS.ProcessEnv = process.env): Promise<LoadedConfig> {
   const file = source.file === undefined ? undefined : resolve(source.file);
-  const label = source.file ?? `preset ${source.preset ?? '(none)'}`;
+  const label = source.file ?? '(command line)';
   const text = file === undefined ? '' : readConfigText(file, label);
   const parsed = file === undefined ? {} : parseConfigText(text, label);
   const problems: string[] = [];
@@ -94,9 +95,9 @@ export async function loadConfig(source: ConfigSource, catalogs: Catalogs, env: 
 
   if (!validateCore(merged)) throw new ConfigError(label, formatAjvErrors(validateCore.errors ?? [], ''));
   const config = merged as unknown as LoadedConfig['config'];
-  checkRoutes(config, problems);
-
   const baseDir = file === undefined ? process.cwd() : dirname(file);
+  checkSemantics(config, baseDir, problems);
+
   const files = file === undefined ? [] : [file];
   const hash = createHash('sha256').update(text).update(JSON.stringify(merged));
   const load = async (ref: PluginRef, where: string) => {
@@ -194,12 +195,27 @@ function applyListenOverrides(config: Record<string, unknown>, source: ConfigSou
   config.server = server;
 }
 
-function checkRoutes(config: LoadedConfig['config'], problems: string[]): void {
+/** Checks the schema cannot express: unique names, parseable URLs, address ranges, files. */
+function checkSemantics(config: LoadedConfig['config'], baseDir: string, problems: string[]): void {
+  for (const [index, entry] of (config.server.trustedProxies ?? []).entries()) {
+    const problem = checkRange(entry);
+    if (problem) problems.push(`${displayPath(`/server/trustedProxies/${index}`)}: ${problem}`);
+  }
+  const checkFile = (path: string | undefined, where: string) => {
+    if (path !== undefined && !existsSync(resolve(baseDir, path))) problems.push(`${displayPath(where)}: file ${resolve(baseDir, path)} does not exist`);
+  };
+  const { headersTimeout = 0, requestTimeout = 0 } = config.server.limits;
+  if (requestTimeout > 0 && headersTimeout > requestTimeout) {
+    problems.push(`${displayPath('/server/limits/headersTimeout')}: ${headersTimeout} is longer than server.limits.requestTimeout (${requestTimeout}); the head is part of the request`);
+  }
+  checkFile(config.server.tls?.cert, '/server/tls/cert');
+  checkFile(config.server.tls?.key, '/server/tls/key');
   const seen = new Set<string>();
   for (const [index, route] of config.routes.entries()) {
     if (seen.has(route.name)) problems.push(`${displayPath(`/routes/${index}/name`)}: route name "${route.name}" is used twice`);
     seen.add(route.name);
     for (const [u, upstream] of route.upstreams.entries()) {
+      checkFile(upstream.tls?.ca, `/routes/${index}/upstreams/${u}/tls/ca`);
       try {
         new URL(upstream.url);
       } catch {

@@ -49,6 +49,15 @@ const upstreamSchema = {
     weight: { type: 'number', exclusiveMinimum: 0, default: 1 },
     priority: { type: 'integer', minimum: 0, default: 0, description: 'Lower is preferred, for priority balancing.' },
     meta: { type: 'object', description: 'Free-form facts for plugins (region, tags…).' },
+    tls: {
+      type: 'object',
+      description: 'How to trust an https upstream. Certificates are verified by default.',
+      properties: {
+        ca: { type: 'string', minLength: 1, description: 'PEM file of the CA that signed the upstream\'s certificate (relative to the config file).' },
+        insecure: { type: 'boolean', default: false, description: 'Skip certificate verification (testing only).' },
+      },
+      additionalProperties: false,
+    },
   },
   required: ['url'],
   additionalProperties: false,
@@ -92,8 +101,10 @@ export const configSchema = {
       properties: {
         port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 },
         host: { type: 'string', default: '0.0.0.0' },
-        store: { type: 'string', pattern: '^(sqlite|memory)://', default: 'sqlite://./data/switchyard.sqlite', description: 'Where plugin state and caches persist: sqlite://<path> or memory://' },
+        store: { type: 'string', pattern: '^(sqlite|memory|rediss?)://', default: 'sqlite://./data/switchyard.sqlite', description: 'Where plugin state and caches persist: sqlite://<path>, redis://host:port (shared by several instances) or memory://' },
         accessLog: { type: 'boolean', default: true, description: 'One JSON log line per request.' },
+        trustedProxies: { type: 'array', items: { type: 'string' }, default: [], description: 'Peers (IPs or CIDR ranges) whose realIpHeader is believed.' },
+        realIpHeader: { type: 'string', enum: ['x-forwarded-for', 'x-real-ip'], default: 'x-forwarded-for', description: 'Where a trusted peer says who the client is.' },
         timeouts: serverTimeoutsSchema,
         shutdownTimeout: { type: 'integer', minimum: 0, default: 10000, description: 'How long SIGTERM waits for in-flight requests (ms).' },
         pool: {
@@ -107,6 +118,29 @@ export const configSchema = {
           additionalProperties: false,
         },
         maxBufferedBody: { type: 'integer', minimum: 0, default: 10485760, description: 'Largest request body a plugin may buffer (bytes); larger answers 413.' },
+        limits: {
+          type: 'object',
+          default: {},
+          description: 'Protection against oversized and slow clients.',
+          properties: {
+            maxHeaderSize: { type: 'integer', minimum: 1024, default: 16384, description: 'Largest request head in bytes; larger answers 431.' },
+            maxBodySize: { type: 'integer', minimum: 0, default: 0, description: 'Largest request body in bytes, streamed or not; larger answers 413. 0 = no limit.' },
+            headersTimeout: { type: 'integer', minimum: 1, default: 20000, description: 'Time to receive the request head (ms): the slowloris guard.' },
+            requestTimeout: { type: 'integer', minimum: 0, default: 300000, description: 'Time to receive the whole request, body included (ms); 0 = none.' },
+            keepAliveTimeout: { type: 'integer', minimum: 0, default: 5000, description: 'How long an idle client connection stays open (ms).' },
+          },
+          additionalProperties: false,
+        },
+        tls: {
+          type: 'object',
+          description: 'Serve HTTPS. The files are watched: a renewed certificate is used by the next handshake.',
+          properties: {
+            cert: { type: 'string', minLength: 1, description: 'PEM certificate chain file (relative to the config file).' },
+            key: { type: 'string', minLength: 1, description: 'PEM private key file.' },
+          },
+          required: ['cert', 'key'],
+          additionalProperties: false,
+        },
         admin: {
           type: 'object',
           default: {},
@@ -114,6 +148,7 @@ export const configSchema = {
             key: { type: 'string', description: 'Admin key for protected admin routes (X-API-Key or Authorization: Bearer).' },
             prefix: { type: 'string', pattern: '^(/[A-Za-z0-9_.-]+)*$', default: '', description: 'Path prefix for admin routes, e.g. /_switchyard' },
             port: { type: 'integer', minimum: 0, maximum: 65535, description: 'Serve admin routes on their own port instead of the proxy port.' },
+            auditLog: { type: 'string', minLength: 1, description: 'File for audit entries of protected admin calls (JSON lines); unset: the main log, tagged audit.' },
           },
           additionalProperties: false,
         },

@@ -171,6 +171,6 @@ describe('presets', () => {
   test('a preset names the environment variable it cannot use', async () => {
     await assert.rejects(loadConfig({ preset: 'balancer' }, catalogs, { BACKEND_SERVERS: 'nonsense' }), /environment variable BACKEND_SERVERS entry "nonsense" does not start with an http\(s\) URL/);
     await assert.rejects(loadConfig({ preset: 'balancer' }, catalogs, {}), /environment variable BACKEND_SERVERS is not set/);
-    await assert.rejects(loadConfig({ preset: 'nope' }, catalogs, {}), /there is no preset "nope" \(presets: balancer\)/);
+    await assert.rejects(loadConfig({ preset: 'nope' }, catalogs, {}), /\(command line\): preset: there is no preset "nope" \(presets: balancer[,)]/);
   });
 });

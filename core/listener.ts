@@ -1,0 +1,91 @@
+// The client-facing server: HTTP or HTTPS, with the limits that protect it from oversized and slow
+// clients, and certificates that can be renewed on disk without a restart.
+import { readFileSync } from 'node:fs';
+import http, { STATUS_CODES } from 'node:http';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { LoadedConfig } from './config/load.js';
+import { ConfigWatcher } from './config/watch.js';
+import { Errors } from './errors.js';
+
+type ServerSettings = LoadedConfig['config']['server'];
+
+/** Creates the proxy's server (not yet listening) with the configured limits, TLS when asked. */
+export function createListener(server: ServerSettings, baseDir: string, logger: Logger): { server: http.Server; tls: TlsCertificates | undefined } {
+  const limits = server.limits;
+  const options: http.ServerOptions = {
+    noDelay: true,
+    maxHeaderSize: limits.maxHeaderSize,
+    headersTimeout: limits.headersTimeout,
+    requestTimeout: limits.requestTimeout,
+    keepAliveTimeout: limits.keepAliveTimeout,
+    // Node checks the head and request timeouts on this interval; its 30 s default would let a
+    // slowloris client hold a connection far past headersTimeout.
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor((limits.headersTimeout ?? 20000) / 4))),
+  };
+  let tls: TlsCertificates | undefined;
+  let listener: http.Server;
+  if (server.tls) {
+    tls = new TlsCertificates(resolve(baseDir, server.tls.cert), resolve(baseDir, server.tls.key), logger);
+    listener = https.createServer({ ...options, ...tls.read() }) as unknown as http.Server;
+    tls.attach(listener as unknown as https.Server);
+  } else {
+    listener = http.createServer(options);
+  }
+  listener.on('clientError', answerClientError);
+  return { server: listener, tls };
+}
+
+/** A malformed, oversized or too slow request costs that client its connection, nothing more. */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (!socket.writable || (socket as Duplex & { _httpMessage?: unknown })._httpMessage) {
+    socket.destroy();
+    return;
+  }
+  const error = err.code === 'HPE_HEADER_OVERFLOW' ? Errors.SY_ERR_HEADERS_TOO_LARGE
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? Errors.SY_ERR_REQUEST_TIMEOUT
+    : Errors.SY_ERR_BAD_REQUEST;
+  const body = JSON.stringify({ error: error.message, code: error.code });
+  socket.end(`HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}
+
+/** The certificate and key files, watched: a renewal applies to the next TLS handshake. */
+export class TlsCertificates {
+  private server: https.Server | undefined;
+  private watcher: ConfigWatcher | undefined;
+
+  constructor(private readonly certFile: string, private readonly keyFile: string, private readonly logger: Logger) {}
+
+  read(): { cert: Buffer; key: Buffer } {
+    return { cert: readFileSync(this.certFile), key: readFileSync(this.keyFile) };
+  }
+
+  attach(server: https.Server): void {
+    this.server = server;
+  }
+
+  /** Loads the files again; existing connections keep the certificate they started with. */
+  reload(): { ok: boolean; error?: string } {
+    try {
+      this.server?.setSecureContext(this.read());
+      this.logger.info({ cert: this.certFile }, 'TLS certificate reloaded');
+      return { ok: true };
+    } catch (err) {
+      // A half-renewed pair (new cert, old key) fails here; the previous context keeps serving.
+      const error = (err as Error).message;
+      this.logger.error({ cert: this.certFile, error }, 'TLS certificate reload failed; the previous certificate stays in use');
+      return { ok: false, error };
+    }
+  }
+
+  async watch(onReload: (result: { ok: boolean; error?: string }) => void): Promise<void> {
+    this.watcher = new ConfigWatcher([this.certFile, this.keyFile], () => onReload(this.reload()));
+    await this.watcher.ready();
+  }
+
+  async close(): Promise<void> {
+    await this.watcher?.close();
+  }
+}
