@@ -68,7 +68,7 @@ const MAX_ATTEMPTS = 16;
 
 async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<void> {
   for (;;) {
-    ctx.upstream = await selectUpstream(pipeline, rt, ctx, route);
+    ctx.upstream = hasTaps(pipeline, route, 'selectUpstream') ? await selectWithTaps(pipeline, rt, ctx, route) : firstHealthy(rt, ctx, route);
     ctx.tried.push(ctx.upstream);
     if (ctx.tried.length === 1 && hasTaps(pipeline, route, 'preRequest')) {
       const reply = await runBail(pipeline, ctx, 'preRequest');
@@ -116,39 +116,54 @@ async function askErrorStage(pipeline: Pipeline, ctx: RequestContext, route: Rou
 }
 
 /**
- * The healthy upstreams not tried yet go to `selectUpstream` (with no taps the first one wins).
- * On a retry with none of those left, the healthy ones already tried are offered again, so a
- * route with a single upstream can still retry it. With no healthy upstream at all the taps still
- * run, with no candidates: a balancer may pick from `ctx.route.upstreams` anyway (panic mode).
+ * The healthy upstreams not tried yet go to `selectUpstream`. On a retry with none of those left,
+ * the healthy ones already tried are offered again, so a route with a single upstream can still
+ * retry it. With no healthy upstream at all the taps still run, with no candidates: a balancer
+ * may pick from `ctx.route.upstreams` anyway (panic mode).
  */
-async function selectUpstream(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<Upstream> {
+async function selectWithTaps(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<Upstream> {
   let candidates = route.upstreams.filter((u) => rt.health.isHealthy(u) && !ctx.tried.includes(u));
   if (candidates.length === 0 && ctx.tried.length > 0) candidates = route.upstreams.filter((u) => rt.health.isHealthy(u));
-  const chosen = hasTaps(pipeline, route, 'selectUpstream') ? await runBail(pipeline, ctx, 'selectUpstream', candidates) : undefined;
-  const upstream = chosen ?? candidates[0];
-  if (!upstream) throw new SwitchyardError('SY_ERR_NO_HEALTHY_UPSTREAM', `no healthy upstream for route ${route.name}`);
+  const upstream = (await runBail(pipeline, ctx, 'selectUpstream', candidates)) ?? candidates[0];
+  if (!upstream) throw noHealthyUpstream(route);
   return upstream;
 }
 
+/** Without a balancer: the first healthy upstream not tried yet, else the first healthy one. */
+function firstHealthy(rt: Runtime, ctx: RequestContext, route: Route): Upstream {
+  let fallback: Upstream | undefined;
+  for (const upstream of route.upstreams) {
+    if (!rt.health.isHealthy(upstream)) continue;
+    if (!ctx.tried.includes(upstream)) return upstream;
+    fallback ??= upstream;
+  }
+  if (fallback) return fallback;
+  throw noHealthyUpstream(route);
+}
+
+function noHealthyUpstream(route: Route): SwitchyardError {
+  return new SwitchyardError('SY_ERR_NO_HEALTHY_UPSTREAM', `no healthy upstream for route ${route.name}`);
+}
+
 /** Sends the upstream's response: postResponse taps first, then the head, then the body as a stream. */
-async function deliver(pipeline: Pipeline, ctx: RequestContext, route: Route, upstreamRes: IncomingMessage): Promise<void> {
+function deliver(pipeline: Pipeline, ctx: RequestContext, route: Route, upstreamRes: IncomingMessage): Promise<void> | void {
   const headers = responseHeaders(upstreamRes.headers);
   headers['x-request-id'] = ctx.id;
   ctx.response = { status: upstreamRes.statusCode ?? 502, headers };
-  if (hasTaps(pipeline, route, 'postResponse')) {
-    try {
-      await runSeries(pipeline, ctx, 'postResponse');
-    } catch (err) {
-      upstreamRes.destroy();
-      throw err;
-    }
-  }
+  if (!hasTaps(pipeline, route, 'postResponse')) return stream(ctx, upstreamRes);
+  return runSeries(pipeline, ctx, 'postResponse').then(() => stream(ctx, upstreamRes), (err: unknown) => {
+    upstreamRes.destroy();
+    throw err;
+  });
+}
+
+function stream(ctx: RequestContext, upstreamRes: IncomingMessage): void {
   const { res } = ctx;
   if (res.destroyed) {
     upstreamRes.destroy();
     return;
   }
-  res.writeHead(ctx.response.status, ctx.response.headers);
+  res.writeHead(ctx.response!.status, ctx.response!.headers);
   const transforms = ctx.responseTransforms;
   if (!transforms) {
     upstreamRes.pipe(res);
@@ -326,7 +341,7 @@ async function upgrade(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, soc
     const reply = await runBail(pipeline, ctx, 'access');
     if (reply) return writeRawReply(socket, reply);
   }
-  ctx.upstream = await selectUpstream(pipeline, rt, ctx, route);
+  ctx.upstream = hasTaps(pipeline, route, 'selectUpstream') ? await selectWithTaps(pipeline, rt, ctx, route) : firstHealthy(rt, ctx, route);
   ctx.tried.push(ctx.upstream);
   if (hasTaps(pipeline, route, 'preRequest')) {
     const reply = await runBail(pipeline, ctx, 'preRequest');
