@@ -164,6 +164,9 @@ function stream(ctx: RequestContext, upstreamRes: IncomingMessage): void {
     return;
   }
   res.writeHead(ctx.response!.status, ctx.response!.headers);
+  // Node sends the head with the first body byte. When none is here yet (an event stream that
+  // opens quietly, a long poll) the client must still see the head now.
+  if (upstreamRes.readableLength === 0) res.flushHeaders();
   const transforms = ctx.responseTransforms;
   if (!transforms) {
     upstreamRes.pipe(res);
@@ -286,7 +289,8 @@ function finish(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, bytesSent:
 }
 
 function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, completed: boolean): void {
-  const status = completed ? ctx.res.statusCode : 499;
+  // Cut short by the upstream (idle timeout, reset mid-body) is the upstream's failure, not a client abort.
+  const status = completed ? ctx.res.statusCode : ctx.error && ctx.error.code !== 'SY_ERR_CLIENT_ABORTED' ? ctx.error.status : 499;
   const line = {
     requestId: ctx.id,
     method: ctx.req.method,
