@@ -1,0 +1,113 @@
+// A cached response and how it is written to and read back from the persistent store. Whatever
+// comes back from the store is checked field by field: a damaged entry is a miss, never an answer.
+import type { OutgoingHttpHeaders } from 'node:http';
+import { hashKey } from './cache-key.js';
+
+export interface CachedEntry {
+  /** Storage id (hash of the key). */
+  readonly id: string;
+  /** Readable key, for admin output. */
+  readonly key: string;
+  readonly route: string;
+  /** The Vary part of the key (request header values), kept so the id can be checked. */
+  readonly vary: string;
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | string[]>>;
+  readonly body: Buffer;
+  /** Epoch ms when the response was stored. */
+  readonly storedAt: number;
+  /** Freshness lifetime in seconds. */
+  readonly ttl: number;
+  /** Age the upstream already reported (seconds), added to the time spent here. */
+  readonly initialAge: number;
+  /** Epoch ms after which the entry is of no use even stale; the sweep removes it then. */
+  readonly keepUntil: number;
+}
+
+/** Headers that describe one connection or one exchange, never a stored response. */
+const NOT_STORED = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
+  'transfer-encoding', 'upgrade', 'content-length', 'set-cookie', 'age', 'x-cache', 'x-request-id', 'date',
+]);
+
+/** The response headers worth replaying from the cache. */
+export function storableHeaders(headers: OutgoingHttpHeaders): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const named = headers.connection === undefined ? [] : String(headers.connection).split(',').map((t) => t.trim().toLowerCase());
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (value === undefined || NOT_STORED.has(lower) || named.includes(lower)) continue;
+    out[lower] = Array.isArray(value) ? value.map(String) : String(value);
+  }
+  return out;
+}
+
+export function freshUntil(entry: CachedEntry): number {
+  return entry.storedAt + entry.ttl * 1000;
+}
+
+/** The Age header value: what the upstream said plus the time spent in this cache (seconds). */
+export function ageOf(entry: CachedEntry, now: number): number {
+  return entry.initialAge + Math.max(0, Math.floor((now - entry.storedAt) / 1000));
+}
+
+export function entrySize(entry: Pick<CachedEntry, 'body' | 'headers' | 'key'>): number {
+  let size = entry.body.length + entry.key.length;
+  for (const [name, value] of Object.entries(entry.headers)) size += name.length + String(value).length + 4;
+  return size;
+}
+
+const FORMAT = 1;
+
+/** What the persistent tier stores: plain JSON, the body as base64. */
+export interface StoredEntry {
+  v: number;
+  id: string;
+  key: string;
+  route: string;
+  vary: string;
+  status: number;
+  headers: Record<string, string | string[]>;
+  body: string;
+  bodyBytes: number;
+  storedAt: number;
+  ttl: number;
+  initialAge: number;
+  keepUntil: number;
+}
+
+export function encodeEntry(entry: CachedEntry): StoredEntry {
+  return {
+    v: FORMAT, id: entry.id, key: entry.key, route: entry.route, vary: entry.vary, status: entry.status,
+    headers: { ...entry.headers }, body: entry.body.toString('base64'), bodyBytes: entry.body.length,
+    storedAt: entry.storedAt, ttl: entry.ttl, initialAge: entry.initialAge, keepUntil: entry.keepUntil,
+  };
+}
+
+/** The entry, or undefined when what the store returned is not a whole, consistent entry for `id`. */
+export function decodeEntry(id: string, raw: unknown): CachedEntry | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const s = raw as Partial<StoredEntry>;
+  if (s.v !== FORMAT || s.id !== id || typeof s.key !== 'string' || typeof s.route !== 'string' || typeof s.vary !== 'string') return undefined;
+  if (!Number.isInteger(s.status) || s.status! < 100 || s.status! > 599) return undefined;
+  if (!isNumber(s.storedAt) || !isNumber(s.ttl) || !isNumber(s.initialAge) || !isNumber(s.keepUntil) || !isNumber(s.bodyBytes)) return undefined;
+  if (typeof s.body !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(s.body)) return undefined;
+  if (!isHeaders(s.headers)) return undefined;
+  // The id is a hash of the key: an entry under someone else's id is not ours to serve.
+  if (hashKey(s.route, s.key, s.vary) !== id) return undefined;
+  const body = Buffer.from(s.body, 'base64');
+  if (body.length !== s.bodyBytes) return undefined;
+  return {
+    id, key: s.key, route: s.route, vary: s.vary, status: s.status!, headers: s.headers, body,
+    storedAt: s.storedAt!, ttl: s.ttl!, initialAge: s.initialAge!, keepUntil: s.keepUntil!,
+  };
+}
+
+function isNumber(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0;
+}
+
+function isHeaders(value: unknown): value is Record<string, string | string[]> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  return Object.values(value).every((v) => typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string')));
+}

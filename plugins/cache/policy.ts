@@ -1,0 +1,188 @@
+// What may be cached and for how long: the request side (method, bypass switches, client
+// Cache-Control), the response side (status, content type, Cache-Control, Set-Cookie, Vary, size)
+// and conditional requests a cached entry can answer with 304.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { CachedEntry } from './entry.js';
+import type { CacheOptions } from './index.js';
+
+export type CacheControl = Map<string, string | true>;
+
+export function parseCacheControl(value: string | string[] | number | undefined): CacheControl {
+  const out: CacheControl = new Map();
+  if (value === undefined) return out;
+  for (const part of String(value).split(',')) {
+    const eq = part.indexOf('=');
+    const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase();
+    if (name) out.set(name, eq === -1 ? true : part.slice(eq + 1).trim().replace(/^"|"$/g, ''));
+  }
+  return out;
+}
+
+/** How the cache treats one request. */
+export interface RequestPolicy {
+  /** Why the cache stays out of it entirely (X-Cache: BYPASS), if it does. */
+  bypass?: string;
+  /** Look the key up (false: the client asked for a fresh answer, which is still stored). */
+  lookup: boolean;
+  /** `only-if-cached`: a miss answers 504 instead of asking the upstream. */
+  onlyIfCached: boolean;
+}
+
+export function requestPolicy(method: string, pathname: string, url: string, headers: IncomingHttpHeaders, options: CacheOptions): RequestPolicy {
+  const none = (bypass: string): RequestPolicy => ({ bypass, lookup: false, onlyIfCached: false });
+  if (method !== 'GET' && method !== 'HEAD') return none('method');
+  if (options.bypassPaths.some((prefix) => pathname.startsWith(prefix))) return none('path');
+  if (options.bypassHeader && isOn(headers[options.bypassHeader.toLowerCase()])) return none('header');
+  if (options.bypassQuery && hasQuerySwitch(url, options.bypassQuery)) return none('query');
+  // A shared cache must not hand one user's authorised answer to another (RFC 9111 §3.5).
+  if (headers.authorization !== undefined) return none('authorization');
+  if (!options.honourClientCacheControl) return { lookup: true, onlyIfCached: false };
+  const cc = parseCacheControl(headers['cache-control']);
+  if (cc.has('no-store')) return none('no-store');
+  const revalidate = cc.has('no-cache') || cc.get('max-age') === '0' || (headers.pragma === 'no-cache' && !headers['cache-control']);
+  return { lookup: !revalidate, onlyIfCached: cc.has('only-if-cached') };
+}
+
+function isOn(value: string | string[] | undefined): boolean {
+  if (value === undefined) return false;
+  const v = String(value).trim().toLowerCase();
+  return v !== '' && v !== '0' && v !== 'false' && v !== 'no';
+}
+
+function hasQuerySwitch(url: string, name: string): boolean {
+  const q = url.indexOf('?');
+  if (q === -1) return false;
+  for (const part of url.slice(q + 1).split('&')) {
+    const eq = part.indexOf('=');
+    if ((eq === -1 ? part : part.slice(0, eq)) === name) return isOn(eq === -1 ? '1' : part.slice(eq + 1));
+  }
+  return false;
+}
+
+/** The decision about one upstream response: a TTL to store it with, or why not. */
+export type ResponsePolicy =
+  | { store: true; ttl: number }
+  | { store: false; reason: string; validationFailure?: boolean };
+
+export function responsePolicy(status: number, headers: OutgoingHttpHeaders, options: CacheOptions, now: number): ResponsePolicy {
+  const refuse = (reason: string, validationFailure = false): ResponsePolicy => ({ store: false, reason, validationFailure });
+  const negative = status === 404 && options.negativeTtl > 0;
+  if (!negative && !options.statuses.includes(status)) return refuse(`status ${status}`);
+  if (headers['set-cookie'] !== undefined) return refuse('set-cookie');
+  const cc = parseCacheControl(headers['cache-control'] as string | string[] | undefined);
+  if (cc.has('private') || cc.has('no-store') || cc.has('no-cache')) return refuse('cache-control');
+  const vary = headers.vary === undefined ? [] : String(headers.vary).split(',').map((v) => v.trim().toLowerCase()).filter(Boolean);
+  if (vary.includes('*')) return refuse('vary *');
+  // Varying on a header the key leaves out would hand one variant to everyone. Accept-Encoding is
+  // the exception: a hit checks that the client accepts the stored encoding (acceptsEncoding).
+  const keyed = new Set(options.vary.map((v) => v.toLowerCase()));
+  keyed.add('accept-encoding');
+  const unkeyed = vary.find((name) => !keyed.has(name));
+  if (unkeyed) return refuse(`vary ${unkeyed} is not in the key`);
+  const type = contentTypeOf(headers['content-type']);
+  if (status !== 204 && status !== 301 && !contentTypeAllowed(type, options.contentTypes)) {
+    return refuse(`content type ${type || '(none)'} is not allowed`, true);
+  }
+  const length = headers['content-length'];
+  if (length !== undefined && Number(length) > options.maxBodyBytes) return refuse('body too large');
+  const ttl = negative ? options.negativeTtl : ttlFor(type, headers, cc, options, now);
+  return ttl > 0 ? { store: true, ttl } : refuse('ttl 0');
+}
+
+export function contentTypeOf(value: OutgoingHttpHeaders[string]): string {
+  if (value === undefined) return '';
+  return String(value).split(';')[0]!.trim().toLowerCase();
+}
+
+/** `image/*` matches `image/png`; `*\/*` matches anything, even a missing type. */
+export function contentTypeAllowed(type: string, patterns: readonly string[]): boolean {
+  return patterns.some((pattern) => matchesType(type, pattern));
+}
+
+function matchesType(type: string, pattern: string): boolean {
+  const p = pattern.toLowerCase();
+  if (p === '*/*' || p === '*') return true;
+  if (p.endsWith('/*')) return type.startsWith(p.slice(0, -1));
+  return type === p;
+}
+
+/** The configured TTL for the type (most specific pattern wins), or the upstream's when honoured. */
+function ttlFor(type: string, headers: OutgoingHttpHeaders, cc: CacheControl, options: CacheOptions, now: number): number {
+  if (options.honourUpstreamCacheControl) {
+    const upstream = upstreamTtl(headers, cc, now);
+    if (upstream !== undefined) return upstream;
+  }
+  let best: { ttl: number; specificity: number } | undefined;
+  for (const [pattern, ttl] of Object.entries(options.ttlByContentType)) {
+    if (!matchesType(type, pattern)) continue;
+    const specificity = pattern.endsWith('/*') ? 1 : pattern.includes('*') ? 0 : 2;
+    if (!best || specificity > best.specificity) best = { ttl, specificity };
+  }
+  return best?.ttl ?? options.ttl;
+}
+
+/** s-maxage (meant for shared caches) over max-age over Expires − Date. */
+function upstreamTtl(headers: OutgoingHttpHeaders, cc: CacheControl, now: number): number | undefined {
+  for (const directive of ['s-maxage', 'max-age']) {
+    const value = cc.get(directive);
+    if (typeof value === 'string' && /^\d+$/.test(value)) return Number(value);
+  }
+  if (headers.expires !== undefined) {
+    const expires = Date.parse(String(headers.expires));
+    const date = headers.date !== undefined ? Date.parse(String(headers.date)) : now;
+    // An unparseable Expires means "already expired" (RFC 9111 §5.3).
+    return Number.isNaN(expires) ? 0 : Math.max(0, Math.floor((expires - (Number.isNaN(date) ? now : date)) / 1000));
+  }
+  return undefined;
+}
+
+/**
+ * True when the client already has this entry: If-None-Match matches its ETag (weak comparison),
+ * or, without If-None-Match, it has not changed since If-Modified-Since (RFC 9110 §13.1).
+ */
+export function notModified(headers: IncomingHttpHeaders, entry: CachedEntry): boolean {
+  if (entry.status !== 200) return false;
+  const inm = headers['if-none-match'];
+  if (inm !== undefined) {
+    const etag = entry.headers.etag;
+    if (typeof etag !== 'string') return false;
+    const wanted = inm.split(',').map((t) => t.trim());
+    return wanted.includes('*') || wanted.some((t) => weak(t) === weak(etag));
+  }
+  const ims = headers['if-modified-since'];
+  const lastModified = entry.headers['last-modified'];
+  if (ims === undefined || typeof lastModified !== 'string') return false;
+  const since = Date.parse(ims);
+  const modified = Date.parse(lastModified);
+  return !Number.isNaN(since) && !Number.isNaN(modified) && modified <= since;
+}
+
+/**
+ * Whether the client accepts the stored body's Content-Encoding (RFC 9110 §12.5.3). Keeping
+ * Accept-Encoding out of the key lets browsers, curl and warm-up share entries; an entry in an
+ * encoding this client cannot read is treated as a miss.
+ */
+export function acceptsEncoding(headers: IncomingHttpHeaders, entry: CachedEntry): boolean {
+  const coding = entry.headers['content-encoding'];
+  if (coding === undefined) return true;
+  const wanted = String(coding).trim().toLowerCase();
+  if (wanted === 'identity' || wanted === '') return true;
+  const accept = headers['accept-encoding'];
+  if (accept === undefined) return false;
+  let star: boolean | undefined;
+  for (const part of accept.split(',')) {
+    const [name, ...params] = part.trim().toLowerCase().split(';');
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    const allowed = q === undefined || Number(q.slice(2)) > 0;
+    if (name === wanted) return allowed;
+    if (name === '*') star = allowed;
+  }
+  return star ?? false;
+}
+
+function weak(tag: string): string {
+  return tag.startsWith('W/') ? tag.slice(2) : tag;
+}
+
+/** Headers a 304 carries over from the stored response (RFC 9110 §15.4.5). */
+export const NOT_MODIFIED_HEADERS = ['cache-control', 'content-location', 'etag', 'expires', 'last-modified', 'vary'];

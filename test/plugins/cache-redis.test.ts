@@ -1,0 +1,142 @@
+// The cache over a real redis-server (started here on a free port, nothing saved to disk): a
+// store shared by two instances, and a Redis that stops mid-run and comes back.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
+import { cacheConfig, countingUpstream, eventually, get, info, keys, type CountingUpstream } from './cache-support.js';
+
+const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
+const skip = hasRedis ? false : 'redis-server is not on PATH (CI installs Debian\'s redis-server package)';
+
+/** A redis-server of our own; `start` resolves once it accepts connections. */
+class RedisProcess {
+  private child: ChildProcess | undefined;
+  constructor(readonly port: number) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    let output = '';
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes('Ready to accept connections')) resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${output}`)));
+    });
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    this.child = undefined;
+    const exited = once(child, 'exit');
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('the cache on Redis', { skip }, () => {
+  let redis: RedisProcess;
+  let up: CountingUpstream;
+  const running: RunningSwitchyard[] = [];
+
+  before(async () => {
+    redis = new RedisProcess(await freePort());
+    await redis.start();
+    up = await countingUpstream();
+  });
+  afterEach(async () => {
+    for (const sy of running.splice(0)) await sy.stop();
+  });
+  after(async () => {
+    await redis?.stop();
+    await up?.close();
+  });
+
+  async function yard(store = redis.url): Promise<RunningSwitchyard> {
+    const sy = await startSwitchyard(cacheConfig(up.url, { ttl: 600, persistent: { timeoutMs: 500 } }, { store }));
+    running.push(sy);
+    return sy;
+  }
+
+  test('two instances share one Redis: what one stored, the other serves', async () => {
+    const one = await yard();
+    const two = await yard();
+    assert.equal((await get(one, '/shared')).headers.get('x-cache'), 'MISS');
+    await eventually('the entry reached Redis', async () => (await info(one)).persistent!.entries === 1);
+    const res = await get(two, '/shared');
+    assert.equal(res.headers.get('x-cache'), 'HIT');
+    assert.equal(res.json().n, 1);
+    assert.equal((await info(two)).routes.main!.hits.persistent, 1);
+    assert.equal(up.count('/shared'), 1);
+  });
+
+  test('with Redis stopped mid-run requests keep flowing from memory, and the store is used again once it is back', async () => {
+    const sy = await yard();
+    await get(sy, '/before');
+    await eventually('the entry reached Redis', async () => (await keys(sy)).keys.some((k) => k.key === 'GET /before' && k.tiers.includes('persistent')));
+
+    await redis.stop();
+    assert.equal((await get(sy, '/before')).headers.get('x-cache'), 'HIT', 'memory still answers');
+    const during = await get(sy, '/during');
+    assert.equal(during.status, 200);
+    assert.equal(during.headers.get('x-cache'), 'MISS');
+    await eventually('the store is marked unavailable', async () => {
+      await get(sy, `/probe-down-${Math.random()}`);
+      return (await info(sy)).persistent!.available === false;
+    });
+    assert.equal((await get(sy, '/during')).headers.get('x-cache'), 'HIT');
+    assert.ok(sy.logs.some((l) => l.level === 40 && String(l.msg).includes('serving from memory only')));
+
+    await redis.start(); // empty: nothing was saved
+    let i = 0;
+    await eventually('the store is used again', async () => {
+      await get(sy, `/probe-up-${i++}`);
+      return (await info(sy)).persistent!.available;
+    }, 15_000);
+    assert.ok(sy.logs.some((l) => String(l.msg).includes('reachable again')));
+    await get(sy, '/after');
+    await eventually('/after reached the restarted Redis', async () => (await keys(sy)).keys.some((k) => k.key === 'GET /after' && k.tiers.includes('persistent')));
+    const other = await yard();
+    const res = await get(other, '/after');
+    assert.equal(res.headers.get('x-cache'), 'HIT', 'another instance finds it in Redis');
+    assert.equal(up.count('/after'), 1);
+  });
+
+  test('a Redis that is down at start is waited for: the cache serves from memory, then uses it once it is up', async () => {
+    const late = new RedisProcess(await freePort());
+    try {
+      const sy = await yard(late.url);
+      assert.equal((await get(sy, '/early')).status, 200);
+      assert.equal((await get(sy, '/early')).headers.get('x-cache'), 'HIT');
+      await eventually('the store is marked unavailable', async () => {
+        await get(sy, `/probe-${Math.random()}`);
+        return (await info(sy)).persistent!.available === false;
+      });
+      await late.start();
+      let i = 0;
+      await eventually('the store is used', async () => {
+        await get(sy, `/late-${i++}`);
+        return (await info(sy)).persistent!.available && (await info(sy)).persistent!.entries > 0;
+      }, 15_000);
+    } finally {
+      await late.stop();
+    }
+  });
+});
