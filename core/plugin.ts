@@ -26,6 +26,9 @@ const kPlugin = Symbol.for('switchyard.plugin');
 
 /**
  * Declares a plugin. The options type is derived from the schema, so the two never drift.
+ * For a large schema, derive it once at module level and annotate `options` with it
+ * (`type Options = FromSchema<typeof schema>`; `setup(api, options: Options)`): TypeScript then
+ * computes it once instead of inside this call, where a big schema can exceed its depth limit.
  *
  * @example
  * export default definePlugin({
@@ -36,11 +39,11 @@ const kPlugin = Symbol.for('switchyard.plugin');
  *   },
  * });
  */
-export function definePlugin<const S extends JSONSchema>(definition: {
+export function definePlugin<const S extends JSONSchema, Options = FromSchema<S>>(definition: {
   name: string;
   schema: S;
-  setup(api: PluginApi, options: FromSchema<S>): void | Dispose | Promise<void | Dispose>;
-}): PluginDefinition<FromSchema<S>> {
+  setup(api: PluginApi, options: Options): void | Dispose | Promise<void | Dispose>;
+}): PluginDefinition<Options> {
   return { ...definition, [kPlugin]: true };
 }
 

@@ -84,7 +84,7 @@ interface RequestState {
 export default definePlugin({
   name,
   schema: cacheSchema,
-  setup(api, options) {
+  setup(api, options: CacheOptions) {
     const scope = api.route?.name ?? '*';
     const memory = api.state(() => new MemoryTier(options.memory), 'memory');
     memory.resize(options.memory);
