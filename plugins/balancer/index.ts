@@ -1,0 +1,226 @@
+// Load balancing: picks the upstream for each request (round robin, weights, hashing, latency…),
+// skipping unhealthy and full upstreams; upstreams can be added, changed and drained at run time.
+import { definePlugin, SwitchyardError, type HealthStatus, type RequestContext, type Route, type Upstream } from '../../core/index.js';
+import { registerAdmin, type BalancedRoute } from './admin.js';
+import { ALGORITHMS, pick, type Algorithm, type PickSettings } from './algorithms.js';
+import { RouteTable, type Member } from './table.js';
+
+const NAME = 'balancer';
+
+const algorithm = { type: 'string', enum: ALGORITHMS } as const;
+
+const schema = {
+  type: 'object',
+  properties: {
+    algorithm: { ...algorithm, default: 'round-robin' },
+    streamingAlgorithm: { ...algorithm, description: 'Used instead for WebSocket upgrades and SSE requests (Accept: text/event-stream).' },
+    hashKey: { type: 'string', minLength: 1, description: 'header-hash: the header; cookie-hash: the cookie.' },
+    hashReplicas: { type: 'integer', minimum: 1, maximum: 10000, default: 160 },
+    maxConnections: { type: 'integer', minimum: 0, default: 0, description: 'Per upstream, 0 = unlimited; meta.maxConnections overrides.' },
+    failFast: { type: 'boolean', default: false, description: 'With no healthy upstream answer 503 at once instead of spreading over all (panic mode).' },
+    slowStart: {
+      type: 'object',
+      properties: {
+        duration: { type: 'integer', minimum: 0, default: 0 },
+        minWeightPercent: { type: 'number', minimum: 1, maximum: 100, default: 10 },
+        aggression: { type: 'number', exclusiveMinimum: 0, default: 1 },
+      },
+      additionalProperties: false,
+      default: {},
+    },
+    latency: {
+      type: 'object',
+      properties: {
+        baseWeightMultiplier: { type: 'number', exclusiveMinimum: 0, default: 20 },
+        dynamicWeightMultiplier: { type: 'number', exclusiveMinimum: 0, default: 50 },
+        alphaInitial: { type: 'number', minimum: 0, maximum: 1, default: 0.5 },
+        alphaAdjustmentStep: { type: 'number', minimum: 0, maximum: 1, default: 0.05 },
+        alphaMin: { type: 'number', minimum: 0, maximum: 1, default: 0.1 },
+        alphaMax: { type: 'number', minimum: 0, maximum: 1, default: 0.9 },
+        ewmaDecay: { type: 'number', minimum: 0, exclusiveMaximum: 1, default: 0.8 },
+        baseDecay: { type: 'number', minimum: 0, exclusiveMaximum: 1, default: 0.98 },
+        maxWeight: { type: 'number', minimum: 1, default: 100 },
+        failurePenalty: { type: 'integer', minimum: 1, default: 5000 },
+      },
+      additionalProperties: false,
+      default: {},
+    },
+    reports: {
+      type: 'object',
+      properties: {
+        enabled: { type: 'boolean', default: false },
+        ttl: { type: 'integer', minimum: 1, default: 30000 },
+      },
+      additionalProperties: false,
+      default: {},
+    },
+  },
+  additionalProperties: false,
+  allOf: [
+    { if: { properties: { algorithm: { enum: ['header-hash', 'cookie-hash'] } }, required: ['algorithm'] }, then: { required: ['hashKey'] } },
+    { if: { properties: { streamingAlgorithm: { enum: ['header-hash', 'cookie-hash'] } }, required: ['streamingAlgorithm'] }, then: { required: ['hashKey'] } },
+  ],
+} as const;
+
+/** A request's attempt in flight on an upstream (at most one at a time). */
+interface Attempt {
+  member: Member | undefined;
+  table: RouteTable | undefined;
+  /** ctx.error when the attempt started, to tell this attempt's failure from an earlier one's. */
+  errorBefore: unknown;
+}
+
+export default definePlugin({
+  name: NAME,
+  schema,
+  async setup(api, options) {
+    const { latency } = options;
+    if (latency.alphaMin > latency.alphaMax) throw new Error(`${NAME}: options.latency.alphaMin (${latency.alphaMin}) is above alphaMax (${latency.alphaMax})`);
+    const settings: PickSettings = {
+      hashKey: options.hashKey ?? '',
+      hashReplicas: options.hashReplicas,
+      slowStart: options.slowStart,
+      reports: options.reports,
+      latency,
+    };
+    const defaults = { maxConnections: options.maxConnections };
+    const storeKey = (route: string) => `runtime:${route}`;
+    const tables = new Map<string, RouteTable>();
+
+    const applyConfig = (table: RouteTable, upstreams: readonly Upstream[]) => {
+      const dropped = table.sync(upstreams, defaults, latency);
+      for (const line of dropped) api.log.info({ route: table.routeName }, `runtime change dropped: ${line}`);
+      if (dropped.length > 0) void persist(table);
+    };
+    const persist = async (table: RouteTable) => {
+      await api.store.set(storeKey(table.routeName), table.changes);
+    };
+    // Runtime changes come back from the store once per process; later reloads keep the in-memory table.
+    const load = (table: RouteTable, upstreams: readonly Upstream[]): Promise<void> => {
+      table.loading ??= (async () => {
+        try {
+          const saved = await api.store.get(storeKey(table.routeName)) as RouteTable['changes'] | undefined;
+          if (saved) table.changes = { ...saved, ...table.changes };
+        } catch (err) {
+          api.log.error({ err, route: table.routeName }, 'could not read runtime upstream changes from the store; using the config file only');
+        }
+        applyConfig(table, upstreams);
+      })();
+      return table.loading;
+    };
+    const tableFor = (routeName: string, upstreams: () => readonly Upstream[]): RouteTable => {
+      let table = tables.get(routeName);
+      if (table) return table;
+      table = api.state(() => new RouteTable(routeName, (config) => api.createUpstream(config, routeName)), routeName);
+      applyConfig(table, upstreams());
+      void load(table, upstreams());
+      tables.set(routeName, table);
+      return table;
+    };
+
+    const configuredRoutes = api.route ? [api.route.name] : api.config.routes.map((r) => r.name);
+    const upstreamsOf = (routeName: string): readonly Upstream[] => {
+      if (api.route?.name === routeName) return api.route.upstreams;
+      const config = api.config.routes.find((r) => r.name === routeName);
+      return (config?.upstreams ?? []).map((u) => api.createUpstream(u, routeName));
+    };
+    for (const name of configuredRoutes) {
+      const table = tableFor(name, () => upstreamsOf(name));
+      await load(table, upstreamsOf(name));
+    }
+
+    const choose = (route: Route, table: RouteTable, ctx: RequestContext): Member => {
+      const streaming = ctx.req.headers.upgrade !== undefined || (ctx.req.headers.accept?.includes('text/event-stream') ?? false);
+      const algorithm: Algorithm = (streaming ? options.streamingAlgorithm : undefined) ?? options.algorithm;
+      const inService = table.members.filter((m) => m.settings.active && !m.settings.draining);
+      if (inService.length === 0) throw new SwitchyardError('SY_ERR_NO_HEALTHY_UPSTREAM', `no upstream of route ${route.name} is in service (all removed, inactive or draining)`);
+      const untried = (m: Member) => !ctx.tried.some((u) => u.id === m.upstream.id);
+      const healthy = inService.filter((m) => api.health.isHealthy(m.upstream));
+      let candidates: Member[];
+      if (healthy.length > 0) {
+        if (table.panic) {
+          table.panic = false;
+          api.log.info({ route: route.name }, 'panic mode over: a healthy upstream is back');
+        }
+        candidates = healthy.filter(untried);
+        if (candidates.length === 0) candidates = healthy;
+      } else {
+        if (options.failFast) throw new SwitchyardError('SY_ERR_NO_HEALTHY_UPSTREAM', `no healthy upstream for route ${route.name} (failFast)`);
+        // Health checks can be wrong; spreading over all beats refusing everything (APISIX, Envoy).
+        if (!table.panic) {
+          table.panic = true;
+          api.log.warn({ route: route.name }, 'panic mode: every upstream is unhealthy, spreading traffic over all of them');
+        }
+        candidates = inService.filter(untried);
+        if (candidates.length === 0) candidates = inService;
+      }
+      candidates = candidates.filter((m) => m.settings.maxConnections === 0 || m.stats.inFlight < m.settings.maxConnections);
+      if (candidates.length === 0) throw new SwitchyardError('SY_ERR_NO_HEALTHY_UPSTREAM', `every upstream of route ${route.name} is at its maxConnections`);
+      return pick(algorithm, table, candidates, ctx, settings, Date.now());
+    };
+
+    const finish = (ctx: RequestContext, attempt: Attempt, outcome: 'ok' | 'failed' | 'aborted') => {
+      const { member, table } = attempt;
+      if (!member || !table) return;
+      attempt.member = undefined;
+      member.stats.inFlight--;
+      if (outcome === 'aborted') return;
+      const start = ctx.timings.upstreamStart ?? 0;
+      const head = ctx.timings.firstByte !== undefined && ctx.timings.firstByte >= start ? ctx.timings.firstByte : ctx.elapsed();
+      member.stats.record(head - start, outcome === 'ok', latency);
+    };
+
+    api.hooks.selectUpstream.tap(NAME, (ctx) => {
+      const route = ctx.route!;
+      const table = tableFor(route.name, () => route.upstreams);
+      const attempt = ctx.scratch<Attempt>(NAME, () => ({ member: undefined, table: undefined, errorBefore: undefined }));
+      // The core selects again only to retry: the attempt before this one failed.
+      if (attempt.member) finish(ctx, attempt, 'failed');
+      const member = choose(route, table, ctx);
+      member.stats.inFlight++;
+      attempt.member = member;
+      attempt.table = table;
+      attempt.errorBefore = ctx.error;
+      // An upgraded connection never reaches `done`; it is in flight until its socket closes.
+      if (ctx.req.headers.upgrade !== undefined) ctx.req.socket.once('close', () => finish(ctx, attempt, 'aborted'));
+      return member.upstream;
+    });
+
+    api.hooks.done.tap(NAME, (ctx) => {
+      if (ctx.tried.length === 0) return;
+      const attempt = ctx.scratch<Attempt>(NAME, () => ({ member: undefined, table: undefined, errorBefore: undefined }));
+      const error = ctx.error !== attempt.errorBefore ? ctx.error : undefined;
+      if (error?.code === 'SY_ERR_CLIENT_ABORTED') return finish(ctx, attempt, 'aborted');
+      const failed = error !== undefined || (ctx.response?.status ?? ctx.res.statusCode) >= 500;
+      finish(ctx, attempt, failed ? 'failed' : 'ok');
+    });
+
+    // Slow start for an upstream that comes back. Read the current state, not the event's: another
+    // plugin may already have marked it down again inside this same change.
+    const onHealthChange = (upstream: Upstream, _status: HealthStatus) => {
+      if (options.slowStart.duration <= 0 || !api.health.isHealthy(upstream)) return;
+      for (const table of tables.values()) {
+        const member = table.members.find((m) => m.upstream.id === upstream.id);
+        if (member) member.warmSince = Date.now();
+      }
+    };
+    api.health.on('change', onHealthChange);
+
+    const balanced: BalancedRoute[] = configuredRoutes.map((name) => ({
+      name,
+      algorithm: options.algorithm,
+      streamingAlgorithm: options.streamingAlgorithm,
+      settings,
+      table: () => tableFor(name, () => upstreamsOf(name)),
+      commit: async (table) => {
+        table.resync(defaults, latency);
+        await persist(table);
+      },
+    }));
+    registerAdmin(api, balanced);
+
+    return () => {
+      api.health.off('change', onHealthChange);
+    };
+  },
+});

@@ -1,0 +1,230 @@
+// The balancer's picture of one route: its upstreams (the config file's, changed or joined at run
+// time through the admin API), their load and latency figures, and the runtime changes it persists.
+import type { Upstream, UpstreamConfig } from '../../core/index.js';
+
+/** What the balancer may change about an upstream at run time. */
+export interface MemberSettings {
+  weight: number;
+  priority: number;
+  /** Most requests in flight at once; 0 is unlimited. */
+  maxConnections: number;
+  /** false: takes no traffic (kept in the table, shown in /upstream). */
+  active: boolean;
+  /** true: takes no new requests; the ones in flight finish. */
+  draining: boolean;
+}
+
+export interface Member {
+  upstream: Upstream;
+  source: 'config' | 'runtime';
+  settings: MemberSettings;
+  readonly stats: UpstreamStats;
+  /** Epoch ms when slow start began (joined, recovered, re-activated); 0 when warm. */
+  warmSince: number;
+}
+
+/** One runtime change, persisted per upstream id. */
+export interface RuntimeChange {
+  /** Set for an upstream the admin API added: its config. */
+  added?: UpstreamConfig;
+  /** For a config-file upstream: its file entry when the change was made. The file wins once it differs. */
+  file?: string;
+  weight?: number;
+  maxConnections?: number;
+  active?: boolean;
+  draining?: boolean;
+  removed?: boolean;
+}
+
+export type RuntimeChanges = Record<string, RuntimeChange>;
+
+/** Tuning of the latency figures (the `latency` options). */
+export interface LatencyTuning {
+  baseWeightMultiplier: number;
+  dynamicWeightMultiplier: number;
+  alphaInitial: number;
+  alphaAdjustmentStep: number;
+  alphaMin: number;
+  alphaMax: number;
+  ewmaDecay: number;
+  baseDecay: number;
+  maxWeight: number;
+  failurePenalty: number;
+}
+
+const SAMPLES = 1024;
+
+/** Per-upstream counters and latency averages; kept by id, so they outlive membership changes. */
+export class UpstreamStats {
+  inFlight = 0;
+  requests = 0;
+  failures = 0;
+  /** Short-term EWMA of time to the response head, ms (the latency dynamic weight, p2c). */
+  ewma: number | undefined;
+  /** Long-term EWMA, ms (the latency base weight). */
+  longEwma: number | undefined;
+  /** How much the dynamic weight counts against the base weight; adapts with successes and failures. */
+  alpha: number;
+  baseWeight = 0;
+  dynamicWeight = 0;
+  /** The upstream's own last report (POST /report). */
+  report: { cpu?: number; memory?: number; load?: number; at: number } | undefined;
+  private readonly samples = new Float64Array(SAMPLES);
+  private sampled = 0;
+
+  constructor(tuning: LatencyTuning) {
+    this.alpha = tuning.alphaInitial;
+  }
+
+  /** Records one finished attempt. A failure counts as `failurePenalty` ms, so weights fall smoothly. */
+  record(ms: number, ok: boolean, tuning: LatencyTuning): void {
+    this.requests++;
+    if (!ok) this.failures++;
+    if (ok) this.samples[this.sampled++ % SAMPLES] = ms;
+    const sample = Math.max(ok ? ms : Math.max(ms, tuning.failurePenalty), 0.1);
+    this.ewma = this.ewma === undefined ? sample : tuning.ewmaDecay * this.ewma + (1 - tuning.ewmaDecay) * sample;
+    this.longEwma = this.longEwma === undefined ? sample : tuning.baseDecay * this.longEwma + (1 - tuning.baseDecay) * sample;
+    const step = ok ? tuning.alphaAdjustmentStep : -tuning.alphaAdjustmentStep;
+    this.alpha = Math.min(tuning.alphaMax, Math.max(tuning.alphaMin, this.alpha + step));
+    // The TMDB proxy's shapes: base ∝ 1/latency, dynamic ∝ log(1/latency), both within [1, maxWeight].
+    this.baseWeight = clamp(Math.floor((1000 / this.longEwma) * tuning.baseWeightMultiplier), 1, tuning.maxWeight);
+    this.dynamicWeight = clamp(Math.floor(Math.log10(1000 / this.ewma + 1) * tuning.dynamicWeightMultiplier), 1, tuning.maxWeight);
+  }
+
+  /** alpha·dynamic + (1−alpha)·base, or undefined before the first sample. */
+  get combinedWeight(): number | undefined {
+    if (this.ewma === undefined) return undefined;
+    return this.alpha * this.dynamicWeight + (1 - this.alpha) * this.baseWeight;
+  }
+
+  /** p50/p95/p99 of the last successful attempts' latencies, ms. */
+  percentiles(): { p50: number | null; p95: number | null; p99: number | null } {
+    const n = Math.min(this.sampled, SAMPLES);
+    if (n === 0) return { p50: null, p95: null, p99: null };
+    const sorted = this.samples.slice(0, n).sort();
+    const at = (p: number) => round(sorted[Math.min(n - 1, Math.ceil(p * n) - 1)]!);
+    return { p50: at(0.5), p95: at(0.95), p99: at(0.99) };
+  }
+}
+
+/** The upstream's file entry, to notice when the file changed under a runtime change. */
+export function fileEntryOf(upstream: Upstream): string {
+  return JSON.stringify([upstream.url, upstream.name, upstream.weight, upstream.priority, upstream.meta]);
+}
+
+export class RouteTable {
+  members: Member[] = [];
+  /** Bumped on every membership or weight change; hash rings are rebuilt on a new version. */
+  version = 0;
+  readonly stats = new Map<string, UpstreamStats>();
+  /** Smooth weighted round robin's running weights, by upstream id. */
+  readonly smooth = new Map<string, number>();
+  changes: RuntimeChanges = {};
+  /** Reading the store's changes (once per process). */
+  loading: Promise<void> | undefined;
+  /** Every upstream is down and traffic is spread over all of them anyway (logged once per entry). */
+  panic = false;
+  private configured: readonly Upstream[] = [];
+  private synced = false;
+
+  constructor(
+    readonly routeName: string,
+    private readonly makeUpstream: (config: UpstreamConfig) => Upstream,
+  ) {}
+
+  /**
+   * Lays the runtime changes over the config file's upstreams. A change to an upstream whose file
+   * entry has since changed is dropped (the file is the source for what it names); so is a runtime
+   * addition the file now names. Returns one line per dropped change, for the log.
+   */
+  sync(configured: readonly Upstream[], defaults: { maxConnections: number }, tuning: LatencyTuning, now = Date.now()): string[] {
+    this.configured = configured;
+    const dropped: string[] = [];
+    const previous = new Map(this.members.map((m) => [m.upstream.id, m]));
+    const next: Member[] = [];
+    const named = new Set<string>();
+    for (const upstream of configured) {
+      named.add(upstream.id);
+      let change: RuntimeChange | undefined = this.changes[upstream.id];
+      if (change && (change.added || change.file !== fileEntryOf(upstream))) {
+        dropped.push(`${upstream.name}: ${change.added ? 'the config file now names it' : 'its config file entry changed'}; the file wins`);
+        delete this.changes[upstream.id];
+        change = undefined;
+      }
+      if (change?.removed) continue;
+      next.push(this.member(upstream, 'config', change, defaults, tuning, previous, now));
+    }
+    for (const [id, change] of Object.entries(this.changes)) {
+      if (named.has(id)) continue;
+      if (!change.added) {
+        dropped.push(`${id}: no longer in the config file`);
+        delete this.changes[id];
+        continue;
+      }
+      next.push(this.member(this.makeUpstream(change.added), 'runtime', change, defaults, tuning, previous, now));
+    }
+    this.members = next;
+    this.synced = true;
+    this.version++;
+    return dropped;
+  }
+
+  /** Re-applies the changes after an admin action, with the config last synced. */
+  resync(defaults: { maxConnections: number }, tuning: LatencyTuning): void {
+    this.sync(this.configured, defaults, tuning);
+  }
+
+  /** The member known by id, name or URL. */
+  find(ref: string): Member | undefined {
+    return this.members.find((m) => m.upstream.id === ref || m.upstream.name === ref || m.upstream.url === ref);
+  }
+
+  /** Whether the config file names this upstream id (removing it then records a removal). */
+  isConfigured(id: string): boolean {
+    return this.configured.some((u) => u.id === id);
+  }
+
+  configuredUpstream(id: string): Upstream | undefined {
+    return this.configured.find((u) => u.id === id);
+  }
+
+  statsFor(id: string, tuning: LatencyTuning): UpstreamStats {
+    let stats = this.stats.get(id);
+    if (!stats) {
+      stats = new UpstreamStats(tuning);
+      this.stats.set(id, stats);
+    }
+    return stats;
+  }
+
+  private member(upstream: Upstream, source: Member['source'], change: RuntimeChange | undefined, defaults: { maxConnections: number }, tuning: LatencyTuning, previous: Map<string, Member>, now: number): Member {
+    const metaLimit = upstream.meta.maxConnections;
+    const settings: MemberSettings = {
+      weight: change?.weight ?? upstream.weight,
+      priority: upstream.priority,
+      maxConnections: change?.maxConnections ?? (typeof metaLimit === 'number' ? metaLimit : defaults.maxConnections),
+      active: change?.active ?? true,
+      draining: change?.draining ?? false,
+    };
+    const before = previous.get(upstream.id);
+    // An upstream that joins a running table warms up; so does one that comes back into service.
+    const rejoins = before !== undefined && (!before.settings.active || before.settings.draining) && settings.active && !settings.draining;
+    const warmSince = before === undefined ? (this.synced ? now : 0) : rejoins ? now : before.warmSince;
+    if (before) {
+      before.upstream = upstream;
+      before.source = source;
+      before.settings = settings;
+      before.warmSince = warmSince;
+      return before;
+    }
+    return { upstream, source, settings, stats: this.statsFor(upstream.id, tuning), warmSince };
+  }
+}
+
+function clamp(value: number, min: number, max: number): number {
+  return Math.min(max, Math.max(min, value));
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}

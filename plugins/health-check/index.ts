@@ -1,0 +1,268 @@
+// Health checks: probes each upstream on an interval (active) and watches real traffic (passive);
+// an upstream that fails is taken out of rotation until it answers well again.
+import { definePlugin, type RequestContext, type SwitchyardError, type Upstream } from '../../core/index.js';
+import { HealthVote, type Hold } from './health-vote.js';
+import { probe, statusMatcher, type ProbeResult, type ProbeSpec } from './probe.js';
+
+const NAME = 'health-check';
+
+const schema = {
+  type: 'object',
+  properties: {
+    active: {
+      type: 'object',
+      description: 'Probes on an interval; present means on.',
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        interval: { type: 'integer', minimum: 10, default: 10000 },
+        timeout: { type: 'integer', minimum: 1, default: 2000 },
+        path: { type: 'string', pattern: '^/', default: '/' },
+        method: { type: 'string', enum: ['GET', 'HEAD', 'OPTIONS', 'POST'], default: 'GET' },
+        headers: { type: 'object', additionalProperties: { type: 'string' }, default: {} },
+        expectedStatuses: { type: 'array', items: { type: 'string', pattern: '^[1-5]([0-9]{2}|xx)$' }, minItems: 1, default: ['2xx', '3xx'] },
+        bodyMatch: { type: 'string', minLength: 1, description: 'A regular expression the body must match.' },
+        contentType: { type: 'string', minLength: 1, description: 'e.g. image/* or application/json' },
+        healthyThreshold: { type: 'integer', minimum: 1, default: 2 },
+        unhealthyThreshold: { type: 'integer', minimum: 1, default: 3 },
+        jitter: { type: 'number', minimum: 0, maximum: 1, default: 0.1 },
+      },
+      additionalProperties: false,
+    },
+    passive: {
+      type: 'object',
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        failures: { type: 'integer', minimum: 1, default: 3 },
+        window: { type: 'integer', minimum: 1, default: 30000 },
+        unhealthyTimeout: { type: 'integer', minimum: 1, default: 30000 },
+        statuses: { type: 'array', items: { type: 'integer', minimum: 500, maximum: 599 }, default: [500, 502, 503, 504] },
+      },
+      additionalProperties: false,
+      default: {},
+    },
+  },
+  additionalProperties: false,
+} as const;
+
+/** What this plugin knows about one upstream; kept in api.state, so reloads keep counting. */
+interface Watch {
+  upstream: Upstream;
+  route: string;
+  /** This plugin's verdict (others may hold it down too), and which kind of evidence decided. */
+  down: 'active' | 'passive' | undefined;
+  reason: string | undefined;
+  okStreak: number;
+  failStreak: number;
+  passiveFailures: number;
+  passiveSince: number;
+  /** Passive: when the half-open probe is due. */
+  probeAt: number;
+  /** A check is in flight (at most one per upstream, whichever plugin instance started it). */
+  checking: boolean;
+  lastCheck: (ProbeResult & { at: number }) | undefined;
+}
+
+/** Connection-level failures: the upstream, not the request, is at fault. */
+const FAILURE_CODES = new Set(['SY_ERR_UPSTREAM_UNREACHABLE', 'SY_ERR_UPSTREAM_BAD_RESPONSE', 'SY_ERR_UPSTREAM_CONNECT_TIMEOUT', 'SY_ERR_UPSTREAM_TIMEOUT', 'SY_ERR_UPSTREAM_IDLE_TIMEOUT']);
+
+/** Observers run before any tap that may answer or retry, so they see every failed attempt. */
+const OBSERVE_FIRST = -1000;
+
+const registries = new WeakMap<object, Set<() => Watch[]>>();
+
+export default definePlugin({
+  name: NAME,
+  schema,
+  setup(api, options) {
+    const { passive } = options;
+    const active = options.active?.enabled ? options.active : undefined;
+    const bodyMatch = compile(active?.bodyMatch);
+    const activeSpec: ProbeSpec | undefined = active && {
+      method: active.method, path: active.path, headers: active.headers, timeout: active.timeout,
+      accepts: statusMatcher(active.expectedStatuses), contentType: active.contentType, bodyMatch,
+    };
+    // Without active settings the half-open probe asks for / and accepts anything but a failing status.
+    const halfOpenSpec: ProbeSpec = activeSpec ?? {
+      method: 'GET', path: '/', headers: {}, timeout: 2000, accepts: (status) => !passive.statuses.includes(status),
+    };
+
+    const watches = api.state(() => new Map<string, Watch>(), 'watches');
+    const vote = new HealthVote(api.health, NAME, api.state(() => new Map<string, Hold>(), 'holds'));
+    const timers = new Set<NodeJS.Timeout>();
+    const aborter = new AbortController();
+    let stopped = false;
+    const later = (ms: number, fn: () => void) => {
+      if (stopped) return;
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        if (!stopped) fn();
+      }, ms);
+      timer.unref();
+      timers.add(timer);
+    };
+
+    const watchOf = (upstream: Upstream, route: string): Watch => {
+      let watch = watches.get(upstream.id);
+      if (!watch) {
+        watch = { upstream, route, down: undefined, reason: undefined, okStreak: 0, failStreak: 0, passiveFailures: 0, passiveSince: 0, probeAt: 0, checking: false, lastCheck: undefined };
+        watches.set(upstream.id, watch);
+      }
+      watch.upstream = upstream;
+      return watch;
+    };
+
+    // Logged once per transition of this plugin's verdict, never per request.
+    const markDown = (watch: Watch, kind: 'active' | 'passive', reason: string) => {
+      if (watch.down) return;
+      watch.down = kind;
+      watch.reason = reason;
+      watch.okStreak = 0;
+      api.log.warn({ upstream: watch.upstream.name, route: watch.route, reason }, 'upstream marked unhealthy');
+      vote.hold(watch.upstream, reason);
+    };
+    const markUp = (watch: Watch, why: string) => {
+      if (!watch.down) return;
+      watch.down = undefined;
+      watch.reason = undefined;
+      watch.failStreak = 0;
+      watch.passiveFailures = 0;
+      api.log.info({ upstream: watch.upstream.name, route: watch.route, why }, 'upstream healthy again');
+      vote.release(watch.upstream);
+    };
+
+    const check = async (watch: Watch, spec: ProbeSpec): Promise<ProbeResult | undefined> => {
+      if (watch.checking) return undefined;
+      watch.checking = true;
+      try {
+        const result = await probe(watch.upstream, spec, aborter.signal);
+        if (stopped) return undefined;
+        watch.lastCheck = { ...result, at: Date.now() };
+        return result;
+      } finally {
+        watch.checking = false;
+      }
+    };
+
+    const activeRound = async (watch: Watch) => {
+      const result = await check(watch, activeSpec!);
+      if (result && active) {
+        if (result.ok) {
+          watch.failStreak = 0;
+          watch.okStreak++;
+          if (watch.down && watch.okStreak >= active.healthyThreshold) markUp(watch, `${watch.okStreak} active checks passed`);
+        } else {
+          watch.okStreak = 0;
+          watch.failStreak++;
+          if (watch.failStreak >= active.unhealthyThreshold) markDown(watch, 'active', `${watch.failStreak} active checks failed: ${result.detail}`);
+        }
+      }
+      // Jitter spreads the checks so upstreams are not all probed in the same instant.
+      if (active) later(active.interval * (1 + active.jitter * (Math.random() * 2 - 1)), () => void activeRound(watch));
+    };
+
+    const halfOpen = async (watch: Watch) => {
+      if (watch.down !== 'passive') return;
+      const result = await check(watch, halfOpenSpec);
+      if (watch.down !== 'passive') return;
+      if (result?.ok) return markUp(watch, 'half-open probe passed');
+      watch.probeAt = Date.now() + passive.unhealthyTimeout;
+      later(passive.unhealthyTimeout, () => void halfOpen(watch));
+    };
+
+    const recordPassive = (ctx: RequestContext, ok: boolean) => {
+      const watch = watchOf(ctx.upstream!, ctx.route!.name);
+      if (ok) {
+        watch.passiveFailures = 0;
+        return;
+      }
+      const now = Date.now();
+      if (watch.passiveFailures === 0 || now - watch.passiveSince > passive.window) {
+        watch.passiveFailures = 0;
+        watch.passiveSince = now;
+      }
+      watch.passiveFailures++;
+      if (!watch.down && watch.passiveFailures >= passive.failures) {
+        markDown(watch, 'passive', `${watch.passiveFailures} consecutive failures (last: ${ctx.error?.code ?? `status ${ctx.response?.status}`})`);
+        watch.probeAt = now + passive.unhealthyTimeout;
+        later(passive.unhealthyTimeout, () => void halfOpen(watch));
+      }
+    };
+
+    const routes = api.route ? [api.route] : api.config.routes.map((r) => ({ name: r.name, upstreams: r.upstreams.map((u) => api.createUpstream(u, r.name)) }));
+    for (const route of routes) {
+      for (const upstream of route.upstreams) {
+        const watch = watchOf(upstream, route.name);
+        if (active) later(Math.random() * Math.min(active.interval, 1000) * active.jitter, () => void activeRound(watch));
+        // A reload keeps a passive verdict; its probe is still due.
+        if (watch.down === 'passive') later(Math.max(0, watch.probeAt - Date.now()), () => void halfOpen(watch));
+      }
+    }
+
+    if (passive.enabled) {
+      const failing = (error: SwitchyardError) => FAILURE_CODES.has(error.code)
+        || (error.code === 'SY_ERR_UPSTREAM_ERROR_STATUS' && passive.statuses.includes(error.details?.status as number));
+      const seen = (ctx: RequestContext) => ctx.scratch(NAME, () => ({ counted: 0, lastError: undefined as unknown }));
+      api.hooks.error.tap({ name: NAME, stage: OBSERVE_FIRST }, (ctx, error) => {
+        const attempt = seen(ctx);
+        attempt.lastError = error;
+        if (!ctx.upstream || !failing(error)) return undefined;
+        attempt.counted = ctx.tried.length;
+        recordPassive(ctx, false);
+        return undefined;
+      });
+      api.hooks.done.tap(NAME, (ctx) => {
+        const attempt = seen(ctx);
+        if (!ctx.upstream || attempt.counted === ctx.tried.length) return;
+        // ctx.error may be an earlier attempt's (already judged in the error stage).
+        const code = ctx.error !== attempt.lastError ? ctx.error?.code : undefined;
+        // A client going away or a plugin failing says nothing about the upstream.
+        if (code !== undefined && !FAILURE_CODES.has(code)) return;
+        // Permanent errors (4xx) are answers too: they count as successes.
+        recordPassive(ctx, code === undefined && !passive.statuses.includes(ctx.res.statusCode));
+      });
+    }
+
+    let registry = registries.get(api.config);
+    if (!registry) {
+      const rows = new Set<() => Watch[]>();
+      registry = rows;
+      registries.set(api.config, rows);
+      api.admin({
+        method: 'GET',
+        path: '/health-checks',
+        public: true,
+        handler: () => ({ status: 200, json: { upstreams: [...rows].flatMap((list) => list()).map(describe) } }),
+      });
+    }
+    registry.add(() => [...watches.values()]);
+
+    return () => {
+      stopped = true;
+      aborter.abort();
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      vote.dispose();
+    };
+  },
+});
+
+function describe(watch: Watch): Record<string, unknown> {
+  return {
+    route: watch.route,
+    id: watch.upstream.id,
+    name: watch.upstream.name,
+    healthy: watch.down === undefined,
+    reason: watch.reason ?? null,
+    consecutive: { ok: watch.okStreak, failed: watch.failStreak, passiveFailures: watch.passiveFailures },
+    lastCheck: watch.lastCheck ?? null,
+  };
+}
+
+function compile(source: string | undefined): RegExp | undefined {
+  if (source === undefined) return undefined;
+  try {
+    return new RegExp(source);
+  } catch (err) {
+    throw new Error(`${NAME}: options.active.bodyMatch is not a valid regular expression: ${(err as Error).message}`);
+  }
+}
