@@ -2,6 +2,14 @@
 import type { PluginCatalog } from '../core/index.js';
 
 export const builtinPlugins: PluginCatalog = {
+  'api-key': async () => (await import('./api-key/index.js')).default,
+  'basic-auth': async () => (await import('./basic-auth/index.js')).default,
+  'upstream-auth': async () => (await import('./upstream-auth/index.js')).default,
+  'rate-limit': async () => (await import('./rate-limit/index.js')).default,
+  'concurrency-limit': async () => (await import('./concurrency-limit/index.js')).default,
+  cors: async () => (await import('./cors/index.js')).default,
+  'security-headers': async () => (await import('./security-headers/index.js')).default,
+  headers: async () => (await import('./headers/index.js')).default,
   balancer: async () => (await import('./balancer/index.js')).default,
   cache: async () => (await import('./cache/index.js')).default,
   'health-check': async () => (await import('./health-check/index.js')).default,

@@ -1,0 +1,133 @@
+// Clients must present one of the configured API keys (X-API-Key or Authorization: Bearer):
+// missing → 401, wrong → 403, both as JSON errors. The key stays with the proxy; the upstream never sees it.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import { definePlugin, Stage, type RequestContext, type Reply } from '../../core/index.js';
+
+export const name = 'api-key';
+
+const HEADER_NAME = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+
+export const schema = {
+  type: 'object',
+  properties: {
+    keys: {
+      type: 'array',
+      minItems: 1,
+      description: 'accepted keys; `name` (default key-<n>) is what logs and per-key limits see',
+      items: {
+        type: 'object',
+        properties: {
+          name: { type: 'string', pattern: '^[\\w.@:-]{1,64}$' },
+          key: { type: 'string', minLength: 1, pattern: '^[\\x21-\\x7e]+$' },
+        },
+        required: ['key'],
+        additionalProperties: false,
+      },
+    },
+    header: { type: 'string', pattern: HEADER_NAME, default: 'X-API-Key' },
+    bearer: { type: 'boolean', default: true, description: 'also accept Authorization: Bearer <key>' },
+    publicPaths: {
+      type: 'array',
+      items: { type: 'string', pattern: '^/' },
+      default: [],
+      description: 'paths that need no key: exact, or a prefix ending in *',
+    },
+    hideCredentials: { type: 'boolean', default: true, description: 'remove the client key from the forwarded request' },
+  },
+  required: ['keys'],
+  additionalProperties: false,
+} as const;
+
+/** What this plugin leaves on `ctx.scratch('api-key', …)` for logs and rate limits. */
+export interface ApiKeyScratch {
+  name?: string;
+}
+
+export default definePlugin<typeof schema>({
+  name,
+  schema,
+  setup(api, options) {
+    const keys = options.keys.map((entry, index) => ({ name: entry.name ?? `key-${index + 1}`, digest: sha256(entry.key) }));
+    assertDistinct(keys);
+    const header = options.header.toLowerCase();
+    const isPublic = pathMatcher(options.publicPaths);
+    const challenge = options.bearer ? { 'www-authenticate': 'Bearer realm="switchyard"' } : undefined;
+
+    api.hooks.access.tap({ name, stage: Stage.AUTH }, (ctx) => {
+      if (isPublic(ctx.pathname)) return undefined;
+      const presented = presentedKey(ctx.req.headers, header, options.bearer);
+      if (presented === undefined) return refuse(ctx, 401, 'SY_ERR_API_KEY_MISSING', `an API key is required (${options.header} header${options.bearer ? ' or Authorization: Bearer' : ''})`, challenge);
+      const match = findKey(keys, presented.value);
+      if (!match) return refuse(ctx, 403, 'SY_ERR_API_KEY_INVALID', 'the API key is not valid');
+      ctx.scratch<ApiKeyScratch>(name, () => ({})).name = match.name;
+      // Removed in `access`, not `preRequest`: a credential another plugin injects in preRequest
+      // (upstream-auth setting Authorization) must not be removed after the fact.
+      if (options.hideCredentials) delete ctx.outgoing.headers[presented.from];
+      return undefined;
+    });
+  },
+});
+
+interface Key {
+  readonly name: string;
+  readonly digest: Buffer;
+}
+
+function sha256(value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest();
+}
+
+/** The key the client sent and the header it came in, or undefined when there is none. */
+function presentedKey(headers: IncomingHttpHeaders, header: string, bearer: boolean): { value: string; from: string } | undefined {
+  const direct = header === 'authorization' ? undefined : headers[header];
+  if (typeof direct === 'string' && direct.trim() !== '') return { value: direct.trim(), from: header };
+  if (bearer || header === 'authorization') {
+    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(headers.authorization ?? '');
+    if (match) return { value: match[1]!, from: 'authorization' };
+  }
+  return undefined;
+}
+
+// Hashing both sides gives equal-length buffers for timingSafeEqual, and every configured key is
+// compared (no early exit), so the time taken says nothing about which key came close.
+function findKey(keys: readonly Key[], presented: string): Key | undefined {
+  const digest = sha256(presented);
+  let found: Key | undefined;
+  for (const key of keys) if (timingSafeEqual(key.digest, digest) && !found) found = key;
+  return found;
+}
+
+function refuse(ctx: RequestContext, status: number, code: string, error: string, headers?: Reply['headers']): Reply {
+  return { status, headers, json: { error, code, requestId: ctx.id } };
+}
+
+function pathMatcher(patterns: readonly string[]): (path: string) => boolean {
+  const exact = new Set(patterns.filter((p) => !p.endsWith('*')));
+  const prefixes = patterns.filter((p) => p.endsWith('*')).map((p) => p.slice(0, -1));
+  return (path) => !hasDotSegments(path) && (exact.has(path) || prefixes.some((prefix) => path.startsWith(prefix)));
+}
+
+// `/public/../admin` starts with `/public/` but an upstream that normalises paths serves /admin:
+// a path with dot segments (plain or percent-encoded) is never public.
+function hasDotSegments(path: string): boolean {
+  let decoded = path;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    return true;
+  }
+  return /(^|[/\\])\.\.?([/\\]|$)/.test(decoded);
+}
+
+function assertDistinct(keys: readonly Key[]): void {
+  const names = new Set<string>();
+  const digests = new Set<string>();
+  for (const [index, key] of keys.entries()) {
+    if (names.has(key.name)) throw new Error(`api-key: keys[${index}].name "${key.name}" is used twice`);
+    const hex = key.digest.toString('hex');
+    if (digests.has(hex)) throw new Error(`api-key: keys[${index}].key repeats an earlier key`);
+    names.add(key.name);
+    digests.add(hex);
+  }
+}

@@ -1,0 +1,75 @@
+// Security headers on every response, proxied or answered by Switchyard itself (nosniff, frame
+// options, referrer policy, optional HSTS, X-Robots-Tag), and a /robots.txt that disallows all.
+import { TLSSocket } from 'node:tls';
+import { definePlugin, Stage } from '../../core/index.js';
+
+export const name = 'security-headers';
+
+const REFERRER_POLICIES = [
+  'no-referrer', 'no-referrer-when-downgrade', 'origin', 'origin-when-cross-origin', 'same-origin',
+  'strict-origin', 'strict-origin-when-cross-origin', 'unsafe-url',
+] as const;
+
+export const schema = {
+  type: 'object',
+  properties: {
+    contentTypeOptions: { type: 'boolean', default: true, description: 'X-Content-Type-Options: nosniff' },
+    frameOptions: { enum: ['DENY', 'SAMEORIGIN', false], default: 'DENY' },
+    referrerPolicy: { enum: [...REFERRER_POLICIES, false], default: 'no-referrer' },
+    hsts: {
+      type: 'object',
+      description: 'Strict-Transport-Security; absent: not sent',
+      properties: {
+        maxAge: { type: 'integer', minimum: 0, default: 31536000 },
+        includeSubDomains: { type: 'boolean', default: true },
+        preload: { type: 'boolean', default: false },
+        plainHttp: { type: 'boolean', default: false, description: 'send it on plain HTTP too (TLS ends in front of Switchyard)' },
+      },
+      additionalProperties: false,
+    },
+    robotsTag: { type: ['string', 'boolean'], pattern: '^[^\\x00-\\x1f\\x7f]+$', default: 'noindex', description: 'X-Robots-Tag value, or false' },
+    robotsTxt: { type: 'boolean', default: true, description: 'answer GET /robots.txt with "Disallow: /"' },
+  },
+  additionalProperties: false,
+} as const;
+
+const ROBOTS_TXT = 'User-agent: *\nDisallow: /\n';
+
+export default definePlugin<typeof schema>({
+  name,
+  schema,
+  setup(api, options) {
+    const headers: Record<string, string> = {};
+    if (options.contentTypeOptions) headers['x-content-type-options'] = 'nosniff';
+    if (options.frameOptions) headers['x-frame-options'] = options.frameOptions;
+    if (options.referrerPolicy) headers['referrer-policy'] = options.referrerPolicy;
+    if (options.robotsTag === true) headers['x-robots-tag'] = 'noindex';
+    else if (typeof options.robotsTag === 'string') headers['x-robots-tag'] = options.robotsTag;
+    const hsts = options.hsts && hstsValue(options.hsts);
+
+    const headersFor = (secure: boolean): Record<string, string> =>
+      hsts && (secure || options.hsts!.plainHttp) ? { ...headers, 'strict-transport-security': hsts } : headers;
+
+    // Before everything else in `access`, so refusals, cache hits and errors carry them too.
+    api.hooks.access.tap({ name, stage: Stage.AUTH - 150 }, (ctx) => {
+      const own = headersFor(ctx.req.socket instanceof TLSSocket);
+      if (options.robotsTxt && ctx.pathname === '/robots.txt' && (ctx.req.method === 'GET' || ctx.req.method === 'HEAD')) {
+        return { status: 200, headers: { ...own, 'content-type': 'text/plain; charset=utf-8' }, body: ROBOTS_TXT };
+      }
+      for (const [header, value] of Object.entries(own)) ctx.res.setHeader(header, value);
+      return undefined;
+    });
+
+    // An upstream's own values would win over setHeader() in writeHead; the proxy's policy wins here.
+    api.hooks.postResponse.tap({ name, stage: Stage.OBSERVE }, (ctx) => {
+      Object.assign(ctx.response!.headers, headersFor(ctx.req.socket instanceof TLSSocket));
+    });
+  },
+});
+
+function hstsValue(hsts: { maxAge: number; includeSubDomains: boolean; preload: boolean }): string {
+  let value = `max-age=${hsts.maxAge}`;
+  if (hsts.includeSubDomains) value += '; includeSubDomains';
+  if (hsts.preload) value += '; preload';
+  return value;
+}

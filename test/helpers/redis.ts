@@ -1,0 +1,44 @@
+// A throwaway redis-server for tests: a free port on 127.0.0.1, nothing written to disk, stopped
+// by the test. Tests skip themselves where redis-server is not installed.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import net, { type AddressInfo } from 'node:net';
+
+/** Undefined when redis-server is there; otherwise the reason to give `test(…, { skip })`. */
+export const noRedis: string | undefined = spawnSync('redis-server', ['--version']).status === 0 ? undefined : 'redis-server is not installed';
+
+export interface RunningRedis {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+export async function startRedis(): Promise<RunningRedis> {
+  const port = await freePort();
+  const proc: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString('utf8');
+      if (out.includes('Ready to accept connections')) resolve();
+    });
+    proc.once('exit', (code) => reject(new Error(`redis-server exited ${code}: ${out}`)));
+  });
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop: () => new Promise((resolve) => {
+      if (proc.exitCode !== null) return resolve();
+      proc.once('exit', () => resolve());
+      proc.kill('SIGTERM');
+    }),
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
