@@ -88,6 +88,7 @@ export class StoreFactory {
         { url: this.url, disableOfflineQueue: true, socket: { connectTimeout: REDIS_CONNECT_TIMEOUT, reconnectStrategy: defaultReconnectStrategy } },
         { namespace, throwOnErrors: true, connectionTimeout: REDIS_CONNECT_TIMEOUT },
       );
+      connectOnce(keyv.store as RedisAdapter);
     } else {
       const file = resolve(this.baseDir, this.url.slice('sqlite://'.length));
       mkdirSync(dirname(file), { recursive: true });
@@ -103,4 +104,23 @@ export class StoreFactory {
     await Promise.allSettled([...this.opened.values()].map((keyv) => keyv.disconnect()));
     this.opened.clear();
   }
+}
+
+interface RedisAdapter {
+  getClient(): Promise<unknown>;
+}
+
+/**
+ * Without the offline queue, calls that race the first connection each try to connect, and all
+ * but one fail ("Socket already opened"). Calls made while a connection attempt runs share it.
+ */
+function connectOnce(adapter: RedisAdapter): void {
+  const getClient = adapter.getClient.bind(adapter);
+  let connecting: Promise<unknown> | undefined;
+  adapter.getClient = () => {
+    connecting ??= getClient().finally(() => {
+      connecting = undefined;
+    });
+    return connecting;
+  };
 }
