@@ -2,6 +2,10 @@
 import type { PluginCatalog } from '../core/index.js';
 
 export const builtinPlugins: PluginCatalog = {
+  'ai-mappings': async () => (await import('./ai-mappings/index.js')).default,
+  'gemini-nothink': async () => (await import('./gemini-nothink/index.js')).default,
+  'ai-usage': async () => (await import('./ai-usage/index.js')).default,
+  'web-proxy': async () => (await import('./web-proxy/index.js')).default,
   'api-key': async () => (await import('./api-key/index.js')).default,
   'basic-auth': async () => (await import('./basic-auth/index.js')).default,
   'upstream-auth': async () => (await import('./upstream-auth/index.js')).default,

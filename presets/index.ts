@@ -1,5 +1,6 @@
 // The presets by name, for `switchyard start --preset NAME` and `preset:` in a config file.
 import type { PresetCatalog } from '../core/index.js';
+import { aiGateway } from './ai-gateway.js';
 import { balancer } from './balancer.js';
 
-export const presets: PresetCatalog = { balancer };
+export const presets: PresetCatalog = { balancer, 'ai-gateway': aiGateway };

@@ -1,0 +1,204 @@
+// The web proxy: streaming URL rewriting (chunk boundaries anywhere), compressed pages, headers,
+// redirects, and the SSRF guard.
+import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import zlib from 'node:zlib';
+import { startSwitchyard, startUpstream, type RunningSwitchyard, type RunningUpstream } from '../helpers/servers.js';
+
+const PAGE = `<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">
+<html xmlns="http://www.w3.org/1999/xhtml" lang="en"><head>
+<meta http-equiv="refresh" content="30; url=/later">
+<title>Caf\u00e9 &amp; page</title>
+<link rel="stylesheet" href="/style.css">
+<style>body { background: url("img/bg.png") } @import 'print.css';</style>
+</head><body style="background-image: url(/hero.jpg)">
+<a href="/about?x=1&amp;y=2">About</a> <a href="#top">top</a> <a href="mailto:a@b.c">mail</a>
+<a href="//cdn.example.org/lib.js">cdn</a> <a href="relative/page.html">rel</a>
+<img src="pic.png" srcset="pic-1x.png 1x, /pic-2x.png 2x">
+<video poster="/poster.jpg"></video>
+<form action="/submit"><button formaction="/other">go</button></form>
+<script>var s = "<a href='/not-an-attribute'>";</script>
+</body></html>`;
+
+const CSS = 'body{background:url(/a.png)}\n.x{background:url( "b.png" )}\n@import "c.css";\n';
+const IMAGE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0xff, 0x7f]);
+
+/** Writes `body` one byte per chunk (each its own write, so each its own chunk on the wire). */
+function dribble(res: ServerResponse, body: Buffer): void {
+  let i = 0;
+  const next = () => {
+    while (i < body.length) {
+      if (!res.write(body.subarray(i, ++i))) return res.once('drain', next);
+    }
+    res.end();
+  };
+  next();
+}
+
+let site: RunningUpstream;
+let sy: RunningSwitchyard;
+let privatePort = 0;
+
+before(async () => {
+  site = await startUpstream((req, res) => {
+    const url = new URL(req.url!, 'http://x');
+    const html = { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': "default-src 'self'", 'strict-transport-security': 'max-age=1', 'public-key-pins': 'pin-sha256="x"' };
+    switch (url.pathname) {
+      case '/page':
+        res.writeHead(200, { ...html, 'content-length': Buffer.byteLength(PAGE) });
+        return res.end(PAGE);
+      case '/page-1byte':
+        res.writeHead(200, html);
+        return dribble(res, Buffer.from(PAGE));
+      case '/page-gzip': {
+        const gz = zlib.gzipSync(PAGE);
+        res.writeHead(200, { ...html, 'content-encoding': 'gzip', 'content-length': gz.length });
+        return res.end(gz);
+      }
+      case '/page-br-1byte':
+        res.writeHead(200, { ...html, 'content-encoding': 'br' });
+        return dribble(res, zlib.brotliCompressSync(PAGE));
+      case '/style.css':
+        res.writeHead(200, { 'content-type': 'text/css' });
+        return dribble(res, Buffer.from(CSS));
+      case '/image.png':
+        res.writeHead(200, { 'content-type': 'image/png', 'content-length': IMAGE.length });
+        return res.end(IMAGE);
+      case '/go-relative':
+        res.writeHead(302, { location: '/page?from=redirect' });
+        return res.end();
+      case '/go-protocol-relative':
+        res.writeHead(301, { location: '//127.0.0.1:' + site.port + '/page' });
+        return res.end();
+      case '/go-private':
+        res.writeHead(302, { location: 'http://10.1.2.3/admin' });
+        return res.end();
+      case '/go-localhost':
+        res.writeHead(302, { location: `http://localhost:${privatePort}/` });
+        return res.end();
+      default:
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        return res.end('no');
+    }
+  });
+  privatePort = site.port;
+  sy = await startSwitchyard({ server: { store: 'memory://' }, plugins: [{ name: 'web-proxy', options: { allowHosts: ['127.0.0.1'] } }] });
+});
+after(async () => {
+  await sy?.stop();
+  await site?.close();
+});
+
+const proxy = (path: string, init?: RequestInit) => fetch(`${sy.url}/proxy/${site.url}${path}`, { redirect: 'manual', ...init });
+
+describe('web-proxy: rewriting', () => {
+  test('a page has its URLs rewritten through the proxy, DOCTYPE and xmlns untouched', async () => {
+    const res = await proxy('/page');
+    assert.equal(res.status, 200);
+    const html = await res.text();
+    const p = `/proxy/${site.url}`;
+    assert.ok(html.startsWith('<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">'));
+    assert.match(html, /xmlns="http:\/\/www\.w3\.org\/1999\/xhtml"/);
+    assert.ok(html.includes(`href="${p}/style.css"`));
+    assert.ok(html.includes(`href="${p}/about?x=1&amp;y=2"`), html);
+    assert.ok(html.includes('href="#top"'));
+    assert.ok(html.includes('href="mailto:a@b.c"'));
+    assert.ok(html.includes('href="/proxy/http://cdn.example.org/lib.js"'), 'protocol-relative takes the page scheme');
+    assert.ok(html.includes(`href="${p}/relative/page.html"`));
+    assert.ok(html.includes(`src="${p}/pic.png"`));
+    assert.ok(html.includes(`srcset="${p}/pic-1x.png 1x, ${p}/pic-2x.png 2x"`));
+    assert.ok(html.includes(`poster="${p}/poster.jpg"`));
+    assert.ok(html.includes(`action="${p}/submit"`));
+    assert.ok(html.includes(`formaction="${p}/other"`));
+    assert.ok(html.includes(`content="30; url=${p}/later"`));
+    assert.ok(html.includes(`url(${p}/hero.jpg)`));
+    assert.ok(html.includes(`url("${p}/img/bg.png")`));
+    assert.ok(html.includes(`@import '${p}/print.css'`));
+    assert.ok(html.includes(`"<a href='/not-an-attribute'>"`), 'script text is not markup');
+    assert.ok(html.includes('Caf\u00e9 &amp; page'));
+    assert.equal(res.headers.get('content-security-policy'), null);
+    assert.equal(res.headers.get('strict-transport-security'), null);
+    assert.equal(res.headers.get('public-key-pins'), null);
+  });
+
+  test('a page split into 1-byte chunks, or compressed, rewrites identically', async () => {
+    const whole = await (await proxy('/page')).text();
+    for (const path of ['/page-1byte', '/page-gzip', '/page-br-1byte']) {
+      const res = await proxy(path);
+      assert.equal(res.headers.get('content-encoding'), null, path);
+      assert.equal(res.headers.get('content-length'), null, path);
+      assert.equal(await res.text(), whole, path);
+    }
+  });
+
+  test('a <base> changes what relative URLs resolve against', async () => {
+    const { htmlRewriter } = await import('../../plugins/web-proxy/rewrite.js');
+    const out = await new Promise<string>((resolve) => {
+      const t = htmlRewriter(new URL('https://a.example/dir/page'), '/proxy');
+      let text = '';
+      t.on('data', (c: Buffer) => { text += c.toString(); });
+      t.on('end', () => resolve(text));
+      t.end(Buffer.from('<base href="https://b.example/x/"><a href="y">y</a><a href="/z">z</a>'));
+    });
+    assert.equal(out, '<base href="/proxy/https://b.example/x/"><a href="/proxy/https://b.example/x/y">y</a><a href="/proxy/https://b.example/z">z</a>');
+  });
+
+  test('CSS files are rewritten; other bodies pass byte for byte', async () => {
+    const css = await (await proxy('/style.css')).text();
+    const p = `/proxy/${site.url}`;
+    assert.equal(css, `body{background:url(${p}/a.png)}\n.x{background:url("${p}/b.png")}\n@import "${p}/c.css";\n`);
+    const image = await proxy('/image.png');
+    assert.equal(image.headers.get('content-length'), String(IMAGE.length));
+    assert.deepEqual(Buffer.from(await image.arrayBuffer()), IMAGE);
+  });
+
+  test('redirects come back through the proxy (relative and protocol-relative)', async () => {
+    const relative = await proxy('/go-relative');
+    assert.equal(relative.status, 302);
+    assert.equal(relative.headers.get('location'), `/proxy/${site.url}/page?from=redirect`);
+    const protocolRelative = await proxy('/go-protocol-relative');
+    assert.equal(protocolRelative.headers.get('location'), `/proxy/${site.url}/page`);
+  });
+});
+
+describe('web-proxy: SSRF guard', () => {
+  let strict: RunningSwitchyard;
+  before(async () => {
+    strict = await startSwitchyard({ server: { store: 'memory://' }, plugins: [{ name: 'web-proxy' }] });
+  });
+  after(() => strict?.stop());
+
+  test('loopback, metadata and private addresses are refused', async () => {
+    let hits = 0;
+    site.server.on('request', () => hits++);
+    for (const target of [`http://127.0.0.1:${site.port}/page`, 'http://169.254.169.254/latest/meta-data/', 'http://10.0.0.1/', 'http://[::1]/', `http://localhost:${site.port}/page`]) {
+      const res = await fetch(`${strict.url}/proxy/${target}`);
+      assert.equal(res.status, 403, target);
+      assert.equal((await res.json() as { code: string }).code, 'SY_WEB_PROXY_BLOCKED');
+    }
+    assert.equal(hits, 0, 'nothing reached the local site');
+  });
+
+  test('non-http schemes are refused', async () => {
+    for (const target of ['ftp://example.com/x', 'file:///etc/passwd']) {
+      const res = await fetch(`${strict.url}/proxy/${target}`);
+      assert.equal(res.status, 403, target);
+      await res.arrayBuffer();
+    }
+  });
+
+  test('a redirect to a private address is refused, on every hop', async () => {
+    for (const path of ['/go-private', '/go-localhost']) {
+      const res = await proxy(path);
+      assert.equal(res.status, 403, path);
+      assert.match((await res.json() as { error: string }).error, /redirect refused/);
+    }
+  });
+
+  test('an allowlisted host is reachable even on a loopback address', async () => {
+    const res = await proxy('/page');
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+  });
+});
