@@ -6,7 +6,8 @@ export { Errors, SwitchyardError, PluginError, ConfigError, type ErrorCode } fro
 export { Switchyard, createLogger, type StartOptions, type ReloadResult } from './server.js';
 export { loadConfig, deepMerge, type Catalogs, type ConfigSource, type LoadedConfig, type PluginCatalog, type Preset, type PresetCatalog } from './config/load.js';
 export { buildRoute } from './router.js';
+export { counter, gauge, histogram, type RuntimeInfo } from './metrics.js';
 export type { AdminRequest, AdminRouteSpec } from './admin.js';
-export type { HealthStatus, PluginStore, UpstreamHealth } from './state.js';
+export type { HealthStatus, HealthView, PluginStore, UpstreamHealth } from './state.js';
 export type { Reply, Route, Upstream } from './types.js';
 export type { SwitchyardConfig, RouteConfig, UpstreamConfig } from './config/schema.js';

@@ -8,8 +8,9 @@ import type { ContextSettings } from './context.js';
 import { redactConfig, redactString, type LoadedConfig, type LoadedPlugin } from './config/load.js';
 import type { TimeoutsConfig } from './config/schema.js';
 import { Errors } from './errors.js';
-import type { HttpProxyEngine } from './forward.js';
+import type { EngineName, ForwardEngine } from './engine.js';
 import type { TlsCertificates } from './listener.js';
+import { metricsRegistry, runtimeInfo, trackReloads } from './metrics.js';
 import { createPluginHooks, type Dispose, type PluginApi } from './plugin.js';
 import { buildRoute, buildUpstream, Router } from './router.js';
 import { createStages, Stage, type Stages } from './stages.js';
@@ -33,7 +34,8 @@ export interface ReloadStatus {
 /** What outlives every pipeline: the process-wide parts a reload never replaces. */
 export interface Runtime {
   readonly logger: Logger;
-  readonly engine: HttpProxyEngine;
+  /** One of each forwarding engine, with its connection pools; routes pick one by name. */
+  readonly engines: Readonly<Record<EngineName, ForwardEngine>>;
   readonly state: StateRegistry;
   readonly health: UpstreamHealth;
   readonly stores: StoreFactory;
@@ -56,6 +58,8 @@ export class Pipeline {
   /** One JSON log line per request (server.accessLog). */
   readonly accessLog: boolean;
   readonly contextSettings: ContextSettings;
+  /** The engine of routes that name none (server.engine). */
+  readonly engine: ForwardEngine;
 
   private constructor(
     readonly generation: number,
@@ -65,9 +69,11 @@ export class Pipeline {
     readonly admin: AdminRouter,
     private readonly disposers: readonly Dispose[],
     private readonly logger: Logger,
+    engines: Readonly<Record<EngineName, ForwardEngine>>,
   ) {
     const { server } = loaded.config;
     this.accessLog = server.accessLog ?? true;
+    this.engine = engines[server.engine ?? 'undici'];
     this.contextSettings = {
       logger,
       maxBufferedBody: server.maxBufferedBody ?? 10 * 1024 * 1024,
@@ -79,6 +85,7 @@ export class Pipeline {
   /** Builds a pipeline: routes, every plugin's setup in config order, admin routes. */
   static async build(loaded: LoadedConfig, rt: Runtime, generation: number): Promise<Pipeline> {
     const { config } = loaded;
+    trackReloads(rt);
     const global = createStages();
     const admin = new AdminRouter(config.server.admin.prefix ?? '', config.server.admin.key, rt.audit);
     const defaults = config.server.timeouts as TimeoutsConfig;
@@ -102,7 +109,7 @@ export class Pipeline {
       await runDisposers(disposers, rt.logger);
       throw err;
     }
-    const pipeline = new Pipeline(generation, loaded, global, router, admin, disposers, rt.logger);
+    const pipeline = new Pipeline(generation, loaded, global, router, admin, disposers, rt.logger, rt.engines);
     addCoreAdminRoutes(pipeline, rt);
     return pipeline;
   }
@@ -159,7 +166,11 @@ function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | un
     get store() {
       return rt.stores.open(`plugin:${name}`);
     },
-    health: rt.health,
+    health: rt.health.viewFor(name),
+    get metrics() {
+      return metricsRegistry(rt);
+    },
+    runtimeInfo: () => runtimeInfo(rt),
     admin: (spec) => admin.add(spec),
     isAdmin: (req) => admin.isAuthorized(req),
     audit: (action, details) => rt.audit.info({ plugin: name, ...details, action }, 'audit'),

@@ -2,11 +2,13 @@
 import type { IncomingMessage } from 'node:http';
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import type { AdminRouteSpec } from './admin.js';
 import type { RouteConfig, SwitchyardConfig, UpstreamConfig } from './config/schema.js';
 import { PluginError, SwitchyardError } from './errors.js';
+import type { RuntimeInfo } from './metrics.js';
 import type { StageName, Stages } from './stages.js';
-import type { PluginStore, UpstreamHealth } from './state.js';
+import type { HealthView, PluginStore } from './state.js';
 import type { Route, Upstream } from './types.js';
 
 /** Undoes what `setup` started (timers, sockets). Called once the plugin's last request ended. */
@@ -94,8 +96,21 @@ export interface PluginApi {
   state<T extends object>(init: () => T, key?: string): T;
   /** The persistent key-value store (keyv), namespaced to this plugin. Opened on first use. */
   readonly store: PluginStore;
-  /** Upstream health shared with the core's default selection and other plugins. */
-  readonly health: UpstreamHealth;
+  /** Upstream health shared with the core's default selection and other plugins; marks carry this plugin's name. */
+  readonly health: HealthView;
+  /**
+   * The Prometheus registry (prom-client) every plugin shares; it outlives reloads. Register with
+   * the core's `counter`/`gauge`/`histogram` helpers, which hand back the metric a previous
+   * setup made, and keep the labelled children used per request.
+   *
+   * @example
+   * const hits = counter(api.metrics, { name: 'myplugin_hits_total', help: 'Hits.', labelNames: ['route'] });
+   * const mine = hits.labels({ route: api.route?.name ?? '*' });
+   * api.hooks.done.tap('myplugin', () => mine.inc());
+   */
+  readonly metrics: Registry;
+  /** Read-only facts about the process: version, start time, config generation, reload counts. */
+  runtimeInfo(): RuntimeInfo;
   /** Registers an admin route (protected by the admin key unless `public: true`). */
   admin(route: AdminRouteSpec): void;
   /** True when a request carries the admin key (for admin actions on proxy paths, like PURGE). */

@@ -29,18 +29,42 @@ export class StateRegistry {
 
 export interface HealthStatus {
   healthy: boolean;
-  /** Why it was last marked down (never a secret). */
+  /** Why it is down: "<plugin>: <reason>" for each plugin holding it down (never a secret). */
   reason?: string;
   /** Epoch ms of the last change. */
   since: number;
 }
 
+type HealthListener = (upstream: Upstream, status: HealthStatus) => void;
+
+/** Upstream health as one plugin sees it: its marks are its own. */
+export interface HealthView {
+  isHealthy(upstream: Upstream): boolean;
+  get(upstream: Upstream): HealthStatus;
+  /**
+   * Marks the upstream down on this plugin's behalf (`false`, with a reason), or takes this
+   * plugin's mark back (`true`). It is healthy again only when no plugin holds it down, so a
+   * health check that sees it recover cannot undo an open circuit breaker.
+   */
+  set(upstream: Upstream, healthy: boolean, reason?: string): void;
+  /** `change` fires once per transition of the combined flag, never per request. */
+  on(event: 'change', listener: HealthListener): void;
+  off(event: 'change', listener: HealthListener): void;
+}
+
 /**
- * Which upstreams are healthy. Health-check plugins write it; selection reads it. Emits `change`
- * once per transition (never per request), so other plugins can follow.
+ * Which upstreams are healthy. Health checks and breakers write it, each plugin keeping its own
+ * marks; selection reads the combined flag. Emits `change` once per transition.
  */
 export class UpstreamHealth extends EventEmitter<{ change: [Upstream, HealthStatus] }> {
+  /** upstream id → plugin → reason it holds the upstream down */
+  private readonly holds = new Map<string, Map<string, string>>();
   private readonly status = new Map<string, HealthStatus>();
+
+  constructor() {
+    super();
+    this.setMaxListeners(0); // one listener per plugin instance that follows health
+  }
 
   isHealthy(upstream: Upstream): boolean {
     return this.status.get(upstream.id)?.healthy ?? true;
@@ -50,12 +74,33 @@ export class UpstreamHealth extends EventEmitter<{ change: [Upstream, HealthStat
     return this.status.get(upstream.id) ?? { healthy: true, since: 0 };
   }
 
-  set(upstream: Upstream, healthy: boolean, reason?: string): void {
+  /** Marks `upstream` down for `source` (healthy = false) or takes that mark back. */
+  set(upstream: Upstream, healthy: boolean, reason = 'marked down', source = 'core'): void {
+    let held = this.holds.get(upstream.id);
+    if (healthy) {
+      if (!held?.delete(source)) return;
+    } else {
+      if (!held) this.holds.set(upstream.id, (held = new Map()));
+      held.set(source, reason);
+    }
+    const down = held !== undefined && held.size > 0;
     const current = this.status.get(upstream.id);
-    if (current ? current.healthy === healthy : healthy) return;
-    const next = { healthy, reason, since: Date.now() };
+    const next: HealthStatus = down
+      ? { healthy: false, reason: [...held!].map(([by, why]) => `${by}: ${why}`).join('; '), since: current && !current.healthy ? current.since : Date.now() }
+      : { healthy: true, since: Date.now() };
     this.status.set(upstream.id, next);
-    this.emit('change', upstream, next);
+    if ((current?.healthy ?? true) !== next.healthy) this.emit('change', upstream, next);
+  }
+
+  /** The view a plugin gets as `api.health`: its marks carry its name. */
+  viewFor(source: string): HealthView {
+    return {
+      isHealthy: (upstream) => this.isHealthy(upstream),
+      get: (upstream) => this.get(upstream),
+      set: (upstream, healthy, reason) => this.set(upstream, healthy, reason, source),
+      on: (event, listener) => this.on(event, listener),
+      off: (event, listener) => this.off(event, listener),
+    };
   }
 }
 

@@ -1,7 +1,6 @@
 // Circuit breaking: an upstream that fails too often is cut off for a cool-down, then gets a few
 // trial requests, and takes full traffic again only once they succeed.
 import { definePlugin, type RequestContext, type SwitchyardError, type Upstream } from '../../core/index.js';
-import { HealthVote, type Hold } from './health-vote.js';
 
 const NAME = 'circuit-breaker';
 
@@ -52,7 +51,6 @@ export default definePlugin({
   setup(api, options) {
     const breakers = api.state(() => new Map<string, Breaker>(), 'breakers');
     // An open breaker marks its upstream unhealthy: that is what makes every balancer skip it.
-    const vote = new HealthVote(api.health, NAME, api.state(() => new Map<string, Hold>(), 'holds'));
     const timers = new Set<NodeJS.Timeout>();
     let stopped = false;
     const later = (ms: number, fn: () => void) => {
@@ -82,7 +80,7 @@ export default definePlugin({
       breaker.timesOpened++;
       breaker.slots.fill(-1);
       api.log.warn({ upstream: breaker.upstream.name, route: breaker.route, reason, coolDown: options.coolDown }, 'circuit opened');
-      vote.hold(breaker.upstream, `circuit open: ${reason}`);
+      api.health.set(breaker.upstream, false, `circuit open: ${reason}`);
       later(options.coolDown, () => halfOpen(breaker));
     };
     const halfOpen = (breaker: Breaker) => {
@@ -91,14 +89,14 @@ export default definePlugin({
       breaker.trialsSent = 0;
       breaker.trialsPassed = 0;
       api.log.info({ upstream: breaker.upstream.name, route: breaker.route }, 'circuit half-open: sending trial requests');
-      vote.release(breaker.upstream);
+      api.health.set(breaker.upstream, true);
     };
     const close = (breaker: Breaker) => {
       breaker.state = 'closed';
       breaker.reason = undefined;
       breaker.slots.fill(-1);
       api.log.info({ upstream: breaker.upstream.name, route: breaker.route }, 'circuit closed');
-      vote.release(breaker.upstream);
+      api.health.set(breaker.upstream, true);
     };
 
     const outcome = (ctx: RequestContext, ok: boolean) => {
@@ -131,7 +129,7 @@ export default definePlugin({
       const breaker = ctx.upstream && breakers.get(ctx.upstream.id);
       if (breaker?.state !== 'half-open') return undefined;
       seen(ctx).trial = true;
-      if (++breaker.trialsSent >= options.halfOpenRequests) vote.hold(breaker.upstream, 'circuit half-open: waiting for the trial requests');
+      if (++breaker.trialsSent >= options.halfOpenRequests) api.health.set(breaker.upstream, false, 'circuit half-open: waiting for the trial requests');
       return undefined;
     });
     api.hooks.error.tap({ name: NAME, stage: OBSERVE_FIRST }, (ctx, error) => {
@@ -149,7 +147,7 @@ export default definePlugin({
       if (code !== undefined && !FAILURE_CODES.has(code)) {
         // A trial whose client went away proves nothing: let another one through.
         const breaker = breakers.get(ctx.upstream.id);
-        if (attempt.trial && breaker?.state === 'half-open' && --breaker.trialsSent < options.halfOpenRequests) vote.release(breaker.upstream);
+        if (attempt.trial && breaker?.state === 'half-open' && --breaker.trialsSent < options.halfOpenRequests) api.health.set(breaker.upstream, true);
         return;
       }
       outcome(ctx, code === undefined && !options.statuses.includes(ctx.res.statusCode));
@@ -173,7 +171,6 @@ export default definePlugin({
       stopped = true;
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
-      vote.dispose();
     };
   },
 });

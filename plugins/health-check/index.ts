@@ -1,7 +1,6 @@
 // Health checks: probes each upstream on an interval (active) and watches real traffic (passive);
 // an upstream that fails is taken out of rotation until it answers well again.
 import { definePlugin, type RequestContext, type SwitchyardError, type Upstream } from '../../core/index.js';
-import { HealthVote, type Hold } from './health-vote.js';
 import { probe, statusMatcher, type ProbeResult, type ProbeSpec } from './probe.js';
 
 const NAME = 'health-check';
@@ -87,7 +86,6 @@ export default definePlugin({
     };
 
     const watches = api.state(() => new Map<string, Watch>(), 'watches');
-    const vote = new HealthVote(api.health, NAME, api.state(() => new Map<string, Hold>(), 'holds'));
     const timers = new Set<NodeJS.Timeout>();
     const aborter = new AbortController();
     let stopped = false;
@@ -118,7 +116,7 @@ export default definePlugin({
       watch.reason = reason;
       watch.okStreak = 0;
       api.log.warn({ upstream: watch.upstream.name, route: watch.route, reason }, 'upstream marked unhealthy');
-      vote.hold(watch.upstream, reason);
+      api.health.set(watch.upstream, false, reason);
     };
     const markUp = (watch: Watch, why: string) => {
       if (!watch.down) return;
@@ -127,7 +125,7 @@ export default definePlugin({
       watch.failStreak = 0;
       watch.passiveFailures = 0;
       api.log.info({ upstream: watch.upstream.name, route: watch.route, why }, 'upstream healthy again');
-      vote.release(watch.upstream);
+      api.health.set(watch.upstream, true);
     };
 
     const check = async (watch: Watch, spec: ProbeSpec): Promise<ProbeResult | undefined> => {
@@ -241,7 +239,6 @@ export default definePlugin({
       aborter.abort();
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
-      vote.dispose();
     };
   },
 });

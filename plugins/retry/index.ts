@@ -1,6 +1,6 @@
 // Retries with failover: a request whose upstream failed (connection error, timeout, 502/503/504)
 // goes to another upstream, with backoff, within a time budget and a route-wide retry budget.
-import { definePlugin, RETRY, Stage, type RequestContext, type SwitchyardError, type UpstreamHealth } from '../../core/index.js';
+import { definePlugin, RETRY, Stage, type RequestContext, type SwitchyardError, type HealthView } from '../../core/index.js';
 
 const NAME = 'retry';
 
@@ -109,7 +109,7 @@ function retryAfter(ctx: RequestContext, error: SwitchyardError): number | undef
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
-function anotherUpstreamLeft(ctx: RequestContext, health: UpstreamHealth): boolean {
+function anotherUpstreamLeft(ctx: RequestContext, health: HealthView): boolean {
   return ctx.route!.upstreams.some((u) => health.isHealthy(u) && !ctx.tried.some((t) => t.id === u.id));
 }
 
