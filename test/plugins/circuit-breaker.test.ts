@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { UpstreamHealth } from '../../core/index.js';
-import { checksArrive, fleetConfig, guard, get, healthBecomes, healthTap, many, startFleet, tally, upstreamRef, type Fleet, type Member } from '../helpers/fleet.js';
-import { startSwitchyard, until, type RunningSwitchyard } from '../helpers/servers.js';
+import { checksArrive, fleetConfig, get, healthBecomes, healthTap, many, startFleet, tally, upstreamRef, type Fleet, type Member } from '../helpers/fleet.js';
+import { startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
 
 let fleet: Fleet;
 
