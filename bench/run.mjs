@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Switchyard benchmark: the same local upstream, reached directly, through
-// bare http-proxy-3, through http-proxy@1, through Switchyard and through
-// nginx; measured with wrk. See bench/README.md for the method.
+// bare http-proxy-3, through http-proxy@1, through a bare undici proxy,
+// through Switchyard on each engine and through nginx; measured with wrk.
+// See bench/README.md for the method.
 //
 //   node bench/run.mjs            (or: npm run bench, which builds first)
 //
@@ -124,6 +125,22 @@ async function startNodeProxy(library, ctx) {
   }
 }
 
+/** The bare undici proxy (servers/undici-proxy.mjs): the floor for Switchyard's undici engine. */
+async function startUndiciProxy(ctx) {
+  const script = path.join(BENCH_DIR, 'servers/undici-proxy.mjs');
+  const child = spawnTracked('undici', process.execPath, [script, ctx.upstream.url], {
+    core: ctx.pinning.underTest,
+    cwd: ROOT,
+  });
+  try {
+    const port = await waitForLine(child, parsePortHandshake, 10_000);
+    return { pid: child.pid, url: `http://127.0.0.1:${port}/`, stop: () => stopChild(child) };
+  } catch (err) {
+    await stopChild(child);
+    throw err;
+  }
+}
+
 /** Parses a pino line like {"msg":"listening","port":1234}, if it is one. */
 function parseListeningLog(line) {
   try {
@@ -140,7 +157,7 @@ function parseListeningLog(line) {
  * within 10 s. If the CLI announces a different port in its "listening" log
  * line we follow that instead.
  */
-async function startSwitchyard(ctx) {
+async function startSwitchyard(ctx, engine) {
   const entry = ctx.settings.switchyardEntry;
   if (!existsSync(entry)) {
     throw new Skip(`${path.relative(ROOT, entry)} not found — build it with \`npm run build\` (\`npm run bench\` does)`);
@@ -153,7 +170,7 @@ async function startSwitchyard(ctx) {
   const child = spawnTracked('switchyard', process.execPath, args, {
     core: ctx.pinning.underTest,
     cwd: ROOT,
-    env: { ...process.env, UPSTREAM_URL: ctx.upstream.url, PORT: String(port) },
+    env: { ...process.env, UPSTREAM_URL: ctx.upstream.url, PORT: String(port), SWITCHYARD_ENGINE: engine },
   });
   let listeningPort = port;
   child.on('line', (line) => (listeningPort = parseListeningLog(line) ?? listeningPort));
@@ -207,9 +224,19 @@ const SCENARIOS = [
     start: (ctx) => startNodeProxy('http-proxy', ctx),
   },
   {
-    name: 'switchyard',
-    description: 'switchyard start --config bench/switchyard.bench.yaml',
-    start: startSwitchyard,
+    name: 'undici',
+    description: 'bare undici Pool.request() proxy in node:http',
+    start: startUndiciProxy,
+  },
+  {
+    name: 'switchyard-http-proxy',
+    description: 'switchyard start --config bench/switchyard.bench.yaml, engine http-proxy',
+    start: (ctx) => startSwitchyard(ctx, 'http-proxy'),
+  },
+  {
+    name: 'switchyard-undici',
+    description: 'switchyard start --config bench/switchyard.bench.yaml, engine undici',
+    start: (ctx) => startSwitchyard(ctx, 'undici'),
   },
   {
     name: 'nginx',
@@ -383,7 +410,7 @@ function collectMeta(settings, pinning, startedAt) {
     cpuCount: os.cpus().length,
     wrk: wrkVersion(),
     nginx: nginxVersion(),
-    versions: { 'http-proxy-3': packageVersion('http-proxy-3'), 'http-proxy': packageVersion('http-proxy') },
+    versions: { 'http-proxy-3': packageVersion('http-proxy-3'), 'http-proxy': packageVersion('http-proxy'), undici: packageVersion('undici') },
   };
 }
 

@@ -82,6 +82,8 @@ export class RequestContext {
   private scratchSpace: Map<string, unknown> | undefined;
   /** @internal body transforms added in postResponse */
   responseTransforms: Transform[] | undefined;
+  /** @internal the upstream request in flight, for an engine that wants to hear when the client left */
+  inFlight: { abort(err: SwitchyardError): void } | undefined;
 
   constructor(req: IncomingMessage, res: ServerResponse, id: string, settings: ContextSettings) {
     this.req = req;

@@ -1,19 +1,16 @@
-// Forwarding through http-proxy's API (the maintained `http-proxy-3` rewrite). This module is the
-// only place that knows which proxy library is underneath: the pipeline hands it a context and
-// gets back the upstream's response head and body stream, or a SwitchyardError before that.
-import http, { STATUS_CODES, type ClientRequest, type IncomingMessage } from 'node:http';
+// The `http-proxy` forwarding engine, on http-proxy's API (the maintained `http-proxy-3` rewrite)
+// and node:http keep-alive agents. It also carries WebSocket upgrades for both engines. The
+// pipeline hands it a context and gets back the upstream's response head and body stream
+// (core/engine.ts), or a SwitchyardError before that.
+import http, { STATUS_CODES, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { Readable, Transform } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { createProxyServer } from 'http-proxy-3';
 import type { RequestContext } from './context.js';
+import type { ForwardEngine, PoolOptions, UpstreamResponse } from './engine.js';
 import { SwitchyardError, type ErrorCode } from './errors.js';
-
-export interface PoolOptions {
-  maxSockets: number;
-  maxFreeSockets: number;
-}
 
 /** How often deadlines are checked: timeouts fire up to this much late. */
 const DEADLINE_TICK_MS = 50;
@@ -26,7 +23,7 @@ type WithUpgrade = IncomingMessage & { [kUpgradeAnswered]?: boolean };
 
 // http-proxy rebuilds the query from its parts and so drops an empty one (`/x?` becomes `/x`);
 // this private header asks our agent to put the `?` back, keeping the path byte for byte.
-const EMPTY_QUERY_MARK = 'x-switchyard-empty-query';
+export const EMPTY_QUERY_MARK = 'x-switchyard-empty-query';
 
 /**
  * Watches the deadlines of every attempt in flight from one interval, instead of arming and
@@ -86,7 +83,7 @@ class Attempt {
   constructor(
     private readonly ctx: RequestContext,
     private readonly sweeper: DeadlineSweeper,
-    private readonly resolve: (res: IncomingMessage) => void,
+    private readonly resolve: (res: UpstreamResponse) => void,
     private readonly reject: (err: SwitchyardError) => void,
   ) {
     this.firstByteDeadline = performance.now() + ctx.route!.timeouts.firstByte;
@@ -116,7 +113,7 @@ class Attempt {
     this.lastBytesRead = upstreamRes.socket?.bytesRead ?? 0;
     this.lastProgress = performance.now();
     upstreamRes.once('close', () => this.sweeper.forget(this));
-    this.resolve(upstreamRes);
+    this.resolve(new IncomingResponse(upstreamRes));
   }
 
   fail(err: Error & { code?: string }): void {
@@ -182,7 +179,29 @@ function bodySource(ctx: RequestContext, body: Buffer | undefined, attempt: Atte
   return ctx.req.pipe(counted);
 }
 
-function codeFor(err: Error & { code?: string }): ErrorCode {
+/** An IncomingMessage seen through the engine contract. */
+class IncomingResponse implements UpstreamResponse {
+  constructor(readonly body: IncomingMessage) {}
+
+  get status(): number {
+    return this.body.statusCode ?? 502;
+  }
+
+  get headers(): IncomingHttpHeaders {
+    return this.body.headers;
+  }
+
+  get complete(): boolean {
+    return this.body.complete;
+  }
+
+  get trailers(): IncomingHttpHeaders {
+    return this.body.trailers;
+  }
+}
+
+/** Maps a socket, TLS or parser error to the code both engines report for it. */
+export function codeFor(err: Error & { code?: string }): ErrorCode {
   if (err.code?.startsWith('HPE_')) return 'SY_ERR_UPSTREAM_BAD_RESPONSE';
   if (err.code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_|ERR_SSL_/.test(err.code)) return 'SY_ERR_UPSTREAM_TLS';
   return 'SY_ERR_UPSTREAM_UNREACHABLE';
@@ -221,7 +240,7 @@ function refuseUpgrade(socket: Duplex, requestId: string, error: SwitchyardError
   ].join('\r\n'));
 }
 
-export class HttpProxyEngine {
+export class HttpProxyEngine implements ForwardEngine {
   private readonly proxy = createProxyServer({ xfwd: false, selfHandleResponse: true, toProxy: true });
   private readonly agents = new Map<string, http.Agent>();
   private readonly sweeper = new DeadlineSweeper(DEADLINE_TICK_MS);
@@ -247,7 +266,7 @@ export class HttpProxyEngine {
   }
 
   /** Sends `ctx.outgoing` to `ctx.upstream`; resolves with the response once its head arrived. */
-  request(ctx: RequestContext): Promise<IncomingMessage> {
+  request(ctx: RequestContext): Promise<UpstreamResponse> {
     const req = ctx.req as WithAttempt;
     const upstream = ctx.upstream!;
     const { method, path, headers, body } = ctx.outgoing;

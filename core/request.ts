@@ -6,6 +6,7 @@ import { STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type Serv
 import type { Duplex } from 'node:stream';
 import { pipeline as pipeStreams, Readable } from 'node:stream';
 import { RequestContext } from './context.js';
+import type { ForwardEngine, UpstreamResponse } from './engine.js';
 import { SwitchyardError, PluginError } from './errors.js';
 import { responseHeaders, setForwardedHeaders, stripHopByHop } from './headers.js';
 import type { Pipeline, Runtime } from './pipeline.js';
@@ -67,6 +68,7 @@ function prepareOutgoing(ctx: RequestContext, route: Route): void {
 const MAX_ATTEMPTS = 16;
 
 async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<void> {
+  const engine = engineFor(pipeline, rt, route);
   for (;;) {
     ctx.upstream = hasTaps(pipeline, route, 'selectUpstream') ? await selectWithTaps(pipeline, rt, ctx, route) : firstHealthy(rt, ctx, route);
     ctx.tried.push(ctx.upstream);
@@ -75,9 +77,9 @@ async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, rou
       if (reply) return sendReply(ctx, reply, 'preRequest');
     }
     ctx.timings.upstreamStart = ctx.elapsed();
-    let upstreamRes: IncomingMessage;
+    let upstreamRes: UpstreamResponse;
     try {
-      upstreamRes = await rt.engine.request(ctx);
+      upstreamRes = await engine.request(ctx);
     } catch (err) {
       const error = err as SwitchyardError;
       ctx.error = error;
@@ -88,7 +90,7 @@ async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, rou
       throw error;
     }
     ctx.timings.firstByte = ctx.elapsed();
-    const status = upstreamRes.statusCode ?? 502;
+    const status = upstreamRes.status;
     // A 5xx is an upstream failure too: error taps may retry elsewhere or answer (stale-if-error).
     if (status >= 500 && hasTaps(pipeline, route, 'error')) {
       const error = new SwitchyardError('SY_ERR_UPSTREAM_ERROR_STATUS', `the upstream answered ${status}`, { details: { status } });
@@ -96,13 +98,18 @@ async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, rou
       const decision = await askErrorStage(pipeline, ctx, route, error);
       if (decision) {
         ctx.error = error;
-        upstreamRes.resume(); // drain it, so the pooled connection can serve again
+        upstreamRes.body.resume(); // drain it, so the pooled connection can serve again
         if (decision === RETRY) continue;
         return sendReply(ctx, decision, 'error');
       }
     }
     return deliver(pipeline, ctx, route, upstreamRes);
   }
+}
+
+/** The route's own engine, else the server's (server.engine). */
+function engineFor(pipeline: Pipeline, rt: Runtime, route: Route): ForwardEngine {
+  return route.engine === undefined ? pipeline.engine : rt.engines[route.engine];
 }
 
 /** Runs the error stage; RETRY only stands when the request can be sent again. */
@@ -146,31 +153,36 @@ function noHealthyUpstream(route: Route): SwitchyardError {
 }
 
 /** Sends the upstream's response: postResponse taps first, then the head, then the body as a stream. */
-function deliver(pipeline: Pipeline, ctx: RequestContext, route: Route, upstreamRes: IncomingMessage): Promise<void> | void {
+function deliver(pipeline: Pipeline, ctx: RequestContext, route: Route, upstreamRes: UpstreamResponse): Promise<void> | void {
+  // Trailers are only looked for when the upstream announced them (RFC 9110 §6.6.2).
+  const trailers = upstreamRes.headers.trailer !== undefined;
   const headers = responseHeaders(upstreamRes.headers);
   headers['x-request-id'] = ctx.id;
-  ctx.response = { status: upstreamRes.statusCode ?? 502, headers };
-  if (!hasTaps(pipeline, route, 'postResponse')) return stream(ctx, upstreamRes);
-  return runSeries(pipeline, ctx, 'postResponse').then(() => stream(ctx, upstreamRes), (err: unknown) => {
-    upstreamRes.destroy();
+  ctx.response = { status: upstreamRes.status, headers };
+  if (!hasTaps(pipeline, route, 'postResponse')) return stream(ctx, upstreamRes, trailers);
+  return runSeries(pipeline, ctx, 'postResponse').then(() => stream(ctx, upstreamRes, trailers), (err: unknown) => {
+    upstreamRes.body.destroy();
     throw err;
   });
 }
 
-function stream(ctx: RequestContext, upstreamRes: IncomingMessage): void {
+function stream(ctx: RequestContext, upstreamRes: UpstreamResponse, trailers: boolean): void {
   const { res } = ctx;
+  const { body } = upstreamRes;
   if (res.destroyed) {
-    upstreamRes.destroy();
+    body.destroy();
     return;
   }
   res.writeHead(ctx.response!.status, ctx.response!.headers);
   // Node sends the head with the first body byte. When none is here yet (an event stream that
   // opens quietly, a long poll) the client must still see the head now.
-  if (upstreamRes.readableLength === 0) res.flushHeaders();
+  if (body.readableLength === 0 && !upstreamRes.complete) res.flushHeaders();
   const transforms = ctx.responseTransforms;
   if (!transforms) {
-    upstreamRes.pipe(res);
-    upstreamRes.once('close', () => {
+    // Before pipe() ends the response: trailers go out after the last chunk (chunked responses only).
+    if (trailers) body.once('end', () => res.addTrailers(upstreamRes.trailers));
+    body.pipe(res);
+    body.once('close', () => {
       // The upstream vanished mid-body: the client must not take a cut-off body for a whole one.
       if (!upstreamRes.complete) {
         ctx.error ??= new SwitchyardError('SY_ERR_UPSTREAM_UNREACHABLE', 'the upstream closed the connection mid-response');
@@ -179,7 +191,7 @@ function stream(ctx: RequestContext, upstreamRes: IncomingMessage): void {
     });
     return;
   }
-  pipeStreams([upstreamRes, ...transforms, res], (err) => {
+  pipeStreams([body, ...transforms, res], (err) => {
     if (err && !res.writableFinished) {
       ctx.error ??= new SwitchyardError('SY_ERR_UPSTREAM_UNREACHABLE', err.message, { cause: err });
       res.destroy();
@@ -272,7 +284,10 @@ export function handleAdminRequest(pipeline: Pipeline, rt: Runtime, req: Incomin
 function finish(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, bytesSent: number): void {
   ctx.timings.end = ctx.elapsed();
   const completed = ctx.res.writableFinished;
-  if (!completed) ctx.error ??= new SwitchyardError('SY_ERR_CLIENT_ABORTED');
+  if (!completed) {
+    ctx.error ??= new SwitchyardError('SY_ERR_CLIENT_ABORTED');
+    ctx.inFlight?.abort(new SwitchyardError('SY_ERR_CLIENT_ABORTED'));
+  }
   ctx.bytesSent = bytesSent;
   const route = ctx.route;
   try {
@@ -351,7 +366,7 @@ async function upgrade(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, soc
     const reply = await runBail(pipeline, ctx, 'preRequest');
     if (reply) return writeRawReply(socket, reply);
   }
-  rt.engine.upgrade(ctx, socket, head, (err) => {
+  engineFor(pipeline, rt, route).upgrade(ctx, socket, head, (err) => {
     ctx.error = err;
   });
 }

@@ -16,6 +16,7 @@ export function buildRoute(config: RouteConfig, defaults: TimeoutsConfig, baseDi
     preserveHost: config.preserveHost ?? false,
     websocket: config.websocket ?? true,
     timeouts: { ...defaults, ...config.timeouts } as TimeoutsConfig,
+    engine: config.engine,
     upstreams: config.upstreams.map((upstream) => buildUpstream(config.name, upstream, baseDir)),
     stages,
     plugins: (config.plugins ?? []).filter((ref) => ref.enabled !== false).map((ref) => ref.name ?? ref.path ?? ''),

@@ -10,6 +10,7 @@ import pino, { type Logger } from 'pino';
 import { loadConfig, redactString, type Catalogs, type ConfigSource, type LoadedConfig } from './config/load.js';
 import { ConfigWatcher } from './config/watch.js';
 import { HttpProxyEngine } from './forward.js';
+import { UndiciEngine } from './forward-undici.js';
 import { createListener } from './listener.js';
 import { Pipeline, type ReloadStatus, type Runtime } from './pipeline.js';
 import { handleAdminRequest, handleRequest, handleUpgrade } from './request.js';
@@ -73,9 +74,13 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     const logger = options.logger ?? createLogger(env);
     const loaded = await loadConfig(options.source, options.catalogs, env);
     const { server: serverConfig } = loaded.config;
+    const pool = { maxSockets: serverConfig.pool.maxSockets ?? 512, maxFreeSockets: serverConfig.pool.maxFreeSockets ?? 256 };
+    // Both engines exist from the start (a pool is only opened on a route's first request), so a
+    // reload may move any route to either; WebSocket upgrades always take the http-proxy one.
+    const httpProxy = new HttpProxyEngine(pool);
     const rt: Runtime = {
       logger,
-      engine: new HttpProxyEngine({ maxSockets: serverConfig.pool.maxSockets ?? 512, maxFreeSockets: serverConfig.pool.maxFreeSockets ?? 256 }),
+      engines: { 'http-proxy': httpProxy, undici: new UndiciEngine(pool, httpProxy) },
       state: new StateRegistry(),
       health: new UpstreamHealth(),
       stores: new StoreFactory(serverConfig.store, loaded.baseDir),
@@ -197,7 +202,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     this.adminServer?.closeAllConnections();
     await closed;
     await this.pipeline.dispose();
-    this.rt.engine.close();
+    await Promise.all(Object.values(this.rt.engines).map((engine) => engine.close()));
     await this.rt.stores.close();
     this.rt.logger.info('stopped');
   }

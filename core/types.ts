@@ -2,6 +2,7 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { RouteMatch, TimeoutsConfig } from './config/schema.js';
+import type { EngineName } from './engine.js';
 import type { Stages } from './stages.js';
 
 /** One upstream of a route, ready to forward to. */
@@ -28,6 +29,8 @@ export interface Route {
   readonly preserveHost: boolean;
   readonly websocket: boolean;
   readonly timeouts: TimeoutsConfig;
+  /** The forwarding engine for this route; unset: the server's (server.engine). */
+  readonly engine?: EngineName;
   readonly upstreams: readonly Upstream[];
   /** Stages tapped by this route's own plugins; absent when it has none. */
   readonly stages?: Stages;

@@ -132,7 +132,7 @@ export function markdownReport({ meta, results }) {
     'Environment:',
     '',
     `- node ${meta.node}, ${meta.os}, CPU: ${meta.cpuModel} (${meta.cpuCount} cores)`,
-    `- wrk ${meta.wrk ?? '?'}; nginx ${meta.nginx ?? 'not installed'}; http-proxy-3 ${meta.versions['http-proxy-3']}; http-proxy ${meta.versions['http-proxy']}`,
+    `- wrk ${meta.wrk ?? '?'}; nginx ${meta.nginx ?? 'not installed'}; http-proxy-3 ${meta.versions['http-proxy-3']}; http-proxy ${meta.versions['http-proxy']}; undici ${meta.versions.undici ?? '?'}`,
     '',
   ].join('\n');
 }

@@ -28,6 +28,12 @@ const serverTimeoutsSchema = {
   additionalProperties: false,
 } as const;
 
+const engineSchema = {
+  type: 'string',
+  enum: ['undici', 'http-proxy'],
+  description: 'Forwarding engine: undici (pools per origin, the faster) or http-proxy (http-proxy-3 on node:http agents). WebSocket upgrades always use http-proxy.',
+} as const;
+
 const pluginRefSchema = {
   type: 'object',
   description: 'A built-in plugin by `name`, or a custom plugin file by `path` (relative to the config file).',
@@ -83,6 +89,7 @@ export const routeSchema = {
     stripPrefix: { type: 'boolean', default: false, description: 'Remove match.pathPrefix before forwarding.' },
     preserveHost: { type: 'boolean', default: false, description: 'Send the client\'s Host header instead of the upstream\'s.' },
     websocket: { type: 'boolean', default: true, description: 'Proxy WebSocket upgrades on this route.' },
+    engine: { ...engineSchema, description: 'Forwarding engine for this route; unset: server.engine.' },
     timeouts: routeTimeoutsSchema,
     upstreams: { type: 'array', items: upstreamSchema, minItems: 1 },
     plugins: { type: 'array', items: pluginRefSchema, default: [] },
@@ -106,6 +113,7 @@ export const configSchema = {
         trustedProxies: { type: 'array', items: { type: 'string' }, default: [], description: 'Peers (IPs or CIDR ranges) whose realIpHeader is believed.' },
         realIpHeader: { type: 'string', enum: ['x-forwarded-for', 'x-real-ip'], default: 'x-forwarded-for', description: 'Where a trusted peer says who the client is.' },
         timeouts: serverTimeoutsSchema,
+        engine: { ...engineSchema, default: 'undici' },
         shutdownTimeout: { type: 'integer', minimum: 0, default: 10000, description: 'How long SIGTERM waits for in-flight requests (ms).' },
         pool: {
           type: 'object',

@@ -1,0 +1,48 @@
+// The contract between the pipeline and whatever sends requests upstream. Two engines keep it:
+// `http-proxy` (core/forward.ts, on http-proxy-3 and node:http agents) and `undici`
+// (core/forward-undici.ts, on undici pools). The pipeline never learns which one ran.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Duplex, Readable } from 'node:stream';
+import type { RequestContext } from './context.js';
+import type { SwitchyardError } from './errors.js';
+
+export type EngineName = 'undici' | 'http-proxy';
+
+export const ENGINE_NAMES: readonly EngineName[] = ['undici', 'http-proxy'];
+
+/** An upstream's response once its head arrived. */
+export interface UpstreamResponse {
+  readonly status: number;
+  /**
+   * Lower-cased names; a repeated header is an array (every Set-Cookie apart). This object is the
+   * pipeline's to keep: it strips the hop-by-hop headers in place and sends it on, uncopied.
+   */
+  readonly headers: IncomingHttpHeaders;
+  /** The body as it arrives. Destroying it aborts the upstream request. */
+  readonly body: Readable;
+  /** True once the whole body arrived; still false after the body 'close'd means it was cut off. */
+  readonly complete: boolean;
+  /** The upstream's trailers, known once the body ended (empty when it sent none). */
+  readonly trailers: IncomingHttpHeaders;
+}
+
+export interface ForwardEngine {
+  /**
+   * Sends `ctx.outgoing` to `ctx.upstream` and resolves once the response head arrived. Rejects
+   * with a SwitchyardError: SY_ERR_UPSTREAM_* for the upstream's failures and timeouts,
+   * SY_ERR_CLIENT_ABORTED when the client went away first, SY_ERR_BODY_TOO_LARGE when a streamed
+   * body outgrew server.limits.maxBodySize. A client that goes away later aborts the request too
+   * (an engine that cannot see that by itself sets `ctx.inFlight`, which the pipeline aborts).
+   */
+  request(ctx: RequestContext): Promise<UpstreamResponse>;
+  /** Proxies a WebSocket upgrade to `ctx.upstream`; any error on either socket closes both. */
+  upgrade(ctx: RequestContext, socket: Duplex, head: Buffer, onError: (err: SwitchyardError) => void): void;
+  /** Closes pooled connections. */
+  close(): Promise<void> | void;
+}
+
+/** Keep-alive pool sizes per upstream origin (server.pool). */
+export interface PoolOptions {
+  maxSockets: number;
+  maxFreeSockets: number;
+}
