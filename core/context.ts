@@ -114,6 +114,17 @@ export class RequestContext {
     return this.realIp;
   }
 
+  /** Extra fields plugins add to this request's access log line; see logField(). */
+  logFields: Record<string, unknown> | undefined;
+
+  /**
+   * Adds a field to this request's access log line (who asked: an API key's name, a user name).
+   * Never a secret.
+   */
+  logField(name: string, value: unknown): void {
+    (this.logFields ??= {})[name] = value;
+  }
+
   /** Milliseconds since the request arrived. */
   elapsed(): number {
     return performance.now() - this.startedAt;

@@ -317,6 +317,7 @@ function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, comple
     bytes: ctx.bytesSent,
     attempts: ctx.tried.length,
     code: ctx.error?.code,
+    ...ctx.logFields,
   };
   if (status >= 500) rt.logger.warn(line, 'request');
   else rt.logger.info(line, 'request');

@@ -61,6 +61,7 @@ export default definePlugin<typeof schema>({
       const match = findKey(keys, presented.value);
       if (!match) return refuse(ctx, 403, 'SY_ERR_API_KEY_INVALID', 'the API key is not valid');
       ctx.scratch<ApiKeyScratch>(name, () => ({})).name = match.name;
+      if (match.name) ctx.logField('apiKey', match.name);
       // Removed in `access`, not `preRequest`: a credential another plugin injects in preRequest
       // (upstream-auth setting Authorization) must not be removed after the fact.
       if (options.hideCredentials) delete ctx.outgoing.headers[presented.from];

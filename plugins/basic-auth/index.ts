@@ -67,6 +67,7 @@ export default definePlugin<typeof schema>({
         verified.set(cacheKey, username);
       }
       ctx.scratch<BasicAuthScratch>(name, () => ({})).username = username;
+      ctx.logField('user', username);
       if (options.hideCredentials) delete ctx.outgoing.headers.authorization;
       return undefined;
     });

@@ -58,6 +58,14 @@ export default definePlugin({ name: 'who', schema: { type: 'object' }, setup(api
     assert.equal(upstream.seen.length, before);
   });
 
+  test("the access log line names the key that was used, never the key itself", async () => {
+    const res = await fetch(`${sy.url}/logged`, { headers: { 'x-api-key': KEY_A } });
+    await res.arrayBuffer();
+    const line = sy.logs.find((l) => l.msg === 'request' && l.requestId === res.headers.get('x-request-id'));
+    assert.equal(line?.apiKey, 'alice');
+    assert.ok(!JSON.stringify(sy.logs).includes(KEY_A));
+  });
+
   test('a wrong key gets 403', async () => {
     const res = await fetch(`${sy.url}/items`, { headers: { 'x-api-key': 'wrong' } });
     assert.equal(res.status, 403);
