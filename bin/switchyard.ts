@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, Switchyard, type Catalogs, type ConfigSource } from '../core/index.js';
 import { builtinPlugins } from '../plugins/index.js';
 import { presets } from '../presets/index.js';
+import { PROBE_USAGE, probeCommand, ProbeUsageError } from './probe.js';
 
 const catalogs: Catalogs = { plugins: builtinPlugins, presets };
 const DEFAULT_CONFIG_FILES = ['switchyard.yaml', 'switchyard.yml', 'switchyard.json'];
@@ -14,6 +15,7 @@ const USAGE = `Usage:
   switchyard start [--preset NAME] [--config FILE] [--port N] [--host H] [--no-watch]
   switchyard validate FILE [--preset NAME]
   switchyard presets
+  ${PROBE_USAGE}
 
 start needs a preset, a config file, or ./switchyard.yaml in the current directory:
   switchyard start --preset balancer            (BACKEND_SERVERS=http://10.0.0.1:8080,http://10.0.0.2:8080)
@@ -30,6 +32,8 @@ async function main(argv: string[]): Promise<number> {
       return start(rest);
     case 'validate':
       return validate(rest);
+    case 'probe':
+      return probeCommand(rest, catalogs);
     case 'presets':
       for (const [name, preset] of Object.entries(presets)) console.log(`${name.padEnd(12)} ${preset.description}`);
       return 0;
@@ -118,7 +122,7 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exitCode = code;
   },
   (err: unknown) => {
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || err instanceof ProbeUsageError) {
       console.error(`switchyard: ${err.message}\n\n${USAGE}`);
       process.exitCode = 2;
     } else if (err instanceof ConfigError) {

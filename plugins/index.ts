@@ -19,4 +19,10 @@ export const builtinPlugins: PluginCatalog = {
   'health-check': async () => (await import('./health-check/index.js')).default,
   retry: async () => (await import('./retry/index.js')).default,
   'circuit-breaker': async () => (await import('./circuit-breaker/index.js')).default,
+  compression: async () => (await import('./compression/index.js')).default,
+  'tmdb-key': async () => (await import('./tmdb-key/index.js')).default,
+  'proxy-chain': async () => (await import('./proxy-chain/index.js')).default,
+  'proxy-stats': async () => (await import('./proxy-stats/index.js')).default,
+  'admin-aliases': async () => (await import('./admin-aliases/index.js')).default,
+  'confluence-guard': async () => (await import('./confluence-guard/index.js')).default,
 };

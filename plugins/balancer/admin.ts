@@ -1,6 +1,6 @@
 // The balancer's admin routes: what every upstream is doing (GET /upstream, GET /stats/upstream),
 // changing upstreams at run time (persisted), and upstreams reporting their own load (POST /report).
-import { SwitchyardError, type AdminRequest, type PluginApi, type Reply, type UpstreamConfig } from '../../core/index.js';
+import { SwitchyardError, type PluginApi, type Reply, type UpstreamConfig } from '../../core/index.js';
 import { loadFactor, warmFactor, type PickSettings } from './algorithms.js';
 import type { Member, RouteTable, RuntimeChange } from './table.js';
 import { fileEntryOf } from './table.js';
@@ -20,7 +20,8 @@ export interface BalancedRoute {
 // only be registered once); the config object identifies the pipeline.
 const registries = new WeakMap<object, Map<string, BalancedRoute>>();
 
-export function registerAdmin(api: PluginApi, routes: readonly BalancedRoute[]): void {
+/** Registers the admin routes once per applied config; `aliases` adds a second set of paths over the same operations. */
+export function registerAdmin(api: PluginApi, routes: readonly BalancedRoute[], aliases?: (balanced: Map<string, BalancedRoute>) => void): void {
   let registry = registries.get(api.config);
   const first = registry === undefined;
   registry ??= new Map();
@@ -30,74 +31,62 @@ export function registerAdmin(api: PluginApi, routes: readonly BalancedRoute[]):
   const balanced = registry;
 
   api.admin({ method: 'GET', path: '/upstream', public: true, handler: () => ({ status: 200, json: { routes: overview(api, balanced) } }) });
-  api.admin({ method: 'GET', path: '/stats/upstream', public: true, handler: (req) => stats(balanced, req) });
-  api.admin({
-    method: 'POST',
-    path: '/upstream/:route',
-    handler: async (req) => {
-      const route = routeOf(balanced, req.params.route!);
-      const table = route.table();
-      const config = upstreamBody(await req.json());
-      const upstream = api.createUpstream(config, route.name);
-      if (table.find(upstream.id) || table.changes[upstream.id]?.added) throw badRequest(`route ${route.name} already has upstream ${upstream.name}`);
-      // Adding back a config-file upstream removed at run time undoes the removal.
-      if (table.isConfigured(upstream.id)) delete table.changes[upstream.id];
-      else table.changes[upstream.id] = { added: config };
-      await route.commit(table);
-      return { status: 201, json: { route: route.name, upstream: describe(table.find(upstream.id)!, route, api) } };
-    },
-  });
-  api.admin({
-    method: 'PATCH',
-    path: '/upstream/:route/:upstream',
-    handler: async (req) => {
-      const patch = patchBody(await req.json());
-      return change(api, balanced, req, patch);
-    },
-  });
-  api.admin({ method: 'POST', path: '/upstream/:route/:upstream/drain', handler: (req) => change(api, balanced, req, { draining: true }) });
+  api.admin({ method: 'GET', path: '/stats/upstream', public: true, handler: (req) => stats(balanced, req.query.get('route'), req.query.get('id')) });
+  api.admin({ method: 'POST', path: '/upstream/:route', handler: async (req) => addUpstream(api, balanced, req.params.route!, await req.json()) });
+  api.admin({ method: 'PATCH', path: '/upstream/:route/:upstream', handler: async (req) => changeUpstream(api, balanced, req.params.route!, req.params.upstream!, patchBody(await req.json())) });
+  api.admin({ method: 'POST', path: '/upstream/:route/:upstream/drain', handler: (req) => changeUpstream(api, balanced, req.params.route!, req.params.upstream!, { draining: true }) });
   // Stops traffic to it. Closing its idle pooled sockets needs the core's connection pool (see README).
-  api.admin({ method: 'POST', path: '/upstream/:route/:upstream/disconnect', handler: (req) => change(api, balanced, req, { active: false }) });
-  api.admin({
-    method: 'DELETE',
-    path: '/upstream/:route/:upstream',
-    handler: async (req) => {
-      const { route, table, member } = memberOf(balanced, req);
-      const id = member.upstream.id;
-      if (table.isConfigured(id)) table.changes[id] = { file: fileEntryOf(table.configuredUpstream(id)!), removed: true };
-      else delete table.changes[id];
-      await route.commit(table);
-      return { status: 200, json: { route: route.name, removed: member.upstream.id } };
-    },
-  });
-  api.admin({
-    method: 'POST',
-    path: '/report',
-    handler: async (req) => {
-      const body = await req.json<Record<string, unknown>>();
-      if (!isObject(body) || typeof body.upstream !== 'string') throw badRequest('give {"upstream": "<id, name or URL>", "cpu"?: 0..1, "memory"?: 0..1, "load"?: 0..1, "route"?: "<name>"}');
-      const report: { cpu?: number; memory?: number; load?: number; at: number } = { at: Date.now() };
-      for (const key of ['cpu', 'memory', 'load'] as const) {
-        const value = body[key];
-        if (value === undefined) continue;
-        if (typeof value !== 'number' || value < 0 || value > 1) throw badRequest(`${key} must be a number from 0 to 1`);
-        report[key] = value;
-      }
-      const unknown = Object.keys(body).filter((k) => !['upstream', 'route', 'cpu', 'memory', 'load'].includes(k));
-      if (unknown.length > 0) throw badRequest(`unknown key "${unknown[0]}"`);
-      const routes = body.route === undefined ? [...balanced.values()] : [routeOf(balanced, String(body.route))];
-      const members = routes.flatMap((route) => route.table().members.filter((m) => matches(m, body.upstream as string)));
-      if (members.length === 0) throw notFound(`no balanced upstream "${body.upstream}"`);
-      for (const member of members) member.stats.report = report;
-      return { status: 200, json: { updated: members.map((m) => m.upstream.id) } };
-    },
-  });
+  api.admin({ method: 'POST', path: '/upstream/:route/:upstream/disconnect', handler: (req) => changeUpstream(api, balanced, req.params.route!, req.params.upstream!, { active: false }) });
+  api.admin({ method: 'DELETE', path: '/upstream/:route/:upstream', handler: (req) => removeUpstream(balanced, req.params.route!, req.params.upstream!) });
+  api.admin({ method: 'POST', path: '/report', handler: async (req) => report(balanced, await req.json()) });
+  if (aliases) aliases(balanced);
 }
 
-type Patch = Partial<Pick<RuntimeChange, 'weight' | 'maxConnections' | 'active' | 'draining'>>;
+/** The admin operations, shared by the routes above and by alias paths (go-proxy-admin.ts). */
+export async function addUpstream(api: PluginApi, balanced: Map<string, BalancedRoute>, routeName: string, body: unknown): Promise<Reply> {
+  const route = routeOf(balanced, routeName);
+  const table = route.table();
+  const config = upstreamBody(body);
+  const upstream = api.createUpstream(config, route.name);
+  if (table.find(upstream.id) || table.changes[upstream.id]?.added) throw badRequest(`route ${route.name} already has upstream ${upstream.name}`);
+  // Adding back a config-file upstream removed at run time undoes the removal.
+  if (table.isConfigured(upstream.id)) delete table.changes[upstream.id];
+  else table.changes[upstream.id] = { added: config };
+  await route.commit(table);
+  return { status: 201, json: { route: route.name, upstream: describe(table.find(upstream.id)!, route, api) } };
+}
 
-async function change(api: PluginApi, balanced: Map<string, BalancedRoute>, req: AdminRequest, patch: Patch): Promise<Reply> {
-  const { route, table, member } = memberOf(balanced, req);
+export async function removeUpstream(balanced: Map<string, BalancedRoute>, routeName: string, ref: string): Promise<Reply> {
+  const { route, table, member } = memberOf(balanced, routeName, ref);
+  const id = member.upstream.id;
+  if (table.isConfigured(id)) table.changes[id] = { file: fileEntryOf(table.configuredUpstream(id)!), removed: true };
+  else delete table.changes[id];
+  await route.commit(table);
+  return { status: 200, json: { route: route.name, removed: member.upstream.id } };
+}
+
+export function report(balanced: Map<string, BalancedRoute>, body: unknown): Reply {
+  if (!isObject(body) || typeof body.upstream !== 'string') throw badRequest('give {"upstream": "<id, name or URL>", "cpu"?: 0..1, "memory"?: 0..1, "load"?: 0..1, "route"?: "<name>"}');
+  const figures: { cpu?: number; memory?: number; load?: number; at: number } = { at: Date.now() };
+  for (const key of ['cpu', 'memory', 'load'] as const) {
+    const value = body[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || value < 0 || value > 1) throw badRequest(`${key} must be a number from 0 to 1`);
+    figures[key] = value;
+  }
+  const unknown = Object.keys(body).filter((k) => !['upstream', 'route', 'cpu', 'memory', 'load'].includes(k));
+  if (unknown.length > 0) throw badRequest(`unknown key "${unknown[0]}"`);
+  const routes = body.route === undefined ? [...balanced.values()] : [routeOf(balanced, String(body.route))];
+  const members = routes.flatMap((route) => route.table().members.filter((m) => matches(m, body.upstream as string)));
+  if (members.length === 0) throw notFound(`no balanced upstream "${body.upstream}"`);
+  for (const member of members) member.stats.report = figures;
+  return { status: 200, json: { updated: members.map((m) => m.upstream.id) } };
+}
+
+export type Patch = Partial<Pick<RuntimeChange, 'weight' | 'maxConnections' | 'active' | 'draining'>>;
+
+export async function changeUpstream(api: PluginApi, balanced: Map<string, BalancedRoute>, routeName: string, ref: string, patch: Patch): Promise<Reply> {
+  const { route, table, member } = memberOf(balanced, routeName, ref);
   const id = member.upstream.id;
   const record: RuntimeChange = table.changes[id] ?? { file: fileEntryOf(member.upstream) };
   Object.assign(record, patch);
@@ -106,7 +95,7 @@ async function change(api: PluginApi, balanced: Map<string, BalancedRoute>, req:
   return { status: 200, json: { route: route.name, upstream: describe(table.find(id)!, route, api) } };
 }
 
-function overview(api: PluginApi, balanced: Map<string, BalancedRoute>): unknown[] {
+export function overview(api: PluginApi, balanced: Map<string, BalancedRoute>): unknown[] {
   return api.config.routes.map((config) => {
     const route = balanced.get(config.name);
     if (route) {
@@ -126,7 +115,7 @@ function overview(api: PluginApi, balanced: Map<string, BalancedRoute>): unknown
   });
 }
 
-function describe(member: Member, route: BalancedRoute, api: PluginApi): Record<string, unknown> {
+export function describe(member: Member, route: BalancedRoute, api: PluginApi): Record<string, unknown> {
   const { upstream, settings, stats } = member;
   const health = api.health.get(upstream);
   const now = Date.now();
@@ -160,9 +149,7 @@ function describe(member: Member, route: BalancedRoute, api: PluginApi): Record<
   };
 }
 
-function stats(balanced: Map<string, BalancedRoute>, req: AdminRequest): Reply {
-  const routeName = req.query.get('route');
-  const ref = req.query.get('id');
+export function stats(balanced: Map<string, BalancedRoute>, routeName: string | null, ref: string | null): Reply {
   const routes = routeName ? [routeOf(balanced, routeName)] : [...balanced.values()];
   const rows = routes.flatMap((route) => route.table().members
     .filter((m) => ref === null || matches(m, ref))
@@ -171,17 +158,17 @@ function stats(balanced: Map<string, BalancedRoute>, req: AdminRequest): Reply {
   return { status: 200, json: { upstreams: rows } };
 }
 
-function routeOf(balanced: Map<string, BalancedRoute>, name: string): BalancedRoute {
+export function routeOf(balanced: Map<string, BalancedRoute>, name: string): BalancedRoute {
   const route = balanced.get(name);
   if (!route) throw notFound(`no balanced route "${name}" (balanced: ${[...balanced.keys()].join(', ') || 'none'})`);
   return route;
 }
 
-function memberOf(balanced: Map<string, BalancedRoute>, req: AdminRequest): { route: BalancedRoute; table: RouteTable; member: Member } {
-  const route = routeOf(balanced, req.params.route!);
+export function memberOf(balanced: Map<string, BalancedRoute>, routeName: string, ref: string): { route: BalancedRoute; table: RouteTable; member: Member } {
+  const route = routeOf(balanced, routeName);
   const table = route.table();
-  const member = table.find(req.params.upstream!);
-  if (!member) throw notFound(`route ${route.name} has no upstream "${req.params.upstream}" (give its id, name or URL, URL-encoded)`);
+  const member = table.find(ref);
+  if (!member) throw notFound(`route ${route.name} has no upstream "${ref}" (give its id, name or URL, URL-encoded)`);
   return { route, table, member };
 }
 
@@ -202,7 +189,7 @@ function upstreamBody(body: unknown): UpstreamConfig {
   return body as UpstreamConfig;
 }
 
-function patchBody(body: unknown): Patch {
+export function patchBody(body: unknown): Patch {
   if (!isObject(body) || Object.keys(body).length === 0) throw badRequest('give at least one of {"weight": >0, "maxConnections": integer ≥0, "active": boolean, "draining": boolean}');
   const patch: Patch = {};
   for (const [key, value] of Object.entries(body)) {
@@ -223,15 +210,15 @@ function positive(key: string, value: unknown): number {
   return value;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
+export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function badRequest(message: string): SwitchyardError {
+export function badRequest(message: string): SwitchyardError {
   return new SwitchyardError('SY_ERR_BAD_REQUEST', message);
 }
 
-function notFound(message: string): SwitchyardError {
+export function notFound(message: string): SwitchyardError {
   return new SwitchyardError('SY_ERR_ADMIN_NOT_FOUND', message);
 }
 

@@ -2,6 +2,7 @@
 // skipping unhealthy and full upstreams; upstreams can be added, changed and drained at run time.
 import { definePlugin, SwitchyardError, type HealthStatus, type RequestContext, type Route, type Upstream } from '../../core/index.js';
 import { registerAdmin, type BalancedRoute } from './admin.js';
+import { goProxyAliases } from './go-proxy-admin.js';
 import { ALGORITHMS, pick, type Algorithm, type PickSettings } from './algorithms.js';
 import { RouteTable, type Member } from './table.js';
 
@@ -45,6 +46,11 @@ const schema = {
       additionalProperties: false,
       default: {},
     },
+    adminAliases: {
+      enum: ['none', 'go-proxy'], default: 'none',
+      description: 'go-proxy: also serve the admin API at the Go reverse proxy\'s paths (/api/v1/backends…), plus /api/health and /api/ip-preference.',
+    },
+    configFile: { type: 'string', minLength: 1, description: 'With adminAliases go-proxy: the file PUT /api/v1/config replaces (the watcher reloads it). Unset: 501.' },
     reports: {
       type: 'object',
       properties: {
@@ -217,7 +223,7 @@ export default definePlugin({
         await persist(table);
       },
     }));
-    registerAdmin(api, balanced);
+    registerAdmin(api, balanced, options.adminAliases === 'go-proxy' ? goProxyAliases(api, { configFile: options.configFile }) : undefined);
 
     return () => {
       api.health.off('change', onHealthChange);

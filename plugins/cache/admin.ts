@@ -1,6 +1,7 @@
 // The cache's admin routes: sizes and hit ratios, key listing and search, clearing (everything
 // only with confirm=yes; a prefix or one key any time), warm-up on demand. The plugin may be on
 // several routes; the routes are registered once per applied config and see every instance.
+import type { IncomingHttpHeaders } from 'node:http';
 import type { AdminRequest, PluginApi, Reply } from '../../core/index.js';
 import { SwitchyardError } from '../../core/index.js';
 import { normaliseUrl } from './cache-key.js';
@@ -31,6 +32,26 @@ export interface CacheInstance {
 }
 
 const registries = new WeakMap<object, Map<string, CacheInstance>>();
+
+/** What a clear listener hears: the clear's selector and the request's headers. */
+export interface ClearEvent {
+  readonly type: 'memory' | 'disk' | 'all';
+  readonly query: URLSearchParams;
+  readonly headers: IncomingHttpHeaders;
+}
+/** Returns what it did, reported in the clear's answer under `cascade`. */
+export type ClearListener = (event: ClearEvent) => unknown[] | Promise<unknown[]>;
+
+/**
+ * Plugins that must act on a clear (proxy-chain clears nested proxies) add a listener here, per
+ * applied config (`api.config`). A well-known symbol, since plugins never import each other.
+ */
+export const CLEAR_LISTENERS = Symbol.for('switchyard.cache.clear-listeners');
+
+function clearListeners(config: object): ClearListener[] {
+  const registry = (globalThis as Record<symbol, WeakMap<object, Set<ClearListener>> | undefined>)[CLEAR_LISTENERS];
+  return [...(registry?.get(config) ?? [])];
+}
 
 /** Adds an instance; the first one of an applied config registers the admin routes. */
 export function registerInstance(api: PluginApi, instance: CacheInstance, adminAddress: () => ProxyAddress | undefined): void {
@@ -94,7 +115,17 @@ function addAdminRoutes(api: PluginApi, instances: Map<string, CacheInstance>, a
       audit: 'cache.clear', who: 'admin-key holder', from: req.raw.socket.remoteAddress, forwardedFor: req.raw.headers['x-forwarded-for'],
       userAgent: req.raw.headers['user-agent'], type, prefix, key, route, removed,
     }, 'cache cleared');
-    return ok({ cleared: type, removed });
+    const listeners = clearListeners(api.config);
+    if (listeners.length === 0) return ok({ cleared: type, removed });
+    const event: ClearEvent = { type, query: req.query, headers: req.raw.headers };
+    const cascade = await Promise.all(listeners.map(async (listener) => {
+      try {
+        return await listener(event);
+      } catch (err) {
+        return [{ error: (err as Error).message }];
+      }
+    }));
+    return ok({ cleared: type, removed, cascade: cascade.flat() });
   } });
 
   api.admin({ method: 'POST', path: '/cache/warm', handler: async (req) => {

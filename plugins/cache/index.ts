@@ -15,6 +15,7 @@ import { answer, onlyIfCachedMiss } from './respond.js';
 import { addressOf, configuredAddress, REFRESH_HEADER, refreshHeaders, refreshToken, selfRequest, type ProxyAddress } from './self-request.js';
 import { createWarmUp } from './warm-up.js';
 import { CacheStats, type RouteStats, type Tier } from './stats.js';
+import { exportCacheMetrics } from './metrics.js';
 
 export const name = 'cache';
 
@@ -29,6 +30,10 @@ export const cacheSchema = {
     ttlByContentType: {
       type: 'object', additionalProperties: { type: 'number', minimum: 0 }, default: {},
       description: 'TTL in seconds per content type, e.g. { "application/json": 3600, "image/*": 86400 }; the most specific pattern wins.',
+    },
+    ttlByPath: {
+      type: 'object', propertyNames: { pattern: '^/' }, additionalProperties: { type: 'number', minimum: 0 }, default: {},
+      description: 'TTL in seconds per path prefix, e.g. { "/v1/models": 300 }; the longest matching prefix wins and beats ttlByContentType.',
     },
     contentTypes: strings('Content types that may be stored (`image/*` patterns); anything else is a validation failure.', ['*/*']),
     statuses: { type: 'array', items: { type: 'integer', minimum: 100, maximum: 599 }, default: [200, 203, 204, 301], description: 'Statuses that may be stored.' },
@@ -91,6 +96,7 @@ export default definePlugin({
     const persistent = options.persistent.enabled ? PersistentTier.for(api.store, api.log) : undefined;
     if (persistent) persistent.timeoutMs = options.persistent.timeoutMs;
     const stats = api.state(() => new CacheStats(), 'stats');
+    exportCacheMetrics(api.metrics, stats);
     const flights = api.state(() => new Flights(), 'flights');
     const seen = api.state((): { address?: ProxyAddress } => ({}), 'address');
     const refreshing = new Set<string>();
@@ -175,7 +181,7 @@ export default definePlugin({
       response.headers['x-cache'] = st.xCache ?? 'MISS';
       if (!st.key || ctx.req.method !== 'GET') return st.flight?.settle();
       const now = clock.now();
-      const decision = responsePolicy(response.status, response.headers, options, now);
+      const decision = responsePolicy(response.status, response.headers, options, now, ctx.pathname);
       if (!decision.store) {
         if (decision.validationFailure) {
           st.stats!.validationFailures++;

@@ -64,7 +64,7 @@ export type ResponsePolicy =
   | { store: true; ttl: number }
   | { store: false; reason: string; validationFailure?: boolean };
 
-export function responsePolicy(status: number, headers: OutgoingHttpHeaders, options: CacheOptions, now: number): ResponsePolicy {
+export function responsePolicy(status: number, headers: OutgoingHttpHeaders, options: CacheOptions, now: number, pathname = ''): ResponsePolicy {
   const refuse = (reason: string, validationFailure = false): ResponsePolicy => ({ store: false, reason, validationFailure });
   const negative = status === 404 && options.negativeTtl > 0;
   if (!negative && !options.statuses.includes(status)) return refuse(`status ${status}`);
@@ -85,7 +85,7 @@ export function responsePolicy(status: number, headers: OutgoingHttpHeaders, opt
   }
   const length = headers['content-length'];
   if (length !== undefined && Number(length) > options.maxBodyBytes) return refuse('body too large');
-  const ttl = negative ? options.negativeTtl : ttlFor(type, headers, cc, options, now);
+  const ttl = negative ? options.negativeTtl : ttlFor(type, headers, cc, options, now, pathname);
   return ttl > 0 ? { store: true, ttl } : refuse('ttl 0');
 }
 
@@ -106,12 +106,20 @@ function matchesType(type: string, pattern: string): boolean {
   return type === p;
 }
 
-/** The configured TTL for the type (most specific pattern wins), or the upstream's when honoured. */
-function ttlFor(type: string, headers: OutgoingHttpHeaders, cc: CacheControl, options: CacheOptions, now: number): number {
+/**
+ * The upstream's TTL when honoured; else the longest `ttlByPath` prefix of the path; else the
+ * configured TTL for the type (most specific pattern wins); else `ttl`.
+ */
+function ttlFor(type: string, headers: OutgoingHttpHeaders, cc: CacheControl, options: CacheOptions, now: number, pathname: string): number {
   if (options.honourUpstreamCacheControl) {
     const upstream = upstreamTtl(headers, cc, now);
     if (upstream !== undefined) return upstream;
   }
+  let byPath: { ttl: number; length: number } | undefined;
+  for (const [prefix, ttl] of Object.entries(options.ttlByPath)) {
+    if (pathname.startsWith(prefix) && (!byPath || prefix.length > byPath.length)) byPath = { ttl, length: prefix.length };
+  }
+  if (byPath) return byPath.ttl;
   let best: { ttl: number; specificity: number } | undefined;
   for (const [pattern, ttl] of Object.entries(options.ttlByContentType)) {
     if (!matchesType(type, pattern)) continue;

@@ -1,7 +1,7 @@
 // Limits how many requests a client (by IP, API key name, a header, or the whole route) may make per
 // window — several limits may stack — and answers 429 with Retry-After once a limit is reached.
 import { createHash } from 'node:crypto';
-import { definePlugin, Stage, type RequestContext } from '../../core/index.js';
+import { counter, definePlugin, Stage, type RequestContext } from '../../core/index.js';
 import { storeCounters } from './counters.js';
 import { MemoryCounters, parseDuration, RateLimiter, type Counters, type Decision } from './limiter.js';
 
@@ -56,6 +56,7 @@ export default definePlugin<typeof schema>({
     const prefix = `${api.route?.name ?? '*'}:${options.algorithm}:${options.key}${header ? `=${header}` : ''}:`;
     let limiter: RateLimiter | undefined;
     let lastWarning = 0;
+    const rejected = counter(api.metrics, { name: 'switchyard_rate_limit_rejected_total', help: 'Requests refused by the rate-limit plugin.', labelNames: ['route'] });
 
     api.hooks.access.tapPromise({ name, stage: Stage.LIMIT }, async (ctx) => {
       let decision: Decision;
@@ -74,6 +75,7 @@ export default definePlugin<typeof schema>({
       }
       const headers = options.headers ? rateHeaders(decision) : {};
       if (!decision.allowed) {
+        rejected.inc({ route: ctx.route!.name });
         headers['retry-after'] = String(Math.max(1, Math.ceil(decision.retryAfterMs! / 1000)));
         return { status: options.rejectedCode, headers, json: { error: options.rejectedMsg, code: 'SY_ERR_RATE_LIMITED', requestId: ctx.id } };
       }

@@ -1,0 +1,194 @@
+// Response compression: gzip or brotli, chosen from the client's Accept-Encoding, streamed and
+// flushed per write for chunked bodies; event streams, encoded bodies, media and small bodies pass as they are.
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Transform } from 'node:stream';
+import zlib from 'node:zlib';
+import type { FromSchema } from 'json-schema-to-ts';
+import { definePlugin, Stage, type RequestContext } from '../../core/index.js';
+
+export const name = 'compression';
+
+export type Encoding = 'br' | 'gzip';
+
+export const schema = {
+  type: 'object',
+  properties: {
+    encodings: {
+      type: 'array', items: { enum: ['br', 'gzip'] }, minItems: 1, uniqueItems: true, default: ['br', 'gzip'],
+      description: 'Encodings offered, in order of preference when the client weighs them equally.',
+    },
+    threshold: { type: 'integer', minimum: 0, default: 1024, description: 'Bodies with a Content-Length below this many bytes are sent as they are.' },
+    gzipLevel: { type: 'integer', minimum: 1, maximum: 9, default: 6 },
+    brotliQuality: { type: 'integer', minimum: 0, maximum: 11, default: 4, description: 'Brotli quality; 4 is close to gzip -6 in speed and smaller.' },
+    skipTypes: {
+      type: 'array', items: { type: 'string', minLength: 1 },
+      default: ['image/*', 'video/*', 'audio/*', 'font/woff', 'font/woff2', 'application/zip', 'application/gzip', 'application/x-gzip',
+        'application/x-bzip2', 'application/x-xz', 'application/x-7z-compressed', 'application/x-rar-compressed', 'application/zstd',
+        'application/wasm', 'application/pdf'],
+      description: 'Content types never compressed (`image/*` patterns): already compressed formats. text/event-stream is always skipped.',
+    },
+    identityUpstream: {
+      type: 'boolean', default: false,
+      description: 'Ask upstreams for uncompressed bodies (drop Accept-Encoding going out), so a cache keeps one identity copy and this plugin encodes per client.',
+    },
+  },
+  additionalProperties: false,
+} as const;
+
+export type CompressionOptions = FromSchema<typeof schema>;
+
+export default definePlugin({
+  name,
+  schema,
+  setup(api, options: CompressionOptions) {
+    const offered = options.encodings as readonly Encoding[];
+    const skipTypes = options.skipTypes.map((t) => t.toLowerCase());
+
+    /** The encoding for this response, or undefined; sets Vary whenever the answer depended on Accept-Encoding. */
+    const decide = (ctx: RequestContext, status: number, headers: OutgoingHttpHeaders): Encoding | undefined => {
+      if (!compressible(ctx.req.method, status, headers, skipTypes, options.threshold)) return undefined;
+      addVary(headers);
+      const encoding = negotiate(ctx.req.headers['accept-encoding'], offered);
+      if (!encoding) return undefined;
+      headers['content-encoding'] = encoding;
+      delete headers['content-length'];
+      // A strong validator names one representation; the compressed one is another (RFC 9110 §8.8.3).
+      const etag = headers.etag;
+      if (typeof etag === 'string' && !etag.startsWith('W/')) headers.etag = `W/${etag}`;
+      return encoding;
+    };
+
+    if (options.identityUpstream) {
+      api.hooks.preRequest.tap({ name, stage: Stage.OBSERVE }, (ctx) => {
+        if (ctx.outgoing.headers['accept-encoding'] === undefined) return undefined;
+        ctx.outgoing.headers = { ...ctx.outgoing.headers };
+        delete ctx.outgoing.headers['accept-encoding'];
+        return undefined;
+      });
+    }
+
+    // After the cache's tee (Stage.OBSERVE): the cache stores the identity body, this encodes it.
+    api.hooks.postResponse.tap({ name, stage: Stage.OBSERVE + 50 }, (ctx) => {
+      const response = ctx.response!;
+      // Without a length the body is a stream of unknown size (chunked): flush each write, so
+      // whatever the upstream sent reaches the client now, not when zlib's buffer fills.
+      const chunked = response.headers['content-length'] === undefined;
+      const encoding = decide(ctx, response.status, response.headers);
+      if (encoding) ctx.transformResponseBody(encoder(encoding, options, chunked));
+    });
+
+    // Answers given by a stage (a cache hit) skip postResponse: their head and body are encoded
+    // on the way into the ServerResponse instead (see README, "Cache hits").
+    api.hooks.access.tap({ name, stage: Stage.OBSERVE }, (ctx) => {
+      if (ctx.req.method === 'GET' && ctx.req.headers['accept-encoding'] !== undefined) encodeStageAnswers(ctx, decide, options);
+      return undefined;
+    });
+  },
+});
+
+/** Whether the response may be compressed at all, whatever the client accepts. */
+export function compressible(method: string | undefined, status: number, headers: OutgoingHttpHeaders, skipTypes: readonly string[], threshold: number): boolean {
+  if (method === 'HEAD' || status < 200 || status === 204 || status === 206 || status === 304) return false;
+  const coding = headers['content-encoding'];
+  if (coding !== undefined && String(coding).trim().toLowerCase() !== 'identity') return false;
+  if (/(^|,)\s*no-transform\s*(,|$)/i.test(String(headers['cache-control'] ?? ''))) return false;
+  const type = String(headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  // Proxies and browsers buffer compressed event streams; events must arrive as they are sent.
+  if (type === 'text/event-stream') return false;
+  if (skipTypes.some((pattern) => pattern.endsWith('/*') ? type.startsWith(pattern.slice(0, -1)) : type === pattern)) return false;
+  const length = headers['content-length'];
+  if (length !== undefined && Number(length) < threshold) return false;
+  return true;
+}
+
+/**
+ * The offered encoding the client weighs highest (RFC 9110 §12.5.3): q-values, `*` for anything
+ * not named, q=0 refuses. Ties go to the order of `offered`. Undefined: send identity.
+ */
+export function negotiate(header: string | string[] | undefined, offered: readonly Encoding[]): Encoding | undefined {
+  if (header === undefined) return undefined;
+  const weights = new Map<string, number>();
+  for (const part of String(header).split(',')) {
+    const [token = '', ...params] = part.split(';').map((p) => p.trim().toLowerCase());
+    if (!token) continue;
+    let q = 1;
+    for (const param of params) {
+      const m = /^q=([01](\.\d{0,3})?)$/.exec(param);
+      if (m) q = Number(m[1]);
+    }
+    weights.set(token === 'x-gzip' ? 'gzip' : token, q);
+  }
+  let best: { encoding: Encoding; q: number } | undefined;
+  for (const encoding of offered) {
+    const q = weights.get(encoding) ?? weights.get('*') ?? 0;
+    if (q > 0 && (!best || q > best.q)) best = { encoding, q };
+  }
+  return best?.encoding;
+}
+
+function addVary(headers: OutgoingHttpHeaders): void {
+  const vary = headers.vary === undefined ? '' : String(headers.vary);
+  const names = vary.split(',').map((v) => v.trim().toLowerCase());
+  if (names.includes('accept-encoding') || names.includes('*')) return;
+  headers.vary = vary.trim() ? `${vary}, Accept-Encoding` : 'Accept-Encoding';
+}
+
+function encoder(encoding: Encoding, options: CompressionOptions, flushEachWrite: boolean): Transform {
+  const { constants } = zlib;
+  if (encoding === 'br') {
+    return zlib.createBrotliCompress({
+      params: { [constants.BROTLI_PARAM_QUALITY]: options.brotliQuality },
+      ...(flushEachWrite ? { flush: constants.BROTLI_OPERATION_FLUSH } : {}),
+    });
+  }
+  return zlib.createGzip({ level: options.gzipLevel, ...(flushEachWrite ? { flush: constants.Z_SYNC_FLUSH } : {}) });
+}
+
+type Decide = (ctx: RequestContext, status: number, headers: OutgoingHttpHeaders) => Encoding | undefined;
+
+/**
+ * Encodes an answer a stage gives (cacheLookup) by wrapping the ServerResponse for this request:
+ * writeHead decides and rewrites the head, write/end go through the encoder. Only stage answers
+ * are touched; a forwarded response was already handled in postResponse and passes untouched.
+ */
+function encodeStageAnswers(ctx: RequestContext, decide: Decide, options: CompressionOptions): void {
+  const res = ctx.res;
+  const writeHead = res.writeHead;
+  res.writeHead = function compressionWriteHead(this: ServerResponse, status: number, ...rest: unknown[]) {
+    res.writeHead = writeHead;
+    const headers = rest.find((r): r is OutgoingHttpHeaders => typeof r === 'object' && r !== null && !Array.isArray(r));
+    const encoding = ctx.answeredBy === 'cacheLookup' && headers ? decide(ctx, status, headers) : undefined;
+    if (encoding) pipeThroughEncoder(res, encoder(encoding, options, false));
+    return (writeHead as (...args: unknown[]) => ServerResponse).call(res, status, ...rest);
+  } as typeof res.writeHead;
+}
+
+/** Makes res.write/res.end feed `stream`, whose output goes to the real res with backpressure. */
+function pipeThroughEncoder(res: ServerResponse, stream: Transform): void {
+  const write = res.write.bind(res) as (chunk: Buffer) => boolean;
+  const end = res.end.bind(res) as () => ServerResponse;
+  stream.on('data', (chunk: Buffer) => {
+    if (!write(chunk)) stream.pause();
+  });
+  res.on('drain', () => stream.resume());
+  stream.on('drain', () => res.emit('drain'));
+  stream.once('end', () => end());
+  stream.once('error', () => res.destroy());
+  res.once('close', () => stream.destroy());
+  type Callback = (err?: Error | null) => void;
+  res.write = function compressionWrite(chunk: unknown, encodingOrCb?: BufferEncoding | Callback, cb?: Callback): boolean {
+    const callback = typeof encodingOrCb === 'function' ? encodingOrCb : cb;
+    const data = typeof chunk === 'string' ? Buffer.from(chunk, typeof encodingOrCb === 'string' ? encodingOrCb : 'utf8') : chunk as Buffer;
+    return stream.write(data, callback);
+  } as typeof res.write;
+  res.end = function compressionEnd(chunk?: unknown, encodingOrCb?: unknown, cb?: unknown): ServerResponse {
+    const callback = [chunk, encodingOrCb, cb].find((a): a is Callback => typeof a === 'function');
+    if (callback) res.once('finish', () => callback());
+    if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') {
+      stream.end(typeof chunk === 'string' ? Buffer.from(chunk, typeof encodingOrCb === 'string' ? encodingOrCb as BufferEncoding : 'utf8') : chunk as Buffer);
+    } else {
+      stream.end();
+    }
+    return res;
+  } as typeof res.end;
+}
