@@ -262,8 +262,9 @@ describe('tmdb preset: nested Switchyard instances', () => {
   });
 
   test('a clear cascades to the nested proxy, authenticated, and a loop of proxies stops', async () => {
-    const backKeys = async () => ((await getJson(`${back.url}/cache/keys`, admin)).json.total as number);
-    assert.ok(await backKeys() > 0);
+    const backKeys = async () => ((await getJson(`${back.url}/cache/keys`, admin)).json.keys as { key: string }[]).map((row) => row.key);
+    const before = await backKeys();
+    assert.ok(before.length > 0);
     const res = await fetch(`${front.url}/cache/clear?type=all&confirm=yes`, { method: 'POST', headers: admin });
     assert.equal(res.status, 200);
     const answer = await res.json() as { removed: { memory: number }; cascade: { url: string; status: number; answer: { removed: { memory: number }; cascade: { answer: { cascade: { skipped?: string }[] } }[] } }[] };
@@ -274,7 +275,9 @@ describe('tmdb preset: nested Switchyard instances', () => {
     assert.ok(answer.cascade[0]!.answer.removed.memory > 0);
     // back passed it on to front, which recognised the clear and went no further.
     assert.match(answer.cascade[0]!.answer.cascade[0]!.answer.cascade[0]!.skipped ?? '', /loop/);
-    assert.equal(await backKeys(), 0);
+    // Every entry the nested proxy held is gone (a store still in flight from an earlier request may land after the clear).
+    const after = await backKeys();
+    assert.deepEqual(before.filter((key) => after.includes(key)), []);
     const audit = back.logs.filter((l) => l.audit === 'cache.clear');
     assert.equal(audit.length, 1);
   });
