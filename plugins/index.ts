@@ -19,6 +19,7 @@ export const builtinPlugins: PluginCatalog = {
   'health-check': async () => (await import('./health-check/index.js')).default,
   retry: async () => (await import('./retry/index.js')).default,
   'circuit-breaker': async () => (await import('./circuit-breaker/index.js')).default,
+  metrics: async () => (await import('./metrics/index.js')).default,
   compression: async () => (await import('./compression/index.js')).default,
   'tmdb-key': async () => (await import('./tmdb-key/index.js')).default,
   'proxy-chain': async () => (await import('./proxy-chain/index.js')).default,

@@ -135,6 +135,31 @@ describe('limits', () => {
     }
   });
 
+  test('a request body that stalls past requestTimeout closes the connection and aborts the upstream request', async () => {
+    let upstreamAborted!: () => void;
+    const aborted = new Promise<void>((resolve) => { upstreamAborted = resolve; });
+    let upstreamGotHead!: () => void;
+    const gotHead = new Promise<void>((resolve) => { upstreamGotHead = resolve; });
+    const sink = await startUpstream((req, res) => {
+      upstreamGotHead();
+      req.on('data', () => {});
+      req.on('error', () => {});
+      req.on('end', () => res.end('ok'));
+      res.on('close', () => { if (!res.writableFinished) upstreamAborted(); });
+    });
+    const sy = await startSwitchyard(routeConfig([sink.url], {}, { limits: { headersTimeout: 200, requestTimeout: 400 } }));
+    try {
+      const closed = rawExchange(sy.yard.port, (socket) => socket.write('POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nonly part of it'));
+      await gotHead; // the head went through, the body never finishes
+      await closed;
+      await aborted;
+      assert.equal((await fetch(`${sy.url}/after`, { method: 'POST', body: 'whole' })).status, 200, 'the proxy keeps serving');
+    } finally {
+      await sy.stop();
+      await sink.close();
+    }
+  });
+
   test('headersTimeout longer than requestTimeout is refused by the config check', async () => {
     await assert.rejects(startSwitchyard(routeConfig([upstream.url], {}, { limits: { headersTimeout: 5000, requestTimeout: 1000 } })), /server\.limits\.headersTimeout: 5000 is longer than server\.limits\.requestTimeout/);
   });

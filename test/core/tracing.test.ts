@@ -1,0 +1,64 @@
+// Trace context across the proxy: W3C traceparent/tracestate pass through untouched both ways,
+// and every line a plugin logs through ctx.log carries the request id the client sees.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { pluginSource, routeConfig, startSwitchyard, startUpstream, type RunningUpstream } from '../helpers/servers.js';
+
+const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+const TRACESTATE = 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE';
+
+let upstream: RunningUpstream;
+let seen: Record<string, string | string[] | undefined> = {};
+before(async () => {
+  upstream = await startUpstream((req, res) => {
+    seen = req.headers;
+    res.writeHead(200, { traceparent: req.headers.traceparent ?? '', tracestate: req.headers.tracestate ?? '', 'content-type': 'text/plain' });
+    res.end('ok');
+  });
+});
+after(() => upstream.close());
+
+test('traceparent and tracestate reach the upstream and come back byte for byte', async () => {
+  const sy = await startSwitchyard(routeConfig([upstream.url]));
+  try {
+    const res = await fetch(`${sy.url}/t`, { headers: { traceparent: TRACEPARENT, tracestate: TRACESTATE } });
+    await res.text();
+    assert.equal(seen.traceparent, TRACEPARENT);
+    assert.equal(seen.tracestate, TRACESTATE);
+    assert.equal(res.headers.get('traceparent'), TRACEPARENT);
+    assert.equal(res.headers.get('tracestate'), TRACESTATE);
+  } finally {
+    await sy.stop();
+  }
+});
+
+const chatty = pluginSource('chatty', `
+    for (const stage of ['access', 'cacheLookup', 'preRequest']) {
+      api.hooks[stage].tap('chatty', (ctx) => { ctx.log.info({ stage }, 'chatty says'); return undefined; });
+    }
+    api.hooks.selectUpstream.tap('chatty', (ctx) => { ctx.log.info({ stage: 'selectUpstream' }, 'chatty says'); return undefined; });
+    api.hooks.postResponse.tap('chatty', (ctx) => { ctx.log.info({ stage: 'postResponse' }, 'chatty says'); });
+    api.hooks.done.tap('chatty', (ctx) => { ctx.log.info({ stage: 'done' }, 'chatty says'); });`);
+
+test('every line a plugin logs through ctx.log carries the request id, incoming or made up', async () => {
+  const sy = await startSwitchyard({ ...routeConfig([upstream.url]), plugins: [{ path: './chatty.mjs' }] }, { files: { 'chatty.mjs': chatty } });
+  try {
+    const given = await fetch(`${sy.url}/a`, { headers: { 'x-request-id': 'trace-me-42' } });
+    await given.text();
+    assert.equal(given.headers.get('x-request-id'), 'trace-me-42');
+    assert.equal(seen['x-request-id'], 'trace-me-42');
+    const made = await fetch(`${sy.url}/b`);
+    await made.text();
+    const madeId = made.headers.get('x-request-id');
+    assert.match(madeId!, /^[0-9a-f-]{36}$/);
+    const lines = sy.logs.filter((l) => l.msg === 'chatty says');
+    assert.equal(lines.length, 12);
+    assert.deepEqual(lines.slice(0, 6).map((l) => l.requestId), Array(6).fill('trace-me-42'));
+    assert.deepEqual(lines.slice(6).map((l) => l.requestId), Array(6).fill(madeId));
+    assert.deepEqual(lines.slice(0, 6).map((l) => l.stage), ['access', 'cacheLookup', 'selectUpstream', 'preRequest', 'postResponse', 'done']);
+    // The access log line carries it too.
+    assert.ok(sy.logs.some((l) => l.msg === 'request' && l.requestId === madeId));
+  } finally {
+    await sy.stop();
+  }
+});
