@@ -18,7 +18,6 @@ export interface RuntimeInfo {
 // Keyed by the Runtime, not global: tests and embedders may run several proxies in one process,
 // and each /metrics must describe its own.
 const registries = new WeakMap<object, Registry>();
-const reloadCounts = new WeakMap<Runtime, { ok: number; failed: number }>();
 
 /** The registry of this runtime, made on first use. */
 export function metricsRegistry(rt: Runtime): Registry {
@@ -30,32 +29,9 @@ export function metricsRegistry(rt: Runtime): Registry {
   return registry;
 }
 
-/**
- * Counts reloads as they are recorded in `rt.lastReload`. The server writes that field after each
- * attempt and keeps no count, so the setter is where an attempt can be seen without touching it.
- * Called once per runtime, when its first pipeline is built (before any reload can happen).
- */
-export function trackReloads(rt: Runtime): void {
-  if (reloadCounts.has(rt)) return;
-  const counts = { ok: 0, failed: 0 };
-  reloadCounts.set(rt, counts);
-  let current = rt.lastReload;
-  Object.defineProperty(rt, 'lastReload', {
-    configurable: true,
-    enumerable: true,
-    get: () => current,
-    set(status: ReloadStatus) {
-      current = status;
-      if (status.ok) counts.ok++;
-      else counts.failed++;
-    },
-  });
-}
-
 export function runtimeInfo(rt: Runtime): RuntimeInfo {
   const { lastReload } = rt;
-  const counts = reloadCounts.get(rt) ?? { ok: 0, failed: 0 };
-  return { version: rt.version, startedAt: rt.startedAt, generation: lastReload.generation, lastReload, reloads: { ...counts } };
+  return { version: rt.version, startedAt: rt.startedAt, generation: lastReload.generation, lastReload, reloads: { ...rt.reloads } };
 }
 
 /**

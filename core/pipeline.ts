@@ -10,7 +10,7 @@ import type { TimeoutsConfig } from './config/schema.js';
 import { Errors } from './errors.js';
 import type { EngineName, ForwardEngine } from './engine.js';
 import type { TlsCertificates } from './listener.js';
-import { metricsRegistry, runtimeInfo, trackReloads } from './metrics.js';
+import { metricsRegistry, runtimeInfo } from './metrics.js';
 import { createPluginHooks, type Dispose, type PluginApi } from './plugin.js';
 import { buildRoute, buildUpstream, Router } from './router.js';
 import { createStages, Stage, type Stages } from './stages.js';
@@ -48,6 +48,8 @@ export interface Runtime {
   /** The HTTPS certificates, when serving TLS. */
   tls: TlsCertificates | undefined;
   lastReload: ReloadStatus;
+  /** Reload attempts that were applied or rejected (an unchanged file is neither). */
+  readonly reloads: { ok: number; failed: number };
 }
 
 export class Pipeline {
@@ -85,7 +87,6 @@ export class Pipeline {
   /** Builds a pipeline: routes, every plugin's setup in config order, admin routes. */
   static async build(loaded: LoadedConfig, rt: Runtime, generation: number): Promise<Pipeline> {
     const { config } = loaded;
-    trackReloads(rt);
     const global = createStages();
     const admin = new AdminRouter(config.server.admin.prefix ?? '', config.server.admin.key, rt.audit);
     const defaults = config.server.timeouts as TimeoutsConfig;

@@ -90,6 +90,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
       audit: createAuditLogger(serverConfig.admin.auditLog, loaded.baseDir, logger),
       tls: undefined,
       lastReload: { ok: true, at: Date.now(), generation: 1, trigger: 'start' },
+      reloads: { ok: 0, failed: 0 },
     };
     const { server, tls } = createListener(serverConfig, loaded.baseDir, logger);
     rt.tls = tls;
@@ -160,6 +161,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     } catch (err) {
       const error = redactString((err as Error).message, old.loaded.secrets);
       this.rt.lastReload = { ok: false, at: Date.now(), generation: old.generation, trigger, error };
+      this.rt.reloads.failed++;
       this.rt.logger.error({ trigger, error, code: (err as { code?: string }).code }, 'config reload rejected; the previous config keeps serving');
       return { ok: false, error };
     }
@@ -168,6 +170,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     old.retire();
     this.watcher?.update(loaded.files);
     this.rt.lastReload = { ok: true, at: Date.now(), generation: next.generation, trigger, ...(needsRestart.length > 0 ? { needsRestart } : {}) };
+    this.rt.reloads.ok++;
     this.rt.logger.info({ trigger, generation: next.generation }, 'config reloaded');
     if (needsRestart.length > 0) this.rt.logger.warn({ settings: needsRestart }, 'these settings changed but only apply after a restart');
     return { ok: true };

@@ -137,7 +137,9 @@ export class StoreFactory {
     } else {
       const file = resolve(this.baseDir, this.url.slice('sqlite://'.length));
       mkdirSync(dirname(file), { recursive: true });
-      keyv = new Keyv({ store: new KeyvSqlite({ uri: `sqlite://${file}`, table: 'switchyard', busyTimeout: 5000 }), namespace });
+      // A short busy timeout: each waiting call holds one of libuv's four threads, and a file locked
+      // by another process would otherwise stall DNS, file and zlib work for the whole process.
+      keyv = new Keyv({ store: new KeyvSqlite({ uri: `sqlite://${file}`, table: 'switchyard', busyTimeout: 250 }), namespace });
     }
     // Failures surface through the call that failed; without a listener keyv's 'error' event would crash.
     keyv.on('error', () => {});

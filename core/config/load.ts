@@ -91,7 +91,7 @@ export async function loadConfig(source: ConfigSource, catalogs: Catalogs, env: 
     merged.preset = presetName;
   }
   applyListenOverrides(merged, source, env, problems);
-  if (problems.length > 0) throw new ConfigError(label, problems);
+  if (problems.length > 0) throw new ConfigError(label, problems.map((problem) => redactString(problem, secrets)));
 
   if (!validateCore(merged)) throw new ConfigError(label, formatAjvErrors(validateCore.errors ?? [], ''));
   const config = merged as unknown as LoadedConfig['config'];
@@ -113,7 +113,7 @@ export async function loadConfig(source: ConfigSource, catalogs: Catalogs, env: 
   for (const [index, route] of config.routes.entries()) {
     routePlugins.push(await loadAll(route.plugins ?? [], `/routes/${index}/plugins`, load));
   }
-  if (problems.length > 0) throw new ConfigError(label, problems);
+  if (problems.length > 0) throw new ConfigError(label, problems.map((problem) => redactString(problem, secrets)));
   return { label, file, baseDir, config, globalPlugins, routePlugins, files, fingerprint: hash.digest('hex'), secrets };
 }
 
