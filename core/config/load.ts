@@ -87,7 +87,13 @@ export async function loadConfig(source: ConfigSource, catalogs: Catalogs, env: 
     if (!preset) {
       throw new ConfigError(label, [`preset: there is no preset "${presetName}" (presets: ${Object.keys(catalogs.presets).join(', ') || 'none'})`], 'SY_ERR_PRESET_NOT_FOUND');
     }
-    merged = deepMerge(presetConfig(preset, presetName, env, label), fromFile);
+    const built = presetConfig(preset, presetName, env, label);
+    // A preset reads its secrets straight from the environment: mask them as `${VAR}` values are.
+    const text = JSON.stringify(built);
+    for (const [name, value] of Object.entries(env)) {
+      if (value && value.length >= 4 && SECRET_NAME.test(name) && text.includes(value)) secrets.add(value);
+    }
+    merged = deepMerge(built, fromFile);
     merged.preset = presetName;
   }
   applyListenOverrides(merged, source, env, problems);

@@ -174,3 +174,12 @@ describe('presets', () => {
     await assert.rejects(loadConfig({ preset: 'nope' }, catalogs, {}), /\(command line\): preset: there is no preset "nope" \(presets: balancer[,)]/);
   });
 });
+
+describe('secrets from presets', () => {
+  test('a secret a preset reads from the environment is masked like a ${VAR} one', async () => {
+    const { redactConfig } = await import('../../core/config/load.js');
+    const loaded = await loadConfig({ preset: 'balancer' }, catalogs, { BACKEND_SERVERS: 'http://127.0.0.1:1', ADMIN_KEY: 'preset-admin-key-123' });
+    assert.ok(loaded.secrets.has('preset-admin-key-123'));
+    assert.ok(!JSON.stringify(redactConfig(loaded.config, loaded.secrets)).includes('preset-admin-key-123'));
+  });
+});
