@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // The `switchyard` command: start a proxy, validate a config, list presets.
 // Exit codes: 0 ok, 1 runtime failure, 2 bad usage or invalid config.
+import cluster from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { ClusterPrimary, parseWorkers, serveAsWorker } from '../core/cluster.js';
 import { ConfigError, loadConfig, Switchyard, type Catalogs, type ConfigSource } from '../core/index.js';
 import { builtinPlugins } from '../plugins/index.js';
 import { presets } from '../presets/index.js';
@@ -12,7 +14,7 @@ const catalogs: Catalogs = { plugins: builtinPlugins, presets };
 const DEFAULT_CONFIG_FILES = ['switchyard.yaml', 'switchyard.yml', 'switchyard.json'];
 
 const USAGE = `Usage:
-  switchyard start [--preset NAME] [--config FILE] [--port N] [--host H] [--no-watch]
+  switchyard start [--preset NAME] [--config FILE] [--port N] [--host H] [--no-watch] [--workers N|auto]
   switchyard validate FILE [--preset NAME]
   switchyard presets
   ${PROBE_USAGE}
@@ -20,7 +22,8 @@ const USAGE = `Usage:
 start needs a preset, a config file, or ./switchyard.yaml in the current directory:
   switchyard start --preset balancer            (BACKEND_SERVERS=http://10.0.0.1:8080,http://10.0.0.2:8080)
   switchyard start --config ./switchyard.yaml
-Environment: PORT, HOST (override the config), LOG_LEVEL (info), and whatever the preset reads.
+--workers runs N processes sharing the port (auto: one per CPU); see docs/scaling.md.
+Environment: PORT, HOST (override the config), WORKERS, LOG_LEVEL (info), and whatever the preset reads.
 Presets: ${Object.keys(presets).join(', ')}. Docs: README.md`;
 
 class UsageError extends Error {}
@@ -59,6 +62,7 @@ function parse(args: string[]) {
         port: { type: 'string', short: 'p' },
         host: { type: 'string' },
         'no-watch': { type: 'boolean' },
+        workers: { type: 'string' },
       },
     });
   } catch (err) {
@@ -86,10 +90,15 @@ async function start(args: string[]): Promise<number> {
       return 2;
     }
   }
-  const yard = await Switchyard.start({ source: sourceFrom(values, file), catalogs, watch: values['no-watch'] ? false : undefined });
+  const workers = values.workers ?? process.env.WORKERS;
+  if (workers !== undefined && cluster.isPrimary) return startCluster(workers, sourceFrom(values, file), values['no-watch'] ? false : undefined);
+  // A cluster worker never watches: the primary validates changes once and tells every worker.
+  const watch = values['no-watch'] || cluster.isWorker ? false : undefined;
+  const yard = await Switchyard.start({ source: sourceFrom(values, file), catalogs, watch });
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) {
+      if (cluster.isWorker) return; // the primary decides when draining has taken too long
       yard.logger.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }
@@ -102,8 +111,22 @@ async function start(args: string[]): Promise<number> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGHUP', () => void yard.reload('SIGHUP'));
+  if (cluster.isWorker) serveAsWorker(yard, shutdown);
+  else process.on('SIGHUP', () => void yard.reload('SIGHUP'));
   process.on('unhandledRejection', (err) => yard.logger.error({ err }, 'unhandled promise rejection'));
+  return -1; // keep running
+}
+
+async function startCluster(workers: string, source: ConfigSource, watch: boolean | undefined): Promise<number> {
+  let count: number;
+  try {
+    count = parseWorkers(workers);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const primary = new ClusterPrimary({ source, catalogs, workers: count, watch });
+  await primary.start();
+  primary.handleSignals();
   return -1; // keep running
 }
 

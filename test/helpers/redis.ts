@@ -8,11 +8,13 @@ export const noRedis: string | undefined = spawnSync('redis-server', ['--version
 
 export interface RunningRedis {
   readonly url: string;
+  readonly port: number;
   stop(): Promise<void>;
 }
 
-export async function startRedis(): Promise<RunningRedis> {
-  const port = await freePort();
+/** Starts redis-server on `port` (a free one by default; pass the old one to restart a stopped server). */
+export async function startRedis(port?: number): Promise<RunningRedis> {
+  port ??= await freePort();
   const proc: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
     let out = '';
@@ -24,6 +26,7 @@ export async function startRedis(): Promise<RunningRedis> {
   });
   return {
     url: `redis://127.0.0.1:${port}`,
+    port,
     stop: () => new Promise((resolve) => {
       if (proc.exitCode !== null) return resolve();
       proc.once('exit', () => resolve());

@@ -1,0 +1,271 @@
+// Switchyard on every core: a primary process supervises N workers (node:cluster) that share the
+// listening sockets. The primary serves nothing itself: it validates a config change once and has
+// every worker apply it (or none), restarts a crashed worker with backoff, and drains all on SIGTERM.
+import cluster, { type Worker } from 'node:cluster';
+import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
+import type { Logger } from 'pino';
+import { loadConfig, redactString, type Catalogs, type ConfigSource, type LoadedConfig } from './config/load.js';
+import { ConfigWatcher } from './config/watch.js';
+import { createLogger, type ReloadResult, type Switchyard } from './server.js';
+
+/** What the primary tells a worker over the cluster IPC channel. */
+type ToWorker = { type: 'switchyard:reload'; id: number; trigger: string } | { type: 'switchyard:stop' };
+/** What a worker tells the primary. */
+type ToPrimary = { type: 'switchyard:ready'; port: number; adminPort?: number } | { type: 'switchyard:reloaded'; id: number; result: ReloadResult };
+
+/** First restart delay after a crash; it doubles per crash in a row, up to RESTART_MAX_MS. */
+const RESTART_BASE_MS = 250;
+const RESTART_MAX_MS = 15_000;
+/** A worker that stayed up this long counts as healthy: its next crash restarts it at once. */
+const STABLE_AFTER_MS = 30_000;
+/** Beyond server.shutdownTimeout, how long the primary waits for a draining worker before killing it. */
+const STOP_GRACE_MS = 5_000;
+
+/** `--workers` / WORKERS: a positive integer, or `auto` for one worker per CPU the process may use. */
+export function parseWorkers(value: string): number {
+  if (value === 'auto') return availableParallelism();
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`workers must be a positive integer or "auto", not "${value}"`);
+  return n;
+}
+
+export interface ClusterOptions {
+  source: ConfigSource;
+  catalogs: Catalogs;
+  workers: number;
+  env?: NodeJS.ProcessEnv;
+  logger?: Logger;
+  /** The primary watches the config and plugin files and reloads every worker on change. Default true when a file is given. */
+  watch?: boolean;
+}
+
+/** The outcome of a cluster-wide reload: `workers` is how many applied it. */
+export interface ClusterReloadResult extends ReloadResult {
+  workers: number;
+}
+
+interface Slot {
+  worker: Worker | undefined;
+  /** Crashes in a row, for the backoff. */
+  crashes: number;
+  startedAt: number;
+  restartTimer?: NodeJS.Timeout;
+}
+
+/**
+ * The primary. `start()` validates the config, forks the workers and resolves once all listen.
+ * Emits `reload` after every cluster-wide reload attempt.
+ */
+export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult] }> {
+  private readonly logger: Logger;
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly slots: Slot[] = [];
+  private loaded!: LoadedConfig;
+  private watcher: ConfigWatcher | undefined;
+  private reloading: Promise<ClusterReloadResult> = Promise.resolve({ ok: true, workers: 0 });
+  private nextReloadId = 1;
+  private stopping: Promise<number> | undefined;
+
+  constructor(private readonly options: ClusterOptions) {
+    super();
+    this.env = options.env ?? process.env;
+    this.logger = (options.logger ?? createLogger(this.env)).child({ role: 'primary' });
+  }
+
+  /** Throws ConfigError for an invalid config (before any worker starts), Error when a worker fails to start. */
+  async start(): Promise<void> {
+    this.loaded = await loadConfig(this.options.source, this.options.catalogs, this.env);
+    const ready = Array.from({ length: this.options.workers }, (_, index) => {
+      const slot: Slot = { worker: undefined, crashes: 0, startedAt: 0 };
+      this.slots.push(slot);
+      return this.fork(slot, index);
+    });
+    let ports: { port: number; adminPort?: number }[];
+    try {
+      ports = await Promise.all(ready);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    if (this.options.watch ?? this.loaded.file !== undefined) {
+      this.watcher = new ConfigWatcher(this.loaded.files, (file) => void this.reload(`file changed: ${file}`));
+      await this.watcher.ready();
+    }
+    this.logger.info({ port: ports[0]!.port, adminPort: ports[0]!.adminPort, workers: this.pids }, 'cluster listening');
+  }
+
+  /** The workers' process ids, in slot order (a slot being restarted is left out). */
+  get pids(): number[] {
+    return this.slots.flatMap((slot) => (slot.worker?.process.pid === undefined ? [] : [slot.worker.process.pid]));
+  }
+
+  /**
+   * Validates the config once, here; when valid, every worker reloads it. An invalid one is
+   * rejected before any worker sees it, so none reloads. Reloads run one at a time.
+   */
+  reload(trigger = 'manual'): Promise<ClusterReloadResult> {
+    this.reloading = this.reloading.then(() => this.reloadNow(trigger)).then((result) => {
+      this.emit('reload', result);
+      return result;
+    });
+    return this.reloading;
+  }
+
+  private async reloadNow(trigger: string): Promise<ClusterReloadResult> {
+    if (this.stopping) return { ok: false, error: 'shutting down', workers: 0 };
+    let next: LoadedConfig;
+    try {
+      next = await loadConfig(this.options.source, this.options.catalogs, this.env);
+    } catch (err) {
+      const error = redactString((err as Error).message, this.loaded.secrets);
+      this.logger.error({ trigger, error, code: (err as { code?: string }).code }, 'config reload rejected by the primary: no worker reloads, the previous config keeps serving');
+      return { ok: false, error, workers: 0 };
+    }
+    this.loaded = next;
+    this.watcher?.update(next.files);
+    const workers = this.slots.flatMap((slot) => (slot.worker ? [slot.worker] : []));
+    const results = await Promise.all(workers.map((worker) => this.askReload(worker, trigger)));
+    const failed = results.flatMap((result, i) => (result.ok ? [] : [{ pid: workers[i]!.process.pid, error: result.error }]));
+    if (failed.length > 0) {
+      // The config passed validation here, so this is a plugin's setup failing in a worker (a store
+      // it could not open…): those workers keep the previous config until their next reload.
+      this.logger.error({ trigger, failed }, 'config reload failed in some workers; they keep the previous config');
+      return { ok: false, error: failed.map((f) => `worker ${f.pid}: ${f.error}`).join('; '), workers: results.length - failed.length };
+    }
+    const unchanged = results.every((result) => result.unchanged);
+    this.logger.info({ trigger, workers: results.length, unchanged }, 'config reloaded by every worker');
+    return { ok: true, workers: results.length, ...(unchanged ? { unchanged } : {}) };
+  }
+
+  private askReload(worker: Worker, trigger: string): Promise<ReloadResult> {
+    const id = this.nextReloadId++;
+    return new Promise((resolve) => {
+      const onMessage = (message: ToPrimary) => {
+        if (message.type === 'switchyard:reloaded' && message.id === id) done(message.result);
+      };
+      const onExit = () => done({ ok: false, error: 'the worker exited during the reload' });
+      const done = (result: ReloadResult) => {
+        worker.off('message', onMessage);
+        worker.off('exit', onExit);
+        resolve(result);
+      };
+      worker.on('message', onMessage);
+      worker.once('exit', onExit);
+      send(worker, { type: 'switchyard:reload', id, trigger });
+    });
+  }
+
+  /** Forks the slot's worker; resolves with its ports once it listens, rejects if it exits first. */
+  private fork(slot: Slot, index: number): Promise<{ port: number; adminPort?: number }> {
+    const worker = cluster.fork();
+    slot.worker = worker;
+    slot.startedAt = Date.now();
+    const ready = new Promise<{ port: number; adminPort?: number }>((resolve, reject) => {
+      const onMessage = (message: ToPrimary) => {
+        if (message.type !== 'switchyard:ready') return;
+        worker.off('message', onMessage);
+        resolve({ port: message.port, adminPort: message.adminPort });
+      };
+      worker.on('message', onMessage);
+      worker.once('exit', (code, signal) => reject(new Error(`worker ${index} exited before listening (code ${code}, signal ${signal})`)));
+    });
+    ready.catch(() => {}); // a restart's readiness is only logged; the first start awaits it
+    worker.once('exit', (code, signal) => this.onExit(slot, index, worker, code, signal));
+    return ready;
+  }
+
+  private onExit(slot: Slot, index: number, worker: Worker, code: number | null, signal: string | null): void {
+    if (slot.worker !== worker) return;
+    slot.worker = undefined;
+    if (this.stopping) return;
+    if (Date.now() - slot.startedAt >= STABLE_AFTER_MS) slot.crashes = 0;
+    const delayMs = slot.crashes === 0 ? 0 : Math.min(RESTART_BASE_MS * 2 ** (slot.crashes - 1), RESTART_MAX_MS);
+    slot.crashes++;
+    this.logger.error({ worker: index, pid: worker.process.pid, code, signal, restartInMs: delayMs }, 'worker exited; restarting it');
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = undefined;
+      if (this.stopping) return;
+      this.fork(slot, index).then(
+        () => this.logger.info({ worker: index, pid: slot.worker?.process.pid }, 'worker restarted'),
+        () => {}, // its exit is handled (and logged) by onExit
+      );
+    }, delayMs);
+  }
+
+  /**
+   * Tells every worker to drain (each stops accepting, finishes its in-flight requests within
+   * server.shutdownTimeout, closes its store) and resolves with the exit code once all are gone:
+   * 0 when each exited cleanly.
+   */
+  stop(): Promise<number> {
+    this.stopping ??= this.stopNow();
+    return this.stopping;
+  }
+
+  private async stopNow(): Promise<number> {
+    await this.watcher?.close();
+    const grace = (this.loaded?.config.server.shutdownTimeout ?? 10_000) + STOP_GRACE_MS;
+    const exits = this.slots.map((slot) => {
+      clearTimeout(slot.restartTimer);
+      const worker = slot.worker;
+      if (!worker || worker.process.exitCode !== null) return Promise.resolve(true);
+      return new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => {
+          this.logger.warn({ pid: worker.process.pid }, 'worker did not drain in time: killing it');
+          worker.process.kill('SIGKILL');
+        }, grace);
+        worker.once('exit', (code) => {
+          clearTimeout(timer);
+          resolve(code === 0);
+        });
+        send(worker, { type: 'switchyard:stop' });
+      });
+    });
+    const clean = (await Promise.all(exits)).every(Boolean);
+    this.logger.info({ clean }, 'all workers stopped');
+    return clean ? 0 : 1;
+  }
+
+  /** SIGTERM/SIGINT drain the workers and exit; a second SIGINT kills them; SIGHUP reloads all. */
+  handleSignals(): void {
+    const shutdown = (signal: string) => {
+      if (this.stopping) {
+        // A repeated SIGTERM is ignored: `timeout`, systemd and docker signal the primary and then
+        // its whole group, and they escalate to SIGKILL on their own once their timeout passes.
+        if (signal === 'SIGTERM') return;
+        this.logger.warn({ signal }, 'second signal: killing the workers');
+        for (const slot of this.slots) slot.worker?.process.kill('SIGKILL');
+        process.exit(1);
+      }
+      this.logger.info({ signal }, 'shutting down: draining every worker');
+      void this.stop().then((code) => process.exit(code));
+    };
+    process.on('SIGTERM', () => shutdown('SIGTERM'));
+    process.on('SIGINT', () => shutdown('SIGINT'));
+    process.on('SIGHUP', () => void this.reload('SIGHUP'));
+  }
+}
+
+function send(worker: Worker, message: ToWorker): void {
+  // A worker that is exiting may have closed its channel already; its exit is handled elsewhere.
+  if (worker.isConnected()) worker.send(message, (err: Error | null) => void err);
+}
+
+/**
+ * The worker's side: reloads when the primary says so (its own watcher is off, and SIGHUP is the
+ * primary's), and calls `shutdown` when the primary asks it to drain.
+ */
+export function serveAsWorker(yard: Switchyard, shutdown: (reason: string) => void): void {
+  const toPrimary = (message: ToPrimary) => process.send?.(message);
+  process.on('message', (message: ToWorker) => {
+    if (message.type === 'switchyard:reload') {
+      void yard.reload(message.trigger).then((result) => toPrimary({ type: 'switchyard:reloaded', id: message.id, result }));
+    } else if (message.type === 'switchyard:stop') {
+      shutdown('stop from the primary');
+    }
+  });
+  // A terminal hangup reaches the whole process group; the primary turns it into one reload of all.
+  process.on('SIGHUP', () => {});
+  toPrimary({ type: 'switchyard:ready', port: yard.port, adminPort: yard.adminPort });
+}
