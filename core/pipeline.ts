@@ -14,7 +14,7 @@ import { metricsRegistry, runtimeInfo } from './metrics.js';
 import { createPluginHooks, type Dispose, type PluginApi } from './plugin.js';
 import { buildRoute, buildUpstream, Router } from './router.js';
 import { createStages, Stage, type Stages } from './stages.js';
-import type { StateRegistry, StoreFactory, UpstreamHealth } from './state.js';
+import { getOrCreate, type StateRegistry, type StoreFactory, type UpstreamHealth } from './state.js';
 import type { Route } from './types.js';
 
 /** The outcome of the last reload, for /status and logs. */
@@ -96,8 +96,9 @@ export class Pipeline {
     global.route.tap({ name: 'routes', stage: Stage.DEFAULT }, (ctx) => router.match(ctx.req, ctx.pathname));
 
     const disposers: Dispose[] = [];
+    const shared = new Map<string, object>();
     const setup = async (plugin: LoadedPlugin, stages: Stages, route: Route | undefined) => {
-      const api = createPluginApi(plugin, stages, route, loaded, rt, admin);
+      const api = createPluginApi(plugin, stages, route, loaded, rt, admin, shared);
       const dispose = await plugin.definition.setup(api, plugin.options);
       if (typeof dispose === 'function') disposers.push(dispose);
     };
@@ -154,7 +155,7 @@ export class Pipeline {
   }
 }
 
-function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | undefined, loaded: LoadedConfig, rt: Runtime, admin: AdminRouter): PluginApi {
+function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | undefined, loaded: LoadedConfig, rt: Runtime, admin: AdminRouter, shared: Map<string, object>): PluginApi {
   const name = plugin.definition.name;
   const log = rt.logger.child(route ? { plugin: name, route: route.name } : { plugin: name });
   return {
@@ -164,6 +165,7 @@ function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | un
     log,
     hooks: createPluginHooks(stages, name, route !== undefined),
     state: (init, key = '') => rt.state.get(name, route?.name, key, init),
+    shared: <T extends object>(key: string, init: () => T): T => getOrCreate(shared, key.startsWith('@') ? key : `${name}\u0000${key}`, init) as T,
     get store() {
       return rt.stores.open(`plugin:${name}`);
     },

@@ -94,6 +94,16 @@ export interface PluginApi {
    * The first caller's `init` makes it; later reloads get the same object back.
    */
   state<T extends object>(init: () => T, key?: string): T;
+  /**
+   * One object per applied config shared by every instance of this plugin (global and on each
+   * route): the place for admin routes that list all instances, registered once. Made by the first
+   * caller's `init`; a reload starts afresh (unlike `state`). A key starting with `@` is shared
+   * across plugins, a named meeting point (e.g. `@cache.clear-listeners`), since plugins never
+   * import each other.
+   *
+   * @example const all = api.shared('breakers', () => { const rows = new Set(); api.admin({ … }); return rows; });
+   */
+  shared<T extends object>(key: string, init: () => T): T;
   /** The persistent key-value store (keyv), namespaced to this plugin. Opened on first use. */
   readonly store: PluginStore;
   /** Upstream health shared with the core's default selection and other plugins; marks carry this plugin's name. */

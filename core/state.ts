@@ -12,19 +12,24 @@ import type { Upstream } from './types.js';
 /** The persistent store as plugins see it: a keyv instance namespaced to the plugin. */
 export type PluginStore = Keyv;
 
+/** The value under `key`, made by `init` and kept on first use. */
+export function getOrCreate<K, V>(map: Map<K, V>, key: K, init: () => V): V {
+  let value = map.get(key);
+  if (value === undefined) {
+    value = init();
+    map.set(key, value);
+  }
+  return value;
+}
+
 /** In-memory state keyed by plugin, route and key; reloads hand back the same objects. */
 export class StateRegistry {
   private readonly entries = new Map<string, object>();
 
   get<T extends object>(plugin: string, route: string | undefined, key: string, init: () => T): T {
-    const id = `${plugin}\u0000${route ?? '*'}\u0000${key}`;
-    let value = this.entries.get(id) as T | undefined;
-    if (value === undefined) {
-      value = init();
-      this.entries.set(id, value);
-    }
-    return value;
+    return getOrCreate(this.entries, `${plugin}\u0000${route ?? '*'}\u0000${key}`, init) as T;
   }
+
 }
 
 export interface HealthStatus {

@@ -16,19 +16,15 @@ export interface BalancedRoute {
   commit(table: RouteTable): Promise<void>;
 }
 
-// Every balancer instance of one applied config shares one set of admin routes (an admin path can
-// only be registered once); the config object identifies the pipeline.
-const registries = new WeakMap<object, Map<string, BalancedRoute>>();
-
-/** Registers the admin routes once per applied config; `aliases` adds a second set of paths over the same operations. */
+/** Registers the admin routes once per applied config (every instance shares them); `aliases` adds a second set of paths over the same operations. */
 export function registerAdmin(api: PluginApi, routes: readonly BalancedRoute[], aliases?: (balanced: Map<string, BalancedRoute>) => void): void {
-  let registry = registries.get(api.config);
-  const first = registry === undefined;
-  registry ??= new Map();
-  registries.set(api.config, registry);
-  for (const route of routes) registry.set(route.name, route);
+  let first = false;
+  const balanced = api.shared('routes', () => {
+    first = true;
+    return new Map<string, BalancedRoute>();
+  });
+  for (const route of routes) balanced.set(route.name, route);
   if (!first) return;
-  const balanced = registry;
 
   api.admin({ method: 'GET', path: '/upstream', public: true, handler: () => ({ status: 200, json: { routes: overview(api, balanced) } }) });
   api.admin({ method: 'GET', path: '/stats/upstream', public: true, handler: (req) => stats(balanced, req.query.get('route'), req.query.get('id')) });

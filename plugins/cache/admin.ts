@@ -31,8 +31,6 @@ export interface CacheInstance {
   warm(fallback: ProxyAddress | undefined): Promise<WarmResult[]>;
 }
 
-const registries = new WeakMap<object, Map<string, CacheInstance>>();
-
 /** What a clear listener hears: the clear's selector and the request's headers. */
 export interface ClearEvent {
   readonly type: 'memory' | 'disk' | 'all';
@@ -43,24 +41,19 @@ export interface ClearEvent {
 export type ClearListener = (event: ClearEvent) => unknown[] | Promise<unknown[]>;
 
 /**
- * Plugins that must act on a clear (proxy-chain clears nested proxies) add a listener here, per
- * applied config (`api.config`). A well-known symbol, since plugins never import each other.
+ * Plugins that must act on a clear (proxy-chain clears nested proxies) add a listener to this
+ * shared set: `api.shared(CLEAR_LISTENERS, () => new Set())`. Plugins never import each other; the
+ * key is the meeting point.
  */
-export const CLEAR_LISTENERS = Symbol.for('switchyard.cache.clear-listeners');
-
-function clearListeners(config: object): ClearListener[] {
-  const registry = (globalThis as Record<symbol, WeakMap<object, Set<ClearListener>> | undefined>)[CLEAR_LISTENERS];
-  return [...(registry?.get(config) ?? [])];
-}
+export const CLEAR_LISTENERS = '@cache.clear-listeners';
 
 /** Adds an instance; the first one of an applied config registers the admin routes. */
 export function registerInstance(api: PluginApi, instance: CacheInstance, adminAddress: () => ProxyAddress | undefined): void {
-  let instances = registries.get(api.config);
-  if (!instances) {
-    instances = new Map();
-    registries.set(api.config, instances);
-    addAdminRoutes(api, instances, adminAddress);
-  }
+  const instances = api.shared('instances', () => {
+    const all = new Map<string, CacheInstance>();
+    addAdminRoutes(api, all, adminAddress);
+    return all;
+  });
   instances.set(instance.route, instance);
 }
 
@@ -115,7 +108,7 @@ function addAdminRoutes(api: PluginApi, instances: Map<string, CacheInstance>, a
       audit: 'cache.clear', who: 'admin-key holder', from: req.raw.socket.remoteAddress, forwardedFor: req.raw.headers['x-forwarded-for'],
       userAgent: req.raw.headers['user-agent'], type, prefix, key, route, removed,
     }, 'cache cleared');
-    const listeners = clearListeners(api.config);
+    const listeners = [...api.shared(CLEAR_LISTENERS, () => new Set<ClearListener>())];
     if (listeners.length === 0) return ok({ cleared: type, removed });
     const event: ClearEvent = { type, query: req.query, headers: req.raw.headers };
     const cascade = await Promise.all(listeners.map(async (listener) => {

@@ -43,7 +43,6 @@ const FAILURE_CODES = new Set(['SY_ERR_UPSTREAM_UNREACHABLE', 'SY_ERR_UPSTREAM_B
 /** Observers run before any tap that may answer or retry, so they see every failed attempt. */
 const OBSERVE_FIRST = -1000;
 
-const registries = new WeakMap<object, Set<() => Breaker[]>>();
 
 export default definePlugin({
   name: NAME,
@@ -153,19 +152,18 @@ export default definePlugin({
       outcome(ctx, code === undefined && !options.statuses.includes(ctx.res.statusCode));
     });
 
-    let registry = registries.get(api.config);
-    if (!registry) {
-      const lists = new Set<() => Breaker[]>();
-      registry = lists;
-      registries.set(api.config, lists);
+    // One /circuit-breakers route lists the breakers of every instance of this config.
+    const lists = api.shared('lists', () => {
+      const all = new Set<() => Breaker[]>();
       api.admin({
         method: 'GET',
         path: '/circuit-breakers',
         public: true,
-        handler: () => ({ status: 200, json: { breakers: [...lists].flatMap((list) => list()).map(describe) } }),
+        handler: () => ({ status: 200, json: { breakers: [...all].flatMap((list) => list()).map(describe) } }),
       });
-    }
-    registry.add(() => [...breakers.values()]);
+      return all;
+    });
+    lists.add(() => [...breakers.values()]);
 
     return () => {
       stopped = true;

@@ -67,7 +67,6 @@ const FAILURE_CODES = new Set(['SY_ERR_UPSTREAM_UNREACHABLE', 'SY_ERR_UPSTREAM_B
 /** Observers run before any tap that may answer or retry, so they see every failed attempt. */
 const OBSERVE_FIRST = -1000;
 
-const registries = new WeakMap<object, Set<() => Watch[]>>();
 
 export default definePlugin({
   name: NAME,
@@ -220,19 +219,18 @@ export default definePlugin({
       });
     }
 
-    let registry = registries.get(api.config);
-    if (!registry) {
-      const rows = new Set<() => Watch[]>();
-      registry = rows;
-      registries.set(api.config, rows);
+    // One /health-checks route lists the upstreams of every instance of this config.
+    const lists = api.shared('lists', () => {
+      const all = new Set<() => Watch[]>();
       api.admin({
         method: 'GET',
         path: '/health-checks',
         public: true,
-        handler: () => ({ status: 200, json: { upstreams: [...rows].flatMap((list) => list()).map(describe) } }),
+        handler: () => ({ status: 200, json: { upstreams: [...all].flatMap((list) => list()).map(describe) } }),
       });
-    }
-    registry.add(() => [...watches.values()]);
+      return all;
+    });
+    lists.add(() => [...watches.values()]);
 
     return () => {
       stopped = true;

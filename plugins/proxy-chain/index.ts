@@ -38,7 +38,8 @@ const schema = {
 } as const;
 
 /** The cache plugin's hook (plugins/cache/admin.ts): listeners per applied config. */
-const CLEAR_LISTENERS = Symbol.for('switchyard.cache.clear-listeners');
+/** The cache's clear listeners (see plugins/cache/admin.ts): a key shared across plugins. */
+const CLEAR_LISTENERS = '@cache.clear-listeners';
 type Listener = (event: { type: string; query: URLSearchParams; headers: Record<string, string | string[] | undefined> }) => Promise<unknown[]>;
 
 export default definePlugin({
@@ -76,9 +77,7 @@ export default definePlugin({
 
     if (!options.detect || !options.cascade.enabled) return undefined;
     const listener: Listener = (event) => cascadeClear(event, [...nested.values()], seenClears, options.cascade, api.log);
-    const registry = ((globalThis as Record<symbol, unknown>)[CLEAR_LISTENERS] ??= new WeakMap<object, Set<Listener>>()) as WeakMap<object, Set<Listener>>;
-    let listeners = registry.get(api.config);
-    if (!listeners) registry.set(api.config, listeners = new Set());
+    const listeners = api.shared(CLEAR_LISTENERS, () => new Set<Listener>());
     listeners.add(listener);
     return () => {
       listeners.delete(listener);
