@@ -31,11 +31,11 @@ function medianCoreBusy(rounds) {
  * rounds: the per-round results of one scenario, each
  * { status: 'ok'|'skipped'|'failed', reason?, requestsPerSecond, ... }.
  */
-export function aggregateRounds({ name, description }, rounds) {
+export function aggregateRounds({ name, description, suites, bodyBytes }, rounds) {
   const notOk = rounds.find((r) => r.status !== 'ok');
   if (notOk) {
     const reason = rounds.length > 1 ? `round ${rounds.indexOf(notOk) + 1}: ${notOk.reason}` : notOk.reason;
-    return { name, description, status: notOk.status, reason, rounds };
+    return { name, description, suites, status: notOk.status, reason, rounds };
   }
   const pick = (key) => rounds.map((r) => r[key]);
   const cpu = pick('cpuMicrosPerRequest');
@@ -43,7 +43,11 @@ export function aggregateRounds({ name, description }, rounds) {
   return {
     name,
     description,
+    suites,
     status: 'ok',
+    bodyBytes: bodyBytes ?? null,
+    bodyBytesOnWire: rounds[0].bodyBytesOnWire ?? null,
+    contentEncoding: rounds[0].contentEncoding ?? null,
     roundCount: rounds.length,
     requests: pick('requests').reduce((a, b) => a + b, 0),
     requestsPerSecond: median(rps),

@@ -15,7 +15,12 @@ export function nginxVersion() {
   return (out.stderr || out.stdout || '').trim().replace(/^nginx version:\s*nginx\//, '') || null;
 }
 
-export function nginxConfig({ dir, port, upstreamPort }) {
+/**
+ * Options: `cache` (proxy_cache on every 200, 10 min, in the temp dir; adds
+ * X-Cache-Status), `gzip` (gzip on for application/json; `gzipLevel`, nginx's
+ * default 1 when not given).
+ */
+export function nginxConfig({ dir, port, upstreamPort, cache = false, gzip = false, gzipLevel = null }) {
   // `user` only makes sense (and is only allowed quietly) when we are root;
   // running workers as root keeps temp-dir permissions simple.
   const userLine = process.getuid?.() === 0 ? 'user root;' : '';
@@ -38,6 +43,9 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
+${cache ? `  proxy_cache_path ${dir}/cache keys_zone=bench:10m max_size=100m inactive=60m;\n` : ''}${
+    gzip ? `  gzip on;\n  gzip_types application/json;\n${gzipLevel ? `  gzip_comp_level ${gzipLevel};\n` : ''}` : ''
+  }
 
   # nginx closes client connections after 1000 requests by default; node's
   # http server never does. Lift the limit so wrk's 64 connections stay up,
@@ -59,18 +67,18 @@ http {
       proxy_pass http://bench_upstream;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-    }
+${cache ? '      proxy_cache bench;\n      proxy_cache_valid 200 10m;\n      add_header X-Cache-Status $upstream_cache_status;\n' : ''}    }
   }
 }
 `;
 }
 
 /** Write config into a fresh temp dir; returns { dir, confPath, cleanup }. */
-export function prepareNginxDir({ port, upstreamPort }) {
+export function prepareNginxDir({ port, upstreamPort, ...options }) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'switchyard-bench-nginx-'));
   chmodSync(dir, 0o755); // workers may run as another user
   const confPath = path.join(dir, 'nginx.conf');
-  writeFileSync(confPath, nginxConfig({ dir, port, upstreamPort }));
+  writeFileSync(confPath, nginxConfig({ dir, port, upstreamPort, ...options }));
   return { dir, confPath, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

@@ -176,9 +176,9 @@ export function parsePortHandshake(line) {
 }
 
 /** One GET; resolves { status, body } or rejects. Never reuses sockets. */
-export function httpGet(url, timeoutMs = 1000) {
+export function httpGet(url, timeoutMs = 1000, headers = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+    const req = http.get(url, { agent: false, timeout: timeoutMs, headers }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));

@@ -23,8 +23,11 @@ export function wrkVersion() {
  * One bounded wrk run. wrk stops itself after `seconds`; a watchdog kills it
  * if it somehow doesn't, so a load loop can never run unbounded.
  */
-export async function runWrk({ url, seconds, connections, core }) {
-  const args = ['-t', '1', '-c', String(connections), '-d', `${seconds}s`, '--timeout', '5s', '--latency', url];
+export async function runWrk({ url, seconds, connections, core, headers = {}, script = null }) {
+  const args = ['-t', '1', '-c', String(connections), '-d', `${seconds}s`, '--timeout', '5s', '--latency'];
+  for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`);
+  if (script) args.push('-s', script);
+  args.push(url);
   const child = spawnTracked('wrk', WRK, args, { core });
   child.stdin.end();
   let stdout = '';
