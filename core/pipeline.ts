@@ -89,6 +89,8 @@ export class Pipeline {
     const { config } = loaded;
     const global = createStages();
     const admin = new AdminRouter(config.server.admin.prefix ?? '', config.server.admin.key, rt.audit);
+    let built: Pipeline | undefined;
+    addCoreAdminRoutes(admin, loaded, rt, () => built!);
     const defaults = config.server.timeouts as TimeoutsConfig;
     const routes = config.routes.map((route, i) => buildRoute(route, defaults, loaded.baseDir, loaded.routePlugins[i]!.length > 0 ? createStages() : undefined));
     const router = new Router(routes);
@@ -112,7 +114,7 @@ export class Pipeline {
       throw err;
     }
     const pipeline = new Pipeline(generation, loaded, global, router, admin, disposers, rt.logger, rt.engines);
-    addCoreAdminRoutes(pipeline, rt);
+    built = pipeline;
     return pipeline;
   }
 
@@ -192,10 +194,13 @@ async function runDisposers(disposers: readonly Dispose[], logger: Logger): Prom
   }
 }
 
-function addCoreAdminRoutes(pipeline: Pipeline, rt: Runtime): void {
-  const { loaded } = pipeline;
-  pipeline.admin.add({ method: 'GET', path: '/health', public: true, handler: () => ({ status: 200, json: { status: 'ok' } }) });
-  pipeline.admin.add({
+/**
+ * The core's admin routes. They are added before any plugin's, so a plugin may replace one (a
+ * balancer answering `/health` with its backends too); the pipeline is read when a route is asked.
+ */
+function addCoreAdminRoutes(admin: AdminRouter, loaded: LoadedConfig, rt: Runtime, current: () => Pipeline): void {
+  admin.add({ method: 'GET', path: '/health', public: true, handler: () => ({ status: 200, json: { status: 'ok' } }) });
+  admin.add({
     method: 'GET',
     path: '/status',
     public: true,
@@ -206,10 +211,10 @@ function addCoreAdminRoutes(pipeline: Pipeline, rt: Runtime): void {
         version: rt.version,
         uptimeSeconds: Math.round((Date.now() - rt.startedAt) / 1000),
         preset: loaded.config.preset ?? null,
-        generation: pipeline.generation,
-        activeRequests: pipeline.activeRequests,
+        generation: current().generation,
+        activeRequests: current().activeRequests,
         lastReload: rt.lastReload,
-        routes: pipeline.router.all.map((route) => ({
+        routes: current().router.all.map((route) => ({
           name: route.name,
           match: route.match,
           upstreams: route.upstreams.map((u) => ({ name: redactString(u.name, loaded.secrets), healthy: rt.health.isHealthy(u) })),
@@ -219,14 +224,14 @@ function addCoreAdminRoutes(pipeline: Pipeline, rt: Runtime): void {
       },
     }),
   });
-  pipeline.admin.add({
+  admin.add({
     method: 'GET',
     path: '/config',
     handler: () => ({ status: 200, json: redactConfig(loaded.config, loaded.secrets) }),
   });
   const { tls } = rt;
   if (tls) {
-    pipeline.admin.add({
+    admin.add({
       method: 'POST',
       path: '/config/reload-tls',
       handler: () => {

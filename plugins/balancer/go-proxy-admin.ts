@@ -1,6 +1,6 @@
 // `adminAliases: go-proxy`: the admin paths of the YAML-configured Go reverse proxy people migrate
 // from (/api/v1/backends/…, /api/v1/stats/…), mapped onto the balancer's own operations (admin.ts),
-// plus the backend listing and ranking of the edge-worker balancer (/api/health, /api/ip-preference).
+// plus the backend listing and ranking of the edge-worker balancer (/health and /api/health, /api/ip-preference).
 import { rename, writeFile, copyFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
@@ -73,7 +73,11 @@ export function goProxyAliases(api: PluginApi, options: AliasOptions): (balanced
       return report(balanced, body);
     });
 
-    api.admin({ method: 'GET', path: '/api/health', public: true, handler: () => ({ status: 200, json: { status: 'ok', backends: backends(api, balanced) } }) });
+    // `/health` too, as the edge-worker balancer serves it: still 200 with status ok for load
+    // balancers in front, plus the backends (the core lets a plugin replace its /health).
+    const health = () => ({ status: 200, json: { status: 'ok', backends: backends(api, balanced) } });
+    api.admin({ method: 'GET', path: '/health', public: true, handler: health });
+    api.admin({ method: 'GET', path: '/api/health', public: true, handler: health });
     api.admin({ method: 'GET', path: '/api/ip-preference', public: true, handler: () => ({ status: 200, json: { backends: ranked(backends(api, balanced)) } }) });
   };
 }

@@ -263,8 +263,10 @@ describe('balancer preset: the Go proxy admin API', () => {
     await expectState();
 
     // Public listing and ranking.
-    const health = await call('GET', '/api/health', undefined, null);
+    const health = await call('GET', '/health', undefined, null);
     assert.equal(health.status, 200);
+    assert.equal(health.json.status, 'ok');
+    assert.deepEqual((await call('GET', '/api/health', undefined, null)).json, health.json);
     const rows = health.json.backends as { url: string; region: string | null; priority: number; healthy: boolean; avgLatencyMs: number | null; lastCheck: unknown }[];
     assert.deepEqual(rows.map((r) => [r.url, r.region, r.priority, r.healthy]).sort(), [[b, 'us', 0, true], [c, 'backup', 1, true], [d, null, 0, true]].sort());
     assert.ok(rows.every((r) => 'lastCheck' in r && 'avgLatencyMs' in r));
