@@ -62,6 +62,13 @@ describe('switchyard CLI', () => {
     assert.equal(run(['start', '--bogus']).status, 2);
   });
 
+  test('`npx switchyard` in the repository runs this project\'s command, as the README says', () => {
+    const root = fileURLToPath(new URL('../../../', import.meta.url));
+    const result = spawnSync('npx', ['--no-install', 'switchyard', 'presets'], { cwd: root, env: process.env, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /^balancer\s/m);
+  });
+
   test('presets lists the presets', () => {
     const result = run(['presets']);
     assert.equal(result.status, 0);
