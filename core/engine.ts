@@ -39,6 +39,11 @@ export interface ForwardEngine {
   upgrade(ctx: RequestContext, socket: Duplex, head: Buffer, onError: (err: SwitchyardError) => void): void;
   /** Closes pooled connections. */
   close(): Promise<void> | void;
+  /**
+   * Closes the pooled connections to `origin` once the requests on them ended; later requests
+   * open fresh ones (a balancer's `disconnect`).
+   */
+  closeIdle(origin: string): Promise<void> | void;
 }
 
 /** Keep-alive pool sizes per upstream origin (server.pool). */

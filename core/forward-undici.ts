@@ -46,6 +46,16 @@ export class UndiciEngine implements ForwardEngine {
     this.upgrades.upgrade(ctx, socket, head, onError);
   }
 
+  async closeIdle(origin: string): Promise<void> {
+    const closing: Promise<void>[] = [];
+    for (const [key, pool] of this.pools) {
+      if (!key.startsWith(`${origin}|`)) continue;
+      this.pools.delete(key);
+      closing.push(pool.close()); // lets requests in flight finish, then closes every connection
+    }
+    await Promise.all(closing);
+  }
+
   async close(): Promise<void> {
     const pools = [...this.pools.values()];
     this.pools.clear();
@@ -58,7 +68,7 @@ export class UndiciEngine implements ForwardEngine {
    */
   private poolFor(upstream: Upstream, connectTimeout: number): Pool {
     const known = this.poolOf.get(upstream);
-    if (known && known.connectTimeout === connectTimeout && !known.pool.destroyed) return known.pool;
+    if (known && known.connectTimeout === connectTimeout && !known.pool.destroyed && !known.pool.closed) return known.pool;
     const { target, tls } = upstream;
     const key = `${target.origin}|${connectTimeout}|${tls?.insecure ? 1 : 0}|${tls?.ca ?? ''}`;
     let pool = this.pools.get(key);

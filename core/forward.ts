@@ -319,6 +319,13 @@ export class HttpProxyEngine implements ForwardEngine {
     });
   }
 
+  closeIdle(origin: string): void {
+    const agent = this.agents.get(origin);
+    if (!agent) return;
+    // Busy sockets go back to the pool when their request ends; only the free ones can go now.
+    for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
+  }
+
   close(): void {
     this.sweeper.close();
     for (const agent of this.agents.values()) agent.destroy();

@@ -178,6 +178,9 @@ function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | un
     runtimeInfo: () => runtimeInfo(rt),
     admin: (spec) => admin.add(spec),
     isAdmin: (req) => admin.isAuthorized(req),
+    closeIdleConnections: async (upstream) => {
+      await Promise.all(Object.values(rt.engines).map((engine) => engine.closeIdle(upstream.target.origin)));
+    },
     audit: (action, details) => rt.audit.info({ plugin: name, ...details, action }, 'audit'),
     createRoute: (config) => buildRoute(config, loaded.config.server.timeouts as TimeoutsConfig, loaded.baseDir),
     createUpstream: (config, routeName) => buildUpstream(routeName ?? route?.name ?? '*', config, loaded.baseDir),

@@ -138,6 +138,8 @@ export interface PluginApi {
    * @example api.hooks.route.tap('mappings', (ctx) => ctx.pathname.startsWith('/x') ? xRoute : undefined);
    */
   createRoute(config: RouteConfig): Route;
+  /** Closes the pooled connections to an upstream's origin once their requests ended (both engines). */
+  closeIdleConnections(upstream: Upstream): Promise<void>;
   /** Makes an upstream of this plugin's route (or of `routeName`), e.g. one added at run time. */
   createUpstream(config: UpstreamConfig, routeName?: string): Upstream;
 }

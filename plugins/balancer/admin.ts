@@ -31,8 +31,7 @@ export function registerAdmin(api: PluginApi, routes: readonly BalancedRoute[], 
   api.admin({ method: 'POST', path: '/upstream/:route', handler: async (req) => addUpstream(api, balanced, req.params.route!, await req.json()) });
   api.admin({ method: 'PATCH', path: '/upstream/:route/:upstream', handler: async (req) => changeUpstream(api, balanced, req.params.route!, req.params.upstream!, patchBody(await req.json())) });
   api.admin({ method: 'POST', path: '/upstream/:route/:upstream/drain', handler: (req) => changeUpstream(api, balanced, req.params.route!, req.params.upstream!, { draining: true }) });
-  // Stops traffic to it. Closing its idle pooled sockets needs the core's connection pool (see README).
-  api.admin({ method: 'POST', path: '/upstream/:route/:upstream/disconnect', handler: (req) => changeUpstream(api, balanced, req.params.route!, req.params.upstream!, { active: false }) });
+  api.admin({ method: 'POST', path: '/upstream/:route/:upstream/disconnect', handler: (req) => disconnectUpstream(api, balanced, req.params.route!, req.params.upstream!) });
   api.admin({ method: 'DELETE', path: '/upstream/:route/:upstream', handler: (req) => removeUpstream(balanced, req.params.route!, req.params.upstream!) });
   api.admin({ method: 'POST', path: '/report', handler: async (req) => report(balanced, await req.json()) });
   if (aliases) aliases(balanced);
@@ -80,6 +79,15 @@ export function report(balanced: Map<string, BalancedRoute>, body: unknown): Rep
 }
 
 export type Patch = Partial<Pick<RuntimeChange, 'weight' | 'maxConnections' | 'active' | 'draining'>>;
+
+/** Stops traffic to the upstream and closes its pooled connections once their requests ended. */
+export async function disconnectUpstream(api: PluginApi, balanced: Map<string, BalancedRoute>, routeName: string, ref: string): Promise<Reply> {
+  const reply = await changeUpstream(api, balanced, routeName, ref, { active: false });
+  const { member } = memberOf(balanced, routeName, ref);
+  // Not awaited: a long response (an event stream) on one of them must not hold up the answer.
+  api.closeIdleConnections(member.upstream).catch((err: unknown) => api.log.warn({ err }, 'closing the upstream\'s connections failed'));
+  return reply;
+}
 
 export async function changeUpstream(api: PluginApi, balanced: Map<string, BalancedRoute>, routeName: string, ref: string, patch: Patch): Promise<Reply> {
   const { route, table, member } = memberOf(balanced, routeName, ref);

@@ -7,7 +7,7 @@ import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import YAML from 'yaml';
 import type { AdminRequest, PluginApi, Reply } from '../../core/index.js';
-import { addUpstream, badRequest, changeUpstream, describe, isObject, patchBody, removeUpstream, report, routeOf, stats, type BalancedRoute } from './admin.js';
+import { addUpstream, badRequest, changeUpstream, describe, disconnectUpstream, isObject, patchBody, removeUpstream, report, routeOf, stats, type BalancedRoute } from './admin.js';
 import type { Member } from './table.js';
 
 export interface AliasOptions {
@@ -57,7 +57,7 @@ export function goProxyAliases(api: PluginApi, options: AliasOptions): (balanced
       const { upstream, backend_id: id, ...patch } = body;
       return changeUpstream(api, balanced, routeName(upstream ?? req.query.get('upstream')), backendId(id ?? req.query.get('backend_id')), patchBody(patch));
     });
-    add('POST', '/backends/disconnect', (req) => changeUpstream(api, balanced, routeName(req.query.get('upstream')), backendId(req.query.get('backend_id')), { active: false }));
+    add('POST', '/backends/disconnect', (req) => disconnectUpstream(api, balanced, routeName(req.query.get('upstream')), backendId(req.query.get('backend_id'))));
     add('GET', '/stats/server', () => ({ status: 200, json: serverStats(api, balanced) }));
     add('GET', '/stats/backend', (req) => {
       const upstream = req.query.get('upstream');

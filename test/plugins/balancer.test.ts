@@ -481,3 +481,46 @@ describe('runtime upstream changes', { timeout: 60000 }, () => {
     });
   });
 });
+
+describe('disconnect', () => {
+  for (const engine of ['undici', 'http-proxy']) {
+    test(`disconnect stops traffic to an upstream and closes its pooled connections (${engine} engine)`, { timeout: 20_000 }, async () => {
+      const open = new Set<import('node:net').Socket>();
+      let allClosed!: () => void;
+      const closed = new Promise<void>((resolve) => { allClosed = resolve; });
+      let disconnecting = false;
+      const a = await startUpstream((_req, res) => res.end('a'));
+      // Longer than the test: only the proxy can be the one closing these connections.
+      a.server.keepAliveTimeout = 60_000;
+      a.server.on('connection', (socket) => {
+        open.add(socket);
+        socket.on('close', () => {
+          open.delete(socket);
+          if (disconnecting && open.size === 0) allClosed();
+        });
+      });
+      const b = await startUpstream((_req, res) => res.end('b'));
+      const sy = await startSwitchyard({
+        server: { store: 'memory://', accessLog: false, engine, admin: { key: 'disconnect-admin-key' } },
+        routes: [{ name: 'main', match: { pathPrefix: '/' }, upstreams: [{ url: a.url, name: 'a' }, { url: b.url, name: 'b' }], plugins: [{ name: 'balancer', options: { algorithm: 'round-robin' } }] }],
+      });
+      try {
+        const before = await Promise.all(Array.from({ length: 6 }, async () => (await fetch(`${sy.url}/x`)).text()));
+        assert.ok(before.includes('a') && open.size > 0, 'a holds pooled connections');
+        disconnecting = true;
+        const res = await fetch(`${sy.url}/upstream/main/a/disconnect`, { method: 'POST', headers: { 'x-api-key': 'disconnect-admin-key' } });
+        assert.equal(res.status, 200);
+        await res.arrayBuffer();
+        if (open.size === 0) allClosed();
+        await closed; // every connection the proxy held to a is gone
+        const after = await Promise.all(Array.from({ length: 6 }, async () => (await fetch(`${sy.url}/y`)).text()));
+        assert.deepEqual([...new Set(after)], ['b']);
+        assert.equal(open.size, 0, 'no new connection to a');
+      } finally {
+        await sy.stop();
+        await a.close();
+        await b.close();
+      }
+    });
+  }
+});
