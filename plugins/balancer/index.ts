@@ -46,6 +46,10 @@ const schema = {
       additionalProperties: false,
       default: {},
     },
+    refreshInterval: {
+      type: 'integer', minimum: 0, default: 1000,
+      description: 'How often runtime upstream changes are read back from the store (ms), so instances sharing a store (redis://) follow each other; 0 = only at start.',
+    },
     adminAliases: {
       enum: ['none', 'go-proxy'], default: 'none',
       description: 'go-proxy: also serve the admin API at the Go reverse proxy\'s paths (/api/v1/backends…), plus /api/health and /api/ip-preference.',
@@ -212,6 +216,7 @@ export default definePlugin({
     };
     api.health.on('change', onHealthChange);
 
+    let committing = 0;
     const balanced: BalancedRoute[] = configuredRoutes.map((name) => ({
       name,
       algorithm: options.algorithm,
@@ -220,12 +225,34 @@ export default definePlugin({
       table: () => tableFor(name, () => upstreamsOf(name)),
       commit: async (table) => {
         table.resync(defaults, latency);
-        await persist(table);
+        committing++;
+        try {
+          await persist(table);
+        } finally {
+          committing--;
+        }
       },
     }));
+
+    // Another instance on the same store may change upstreams at run time: read the changes back.
+    const refresh = async () => {
+      for (const table of tables.values()) {
+        if (committing > 0) return; // our own write is on its way; the next round reads it
+        const saved = await api.store.get(storeKey(table.routeName)) as RouteTable['changes'] | undefined;
+        if (saved && JSON.stringify(saved) !== JSON.stringify(table.changes)) {
+          table.changes = saved;
+          table.resync(defaults, latency);
+        }
+      }
+    };
+    const refresher = options.refreshInterval > 0
+      ? setInterval(() => refresh().catch((err: unknown) => api.log.warn({ err }, 'could not read runtime upstream changes from the store')), options.refreshInterval)
+      : undefined;
+    refresher?.unref();
     registerAdmin(api, balanced, options.adminAliases === 'go-proxy' ? goProxyAliases(api, { configFile: options.configFile }) : undefined);
 
     return () => {
+      clearInterval(refresher);
       api.health.off('change', onHealthChange);
     };
   },

@@ -451,6 +451,30 @@ describe('runtime upstream changes', { timeout: 60000 }, () => {
     }
   });
 
+  test('instances sharing a store follow each other\'s runtime changes', async () => {
+    const extra = await startFleet(['d']);
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const store = `sqlite://${mkdtempSync(`${tmpdir()}/switchyard-shared-`)}/shared.sqlite`;
+    const config = fleetConfig(fleet, [balancer({ refreshInterval: 50 })], { server: { store } });
+    const one = await startSwitchyard(config);
+    const two = await startSwitchyard(config);
+    try {
+      // The second instance has loaded its table before the change is made.
+      assert.deepEqual((await upstreamsOf(two)).map((u) => u.name), ['a', 'b', 'c']);
+      assert.equal((await admin(one.url, 'POST', '/upstream/main', { url: extra.urls[0], name: 'd' })).status, 201);
+      // The other instance reads it back from the store (bounded by a count of checks, not a time).
+      let names: string[] = [];
+      for (let i = 0; i < 400 && !names.includes('d'); i++) names = (await upstreamsOf(two)).map((u) => u.name);
+      assert.ok(names.includes('d'), 'the second instance sees the upstream added on the first');
+      assert.deepEqual(tally(await many(two.url, 40)), { a: 10, b: 10, c: 10, d: 10 });
+    } finally {
+      await one.stop();
+      await two.stop();
+      await extra.close();
+    }
+  });
+
   test('the config file wins for what it names: editing an upstream drops its runtime change', async () => {
     const config = fleetConfig(fleet, [balancer({ algorithm: 'weighted' })]);
     await withYard(config, async (sy) => {
