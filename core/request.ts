@@ -38,7 +38,7 @@ async function run(pipeline: Pipeline, rt: Runtime, ctx: RequestContext): Promis
   }
   const route = pipeline.routesOnlyFromConfig
     ? pipeline.router.match(ctx.req, ctx.pathname)
-    : await pipeline.global.route.promise(ctx);
+    : await runBail(pipeline, ctx, 'route');
   if (!route) throw new SwitchyardError('SY_ERR_NO_ROUTE', `no route matches ${ctx.req.method} ${ctx.pathname}`);
   ctx.route = route;
   ctx.timings.routed = ctx.elapsed();
@@ -203,24 +203,55 @@ function hasTaps(pipeline: Pipeline, route: Route, stage: keyof Stages): boolean
   return pipeline.global[stage].taps.length > 0 || (route.stages !== undefined && route.stages[stage].taps.length > 0);
 }
 
-/** Global taps first, then the route's; the first that answers wins. */
-async function runBail<S extends BailStage>(pipeline: Pipeline, ctx: RequestContext, stage: S, arg?: unknown): Promise<Awaited<ReturnType<Stages[S]['promise']>>> {
-  type Result = Awaited<ReturnType<Stages[S]['promise']>>;
-  const call = (hook: Stages[S]) => (hook as unknown as { promise(ctx: RequestContext, arg: unknown): Promise<Result> }).promise(ctx, arg);
-  const global = pipeline.global[stage];
-  if (global.taps.length > 0) {
-    const result = await call(global);
-    if (result !== undefined) return result;
+/**
+ * Calls a stage's hook. Most taps are synchronous: then tapable calls back before `callAsync`
+ * returns and the result comes back as a plain value, without the promise and closures of
+ * `hook.promise()`. Only when a tap really is asynchronous does a promise come back.
+ */
+function callHook<T>(hook: { callAsync(...args: unknown[]): void }, args: unknown[]): T | Promise<T> {
+  let done = false;
+  let value: T | undefined;
+  let failure: unknown;
+  let resolve: ((value: T) => void) | undefined;
+  let reject: ((err: unknown) => void) | undefined;
+  // tapable's compiled callAsync takes exactly the hook's arguments, then the callback.
+  hook.callAsync(...args, (err: unknown, result: T) => {
+    if (resolve) {
+      if (err) reject!(err);
+      else resolve(result);
+      return;
+    }
+    done = true;
+    failure = err;
+    value = result;
+  });
+  if (done) {
+    if (failure) throw failure;
+    return value as T;
   }
+  return new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+}
+
+/** Global taps first, then the route's; the first that answers wins. A plain value when every tap was synchronous. */
+function runBail<S extends BailStage>(pipeline: Pipeline, ctx: RequestContext, stage: S, arg?: unknown): Awaited<ReturnType<Stages[S]['promise']>> | Promise<Awaited<ReturnType<Stages[S]['promise']>>> {
+  type Result = Awaited<ReturnType<Stages[S]['promise']>>;
+  const args = stage === 'selectUpstream' || stage === 'error' ? [ctx, arg] : [ctx];
   const own = ctx.route?.stages?.[stage];
-  if (own && own.taps.length > 0) return call(own);
-  return undefined as Result;
+  const callOwn = (): Result | Promise<Result> => (own && own.taps.length > 0 ? callHook<Result>(own as never, args) : (undefined as Result));
+  const global = pipeline.global[stage];
+  if (global.taps.length === 0) return callOwn();
+  const result = callHook<Result>(global as never, args);
+  if (result instanceof Promise) return result.then((value) => (value !== undefined ? value : callOwn()));
+  return result !== undefined ? result : callOwn();
 }
 
 async function runSeries(pipeline: Pipeline, ctx: RequestContext, stage: 'postResponse' | 'cacheStore'): Promise<void> {
-  if (pipeline.global[stage].taps.length > 0) await pipeline.global[stage].promise(ctx);
+  if (pipeline.global[stage].taps.length > 0) await callHook(pipeline.global[stage] as never, [ctx]);
   const own = ctx.route?.stages?.[stage];
-  if (own && own.taps.length > 0) await own.promise(ctx);
+  if (own && own.taps.length > 0) await callHook(own as never, [ctx]);
 }
 
 function canResend(ctx: RequestContext): boolean {
@@ -348,7 +379,7 @@ export function handleUpgrade(pipeline: Pipeline, rt: Runtime, req: IncomingMess
 }
 
 async function upgrade(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, socket: Duplex, head: Buffer): Promise<void> {
-  const route = pipeline.routesOnlyFromConfig ? pipeline.router.match(ctx.req, ctx.pathname) : await pipeline.global.route.promise(ctx);
+  const route = pipeline.routesOnlyFromConfig ? pipeline.router.match(ctx.req, ctx.pathname) : await runBail(pipeline, ctx, 'route');
   if (!route || !route.websocket) throw new SwitchyardError('SY_ERR_NO_ROUTE', `no route takes WebSocket upgrades at ${ctx.pathname}`);
   ctx.route = route;
   const { outgoing } = ctx;
