@@ -109,6 +109,9 @@ export class UpstreamHealth extends EventEmitter<{ change: [Upstream, HealthStat
   }
 }
 
+/** How long closing the stores may take at shutdown (ms). */
+const STORE_CLOSE_TIMEOUT = 2000;
+
 /** How long a Redis store waits for a connection before the call fails (ms). */
 const REDIS_CONNECT_TIMEOUT = 2000;
 
@@ -152,8 +155,12 @@ export class StoreFactory {
     return keyv;
   }
 
+  /** Disconnects every store; a connection stuck reconnecting to a store that is gone cannot hold up a shutdown. */
   async close(): Promise<void> {
-    await Promise.allSettled([...this.opened.values()].map((keyv) => keyv.disconnect()));
+    let timer: NodeJS.Timeout | undefined;
+    const giveUp = new Promise<void>((resolve) => { timer = setTimeout(resolve, STORE_CLOSE_TIMEOUT); });
+    await Promise.race([Promise.allSettled([...this.opened.values()].map((keyv) => keyv.disconnect())), giveUp]);
+    clearTimeout(timer);
     this.opened.clear();
   }
 }

@@ -75,7 +75,7 @@ describe('the cache on Redis', { skip }, () => {
     return sy;
   }
 
-  test('two instances share one Redis: what one stored, the other serves', async () => {
+  test('two instances share one Redis: what one stored, the other serves', { timeout: 60_000 }, async () => {
     const one = await yard();
     const two = await yard();
     assert.equal((await get(one, '/shared')).headers.get('x-cache'), 'MISS');
@@ -87,7 +87,7 @@ describe('the cache on Redis', { skip }, () => {
     assert.equal(up.count('/shared'), 1);
   });
 
-  test('with Redis stopped mid-run requests keep flowing from memory, and the store is used again once it is back', async () => {
+  test('with Redis stopped mid-run requests keep flowing from memory, and the store is used again once it is back', { timeout: 60_000 }, async () => {
     const sy = await yard();
     await get(sy, '/before');
     await eventually('the entry reached Redis', async () => (await keys(sy)).keys.some((k) => k.key === 'GET /before' && k.tiers.includes('persistent')));
@@ -119,7 +119,7 @@ describe('the cache on Redis', { skip }, () => {
     assert.equal(up.count('/after'), 1);
   });
 
-  test('a Redis that is down at start is waited for: the cache serves from memory, then uses it once it is up', async () => {
+  test('a Redis that is down at start is waited for: the cache serves from memory, then uses it once it is up', { timeout: 60_000 }, async () => {
     const late = new RedisProcess(await freePort());
     try {
       const sy = await yard(late.url);
