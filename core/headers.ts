@@ -4,6 +4,9 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { TLSSocket } from 'node:tls';
 
+/** An RFC 9110 token (a header name, a method): the JSON-schema pattern plugins use for such options. */
+export const HTTP_TOKEN_PATTERN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+
 const HOP_BY_HOP = [
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
   'te', 'trailer', 'transfer-encoding', 'upgrade',

@@ -11,3 +11,4 @@ export type { AdminRequest, AdminRouteSpec } from './admin.js';
 export type { HealthStatus, HealthView, PluginStore, UpstreamHealth } from './state.js';
 export type { Reply, Route, Upstream } from './types.js';
 export type { SwitchyardConfig, RouteConfig, UpstreamConfig } from './config/schema.js';
+export { HTTP_TOKEN_PATTERN } from './headers.js';

@@ -2,11 +2,10 @@
 // missing → 401, wrong → 403, both as JSON errors. The key stays with the proxy; the upstream never sees it.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { definePlugin, Stage, type RequestContext, type Reply } from '../../core/index.js';
+import { definePlugin, Stage, type RequestContext, type Reply, HTTP_TOKEN_PATTERN } from '../../core/index.js';
 
 export const name = 'api-key';
 
-const HEADER_NAME = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 
 export const schema = {
   type: 'object',
@@ -25,7 +24,7 @@ export const schema = {
         additionalProperties: false,
       },
     },
-    header: { type: 'string', pattern: HEADER_NAME, default: 'X-API-Key' },
+    header: { type: 'string', pattern: HTTP_TOKEN_PATTERN, default: 'X-API-Key' },
     bearer: { type: 'boolean', default: true, description: 'also accept Authorization: Bearer <key>' },
     publicPaths: {
       type: 'array',

@@ -1,27 +1,26 @@
 // Cross-origin resource sharing: answers preflight OPTIONS requests itself (they never reach the
 // upstream) and puts the Access-Control-* headers on every response, refusals included.
 import type { OutgoingHttpHeaders } from 'node:http';
-import { definePlugin, Stage, type RequestContext } from '../../core/index.js';
+import { definePlugin, Stage, type RequestContext, HTTP_TOKEN_PATTERN } from '../../core/index.js';
 
 export const name = 'cors';
 
 // `*`, `reflect`, an origin (`https://app.example.com`, port allowed), or a subdomain wildcard
 // (`https://*.example.com`; without a scheme any scheme matches). Never a path, never a trailing slash.
 const ORIGIN = '^(\\*|reflect|([a-z][a-z0-9+.-]*://)?(\\*\\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\\d{1,5})?)$';
-const TOKEN = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 
 export const schema = {
   type: 'object',
   properties: {
     origins: { type: 'array', minItems: 1, items: { type: 'string', pattern: ORIGIN }, default: ['*'] },
-    methods: { type: 'array', items: { type: 'string', pattern: TOKEN }, default: ['GET', 'HEAD', 'PUT', 'PATCH', 'POST', 'DELETE'] },
+    methods: { type: 'array', items: { type: 'string', pattern: HTTP_TOKEN_PATTERN }, default: ['GET', 'HEAD', 'PUT', 'PATCH', 'POST', 'DELETE'] },
     headers: {
       type: 'array',
-      items: { type: 'string', pattern: TOKEN },
+      items: { type: 'string', pattern: HTTP_TOKEN_PATTERN },
       default: [],
       description: 'request headers allowed; empty: whatever the preflight asks for',
     },
-    exposeHeaders: { type: 'array', items: { type: 'string', pattern: TOKEN }, default: [] },
+    exposeHeaders: { type: 'array', items: { type: 'string', pattern: HTTP_TOKEN_PATTERN }, default: [] },
     credentials: { type: 'boolean', default: false },
     maxAge: { type: 'integer', minimum: 0, default: 600, description: 'seconds a browser may cache a preflight answer' },
   },

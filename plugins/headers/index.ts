@@ -1,14 +1,13 @@
 // Header rules for a route: set, append or remove headers on the request sent upstream and on the
 // response sent back to the client.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { definePlugin, Stage } from '../../core/index.js';
+import { definePlugin, Stage, HTTP_TOKEN_PATTERN } from '../../core/index.js';
 
 export const name = 'headers';
 
-const HEADER_NAME = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 const values = {
   type: 'object',
-  propertyNames: { pattern: HEADER_NAME },
+  propertyNames: { pattern: HTTP_TOKEN_PATTERN },
   additionalProperties: { type: 'string', pattern: '^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$' },
 } as const;
 const rules = {
@@ -16,7 +15,7 @@ const rules = {
   properties: {
     set: { ...values, description: 'replace (or add) these headers' },
     append: { ...values, description: 'add a value after any existing one' },
-    remove: { type: 'array', items: { type: 'string', pattern: HEADER_NAME }, description: 'drop these headers' },
+    remove: { type: 'array', items: { type: 'string', pattern: HTTP_TOKEN_PATTERN }, description: 'drop these headers' },
   },
   additionalProperties: false,
 } as const;

@@ -1,7 +1,7 @@
 // Limits how many requests a client (by IP, API key name, a header, or the whole route) may make per
 // window — several limits may stack — and answers 429 with Retry-After once a limit is reached.
 import { createHash } from 'node:crypto';
-import { counter, definePlugin, Stage, type RequestContext } from '../../core/index.js';
+import { counter, definePlugin, HTTP_TOKEN_PATTERN, Stage, type RequestContext } from '../../core/index.js';
 import { storeCounters } from './counters.js';
 import { MemoryCounters, parseDuration, RateLimiter, type Counters, type Decision } from './limiter.js';
 
@@ -28,7 +28,7 @@ export const schema = {
     },
     algorithm: { enum: ['sliding', 'fixed'], default: 'sliding' },
     key: { enum: ['ip', 'api-key', 'header', 'route'], default: 'ip' },
-    header: { type: 'string', pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", description: 'the header to key by, with key: header' },
+    header: { type: 'string', pattern: HTTP_TOKEN_PATTERN, description: 'the header to key by, with key: header' },
     store: { enum: ['memory', 'shared'], default: 'memory', description: 'shared: counters in server.store, one limit for all instances' },
     headers: { type: 'boolean', default: true, description: 'X-RateLimit-Limit/-Remaining/-Reset on every response' },
     rejectedCode: { type: 'integer', minimum: 400, maximum: 599, default: 429 },

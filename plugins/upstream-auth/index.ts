@@ -1,10 +1,9 @@
 // Adds the upstream's credentials (Basic, Bearer, a header or a query parameter) to every forwarded
 // request, after removing any value the client sent for the same header or parameter.
-import { definePlugin, Stage } from '../../core/index.js';
+import { definePlugin, Stage, HTTP_TOKEN_PATTERN } from '../../core/index.js';
 
 export const name = 'upstream-auth';
 
-const HEADER_NAME = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
 // A credential is written into a request head: no control characters, no line breaks.
 const HEAD_SAFE = '^[^\\x00-\\x1f\\x7f]+$';
 
@@ -30,7 +29,7 @@ export const schema = {
     header: {
       type: 'object',
       properties: {
-        name: { type: 'string', pattern: HEADER_NAME },
+        name: { type: 'string', pattern: HTTP_TOKEN_PATTERN },
         secret: { type: 'string', minLength: 1, pattern: HEAD_SAFE },
       },
       required: ['name', 'secret'],
