@@ -247,7 +247,9 @@ describe('rate-limit on a route, in memory', () => {
   });
 
   test('blockDuration: once over the limit, Retry-After is the block, not the window', async () => {
-    const sy = await startSwitchyard(withPlugins(upstream.url, [{ name: 'rate-limit', options: { limits: [{ count: 1, window: '1s', blockDuration: '1h' }], algorithm: 'fixed' } }]));
+    // A window far longer than the test, so no window boundary can fall between the requests; the
+    // block is longer still, so Retry-After tells the two apart.
+    const sy = await startSwitchyard(withPlugins(upstream.url, [{ name: 'rate-limit', options: { limits: [{ count: 1, window: '1h', blockDuration: '2h' }], algorithm: 'fixed' } }]));
     try {
       const ok = await fetch(`${sy.url}/x`);
       await ok.arrayBuffer();
@@ -256,7 +258,7 @@ describe('rate-limit on a route, in memory', () => {
         await refused.arrayBuffer();
         assert.equal(refused.status, 429);
         const retryAfter = Number(refused.headers.get('retry-after'));
-        assert.ok(retryAfter > 3500 && retryAfter <= 3600, `Retry-After ${retryAfter}`);
+        assert.ok(retryAfter > 7100 && retryAfter <= 7200, `Retry-After ${retryAfter}`);
       }
     } finally {
       await sy.stop();
