@@ -73,6 +73,14 @@ type HookResult<S extends StageName> = Awaited<ReturnType<Stages[S]['promise']>>
 export interface StageTap<S extends StageName> {
   tap(options: string | TapOptions, fn: (...args: HookArgs<S>) => HookResult<S> | void): void;
   tapPromise(options: string | TapOptions, fn: (...args: HookArgs<S>) => Promise<HookResult<S> | void>): void;
+  /**
+   * For a tap that can usually answer at once and only sometimes has to wait (a cache: memory hit
+   * now, store read later): return a value or a promise. A value costs no promise, and a stage
+   * whose taps all answered at once runs synchronously.
+   *
+   * @example api.hooks.cacheLookup.tapMaybeAsync('memo', (ctx) => memory.get(ctx.url) ?? readFromStore(ctx.url));
+   */
+  tapMaybeAsync(options: string | TapOptions, fn: (...args: HookArgs<S>) => HookResult<S> | void | Promise<HookResult<S> | void>): void;
 }
 
 export type PluginHooks = { [S in StageName]: StageTap<S> };
@@ -151,6 +159,7 @@ export function createPluginHooks(stages: Stages, plugin: string, isRoutePlugin:
     const hook = stages[stage] as unknown as {
       tap(o: object, fn: (...a: unknown[]) => unknown): void;
       tapPromise?(o: object, fn: (...a: unknown[]) => Promise<unknown>): void;
+      tapAsync?(o: object, fn: (...a: unknown[]) => void): void;
       taps: { name: string; stage?: number }[];
     };
     const tapOptions = (given: string | TapOptions) => {
@@ -190,6 +199,21 @@ export function createPluginHooks(stages: Stages, plugin: string, isRoutePlugin:
           return result.catch((err: unknown) => {
             throw asPluginError(plugin, stage, err);
           });
+        });
+      },
+      tapMaybeAsync(options, fn) {
+        if (!hook.tapAsync) throw new Error(`stage "${stage}" is synchronous; use tap()`);
+        // tapable's callback style: calling back before returning keeps the whole stage synchronous.
+        hook.tapAsync(tapOptions(options), (...args: unknown[]) => {
+          const callback = args.pop() as (err: unknown, result?: unknown) => void;
+          let result: unknown;
+          try {
+            result = (fn as (...a: unknown[]) => unknown)(...args);
+          } catch (err) {
+            return callback(asPluginError(plugin, stage, err));
+          }
+          if (!(result instanceof Promise)) return callback(null, result);
+          result.then((value) => callback(null, value), (err: unknown) => callback(asPluginError(plugin, stage, err)));
         });
       },
     };

@@ -29,30 +29,45 @@ export function handleRequest(pipeline: Pipeline, rt: Runtime, req: IncomingMess
     answerError(rt, ctx, new SwitchyardError('SY_ERR_BODY_TOO_LARGE', undefined, { details: { limit: maxBodySize } }));
     return;
   }
-  run(pipeline, rt, ctx).catch((err: unknown) => answerError(rt, ctx, err));
+  let running: Promise<void> | void;
+  try {
+    running = run(pipeline, rt, ctx);
+  } catch (err) {
+    answerError(rt, ctx, err);
+    return;
+  }
+  running?.catch((err: unknown) => answerError(rt, ctx, err));
 }
 
-async function run(pipeline: Pipeline, rt: Runtime, ctx: RequestContext): Promise<void> {
+/**
+ * Route → access → cacheLookup, then forward. Written without `async`: a stage whose taps all
+ * answered at once hands back a plain value, and a cache hit then costs no promise at all.
+ */
+function run(pipeline: Pipeline, rt: Runtime, ctx: RequestContext): Promise<void> | void {
   if (pipeline.admin.owns(ctx.pathname) && !rt.adminOnOwnPort) {
     return answerAdmin(pipeline, ctx);
   }
-  const route = pipeline.routesOnlyFromConfig
-    ? pipeline.router.match(ctx.req, ctx.pathname)
-    : await runBail(pipeline, ctx, 'route');
+  if (pipeline.routesOnlyFromConfig) return routed(pipeline, rt, ctx, pipeline.router.match(ctx.req, ctx.pathname));
+  return then(runBail(pipeline, ctx, 'route'), (route) => routed(pipeline, rt, ctx, route));
+}
+
+function routed(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route | undefined): Promise<void> | void {
   if (!route) throw new SwitchyardError('SY_ERR_NO_ROUTE', `no route matches ${ctx.req.method} ${ctx.pathname}`);
   ctx.route = route;
   ctx.timings.routed = ctx.elapsed();
   prepareOutgoing(ctx, route);
+  if (!hasTaps(pipeline, route, 'access')) return lookUpCache(pipeline, rt, ctx, route);
+  return then(runBail(pipeline, ctx, 'access'), (reply) => (reply ? sendReply(ctx, reply, 'access') : lookUpCache(pipeline, rt, ctx, route)));
+}
 
-  if (hasTaps(pipeline, route, 'access')) {
-    const reply = await runBail(pipeline, ctx, 'access');
-    if (reply) return sendReply(ctx, reply, 'access');
-  }
-  if (hasTaps(pipeline, route, 'cacheLookup')) {
-    const reply = await runBail(pipeline, ctx, 'cacheLookup');
-    if (reply) return sendReply(ctx, reply, 'cacheLookup');
-  }
-  return forward(pipeline, rt, ctx, route);
+function lookUpCache(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<void> | void {
+  if (!hasTaps(pipeline, route, 'cacheLookup')) return forward(pipeline, rt, ctx, route);
+  return then(runBail(pipeline, ctx, 'cacheLookup'), (reply) => (reply ? sendReply(ctx, reply, 'cacheLookup') : forward(pipeline, rt, ctx, route)));
+}
+
+/** Goes on with a value now, or once its promise settles. */
+function then<T, R>(value: T | Promise<T>, next: (value: T) => R | Promise<R>): R | Promise<R> {
+  return value instanceof Promise ? value.then(next) : next(value);
 }
 
 /** Path, hop-by-hop and X-Forwarded handling every request gets before plugins see `outgoing`. */

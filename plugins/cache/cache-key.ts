@@ -1,7 +1,7 @@
 // Cache keys: method + route + normalised path + sorted query (minus excluded parameters) and,
 // optionally, the request headers the response varies on. The readable key is kept for admin
 // listings; storage uses a hash of it so keys have a fixed size whatever the URL.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 
 export interface CacheKey {
@@ -33,7 +33,7 @@ export function cacheKey(route: string, url: string, headers: IncomingHttpHeader
 }
 
 export function hashKey(route: string, readable: string, varyPart: string): string {
-  return createHash('sha256').update(`${route}\u0000${readable}\u0000${varyPart}`).digest('base64url').slice(0, 32);
+  return hash('sha256', `${route}\u0000${readable}\u0000${varyPart}`, 'base64url').slice(0, 32);
 }
 
 /** The path with unreserved characters decoded and escapes upper-cased; the query sorted. */

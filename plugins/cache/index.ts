@@ -10,7 +10,7 @@ import { Flights, type Flight } from './coalesce.js';
 import { freshUntil, storableHeaders, type CachedEntry } from './entry.js';
 import { MemoryTier } from './memory-tier.js';
 import { PersistentTier } from './persistent-tier.js';
-import { acceptsEncoding, requestPolicy, responsePolicy } from './policy.js';
+import { acceptsEncoding, requestPolicy, responsePolicy, type RequestPolicy } from './policy.js';
 import { answer, onlyIfCachedMiss } from './respond.js';
 import { addressOf, configuredAddress, REFRESH_HEADER, refreshHeaders, refreshToken, selfRequest, type ProxyAddress } from './self-request.js';
 import { createWarmUp } from './warm-up.js';
@@ -89,7 +89,9 @@ interface RequestState {
 export default definePlugin({
   name,
   schema: cacheSchema,
-  setup(api, options: CacheOptions) {
+  setup(api, given: CacheOptions) {
+    // Header names compared per request are lower-cased once, here.
+    const options: CacheOptions = { ...given, bypassHeader: given.bypassHeader.toLowerCase() };
     const scope = api.route?.name ?? '*';
     const memory = api.state(() => new MemoryTier(options.memory), 'memory');
     memory.resize(options.memory);
@@ -106,7 +108,8 @@ export default definePlugin({
     const proxyAddress = () => seen.address ?? configuredAddress(api.config.server.host, api.config.server.port);
     const warmUp = createWarmUp(api, options.warmup, proxyAddress);
 
-    api.hooks.cacheLookup.tapPromise(name, async (ctx) => {
+    // A memory hit answers synchronously; only a store read or a coalesced wait makes a promise.
+    api.hooks.cacheLookup.tapMaybeAsync(name, (ctx) => {
       if (ctx.req.method === 'PURGE') return purge(ctx);
       seen.address ??= addressOf(ctx.req);
       warmUp.onRequest();
@@ -118,8 +121,7 @@ export default definePlugin({
         ctx.outgoing.headers = { ...ctx.outgoing.headers };
         delete ctx.outgoing.headers[REFRESH_HEADER];
       }
-      const method = ctx.req.method ?? 'GET';
-      const policy = requestPolicy(method, ctx.pathname, ctx.url, ctx.req.headers, options);
+      const policy = requestPolicy(ctx.req.method ?? 'GET', ctx.pathname, ctx.url, ctx.req.headers, options);
       // The cache's own refresh or warm-up request goes to the upstream and stores what it gets.
       if (ours) Object.assign(policy, { lookup: false, onlyIfCached: false });
       if (policy.bypass) {
@@ -128,50 +130,17 @@ export default definePlugin({
         return undefined;
       }
       const key = st.key = cacheKey(ctx.route!.name, ctx.url, ctx.req.headers, exclude, vary);
-      if (policy.lookup) {
-        let found = await find(key.id);
-        if (found && !acceptsEncoding(ctx.req.headers, found.entry)) found = undefined;
-        const now = clock.now();
-        if (found && now < freshUntil(found.entry)) {
-          counters.hit(found.tier, found.entry.body.length);
-          return answer(ctx, found.entry, 'HIT', counters);
-        }
-        if (found) {
-          const late = now - freshUntil(found.entry);
-          if (late < options.staleWhileRevalidate * 1000) {
-            counters.stale++;
-            refresh(ctx, key);
-            return answer(ctx, found.entry, 'STALE', counters);
-          }
-          st.xCache = 'EXPIRED';
-          counters.expired++;
-          if (late < options.staleIfError * 1000) st.stale = found.entry;
-        } else {
-          counters.misses++;
-        }
-        if (policy.onlyIfCached) return onlyIfCachedMiss(ctx);
+      if (!policy.lookup) return goUpstream(ctx, st, policy);
+      const inMemory = memory.get(key.id);
+      if (inMemory) {
+        persistent?.touch(key.id);
+        return lookedUp(ctx, st, policy, inMemory, 'memory');
       }
-      if (method !== 'GET') return undefined;
-      if (options.coalesce && policy.lookup) {
-        const leader = flights.get(key.id);
-        if (!leader) {
-          st.flight = flights.start(key.id);
-        } else {
-          const entry = await flights.wait(leader, options.coalesceWaitMs);
-          if (entry && acceptsEncoding(ctx.req.headers, entry)) {
-            counters.coalesced++;
-            counters.bytesServed.memory += entry.body.length;
-            return answer(ctx, entry, 'HIT', counters);
-          }
-        }
-      }
-      // The upstream must send the whole body to be stored; the cache answers conditionals itself.
-      if (ctx.outgoing.headers['if-none-match'] !== undefined || ctx.outgoing.headers['if-modified-since'] !== undefined) {
-        ctx.outgoing.headers = { ...ctx.outgoing.headers };
-        delete ctx.outgoing.headers['if-none-match'];
-        delete ctx.outgoing.headers['if-modified-since'];
-      }
-      return undefined;
+      if (!persistent) return lookedUp(ctx, st, policy, undefined, 'memory');
+      return persistent.get(key.id).then((stored) => {
+        if (stored) memory.set(stored);
+        return lookedUp(ctx, st, policy, stored, 'persistent');
+      });
     });
 
     api.hooks.postResponse.tap({ name, stage: Stage.OBSERVE }, (ctx) => {
@@ -227,17 +196,60 @@ export default definePlugin({
       state(ctx).flight?.settle();
     });
 
-    /** The entry in memory, or in the store (then promoted to memory). */
-    async function find(id: string): Promise<{ entry: CachedEntry; tier: Tier } | undefined> {
-      const inMemory = memory.get(id);
-      if (inMemory) {
-        persistent?.touch(id);
-        return { entry: inMemory, tier: 'memory' };
+    /** What a lookup found decides: a fresh hit answers, a stale one may, anything else goes upstream. */
+    function lookedUp(ctx: RequestContext, st: RequestState, policy: RequestPolicy, found: CachedEntry | undefined, tier: Tier): Reply | undefined | Promise<Reply | undefined> {
+      const counters = st.stats!;
+      if (found && !acceptsEncoding(ctx.req.headers, found)) found = undefined;
+      const now = clock.now();
+      if (found && now < freshUntil(found)) {
+        counters.hit(tier, found.body.length);
+        return answer(ctx, found, 'HIT', counters);
       }
-      const stored = await persistent?.get(id);
-      if (!stored) return undefined;
-      memory.set(stored);
-      return { entry: stored, tier: 'persistent' };
+      if (found) {
+        const late = now - freshUntil(found);
+        if (late < options.staleWhileRevalidate * 1000) {
+          counters.stale++;
+          refresh(ctx, st.key!);
+          return answer(ctx, found, 'STALE', counters);
+        }
+        st.xCache = 'EXPIRED';
+        counters.expired++;
+        if (late < options.staleIfError * 1000) st.stale = found;
+      } else {
+        counters.misses++;
+      }
+      if (policy.onlyIfCached) return onlyIfCachedMiss(ctx);
+      return goUpstream(ctx, st, policy);
+    }
+
+    /** A miss: join a request already on its way for this key, or lead one. */
+    function goUpstream(ctx: RequestContext, st: RequestState, policy: RequestPolicy): undefined | Promise<Reply | undefined> {
+      if (ctx.req.method !== 'GET') return undefined;
+      if (options.coalesce && policy.lookup) {
+        const leader = flights.get(st.key!.id);
+        if (leader) {
+          return flights.wait(leader, options.coalesceWaitMs).then((entry) => {
+            if (entry && acceptsEncoding(ctx.req.headers, entry)) {
+              st.stats!.coalesced++;
+              st.stats!.bytesServed.memory += entry.body.length;
+              return answer(ctx, entry, 'HIT', st.stats!);
+            }
+            return forwardWhole(ctx);
+          });
+        }
+        st.flight = flights.start(st.key!.id);
+      }
+      return forwardWhole(ctx);
+    }
+
+    /** The upstream must send the whole body to be stored; the cache answers conditionals itself. */
+    function forwardWhole(ctx: RequestContext): undefined {
+      if (ctx.outgoing.headers['if-none-match'] !== undefined || ctx.outgoing.headers['if-modified-since'] !== undefined) {
+        ctx.outgoing.headers = { ...ctx.outgoing.headers };
+        delete ctx.outgoing.headers['if-none-match'];
+        delete ctx.outgoing.headers['if-modified-since'];
+      }
+      return undefined;
     }
 
     /** Stale-while-revalidate: one refresh per key at a time, through the proxy itself. */

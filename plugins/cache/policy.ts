@@ -32,7 +32,7 @@ export function requestPolicy(method: string, pathname: string, url: string, hea
   const none = (bypass: string): RequestPolicy => ({ bypass, lookup: false, onlyIfCached: false });
   if (method !== 'GET' && method !== 'HEAD') return none('method');
   if (options.bypassPaths.some((prefix) => pathname.startsWith(prefix))) return none('path');
-  if (options.bypassHeader && isOn(headers[options.bypassHeader.toLowerCase()])) return none('header');
+  if (options.bypassHeader && isOn(headers[options.bypassHeader])) return none('header');
   if (options.bypassQuery && hasQuerySwitch(url, options.bypassQuery)) return none('query');
   // A shared cache must not hand one user's authorised answer to another (RFC 9111 §3.5).
   if (headers.authorization !== undefined) return none('authorization');

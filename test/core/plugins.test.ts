@@ -250,6 +250,44 @@ describe('upstream choice and retries', () => {
   });
 });
 
+describe('taps that answer now or later', () => {
+  const memo = pluginSource('memo', `
+    api.hooks.cacheLookup.tapMaybeAsync('memo', (ctx) => {
+      const how = ctx.req.headers['x-how'];
+      if (how === 'now') return { status: 200, headers: { 'x-memo': 'now' }, body: 'at once' };
+      if (how === 'later') return new Promise((resolve) => setImmediate(() => resolve({ status: 200, headers: { 'x-memo': 'later' }, body: 'after a wait' })));
+      if (how === 'throw') throw new Error('secret internals');
+      if (how === 'reject') return Promise.reject(new Error('secret internals'));
+      return undefined;
+    });`);
+
+  test('tapMaybeAsync: a value or a promise answers; nothing goes on to the upstream; failures name the plugin', async () => {
+    const sy = await startSwitchyard(routeConfig([upstream.url], { plugins: [{ path: './memo.mjs' }] }), { files: { 'memo.mjs': memo } });
+    try {
+      const before = hits;
+      const now = await fetch(`${sy.url}/x`, { headers: { 'x-how': 'now' } });
+      assert.equal(now.headers.get('x-memo'), 'now');
+      assert.equal(await now.text(), 'at once');
+      const later = await fetch(`${sy.url}/x`, { headers: { 'x-how': 'later' } });
+      assert.equal(later.headers.get('x-memo'), 'later');
+      assert.equal(await later.text(), 'after a wait');
+      assert.equal(hits, before, 'answered by the tap, not the upstream');
+      for (const how of ['throw', 'reject']) {
+        const failed = await fetch(`${sy.url}/x`, { headers: { 'x-how': how } });
+        assert.equal(failed.status, 500, how);
+        const body = await failed.json() as { error: string; code: string };
+        assert.equal(body.code, 'SY_ERR_PLUGIN_FAILED', how);
+        assert.equal(body.error, 'plugin "memo" failed in stage "cacheLookup"', how);
+      }
+      const passed = await fetch(`${sy.url}/x`);
+      assert.equal(passed.status, 200);
+      assert.equal(hits, before + 1, 'undefined goes on to the upstream');
+    } finally {
+      await sy.stop();
+    }
+  });
+});
+
 describe('bodies', () => {
   const shout = pluginSource('shout', `
     api.hooks.preRequest.tapPromise('shout', async (ctx) => {
