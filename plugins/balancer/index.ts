@@ -1,6 +1,6 @@
 // Load balancing: picks the upstream for each request (round robin, weights, hashing, latency…),
 // skipping unhealthy and full upstreams; upstreams can be added, changed and drained at run time.
-import { definePlugin, SwitchyardError, type HealthStatus, type RequestContext, type Route, type Upstream } from '../../core/index.js';
+import { definePlugin, liveUpstreams, SwitchyardError, type HealthStatus, type RequestContext, type Route, type Upstream } from '../../core/index.js';
 import { registerAdmin, type BalancedRoute } from './admin.js';
 import { goProxyAliases } from './go-proxy-admin.js';
 import { ALGORITHMS, pick, type Algorithm, type PickSettings } from './algorithms.js';
@@ -96,11 +96,16 @@ export default definePlugin({
     const defaults = { maxConnections: options.maxConnections };
     const storeKey = (route: string) => `runtime:${route}`;
     const tables = new Map<string, RouteTable>();
+    // Each route's upstreams as they are now, for plugins that follow them (active health checks).
+    // Published once the store's runtime changes are read, so nobody sees the file's set first.
+    const live = liveUpstreams(api);
+    const publish = (table: RouteTable) => live.publish(table.routeName, () => table.members.map((m) => m.upstream));
 
     const applyConfig = (table: RouteTable, upstreams: readonly Upstream[]) => {
       const dropped = table.sync(upstreams, defaults, latency);
       for (const line of dropped) api.log.info({ route: table.routeName }, `runtime change dropped: ${line}`);
       if (dropped.length > 0) void persist(table);
+      live.changed(table.routeName);
     };
     const persist = async (table: RouteTable) => {
       await api.store.set(storeKey(table.routeName), table.changes);
@@ -123,7 +128,7 @@ export default definePlugin({
       if (table) return table;
       table = api.state(() => new RouteTable(routeName, (config) => api.createUpstream(config, routeName)), routeName);
       applyConfig(table, upstreams());
-      void load(table, upstreams());
+      void load(table, upstreams()).then(() => publish(table));
       tables.set(routeName, table);
       return table;
     };
@@ -225,6 +230,7 @@ export default definePlugin({
       table: () => tableFor(name, () => upstreamsOf(name)),
       commit: async (table) => {
         table.resync(defaults, latency);
+        live.changed(table.routeName);
         committing++;
         try {
           await persist(table);
@@ -242,6 +248,7 @@ export default definePlugin({
         if (saved && JSON.stringify(saved) !== JSON.stringify(table.changes)) {
           table.changes = saved;
           table.resync(defaults, latency);
+          live.changed(table.routeName);
         }
       }
     };

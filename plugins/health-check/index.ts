@@ -1,6 +1,6 @@
 // Health checks: probes each upstream on an interval (active) and watches real traffic (passive);
 // an upstream that fails is taken out of rotation until it answers well again.
-import { definePlugin, type RequestContext, type SwitchyardError, type Upstream } from '../../core/index.js';
+import { definePlugin, liveUpstreams, type RequestContext, type SwitchyardError, type Upstream } from '../../core/index.js';
 import { probe, statusMatcher, type ProbeResult, type ProbeSpec } from './probe.js';
 
 const NAME = 'health-check';
@@ -59,6 +59,15 @@ interface Watch {
   /** A check is in flight (at most one per upstream, whichever plugin instance started it). */
   checking: boolean;
   lastCheck: (ProbeResult & { at: number }) | undefined;
+  /** Left its route's live upstream set (removed at run time): no checks, not listed; the verdict is kept should it come back. */
+  removed: boolean;
+}
+
+/** One followed upstream's active checks in one plugin instance; a new one each time it joins. */
+interface Loop {
+  timer: NodeJS.Timeout | undefined;
+  /** Aborts its check in flight when the upstream is removed. */
+  aborter: AbortController;
 }
 
 /** Connection-level failures: the upstream, not the request, is at fault. */
@@ -88,20 +97,26 @@ export default definePlugin({
     const timers = new Set<NodeJS.Timeout>();
     const aborter = new AbortController();
     let stopped = false;
-    const later = (ms: number, fn: () => void) => {
-      if (stopped) return;
+    const later = (ms: number, fn: () => void): NodeJS.Timeout | undefined => {
+      if (stopped) return undefined;
       const timer = setTimeout(() => {
         timers.delete(timer);
         if (!stopped) fn();
       }, ms);
       timer.unref();
       timers.add(timer);
+      return timer;
+    };
+    const cancel = (timer: NodeJS.Timeout | undefined) => {
+      if (!timer) return;
+      clearTimeout(timer);
+      timers.delete(timer);
     };
 
     const watchOf = (upstream: Upstream, route: string): Watch => {
       let watch = watches.get(upstream.id);
       if (!watch) {
-        watch = { upstream, route, down: undefined, reason: undefined, okStreak: 0, failStreak: 0, passiveFailures: 0, passiveSince: 0, probeAt: 0, checking: false, lastCheck: undefined };
+        watch = { upstream, route, down: undefined, reason: undefined, okStreak: 0, failStreak: 0, passiveFailures: 0, passiveSince: 0, probeAt: 0, checking: false, lastCheck: undefined, removed: false };
         watches.set(upstream.id, watch);
       }
       watch.upstream = upstream;
@@ -127,12 +142,12 @@ export default definePlugin({
       api.health.set(watch.upstream, true);
     };
 
-    const check = async (watch: Watch, spec: ProbeSpec): Promise<ProbeResult | undefined> => {
+    const check = async (watch: Watch, spec: ProbeSpec, signal: AbortSignal): Promise<ProbeResult | undefined> => {
       if (watch.checking) return undefined;
       watch.checking = true;
       try {
-        const result = await probe(watch.upstream, spec, aborter.signal);
-        if (stopped) return undefined;
+        const result = await probe(watch.upstream, spec, signal);
+        if (stopped || signal.aborted) return undefined;
         watch.lastCheck = { ...result, at: Date.now() };
         return result;
       } finally {
@@ -140,8 +155,12 @@ export default definePlugin({
       }
     };
 
-    const activeRound = async (watch: Watch) => {
-      const result = await check(watch, activeSpec!);
+    /** Upstream id → its active checks in this instance, for the upstreams of the live sets followed. */
+    const loops = new Map<string, Loop>();
+    const activeRound = async (watch: Watch, loop: Loop) => {
+      const result = await check(watch, activeSpec!, loop.aborter.signal);
+      // Removed meanwhile (and perhaps added back, with a loop of its own): this loop ends here.
+      if (loops.get(watch.upstream.id) !== loop) return;
       if (result && active) {
         if (result.ok) {
           watch.failStreak = 0;
@@ -154,16 +173,27 @@ export default definePlugin({
         }
       }
       // Jitter spreads the checks so upstreams are not all probed in the same instant.
-      if (active) later(active.interval * (1 + active.jitter * (Math.random() * 2 - 1)), () => void activeRound(watch));
+      if (active) loop.timer = later(active.interval * (1 + active.jitter * (Math.random() * 2 - 1)), () => void activeRound(watch, loop));
     };
 
+    /** Upstream id → its pending half-open probe (one at a time). */
+    const probes = new Map<string, NodeJS.Timeout>();
+    const halfOpenIn = (watch: Watch, ms: number) => {
+      const id = watch.upstream.id;
+      cancel(probes.get(id));
+      const timer = later(ms, () => {
+        probes.delete(id);
+        void halfOpen(watch);
+      });
+      if (timer) probes.set(id, timer);
+    };
     const halfOpen = async (watch: Watch) => {
-      if (watch.down !== 'passive') return;
-      const result = await check(watch, halfOpenSpec);
-      if (watch.down !== 'passive') return;
+      if (watch.down !== 'passive' || watch.removed) return;
+      const result = await check(watch, halfOpenSpec, aborter.signal);
+      if (watch.down !== 'passive' || watch.removed) return;
       if (result?.ok) return markUp(watch, 'half-open probe passed');
       watch.probeAt = Date.now() + passive.unhealthyTimeout;
-      later(passive.unhealthyTimeout, () => void halfOpen(watch));
+      halfOpenIn(watch, passive.unhealthyTimeout);
     };
 
     const recordPassive = (ctx: RequestContext, ok: boolean) => {
@@ -181,19 +211,72 @@ export default definePlugin({
       if (!watch.down && watch.passiveFailures >= passive.failures) {
         markDown(watch, 'passive', `${watch.passiveFailures} consecutive failures (last: ${ctx.error?.code ?? `status ${ctx.response?.status}`})`);
         watch.probeAt = now + passive.unhealthyTimeout;
-        later(passive.unhealthyTimeout, () => void halfOpen(watch));
+        halfOpenIn(watch, passive.unhealthyTimeout);
       }
     };
 
-    const routes = api.route ? [api.route] : api.config.routes.map((r) => ({ name: r.name, upstreams: r.upstreams.map((u) => api.createUpstream(u, r.name)) }));
-    for (const route of routes) {
-      for (const upstream of route.upstreams) {
-        const watch = watchOf(upstream, route.name);
-        if (active) later(Math.random() * Math.min(active.interval, 1000) * active.jitter, () => void activeRound(watch));
-        // A reload keeps a passive verdict; its probe is still due.
-        if (watch.down === 'passive') later(Math.max(0, watch.probeAt - Date.now()), () => void halfOpen(watch));
+    // Checks follow each route's live upstream set: the one a balancer publishes (the config
+    // file's upstreams with those added and removed at run time), else the config file's.
+    const live = liveUpstreams(api);
+    const configured = new Map<string, readonly Upstream[]>(api.route
+      ? [[api.route.name, api.route.upstreams]]
+      : api.config.routes.map((r) => [r.name, r.upstreams.map((u) => api.createUpstream(u, r.name))]));
+    /** Route → the ids of its upstreams this instance follows. */
+    const followed = new Map<string, Set<string>>();
+
+    const follow = (upstream: Upstream, route: string) => {
+      const watch = watchOf(upstream, route);
+      watch.removed = false;
+      if (active && !loops.has(upstream.id)) {
+        const loop: Loop = { timer: undefined, aborter: new AbortController() };
+        loops.set(upstream.id, loop);
+        // The first check comes soon, jittered, so upstreams that join together are not all probed at once.
+        loop.timer = later(Math.random() * Math.min(active.interval, 1000) * active.jitter, () => void activeRound(watch, loop));
       }
-    }
+      // A kept passive verdict (a reload, an upstream added back): its probe is still due.
+      if (watch.down === 'passive') halfOpenIn(watch, Math.max(0, watch.probeAt - Date.now()));
+    };
+    const unfollow = (id: string) => {
+      const watch = watches.get(id);
+      if (watch) watch.removed = true;
+      const loop = loops.get(id);
+      if (loop) {
+        loops.delete(id);
+        cancel(loop.timer);
+        loop.aborter.abort();
+      }
+      cancel(probes.get(id));
+      probes.delete(id);
+    };
+    const sync = (route: string, initial: boolean) => {
+      const upstreams = live.get(route) ?? configured.get(route) ?? [];
+      const before = followed.get(route) ?? new Set<string>();
+      const now = new Set<string>();
+      for (const upstream of upstreams) {
+        now.add(upstream.id);
+        if (before.has(upstream.id)) {
+          watchOf(upstream, route); // the same upstream, perhaps a fresh object: its counts go on
+          continue;
+        }
+        follow(upstream, route);
+        if (!initial && active) api.log.info({ upstream: upstream.name, route }, 'upstream joined: health checks started');
+      }
+      for (const id of before) {
+        if (now.has(id)) continue;
+        unfollow(id);
+        if (active) api.log.info({ upstream: watches.get(id)?.upstream.name ?? id, route }, 'upstream left: health checks stopped');
+      }
+      followed.set(route, now);
+    };
+    for (const route of configured.keys()) sync(route, true);
+    const unsubscribe = live.subscribe((route) => {
+      if (stopped || !followed.has(route)) return;
+      try {
+        sync(route, false);
+      } catch (err) {
+        api.log.error({ err, route }, 'could not follow the route\'s upstream changes');
+      }
+    });
 
     if (passive.enabled) {
       const failing = (error: SwitchyardError) => FAILURE_CODES.has(error.code)
@@ -230,11 +313,13 @@ export default definePlugin({
       });
       return all;
     });
-    lists.add(() => [...watches.values()]);
+    lists.add(() => [...watches.values()].filter((watch) => !watch.removed));
 
     return () => {
       stopped = true;
+      unsubscribe();
       aborter.abort();
+      for (const loop of loops.values()) loop.aborter.abort();
       for (const timer of timers) clearTimeout(timer);
       timers.clear();
     };
