@@ -7,7 +7,7 @@
 //   node bench/run.mjs            (or: npm run bench, which builds first)
 //
 // Env: BENCH_SUITE (comma list of passthrough, plugins, cache, tmdb, sse,
-//      compression, body, memory; default all),
+//      compression, body, memory, workers; default all),
 //      BENCH_DURATION (s, default 5), BENCH_WARMUP (s, default 2),
 //      BENCH_CONNECTIONS (default 64), BENCH_ROUNDS (default 3),
 //      BENCH_SCENARIOS (comma list of wrk scenario names; overrides BENCH_SUITE),
@@ -47,6 +47,7 @@ import {
 } from './lib/processes.mjs';
 import { loadSaturated, markdownReport, markdownTable, memoryTable, sseTable, targetsTable } from './lib/report.mjs';
 import { runWrk, totalErrors, WRK, WRK_INSTALL_HINT, wrkVersion } from './lib/wrk.mjs';
+import { WORKERS_SUITE, WORKERS_TABLE, workersScenarios, workersTarget } from './lib/workers.mjs';
 import {
   closeAll,
   downloadAndDiscard,
@@ -96,7 +97,7 @@ function readSettings() {
   };
 }
 
-export const SUITES = ['passthrough', 'plugins', 'cache', 'tmdb', 'sse', 'compression', 'body', 'memory'];
+export const SUITES = ['passthrough', 'plugins', 'cache', 'tmdb', 'sse', 'compression', 'body', 'memory', WORKERS_SUITE];
 
 function readSuites() {
   const raw = (process.env.BENCH_SUITE ?? 'all').split(',').map((s) => s.trim()).filter(Boolean);
@@ -440,6 +441,8 @@ const SCENARIOS = [
     bodyBytes: 1024 * 1024,
     check: { bytes: 1024 * 1024, contentType: 'octet-stream' },
   })),
+  // ---- --workers 2 vs 1 on the pass-through scenario (issue 9): bench/lib/workers.mjs
+  ...workersScenarios({ benchDir: BENCH_DIR, Skip }),
 ];
 
 /** Per suite: its wrk scenarios in table order and the scenarios its ratios divide by. */
@@ -450,6 +453,7 @@ const WRK_TABLES = {
   tmdb: { title: 'tmdb preset', baselines: ['http-proxy-3', 'undici'] },
   compression: { title: '64 KiB JSON, Accept-Encoding: gzip', baselines: ['switchyard-64k-identity', 'nginx-64k-gzip'] },
   body: { title: '1 MiB body pass-through', baselines: ['http-proxy-3-1mib', 'direct-1mib'] },
+  [WORKERS_SUITE]: WORKERS_TABLE,
 };
 
 // ---------------------------------------------------------------- measuring
@@ -972,6 +976,10 @@ function evaluateTargets(results, sse, memory, suites) {
   if (want('body')) {
     const r = rpsRatio('switchyard-1mib', 'http-proxy-3-1mib');
     add('(report) 1 MiB pass-through MB/s vs bare http-proxy-3', r, r && `${f2(r)}×`, null);
+  }
+  if (want(WORKERS_SUITE)) {
+    const t = workersTarget(ok);
+    if (t) add(t.target, t.value, t.figure, null);
   }
   for (const path of sse ?? []) {
     if (path.name === 'direct' || path.status !== 'ok') continue;

@@ -175,7 +175,8 @@ export function markdownReport({ meta, results, tables, sse, memory, targets }) 
     `Pinning: ${meta.pinning}`,
     '',
     ...(targets?.length ? ['## Targets', '', targetsTable(targets), ''] : []),
-    ...tables.flatMap((t) => [`## ${t.title}`, '', markdownTable(t.results, t.baselines), '']),
+    // A table's `note` says what differs from the run-wide pinning line above (e.g. the workers suite's core split).
+    ...tables.flatMap((t) => [`## ${t.title}`, '', ...(t.note ? [t.note, ''] : []), markdownTable(t.results, t.baselines), '']),
     ...(sse ? ['## SSE per-event latency', '', `${meta.sse}`, '', sseTable(sse), ''] : []),
     ...(memory ? ['## Memory', '', memoryTable(memory), ''] : []),
     ...(withErrors.length

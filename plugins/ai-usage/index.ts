@@ -1,5 +1,6 @@
 // AI usage: counts calls, status classes, latency and tokens per mapping and endpoint over 24 h,
-// 7 d, 30 d and all time, kept in the store; `GET /stats` and a dashboard page at `/`.
+// 7 d, 30 d and all time, kept in the store (instances sharing it add up); `GET /stats` and a
+// dashboard page at `/`.
 import { readFileSync } from 'node:fs';
 import type { Reply } from '../../core/index.js';
 import { definePlugin, Stage } from '../../core/index.js';
@@ -11,7 +12,7 @@ export const NAME = 'ai-usage';
 const schema = {
   type: 'object',
   properties: {
-    flushMs: { type: 'integer', minimum: 100, default: 10_000, description: 'How often the counters in memory are merged into the store.' },
+    flushMs: { type: 'integer', minimum: 100, default: 1000, description: 'How often the counters in memory are added to the store and the sums of every instance read back.' },
     publicStats: { type: 'boolean', default: true, description: 'GET /stats and the dashboard without the admin key.' },
     dashboard: { type: 'boolean', default: true, description: 'Serve the dashboard at / and /index.html.' },
     tokens: { type: 'boolean', default: true, description: 'Read token counts from JSON and SSE responses.' },
@@ -30,8 +31,21 @@ export default definePlugin<typeof schema>({
   schema,
   async setup(api, options) {
     const stats = api.state(() => new UsageStats());
-    await stats.load(api.store);
-    const flush = () => stats.flush(api.store).catch((err: unknown) => api.log.warn({ err }, 'could not write the usage counters; will retry'));
+    // Logged when syncing starts failing and when it works again, not once a second while the store is away.
+    let failing = false;
+    const flush = () => stats.sync(api.store).then(
+      () => {
+        if (failing) api.log.info('usage counters sync with the store again');
+        failing = false;
+      },
+      (err: unknown) => {
+        if (!failing) api.log.warn({ err }, 'could not sync the usage counters with the store; counting in memory and retrying');
+        failing = true;
+      },
+    );
+    // The first setup in a process reads the figures before serving; a reload keeps them (and is
+    // not refused because the store is unreachable at that moment).
+    if (!stats.loaded) await stats.sync(api.store);
     const timer = setInterval(flush, options.flushMs);
     timer.unref();
     const excluded = new Set(options.exclude);

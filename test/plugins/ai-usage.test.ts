@@ -1,10 +1,16 @@
-// ai-usage: reading token usage from provider bodies and streams, and the windowed counters.
+// ai-usage: reading token usage from provider bodies and streams, and the windowed counters shared
+// through the store.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import zlib from 'node:zlib';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import Keyv from 'keyv';
+import { StoreFactory } from '../../core/state.js';
 import { UsageStats } from '../../plugins/ai-usage/counters.js';
 import { usageTee, type TokenUsage } from '../../plugins/ai-usage/tokens.js';
+import { noRedis, startRedis } from '../helpers/redis.js';
 
 /** Pushes `body` through the tee in the given chunk size; resolves with what passed and what was counted. */
 async function tee(kind: 'sse' | 'json', body: Buffer, size: number, encoding?: string): Promise<{ out: Buffer; usage: TokenUsage }> {
@@ -53,24 +59,121 @@ describe('ai-usage: token usage from responses', () => {
   });
 });
 
+const HOUR = 3_600_000;
+
 describe('ai-usage: counters', () => {
-  test('windows sum hourly buckets; a flush merges into what the store already holds', async () => {
+  test('windows sum hourly buckets; a sync adds to what the store holds and reads back what others added', async () => {
     const store = new Keyv();
     const now = Date.UTC(2030, 0, 31, 12);
     const a = new UsageStats();
-    await a.load(store, now);
-    a.record('openai', '/v1/chat/completions', { calls: 1, s2xx: 1, inputTokens: 3 }, now);
-    a.record('openai', '/v1/chat/completions', { calls: 1, s4xx: 1 }, now - 3 * 24 * 3_600_000);
-    a.record('openai', '/v1/chat/completions', { calls: 1, s5xx: 1 }, now - 20 * 24 * 3_600_000);
-    await a.flush(store);
+    await a.sync(store, now);
+    a.record('openai', '/v1/chat/completions', { calls: 1, s2xx: 1, inputTokens: 3, latencyMsMax: 40 }, now);
+    a.record('openai', '/v1/chat/completions', { calls: 1, s4xx: 1 }, now - 3 * 24 * HOUR);
+    a.record('openai', '/v1/chat/completions', { calls: 1, s5xx: 1 }, now - 20 * 24 * HOUR);
+    await a.sync(store, now);
     const b = new UsageStats();
-    await b.load(store, now);
-    b.record('openai', '/v1/chat/completions', { calls: 1, s2xx: 1 }, now);
-    await b.flush(store);
+    await b.sync(store, now);
+    b.record('openai', '/v1/chat/completions', { calls: 1, s2xx: 1, latencyMsMax: 25 }, now);
+    await b.sync(store, now);
     const c = new UsageStats();
-    await c.load(store, now);
-    const snap = c.snapshot(now);
-    assert.deepEqual([snap['24h'].calls, snap['7d'].calls, snap['30d'].calls, snap.total.calls], [2, 3, 4, 4]);
-    assert.equal(snap.total.mappings.openai!.endpoints['/v1/chat/completions']!.inputTokens, 3);
+    await c.sync(store, now);
+    for (const [who, stats] of [['c', c], ['b', b]] as const) {
+      const snap = stats.snapshot(now);
+      assert.deepEqual([snap['24h'].calls, snap['7d'].calls, snap['30d'].calls, snap.total.calls], [2, 3, 4, 4], who);
+      assert.equal(snap.total.mappings.openai!.endpoints['/v1/chat/completions']!.inputTokens, 3, who);
+      assert.equal(snap.total.latencyMsMax, 40, `${who}: the largest latency is kept, not summed`);
+    }
+    await a.sync(store, now);
+    assert.equal(a.snapshot(now).total.calls, 4, 'a reads back what b added after a\'s own write');
   });
+
+  test('a sync that fails keeps its deltas for the next one, which still runs', async () => {
+    const store = new Keyv();
+    const stats = new UsageStats();
+    await stats.sync(store);
+    const set = store.set.bind(store);
+    let failures = 1;
+    store.set = (async (...args: Parameters<typeof store.set>) => {
+      if (failures-- > 0) throw new Error('store away');
+      return set(...args);
+    }) as typeof store.set;
+    stats.record('m', '/e', { calls: 1 });
+    await assert.rejects(stats.sync(store), /store away/);
+    assert.equal(stats.snapshot().total.calls, 1, 'still counted in memory');
+    stats.record('m', '/e', { calls: 1 });
+    await stats.sync(store);
+    const fresh = new UsageStats();
+    await fresh.sync(store);
+    assert.equal(fresh.snapshot().total.calls, 2, 'written once each, nothing lost');
+  });
+
+  test('past 200 endpoints in what the store holds, new ones count under (other)', async () => {
+    const store = new Keyv();
+    const a = new UsageStats();
+    await a.sync(store);
+    for (let i = 0; i < 200; i++) a.record('m', `/e${i}`, { calls: 1 });
+    await a.sync(store);
+    const b = new UsageStats();
+    await b.sync(store);
+    b.record('m', '/new', { calls: 1 });
+    b.record('m', '/e7', { calls: 1 });
+    await b.sync(store);
+    const endpoints = b.snapshot().total.mappings.m!.endpoints;
+    assert.equal(Object.keys(endpoints).length, 201);
+    assert.equal(endpoints['(other)']!.calls, 1);
+    assert.equal(endpoints['/e7']!.calls, 2);
+  });
+
+  // Two instances, each with its own connection to one shared store, syncing at the same moments:
+  // a read-add-write would lose one side's counts; the stores' own increments must not.
+  const shared: [string, string | undefined, () => Promise<{ url: string; stop(): Promise<void> }>][] = [
+    ['SQLite (two connections to one file, as with --workers)', undefined,
+      async () => ({ url: `sqlite://${join(mkdtempSync(join(tmpdir(), 'ai-usage-')), 'store.sqlite')}`, stop: async () => {} })],
+    ['Redis (two clients)', noRedis, startRedis],
+  ];
+  for (const [name, skip, start] of shared) {
+    test(`instances sharing ${name} add up exactly`, { skip }, async () => {
+      const backend = await start();
+      const factories = [new StoreFactory(backend.url, tmpdir()), new StoreFactory(backend.url, tmpdir())];
+      try {
+        const stores = factories.map((f) => f.open('plugin:ai-usage'));
+        const instances = stores.map(() => new UsageStats());
+        await Promise.all(instances.map((stats, i) => stats.sync(stores[i]!)));
+        const ROUNDS = 20;
+        for (let round = 0; round < ROUNDS; round++) {
+          instances.forEach((stats, i) => stats.record('m', `/e${round % 2}`, { calls: 1, inputTokens: 2 + i, latencyMsSum: 1.5, latencyMsMax: round + i }));
+          // A busy store may refuse a sync; its deltas then wait for the next one.
+          await Promise.allSettled(instances.map((stats, i) => stats.sync(stores[i]!)));
+        }
+        for (const [i, stats] of instances.entries()) await syncUntilDone(stats, stores[i]!);
+        // Each reads back the other's last write only on its next sync.
+        for (const [i, stats] of instances.entries()) await syncUntilDone(stats, stores[i]!);
+        for (const stats of instances) {
+          const total = stats.snapshot().total;
+          assert.equal(total.calls, 2 * ROUNDS);
+          assert.equal(total.inputTokens, (2 + 3) * ROUNDS);
+          assert.equal(total.latencyMsSum, 1.5 * 2 * ROUNDS);
+          assert.equal(total.latencyMsMax, ROUNDS);
+          assert.deepEqual(Object.keys(total.mappings.m!.endpoints).sort(), ['/e0', '/e1']);
+          assert.equal(stats.snapshot()['24h'].calls, 2 * ROUNDS);
+        }
+      } finally {
+        await Promise.all(factories.map((f) => f.close()));
+        await backend.stop();
+      }
+    });
+  }
 });
+
+/** Syncs until one succeeds; at most 20 tries (a busy SQLite file refuses a write now and then). */
+async function syncUntilDone(stats: UsageStats, store: Keyv): Promise<void> {
+  let last: unknown;
+  for (let i = 0; i < 20; i++) {
+    try {
+      return await stats.sync(store);
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last;
+}

@@ -1,7 +1,7 @@
 // Many machines, simulated: a real redis-server and three Switchyard processes on their own ports
 // sharing `server.store: redis://…`. A rate limit holds across all three, a cache entry stored by
-// one is a hit on another, a mapping added on one is served by the others, and a Redis restart
-// mid-test is ridden out.
+// one is a hit on another, a mapping added on one is served by the others, the usage stats of all
+// three add up on each, and a Redis restart mid-test is ridden out.
 import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -12,6 +12,17 @@ import { request, startProcess, writeConfig, type Answer, type RunningProcess } 
 const ADMIN_TOKEN = 'fleet-admin-token-0123456789';
 const ADMIN = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
 const LIMIT = 5;
+const USAGE = { prompt_tokens: 7, completion_tokens: 3 };
+
+/** What ai-usage's GET /stats says about one mapping (route), in the fields this test reads. */
+interface UsageMapping {
+  calls: number;
+  s2xx: number;
+  inputTokens: number;
+  outputTokens: number;
+  endpoints: Record<string, { calls: number } | undefined>;
+}
+type UsageStats = { windows: Record<'total' | '24h', { mappings: Record<string, UsageMapping | undefined> }> };
 
 /** Bounded polling of an HTTP endpoint (not a sleep standing in for an event): at most `tries` × 50 ms. */
 async function poll(what: string, attempt: () => Promise<boolean>, tries = 200): Promise<void> {
@@ -32,15 +43,22 @@ describe('three instances sharing one Redis', { skip: noRedis }, () => {
     redis = await startRedis();
     upstream = await startUpstream((req, res) => {
       hits.set(req.url!, (hits.get(req.url!) ?? 0) + 1);
+      // An AI provider's answer: ai-usage reads the tokens from it.
+      if (req.url!.startsWith('/counted')) return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ usage: USAGE }));
       res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'public, max-age=600' }).end(`answer for ${req.url}`);
     });
     const configFile = writeConfig({
       server: { store: redis.url, host: '127.0.0.1', admin: { key: ADMIN_TOKEN } },
-      plugins: [{ name: 'ai-mappings', options: { seedDefaults: false, adminPage: false } }],
+      plugins: [
+        { name: 'ai-mappings', options: { seedDefaults: false, adminPage: false } },
+        // Its default flush (1 s): the test waits for what a user would see, not a tuned interval.
+        { name: 'ai-usage', options: { dashboard: false } },
+      ],
       routes: [
         { name: 'limited', match: { pathPrefix: '/limited' }, upstreams: [{ url: upstream.url }], plugins: [{ name: 'rate-limit', options: { limits: [{ count: LIMIT, window: '1m' }], store: 'shared' } }] },
         { name: 'cached', match: { pathPrefix: '/cached' }, upstreams: [{ url: upstream.url }], plugins: [{ name: 'cache', options: { ttl: 600, persistent: { timeoutMs: 500 } } }] },
         { name: 'plain', match: { pathPrefix: '/plain' }, upstreams: [{ url: upstream.url }] },
+        { name: 'counted', match: { pathPrefix: '/counted' }, upstreams: [{ url: upstream.url }] },
       ],
     });
     for (let i = 0; i < 3; i++) fleet.push(await startProcess(['start', '--config', configFile, '--port', '0', '--no-watch']));
@@ -86,6 +104,31 @@ describe('three instances sharing one Redis', { skip: noRedis }, () => {
       let answer: Answer | undefined;
       await poll(`instance on ${other.port} serves /team`, async () => (answer = await request(other.port, '/team/hello')).status === 200);
       assert.equal(answer!.body, 'answer for /hello');
+    }
+  });
+
+  test('usage stats add up: each instance\'s /stats shows the requests all three served', async () => {
+    // Two endpoints, each spread over all three instances: 5 requests per instance and endpoint.
+    const PER_INSTANCE = 10;
+    const answers = await Promise.all(Array.from({ length: 3 * PER_INSTANCE }, (_, i) => request(fleet[i % 3]!.port, `/counted/${i % 2 ? 'b' : 'a'}`)));
+    assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([200]));
+    const expected = { calls: 3 * PER_INSTANCE, s2xx: 3 * PER_INSTANCE, inputTokens: 3 * PER_INSTANCE * USAGE.prompt_tokens, outputTokens: 3 * PER_INSTANCE * USAGE.completion_tokens };
+    const figures = (summary: UsageMapping) => ({ calls: summary.calls, s2xx: summary.s2xx, inputTokens: summary.inputTokens, outputTokens: summary.outputTokens });
+    // Each instance counts its own requests at once and the others' after their flush and its own
+    // read-back (about a second each); every one of them must arrive at the fleet's total.
+    for (const instance of fleet) {
+      let counted: UsageMapping | undefined;
+      await poll(`instance on ${instance.port} shows all ${expected.calls} calls`, async () => {
+        const stats = JSON.parse((await request(instance.port, '/stats')).body) as UsageStats;
+        counted = stats.windows.total.mappings.counted;
+        return counted?.calls === expected.calls;
+      });
+      assert.deepEqual(figures(counted!), expected, `instance on ${instance.port}, total`);
+      for (const endpoint of ['/counted/a', '/counted/b']) {
+        assert.equal(counted!.endpoints[endpoint]?.calls, expected.calls / 2, `instance on ${instance.port}, ${endpoint}`);
+      }
+      const day = JSON.parse((await request(instance.port, '/stats')).body) as UsageStats;
+      assert.deepEqual(figures(day.windows['24h'].mappings.counted!), expected, `instance on ${instance.port}, last 24 h`);
     }
   });
 
