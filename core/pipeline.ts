@@ -34,8 +34,6 @@ export interface ReloadStatus {
 /** What outlives every pipeline: the process-wide parts a reload never replaces. */
 export interface Runtime {
   readonly logger: Logger;
-  /** Where access log lines go: the logger itself, or a buffered one beside it (server.accessLogBuffer). */
-  readonly accessLogger: Logger;
   /** One of each forwarding engine, with its connection pools; routes pick one by name. */
   readonly engines: Readonly<Record<EngineName, ForwardEngine>>;
   readonly state: StateRegistry;

@@ -365,8 +365,8 @@ function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, comple
     code: ctx.error?.code,
     ...ctx.logFields,
   };
-  if (status >= 500) rt.accessLogger.warn(line, 'request');
-  else rt.accessLogger.info(line, 'request');
+  if (status >= 500) rt.logger.warn(line, 'request');
+  else rt.logger.info(line, 'request');
 }
 
 const REQUEST_ID = /^[\w.:@/+=-]{1,200}$/;
@@ -385,7 +385,7 @@ export function handleUpgrade(pipeline: Pipeline, rt: Runtime, req: IncomingMess
   pipeline.acquire();
   socket.once('close', () => {
     ctx.timings.end = ctx.elapsed();
-    if (pipeline.accessLog) rt.accessLogger.info({ requestId: ctx.id, method: 'GET', path: redactString(ctx.url, pipeline.loaded.secrets), route: ctx.route?.name, upstream: ctx.upstream?.name, status: 101, ms: Math.round(ctx.timings.end) , code: ctx.error?.code }, 'websocket closed');
+    if (pipeline.accessLog) rt.logger.info({ requestId: ctx.id, method: 'GET', path: redactString(ctx.url, pipeline.loaded.secrets), route: ctx.route?.name, upstream: ctx.upstream?.name, status: 101, ms: Math.round(ctx.timings.end) , code: ctx.error?.code }, 'websocket closed');
     pipeline.release();
   });
   // A socket error must never crash the process; closing is all there is to do.

@@ -45,7 +45,6 @@ const RESTART_ONLY: readonly [string, (l: LoadedConfig) => unknown][] = [
   ['server.limits', (l) => JSON.stringify(l.config.server.limits)],
   ['server.tls', (l) => JSON.stringify(l.config.server.tls)],
   ['server.admin.auditLog', (l) => l.config.server.admin.auditLog],
-  ['server.accessLogBuffer', (l) => JSON.stringify(l.config.server.accessLogBuffer)],
 ];
 
 /**
@@ -64,7 +63,6 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     first: Pipeline,
     readonly server: http.Server,
     readonly adminServer: http.Server | undefined,
-    private readonly closeAccessLog: () => void,
   ) {
     super();
     this.pipeline = first;
@@ -80,10 +78,8 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     // Both engines exist from the start (a pool is only opened on a route's first request), so a
     // reload may move any route to either; WebSocket upgrades always take the http-proxy one.
     const httpProxy = new HttpProxyEngine(pool);
-    const access = options.logger ? { logger, close: () => {} } : createAccessLogger(env, serverConfig.accessLogBuffer);
     const rt: Runtime = {
       logger,
-      accessLogger: access.logger,
       engines: { 'http-proxy': httpProxy, undici: new UndiciEngine(pool, httpProxy) },
       state: new StateRegistry(),
       health: new UpstreamHealth(),
@@ -100,7 +96,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     rt.tls = tls;
     const pipeline = await Pipeline.build(loaded, rt, 1);
     const adminServer = rt.adminOnOwnPort ? http.createServer() : undefined;
-    const yard = new Switchyard(options, rt, pipeline, server, adminServer, access.close);
+    const yard = new Switchyard(options, rt, pipeline, server, adminServer);
     server.on('request', (req: IncomingMessage, res: ServerResponse) => handleRequest(yard.pipeline, rt, req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(yard.pipeline, rt, req, socket, head, new ServerResponse(req)));
     adminServer?.on('request', (req: IncomingMessage, res: ServerResponse) => handleAdminRequest(yard.pipeline, rt, req, res));
@@ -211,7 +207,6 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     await this.pipeline.dispose();
     await Promise.all(Object.values(this.rt.engines).map((engine) => engine.close()));
     await this.rt.stores.close();
-    this.closeAccessLog();
     this.rt.logger.info('stopped');
   }
 }
@@ -226,30 +221,6 @@ function createAuditLogger(file: string | undefined, baseDir: string, logger: Lo
   const path = resolve(baseDir, file);
   mkdirSync(dirname(path), { recursive: true });
   return pino({ base: { audit: true } }, pino.destination({ dest: path, sync: true }));
-}
-
-/**
- * Access log lines beside the main logger, on the same stdout. One write per line costs a request
- * about as much CPU as building the line, so lines are gathered and written in batches (nginx's
- * access_log buffer=… flush=…); the rest of the log stays unbuffered, so warnings show at once. Lines
- * are built from the core's own fields (the path already redacted), so no redaction pass is needed.
- */
-function createAccessLogger(env: NodeJS.ProcessEnv, buffer: { bytes: number; flushMs: number }): { logger: Logger; close(): void } {
-  if (buffer.bytes === 0) {
-    const logger = pino({ level: env.LOG_LEVEL ?? 'info' }, pino.destination({ dest: 1, sync: true }));
-    return { logger, close: () => {} };
-  }
-  const destination = pino.destination({ dest: 1, sync: false, minLength: buffer.bytes });
-  // At most flushMs old when they reach stdout, however quiet the proxy is.
-  const timer = setInterval(() => destination.flush(), buffer.flushMs);
-  timer.unref();
-  return {
-    logger: pino({ level: env.LOG_LEVEL ?? 'info' }, destination),
-    close: () => {
-      clearInterval(timer);
-      destination.flushSync();
-    },
-  };
 }
 
 /** JSON logs with credentials redacted wherever a plugin might log headers. */

@@ -110,14 +110,6 @@ export const configSchema = {
         host: { type: 'string', default: '0.0.0.0' },
         store: { type: 'string', pattern: '^(sqlite|memory|rediss?)://', default: 'sqlite://./data/switchyard.sqlite', description: 'Where plugin state and caches persist: sqlite://<path>, redis://host:port (shared by several instances) or memory://' },
         accessLog: { type: 'boolean', default: true, description: 'One JSON log line per request.' },
-        accessLogBuffer: {
-          type: 'object', default: {}, additionalProperties: false,
-          description: "Access log lines are gathered and written to stdout in batches, as nginx's access_log buffer=… flush=…: one write per batch instead of one per request.",
-          properties: {
-            bytes: { type: 'integer', minimum: 0, maximum: 16000, default: 4096, description: 'Lines are written once this much is gathered (at most 16000, the most one write takes); 0 writes each line at once.' },
-            flushMs: { type: 'integer', minimum: 1, default: 1000, description: 'Gathered lines are written at least this often (ms).' },
-          },
-        },
         trustedProxies: { type: 'array', items: { type: 'string' }, default: [], description: 'Peers (IPs or CIDR ranges) whose realIpHeader is believed.' },
         realIpHeader: { type: 'string', enum: ['x-forwarded-for', 'x-real-ip'], default: 'x-forwarded-for', description: 'Where a trusted peer says who the client is.' },
         timeouts: serverTimeoutsSchema,
