@@ -38,6 +38,8 @@ export interface ResponseHead {
 export interface Timings {
   routed?: number;
   upstreamStart?: number;
+  /** The upstream connection was ready and the request went out on it: at once on a pooled one, after connecting on a new one. */
+  connected?: number;
   firstByte?: number;
   end?: number;
 }

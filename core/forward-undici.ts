@@ -126,7 +126,9 @@ class Exchange extends Readable implements UpstreamResponse, Dispatcher.Dispatch
 
   // ---- undici's handler ----
 
+  // undici calls this once a connection is ready and the request is about to be written on it.
   onConnect(abort: (err?: Error) => void): void {
+    this.ctx.timings.connected = this.ctx.elapsed();
     this.abortUpstream = abort;
     if (this.failure) abort(this.failure);
   }

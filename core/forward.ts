@@ -4,6 +4,7 @@
 // (core/engine.ts), or a SwitchyardError before that.
 import http, { STATUS_CODES, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Readable, Transform } from 'node:stream';
 import { performance } from 'node:perf_hooks';
@@ -96,6 +97,15 @@ class Attempt {
       proxyReq.destroy();
       return;
     }
+    const timeConnection = (socket: Socket) => {
+      const stamp = () => { this.ctx.timings.connected = this.ctx.elapsed(); };
+      if (!socket.connecting) return stamp();
+      // With TLS the connection is ready once the handshake is done, as undici counts it.
+      socket.once('encrypted' in socket ? 'secureConnect' : 'connect', stamp);
+    };
+    // The socket may already be assigned by the time http-proxy-3 hands over the request.
+    if (proxyReq.socket) timeConnection(proxyReq.socket);
+    else proxyReq.once('socket', timeConnection);
     const socket = proxyReq.socket;
     if (socket?.connecting) {
       this.connectDeadline = performance.now() + this.ctx.route!.timeouts.connect;

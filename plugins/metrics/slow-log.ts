@@ -1,5 +1,5 @@
-// Where a slow or failed request spent its time. The core stamps routed, upstreamStart, firstByte
-// and end on ctx.timings; the slow log adds when cache lookup and upstream selection began (its
+// Where a slow or failed request spent its time. The core stamps routed, upstreamStart, connected,
+// firstByte and end on ctx.timings; the slow log adds when cache lookup and upstream selection began (its
 // own taps, first in their stages), so each phase is the gap between two stamps.
 import type { RequestContext } from '../../core/index.js';
 
@@ -17,7 +17,9 @@ export interface Breakdown {
   cache?: number;
   /** Selecting the upstream and preRequest taps. */
   select?: number;
-  /** Request sent → response head: connecting (the core does not time it apart) and the upstream's work. */
+  /** Getting a connection to the upstream: a new one's TCP (and TLS) handshake, or waiting for a pooled one. */
+  connect?: number;
+  /** Request sent → response head: the upstream's work. */
   firstByte?: number;
   /** Response head → last byte out. */
   body?: number;
@@ -37,7 +39,8 @@ export function breakdown(ctx: RequestContext, marks: Marks | undefined): Breakd
     access: gap(t.routed, marks?.cacheLookup ?? marks?.select ?? t.upstreamStart),
     cache: gap(marks?.cacheLookup, cacheEnd),
     select: gap(marks?.select, t.upstreamStart),
-    firstByte: gap(t.upstreamStart, t.firstByte),
+    connect: gap(t.upstreamStart, t.connected),
+    firstByte: gap(t.connected ?? t.upstreamStart, t.firstByte),
     body: gap(t.firstByte, end),
     total: round(end)!,
   };

@@ -2,7 +2,10 @@
 // in-flight, upstream health and breaker, reloads, process, cache and rate-limit counters),
 // /stats/server, protection by the admin key, and the slow / upstream-failure log.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import http from 'node:http';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { closedPort, deferred, responseOf } from '../helpers/wire.js';
 import { echoHandler, routeConfig, startSwitchyard, startUpstream, type RunningSwitchyard, type RunningUpstream } from '../helpers/servers.js';
@@ -260,6 +263,69 @@ describe('slow and failed requests are logged with where the time went', { timeo
       await sy.stop();
     }
   });
+
+  // A listener with a full accept queue: the kernel drops the proxy's SYN until the listener starts
+  // accepting and the SYN is sent again, so connecting takes at least as long as the test holds it.
+  // Node accepts on its own, hence a python3 listener (backlog 0) that answers every connection.
+  const SLOW_ACCEPT = [
+    'import socket, sys, threading',
+    's = socket.socket()',
+    "s.bind(('127.0.0.1', 0))",
+    's.listen(0)',
+    'print(s.getsockname()[1], flush=True)',
+    'sys.stdin.readline()',
+    'def serve(c):',
+    "    data = b''",
+    "    while b'\\r\\n\\r\\n' not in data:",
+    '        chunk = c.recv(4096)',
+    '        if not chunk: return c.close()',
+    '        data += chunk',
+    "    c.sendall(b'HTTP/1.1 200 OK\\r\\ncontent-type: text/plain\\r\\ncontent-length: 2\\r\\nconnection: close\\r\\n\\r\\nok')",
+    '    c.close()',
+    'while True:',
+    '    c, _ = s.accept()',
+    '    threading.Thread(target=serve, args=(c,), daemon=True).start()',
+  ].join('\n');
+
+  for (const engine of ['undici', 'http-proxy'] as const) {
+    test(`connecting is timed apart from waiting for the first byte (${engine})`, async (t) => {
+      const python = spawn('python3', ['-c', SLOW_ACCEPT], { stdio: ['pipe', 'pipe', 'ignore'] });
+      const spawned = await Promise.race([once(python, 'spawn').then(() => true), once(python, 'error').then(() => false)]);
+      if (!spawned) return t.skip('python3 is not available');
+      const exited = once(python, 'exit');
+      const filler = new net.Socket();
+      try {
+        const port = Number(String((await once(python.stdout!, 'data'))[0]).trim());
+        filler.connect(port, '127.0.0.1'); // takes the only place in the accept queue
+        await once(filler, 'connect');
+        const sy = await startSwitchyard({
+          server: { store: 'memory://', engine },
+          routes: [{ name: 'slow-accept', match: { pathPrefix: '/' }, upstreams: [{ url: `http://127.0.0.1:${port}` }], timeouts: { connect: 30_000 } }],
+          plugins: [{ name: 'metrics', options: { slowLog: { thresholdMs: 1 } } }],
+        });
+        try {
+          const answered = fetch(`${sy.url}/x`).then(async (res) => ({ status: res.status, body: await res.text() }));
+          const heldFor = 300;
+          await new Promise((resolve) => setTimeout(resolve, heldFor)); // how long connecting is held up, not a wait for an event
+          python.stdin!.write('go\n');
+          assert.deepEqual(await answered, { status: 200, body: 'ok' });
+          const line = sy.logs.find((l) => l.msg === 'slow request');
+          assert.ok(line, 'a slow request line');
+          const timings = line.timings as Record<string, number>;
+          assert.ok(timings.connect! >= heldFor, `connect ${timings.connect} ms covers the ${heldFor} ms the listener did not accept`);
+          assert.ok(timings.firstByte! < timings.connect!, `first byte ${timings.firstByte} ms is counted after the connection was up`);
+          assert.ok(timings.connect! + timings.firstByte! <= timings.total!);
+        } finally {
+          await sy.stop();
+        }
+      } finally {
+        filler.destroy();
+        python.stdin!.end();
+        python.kill();
+        await exited;
+      }
+    });
+  }
 
   test('an upstream failure is logged however fast, with the phases it reached', async () => {
     const dead = `http://127.0.0.1:${await closedPort()}`;
