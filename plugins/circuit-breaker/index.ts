@@ -1,6 +1,6 @@
 // Circuit breaking: an upstream that fails too often is cut off for a cool-down, then gets a few
 // trial requests, and takes full traffic again only once they succeed.
-import { definePlugin, type RequestContext, type SwitchyardError, type Upstream } from '../../core/index.js';
+import { definePlugin, observeAttempts, type RequestContext, type Upstream } from '../../core/index.js';
 
 const NAME = 'circuit-breaker';
 
@@ -38,9 +38,7 @@ interface Breaker {
   timesOpened: number;
 }
 
-const FAILURE_CODES = new Set(['SY_ERR_UPSTREAM_UNREACHABLE', 'SY_ERR_UPSTREAM_BAD_RESPONSE', 'SY_ERR_UPSTREAM_CONNECT_TIMEOUT', 'SY_ERR_UPSTREAM_TIMEOUT', 'SY_ERR_UPSTREAM_IDLE_TIMEOUT']);
-
-/** Observers run before any tap that may answer or retry, so they see every failed attempt. */
+/** Before any preRequest tap that may answer, so every trial sent is counted. */
 const OBSERVE_FIRST = -1000;
 
 
@@ -119,37 +117,21 @@ export default definePlugin({
       if (breaker.state === 'open') later(Math.max(0, breaker.openedAt + options.coolDown - Date.now()), () => halfOpen(breaker));
     }
 
-    const failing = (error: SwitchyardError) => FAILURE_CODES.has(error.code)
-      || (error.code === 'SY_ERR_UPSTREAM_ERROR_STATUS' && options.statuses.includes(error.details?.status as number));
-    const seen = (ctx: RequestContext) => ctx.scratch(NAME, () => ({ counted: 0, trial: false, lastError: undefined as unknown }));
+    const trial = (ctx: RequestContext) => ctx.scratch(NAME, () => ({ trial: false }));
 
     // Half-open lets `halfOpenRequests` trials through, then holds the upstream until they answer.
     api.hooks.preRequest.tap({ name: NAME, stage: OBSERVE_FIRST }, (ctx) => {
       const breaker = ctx.upstream && breakers.get(ctx.upstream.id);
       if (breaker?.state !== 'half-open') return undefined;
-      seen(ctx).trial = true;
+      trial(ctx).trial = true;
       if (++breaker.trialsSent >= options.halfOpenRequests) api.health.set(breaker.upstream, false, 'circuit half-open: waiting for the trial requests');
       return undefined;
     });
-    api.hooks.error.tap({ name: NAME, stage: OBSERVE_FIRST }, (ctx, error) => {
-      const attempt = seen(ctx);
-      attempt.lastError = error;
-      if (!ctx.upstream || !failing(error)) return undefined;
-      attempt.counted = ctx.tried.length;
-      outcome(ctx, false);
-      return undefined;
-    });
-    api.hooks.done.tap(NAME, (ctx) => {
-      const attempt = seen(ctx);
-      if (!ctx.upstream || attempt.counted === ctx.tried.length) return;
-      const code = ctx.error !== attempt.lastError ? ctx.error?.code : undefined;
-      if (code !== undefined && !FAILURE_CODES.has(code)) {
-        // A trial whose client went away proves nothing: let another one through.
-        const breaker = breakers.get(ctx.upstream.id);
-        if (attempt.trial && breaker?.state === 'half-open' && --breaker.trialsSent < options.halfOpenRequests) api.health.set(breaker.upstream, true);
-        return;
-      }
-      outcome(ctx, code === undefined && !options.statuses.includes(ctx.res.statusCode));
+    observeAttempts(api, { failureStatuses: options.statuses }, (ctx, result) => {
+      if (result !== 'inconclusive') return outcome(ctx, result === 'success');
+      // A trial whose client went away proves nothing: let another one through.
+      const breaker = breakers.get(ctx.upstream!.id);
+      if (trial(ctx).trial && breaker?.state === 'half-open' && --breaker.trialsSent < options.halfOpenRequests) api.health.set(breaker.upstream, true);
     });
 
     // One /circuit-breakers route lists the breakers of every instance of this config.

@@ -1,6 +1,6 @@
 // Health checks: probes each upstream on an interval (active) and watches real traffic (passive);
 // an upstream that fails is taken out of rotation until it answers well again.
-import { definePlugin, liveUpstreams, type RequestContext, type SwitchyardError, type Upstream } from '../../core/index.js';
+import { definePlugin, liveUpstreams, observeAttempts, type RequestContext, type Upstream } from '../../core/index.js';
 import { probe, statusMatcher, type ProbeResult, type ProbeSpec } from './probe.js';
 
 const NAME = 'health-check';
@@ -69,12 +69,6 @@ interface Loop {
   /** Aborts its check in flight when the upstream is removed. */
   aborter: AbortController;
 }
-
-/** Connection-level failures: the upstream, not the request, is at fault. */
-const FAILURE_CODES = new Set(['SY_ERR_UPSTREAM_UNREACHABLE', 'SY_ERR_UPSTREAM_BAD_RESPONSE', 'SY_ERR_UPSTREAM_CONNECT_TIMEOUT', 'SY_ERR_UPSTREAM_TIMEOUT', 'SY_ERR_UPSTREAM_IDLE_TIMEOUT']);
-
-/** Observers run before any tap that may answer or retry, so they see every failed attempt. */
-const OBSERVE_FIRST = -1000;
 
 
 export default definePlugin({
@@ -279,26 +273,9 @@ export default definePlugin({
     });
 
     if (passive.enabled) {
-      const failing = (error: SwitchyardError) => FAILURE_CODES.has(error.code)
-        || (error.code === 'SY_ERR_UPSTREAM_ERROR_STATUS' && passive.statuses.includes(error.details?.status as number));
-      const seen = (ctx: RequestContext) => ctx.scratch(NAME, () => ({ counted: 0, lastError: undefined as unknown }));
-      api.hooks.error.tap({ name: NAME, stage: OBSERVE_FIRST }, (ctx, error) => {
-        const attempt = seen(ctx);
-        attempt.lastError = error;
-        if (!ctx.upstream || !failing(error)) return undefined;
-        attempt.counted = ctx.tried.length;
-        recordPassive(ctx, false);
-        return undefined;
-      });
-      api.hooks.done.tap(NAME, (ctx) => {
-        const attempt = seen(ctx);
-        if (!ctx.upstream || attempt.counted === ctx.tried.length) return;
-        // ctx.error may be an earlier attempt's (already judged in the error stage).
-        const code = ctx.error !== attempt.lastError ? ctx.error?.code : undefined;
+      observeAttempts(api, { failureStatuses: passive.statuses }, (ctx, outcome) => {
         // A client going away or a plugin failing says nothing about the upstream.
-        if (code !== undefined && !FAILURE_CODES.has(code)) return;
-        // Permanent errors (4xx) are answers too: they count as successes.
-        recordPassive(ctx, code === undefined && !passive.statuses.includes(ctx.res.statusCode));
+        if (outcome !== 'inconclusive') recordPassive(ctx, outcome === 'success');
       });
     }
 

@@ -4,7 +4,8 @@ import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { Switchyard } from '../../core/index.js';
-import { catalogs, echoHandler, pluginSource, routeConfig, startSwitchyard, startUpstream, type RunningUpstream } from '../helpers/servers.js';
+import { catalogs, CORE_URL, echoHandler, pluginSource, routeConfig, startSwitchyard, startUpstream, type RunningUpstream } from '../helpers/servers.js';
+import { closedPort } from '../helpers/wire.js';
 
 let upstream: RunningUpstream;
 let hits = 0;
@@ -284,6 +285,57 @@ describe('taps that answer now or later', () => {
       assert.equal(hits, before + 1, 'undefined goes on to the upstream');
     } finally {
       await sy.stop();
+    }
+  });
+});
+
+describe('attempt outcomes', () => {
+  test('observeAttempts tells a plugin how each attempt ended: success, failure (connection or listed status), inconclusive (client gone)', async () => {
+    const judge = `import { definePlugin, observeAttempts } from '${CORE_URL}';
+export default definePlugin({
+  name: 'judge',
+  schema: { type: 'object' },
+  setup(api) {
+    const seen = api.state(() => []);
+    observeAttempts(api, { failureStatuses: [503] }, (ctx, outcome) => { seen.push(ctx.route.name + ' ' + ctx.pathname + ' ' + outcome); });
+    api.admin({ method: 'GET', path: '/judged', public: true, handler: () => ({ status: 200, json: seen }) });
+  },
+});
+`;
+    const held: (() => void)[] = [];
+    const varied = await startUpstream((req, res) => {
+      if (req.url === '/busy') return void res.writeHead(503).end('busy');
+      if (req.url === '/missing') return void res.writeHead(404).end('no');
+      if (req.url === '/hang') return void held.push(() => res.end('late'));
+      res.end('ok');
+    });
+    const dead = `http://127.0.0.1:${await closedPort()}`;
+    const sy = await startSwitchyard({
+      server: { store: 'memory://' },
+      routes: [
+        { name: 'live', match: { pathPrefix: '/live' }, stripPrefix: true, upstreams: [{ url: varied.url }] },
+        { name: 'dead', match: { pathPrefix: '/dead' }, upstreams: [{ url: dead }] },
+      ],
+      plugins: [{ path: './judge.mjs' }],
+    }, { files: { 'judge.mjs': judge } });
+    try {
+      for (const path of ['/live/fine', '/live/busy', '/live/missing', '/dead/x']) await (await fetch(`${sy.url}${path}`)).arrayBuffer();
+      const aborter = new AbortController();
+      const hanging = fetch(`${sy.url}/live/hang`, { signal: aborter.signal }).catch(() => 'aborted');
+      for (let i = 0; i < 500 && held.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      aborter.abort();
+      assert.equal(await hanging, 'aborted');
+      const expected = ['live /live/fine success', 'live /live/busy failure', 'live /live/missing success', 'dead /dead/x failure', 'live /live/hang inconclusive'];
+      let judged: string[] = [];
+      for (let i = 0; i < 500 && judged.length < expected.length; i++) {
+        judged = await (await fetch(`${sy.url}/judged`)).json() as string[];
+        if (judged.length < expected.length) await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      assert.deepEqual(judged, expected);
+    } finally {
+      for (const release of held) release();
+      await sy.stop();
+      await varied.close();
     }
   });
 });
