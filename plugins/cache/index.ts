@@ -1,5 +1,6 @@
 // Response cache: repeated GET/HEAD requests are answered from memory or from the persistent
 // store (SQLite, or Redis shared by several instances) instead of asking the upstream each time.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { FromSchema } from 'json-schema-to-ts';
 import { definePlugin, Stage, SwitchyardError, type Reply, type RequestContext } from '../../core/index.js';
 import { registerInstance, type CacheInstance } from './admin.js';
@@ -10,7 +11,8 @@ import { Flights, type Flight } from './coalesce.js';
 import { freshUntil, storableHeaders, type CachedEntry } from './entry.js';
 import { MemoryTier } from './memory-tier.js';
 import { PersistentTier } from './persistent-tier.js';
-import { acceptsEncoding, requestPolicy, responsePolicy, type RequestPolicy } from './policy.js';
+import { acceptsEncoding, notModified, NOT_MODIFIED_HEADERS, requestPolicy, responsePolicy, type RequestPolicy } from './policy.js';
+import { deleteHeader, fieldsNotRepeated, hasValidators, setValidators, StoredBody } from './revalidate.js';
 import { answer, onlyIfCachedMiss } from './respond.js';
 import { addressOf, configuredAddress, REFRESH_HEADER, refreshHeaders, refreshToken, selfRequest, type ProxyAddress } from './self-request.js';
 import { createWarmUp } from './warm-up.js';
@@ -64,6 +66,10 @@ export const cacheSchema = {
     honourClientCacheControl: { type: 'boolean', default: false, description: 'Follow the request: no-cache revalidates, no-store bypasses, only-if-cached answers 504 on a miss.' },
     staleWhileRevalidate: seconds('After expiry, serve the entry this long while one background refresh runs (seconds).', 0),
     staleIfError: seconds('After expiry, serve the entry this long when the upstream fails or answers 5xx (seconds).', 0),
+    revalidate: {
+      type: 'boolean', default: true,
+      description: "Ask the upstream about an expired entry with If-None-Match/If-Modified-Since from its ETag/Last-Modified; a 304 renews the entry (nginx's proxy_cache_revalidate, on by default here).",
+    },
     coalesce: { type: 'boolean', default: true, description: 'Concurrent misses for one key send one upstream request.' },
     coalesceWaitMs: bytes('How long a coalesced request waits before sending its own (ms).', 10000),
     sweepInterval: { type: 'number', exclusiveMinimum: 0, default: 60, description: 'Seconds between sweeps of entries past any use.' },
@@ -80,6 +86,13 @@ interface RequestState {
   xCache?: 'MISS' | 'BYPASS' | 'EXPIRED';
   /** An expired entry that may still answer if the upstream fails. */
   stale?: CachedEntry;
+  /** The stored entry the upstream request is conditional on: a 304 renews and serves it. */
+  revalidating?: CachedEntry;
+  /**
+   * The client's own conditionals, kept when the cache's replace them: an engine may hand the
+   * outgoing headers to `ctx.req` (http-proxy does), so `ctx.req.headers` is not the client's then.
+   */
+  clientConditionals?: IncomingHttpHeaders;
   flight?: Flight;
   /** The complete response, to write to the persistent tier once it went out. */
   entry?: CachedEntry;
@@ -130,7 +143,7 @@ export default definePlugin({
         return undefined;
       }
       const key = st.key = cacheKey(ctx.route!.name, ctx.url, ctx.req.headers, exclude, vary);
-      if (!policy.lookup) return goUpstream(ctx, st, policy);
+      if (!policy.lookup) return validateOnly(ctx, st, policy);
       const inMemory = memory.get(key.id);
       if (inMemory) {
         persistent?.touch(key.id);
@@ -147,6 +160,7 @@ export default definePlugin({
       const st = state(ctx);
       const response = ctx.response!;
       if (!st.key && !st.xCache) return;
+      if (st.revalidating && response.status === 304) return revalidated(ctx, st, st.revalidating);
       response.headers['x-cache'] = st.xCache ?? 'MISS';
       if (!st.key || ctx.req.method !== 'GET') return st.flight?.settle();
       const now = clock.now();
@@ -215,6 +229,7 @@ export default definePlugin({
         st.xCache = 'EXPIRED';
         counters.expired++;
         if (late < options.staleIfError * 1000) st.stale = found;
+        st.revalidating = revalidatable(ctx, found);
       } else {
         counters.misses++;
       }
@@ -234,22 +249,114 @@ export default definePlugin({
               st.stats!.bytesServed.memory += entry.body.length;
               return answer(ctx, entry, 'HIT', st.stats!);
             }
-            return forwardWhole(ctx);
+            return forwardWhole(ctx, st);
           });
         }
         st.flight = flights.start(st.key!.id);
       }
-      return forwardWhole(ctx);
+      return forwardWhole(ctx, st);
     }
 
-    /** The upstream must send the whole body to be stored; the cache answers conditionals itself. */
-    function forwardWhole(ctx: RequestContext): undefined {
-      if (ctx.outgoing.headers['if-none-match'] !== undefined || ctx.outgoing.headers['if-modified-since'] !== undefined) {
-        ctx.outgoing.headers = { ...ctx.outgoing.headers };
-        delete ctx.outgoing.headers['if-none-match'];
-        delete ctx.outgoing.headers['if-modified-since'];
+    /**
+     * The client's conditionals never go upstream: the cache needs the whole body to store, and
+     * answers conditionals itself. When revalidating, the conditionals sent are the cache's own,
+     * built from the stored entry's validators.
+     */
+    function forwardWhole(ctx: RequestContext, st: RequestState): undefined {
+      const outgoing = ctx.outgoing;
+      if (!st.revalidating && outgoing.headers['if-none-match'] === undefined && outgoing.headers['if-modified-since'] === undefined) return undefined;
+      // A copy: until a plugin replaced it, the outgoing headers object is the client's own.
+      outgoing.headers = { ...outgoing.headers };
+      delete outgoing.headers['if-none-match'];
+      delete outgoing.headers['if-modified-since'];
+      if (st.revalidating) {
+        st.clientConditionals = { 'if-none-match': ctx.req.headers['if-none-match'], 'if-modified-since': ctx.req.headers['if-modified-since'] };
+        setValidators(outgoing.headers, st.revalidating);
       }
       return undefined;
+    }
+
+    /** The stored entry a conditional request may be built from, if revalidation applies to it. */
+    function revalidatable(ctx: RequestContext, entry: CachedEntry | undefined): CachedEntry | undefined {
+      if (!options.revalidate || !entry || ctx.req.method !== 'GET') return undefined;
+      return hasValidators(entry) && acceptsEncoding(ctx.req.headers, entry) ? entry : undefined;
+    }
+
+    /**
+     * A request that must not be answered from the cache (the cache's own background refresh or
+     * warm-up, a client's `no-cache`) still asks the upstream conditionally when an entry with
+     * validators is there: a 304 renews that entry instead of sending the whole body again.
+     */
+    function validateOnly(ctx: RequestContext, st: RequestState, policy: RequestPolicy): undefined | Promise<Reply | undefined> {
+      if (!options.revalidate || ctx.req.method !== 'GET') return goUpstream(ctx, st, policy);
+      const id = st.key!.id;
+      const inMemory = memory.get(id);
+      if (inMemory || !persistent) {
+        st.revalidating = revalidatable(ctx, inMemory);
+        return goUpstream(ctx, st, policy);
+      }
+      return persistent.get(id).then((stored) => {
+        st.revalidating = revalidatable(ctx, stored);
+        return goUpstream(ctx, st, policy);
+      });
+    }
+
+    /**
+     * The upstream answered the conditional request with 304: the stored entry is still good. It
+     * is renewed — the 304's header fields replace the stored ones of the same name (RFC 9111
+     * §4.3.4; Content-Length stays the stored body's, hop-by-hop fields never got this far), and
+     * its lifetime starts again, from the updated headers as for a new response — and written to
+     * both tiers (memory now, the store in cacheStore). Coalesced requests get it too.
+     *
+     * The client must not see the upstream's 304 (unless its own conditional matches): the core
+     * writes whatever head `ctx.response` holds once postResponse is over, and streams the
+     * upstream body through the transforms added here. So this tap turns the head into the stored
+     * one in place (status, the stored fields the 304 did not repeat, the stored body's
+     * Content-Length) and adds a transform that drops the 304's empty body and emits the stored
+     * body. Taps after this one (compression, at a later stage) see a 200 and the stored body, as
+     * on a miss; transforms added before it see the 304's empty body, whose output is dropped.
+     */
+    function revalidated(ctx: RequestContext, st: RequestState, stored: CachedEntry): void {
+      const response = ctx.response!;
+      const counters = st.stats!;
+      counters.revalidated++;
+      const now = clock.now();
+      const added = fieldsNotRepeated(stored, response.headers);
+      const hasBody = stored.status !== 204;
+      const updated: OutgoingHttpHeaders = { ...response.headers, ...added };
+      deleteHeader(updated, 'content-length');
+      if (hasBody) updated['content-length'] = String(stored.body.length);
+      const decision = responsePolicy(stored.status, updated, options, now, ctx.pathname);
+      const upstreamAge = Number(response.headers.age);
+      const entry: CachedEntry = {
+        ...stored, headers: storableHeaders(updated), storedAt: now, ttl: decision.store ? decision.ttl : 0,
+        initialAge: Number.isFinite(upstreamAge) && upstreamAge > 0 ? Math.floor(upstreamAge) : 0,
+        keepUntil: now + ((decision.store ? decision.ttl : 0) + Math.max(options.staleWhileRevalidate, options.staleIfError)) * 1000,
+      };
+      if (decision.store) {
+        memory.set(entry);
+        st.entry = entry;
+        st.flight?.settle(entry);
+      } else {
+        // The updated headers forbid storing it (no-store now, a TTL of 0): served once, not kept.
+        counters.uncacheable++;
+        st.flight?.settle();
+      }
+      response.headers['x-cache'] = 'REVALIDATED';
+      if (notModified(st.clientConditionals ?? {}, entry)) {
+        // The client holds it too: the upstream's 304 goes on, with the entry's validators and
+        // freshness fields. It has no body, and no Content-Length describing one.
+        counters.notModified++;
+        for (const name of NOT_MODIFIED_HEADERS) if (entry.headers[name] !== undefined) response.headers[name] = entry.headers[name];
+        deleteHeader(response.headers, 'content-length');
+        return;
+      }
+      response.status = stored.status;
+      Object.assign(response.headers, added);
+      deleteHeader(response.headers, 'content-length');
+      if (!hasBody) return;
+      response.headers['content-length'] = String(stored.body.length);
+      ctx.transformResponseBody(new StoredBody(stored.body), { preservesLength: true });
     }
 
     /** Stale-while-revalidate: one refresh per key at a time, through the proxy itself. */

@@ -13,6 +13,8 @@ export class RouteStats {
   stale = 0;
   /** Answered from another request's upstream response (coalescing). */
   coalesced = 0;
+  /** Expired entries the upstream confirmed with a 304 to a conditional request (X-Cache: REVALIDATED). */
+  revalidated = 0;
   notModified = 0;
   bypassed = 0;
   stored = 0;
@@ -33,6 +35,7 @@ export class RouteStats {
       hits: { ...this.hits, stale: this.stale, coalesced: this.coalesced, total: hits },
       misses: this.misses,
       expired: this.expired,
+      revalidated: this.revalidated,
       hitRatio: lookups === 0 ? 0 : Math.round((hits / lookups) * 10000) / 10000,
       bytesServed: { ...this.bytesServed },
       notModified: this.notModified,
@@ -69,6 +72,7 @@ export function totalOf(all: Iterable<RouteStats>): RouteStats {
     total.expired += s.expired;
     total.stale += s.stale;
     total.coalesced += s.coalesced;
+    total.revalidated += s.revalidated;
     total.notModified += s.notModified;
     total.bypassed += s.bypassed;
     total.stored += s.stored;
