@@ -26,32 +26,55 @@ export function pick(algorithm: Algorithm, table: RouteTable, candidates: readon
   if (candidates.length === 1) return candidates[0]!;
   switch (algorithm) {
     case 'round-robin':
-      return smoothWeighted(table, candidates, (m) => warmFactor(m, now, s));
+      return smoothWeighted(candidates, evenShare, now, s);
     case 'weighted':
-      return smoothWeighted(table, candidates, (m) => m.settings.weight * warmFactor(m, now, s));
+      return smoothWeighted(candidates, weightedShare, now, s);
     case 'random':
-      return weightedRandom(candidates, (m) => warmFactor(m, now, s));
+      return weightedRandom(candidates, sharesOf(candidates, evenShare, now, s));
     case 'weighted-random':
-      return weightedRandom(candidates, (m) => m.settings.weight * warmFactor(m, now, s));
+      return weightedRandom(candidates, sharesOf(candidates, weightedShare, now, s));
     case 'least-connections':
-      return leastLoaded(table, candidates, (m) => warmFactor(m, now, s));
+      return leastLoaded(candidates, evenShare, now, s);
     case 'least-connections-weighted':
-      return leastLoaded(table, candidates, (m) => m.settings.weight * warmFactor(m, now, s));
+      return leastLoaded(candidates, weightedShare, now, s);
     case 'ip-hash':
-      return hashed(table, candidates, ctx.clientIp, s);
+      return hashed(table, candidates, ctx.clientIp, now, s);
     case 'header-hash':
-      return hashed(table, candidates, headerKey(ctx, s.hashKey), s);
+      return hashed(table, candidates, headerKey(ctx, s.hashKey), now, s);
     case 'cookie-hash':
-      return hashed(table, candidates, cookieKey(ctx, s.hashKey), s);
+      return hashed(table, candidates, cookieKey(ctx, s.hashKey), now, s);
     case 'latency':
       return latencyWeighted(candidates, s, now);
     case 'p2c':
       return powerOfTwo(candidates, s, now);
     case 'priority': {
       const tier = Math.min(...candidates.map((m) => m.settings.priority));
-      return smoothWeighted(table, candidates.filter((m) => m.settings.priority === tier), (m) => m.settings.weight * warmFactor(m, now, s));
+      return smoothWeighted(candidates.filter((m) => m.settings.priority === tier), weightedShare, now, s);
     }
   }
+}
+
+/**
+ * Whether a pick among these candidates reads the clock: only slow start and load reports do, and
+ * most of the time neither is in play.
+ */
+export function needsClock(candidates: readonly Member[], s: Pick<PickSettings, 'reports'>): boolean {
+  if (s.reports.enabled) return true;
+  for (const member of candidates) if (member.warmSince !== 0) return true;
+  return false;
+}
+
+/** A member's share of the traffic; module-level functions, so a pick allocates no closure. */
+type ShareOf = (member: Member, now: number, s: PickSettings) => number;
+
+const evenShare: ShareOf = (member, now, s) => warmFactor(member, now, s);
+const weightedShare: ShareOf = (member, now, s) => member.settings.weight * warmFactor(member, now, s);
+const configuredWeight: ShareOf = (member) => member.settings.weight;
+
+function sharesOf(candidates: readonly Member[], shareOf: ShareOf, now: number, s: PickSettings): number[] {
+  const shares: number[] = [];
+  for (const member of candidates) shares.push(shareOf(member, now, s));
+  return shares;
 }
 
 /**
@@ -78,62 +101,72 @@ export function loadFactor(member: Member, now: number, s: Pick<PickSettings, 'r
 }
 
 /** nginx's smooth weighted round robin: shares follow the weights and picks interleave (5:1:1 → a a b a c a a). */
-function smoothWeighted(table: RouteTable, candidates: readonly Member[], weightOf: (m: Member) => number): Member {
-  const current = table.smooth;
+function smoothWeighted(candidates: readonly Member[], shareOf: ShareOf, now: number, s: PickSettings): Member {
   let total = 0;
   let best: Member | undefined;
   let bestValue = -Infinity;
   for (const member of candidates) {
-    const weight = weightOf(member);
-    const value = (current.get(member.upstream.id) ?? 0) + weight;
-    current.set(member.upstream.id, value);
+    const weight = shareOf(member, now, s);
+    const value = (member.stats.smoothWeight += weight);
     total += weight;
     if (value > bestValue) {
       best = member;
       bestValue = value;
     }
   }
-  current.set(best!.upstream.id, bestValue - total);
+  best!.stats.smoothWeight = bestValue - total;
   return best!;
 }
 
-function weightedRandom(candidates: readonly Member[], weightOf: (m: Member) => number): Member {
+/** Picks with probability proportional to `weights` (one per candidate; below 0 counts as 0). */
+function weightedRandom(candidates: readonly Member[], weights: readonly number[]): Member {
   let total = 0;
-  const weights = candidates.map((m) => (total += Math.max(weightOf(m), 0)));
+  for (const weight of weights) total += Math.max(weight, 0);
   const r = Math.random() * total;
-  const index = weights.findIndex((w) => w > r);
-  return candidates[index === -1 ? candidates.length - 1 : index]!;
+  let cumulative = 0;
+  for (let i = 0; i < weights.length; i++) {
+    cumulative += Math.max(weights[i]!, 0);
+    if (cumulative > r) return candidates[i]!;
+  }
+  return candidates[candidates.length - 1]!;
 }
 
-/** Fewest in flight per unit of weight; ties (an idle route) fall to smooth weighted round robin. */
-function leastLoaded(table: RouteTable, candidates: readonly Member[], weightOf: (m: Member) => number): Member {
+/** Fewest in flight per unit of share; ties (an idle route) fall to smooth weighted round robin. */
+function leastLoaded(candidates: readonly Member[], shareOf: ShareOf, now: number, s: PickSettings): Member {
   let least = Infinity;
-  let ties: Member[] = [];
+  let ties = 0;
+  let first: Member | undefined;
   for (const member of candidates) {
-    const score = member.stats.inFlight / weightOf(member);
+    const score = member.stats.inFlight / shareOf(member, now, s);
     if (score < least) {
       least = score;
-      ties = [member];
+      ties = 1;
+      first = member;
     } else if (score === least) {
-      ties.push(member);
+      ties++;
     }
   }
-  return ties.length === 1 ? ties[0]! : smoothWeighted(table, ties, weightOf);
+  if (ties === 1) return first!;
+  const tied = ties === candidates.length ? candidates : candidates.filter((m) => m.stats.inFlight / shareOf(m, now, s) === least);
+  return smoothWeighted(tied, shareOf, now, s);
 }
 
 const rings = new WeakMap<RouteTable, { version: number; ring: HashRing<Member> }>();
 
 /** Consistent hashing over every member in service; candidates that may not take it are passed over. */
-function hashed(table: RouteTable, candidates: readonly Member[], key: string | undefined, s: PickSettings): Member {
-  if (key === undefined) return smoothWeighted(table, candidates, (m) => m.settings.weight);
+function hashed(table: RouteTable, candidates: readonly Member[], key: string | undefined, now: number, s: PickSettings): Member {
+  if (key === undefined) return smoothWeighted(candidates, configuredWeight, now, s);
   let cached = rings.get(table);
   if (!cached || cached.version !== table.version) {
     const inService = table.members.filter((m) => m.settings.active && !m.settings.draining);
     cached = { version: table.version, ring: new HashRing(inService.map((m) => ({ key: m.upstream.id, weight: m.settings.weight, value: m })), s.hashReplicas) };
     rings.set(table, cached);
   }
+  const { ring } = cached;
+  // Candidates are members in service; as many as the ring holds means all of them, none to pass over.
+  if (candidates.length === ring.size) return ring.lookup(key) ?? candidates[0]!;
   const allowed = new Set(candidates);
-  return cached.ring.lookup(key, (m) => allowed.has(m)) ?? candidates[0]!;
+  return ring.lookup(key, (m) => allowed.has(m)) ?? candidates[0]!;
 }
 
 function headerKey(ctx: RequestContext, name: string): string | undefined {
@@ -157,9 +190,18 @@ function cookieKey(ctx: RequestContext, name: string): string | undefined {
  * not measured yet gets the others' mean, so it is tried and measured.
  */
 function latencyWeighted(candidates: readonly Member[], s: PickSettings, now: number): Member {
-  const measured = candidates.map((m) => m.stats.combinedWeight).filter((w): w is number => w !== undefined);
-  const prior = measured.length > 0 ? measured.reduce((a, b) => a + b, 0) / measured.length : s.latency.maxWeight;
-  return weightedRandom(candidates, (m) => (m.stats.combinedWeight ?? prior) * m.settings.weight * warmFactor(m, now, s) * loadFactor(m, now, s));
+  let sum = 0;
+  let measured = 0;
+  for (const member of candidates) {
+    const weight = member.stats.combinedWeight;
+    if (weight === undefined) continue;
+    sum += weight;
+    measured++;
+  }
+  const prior = measured > 0 ? sum / measured : s.latency.maxWeight;
+  const weights: number[] = [];
+  for (const m of candidates) weights.push((m.stats.combinedWeight ?? prior) * m.settings.weight * warmFactor(m, now, s) * loadFactor(m, now, s));
+  return weightedRandom(candidates, weights);
 }
 
 /** Power of two choices (Envoy, Finagle): of two random candidates, the lower EWMA × (in flight + 1). */
@@ -167,10 +209,18 @@ function powerOfTwo(candidates: readonly Member[], s: PickSettings, now: number)
   const i = Math.floor(Math.random() * candidates.length);
   let j = Math.floor(Math.random() * (candidates.length - 1));
   if (j >= i) j++;
-  const measured = candidates.map((m) => m.stats.ewma).filter((v): v is number => v !== undefined);
-  const prior = measured.length > 0 ? Math.min(...measured) : 1;
-  const score = (m: Member) => ((m.stats.ewma ?? prior) * (m.stats.inFlight + 1)) / (m.settings.weight * warmFactor(m, now, s) * loadFactor(m, now, s));
+  // An upstream not measured yet counts as fast as the fastest, so it gets tried and measured.
+  let fastest: number | undefined;
+  for (const member of candidates) {
+    const ewma = member.stats.ewma;
+    if (ewma !== undefined && (fastest === undefined || ewma < fastest)) fastest = ewma;
+  }
+  const prior = fastest ?? 1;
   const a = candidates[i]!;
   const b = candidates[j]!;
-  return score(b) < score(a) ? b : a;
+  return p2cScore(b, prior, now, s) < p2cScore(a, prior, now, s) ? b : a;
+}
+
+function p2cScore(m: Member, prior: number, now: number, s: PickSettings): number {
+  return ((m.stats.ewma ?? prior) * (m.stats.inFlight + 1)) / (m.settings.weight * warmFactor(m, now, s) * loadFactor(m, now, s));
 }

@@ -3,7 +3,7 @@
 import { definePlugin, liveUpstreams, SwitchyardError, type HealthStatus, type RequestContext, type Route, type Upstream } from '../../core/index.js';
 import { registerAdmin, type BalancedRoute } from './admin.js';
 import { goProxyAliases } from './go-proxy-admin.js';
-import { ALGORITHMS, pick, type Algorithm, type PickSettings } from './algorithms.js';
+import { ALGORITHMS, needsClock, pick, type Algorithm, type PickSettings } from './algorithms.js';
 import { RouteTable, type Member } from './table.js';
 
 const NAME = 'balancer';
@@ -80,6 +80,22 @@ interface Attempt {
   errorBefore: unknown;
 }
 
+// One function for every request, so asking for the scratch space makes no closure.
+const newAttempt = (): Attempt => ({ member: undefined, table: undefined, errorBefore: undefined });
+
+function wasTried(tried: readonly Upstream[], member: Member): boolean {
+  for (const upstream of tried) if (upstream.id === member.upstream.id) return true;
+  return false;
+}
+
+function isFull(member: Member): boolean {
+  return member.settings.maxConnections !== 0 && member.stats.inFlight >= member.settings.maxConnections;
+}
+
+function isStreaming(ctx: RequestContext): boolean {
+  return ctx.req.headers.upgrade !== undefined || (ctx.req.headers.accept?.includes('text/event-stream') ?? false);
+}
+
 export default definePlugin({
   name: NAME,
   schema,
@@ -145,18 +161,37 @@ export default definePlugin({
     }
 
     const choose = (route: Route, table: RouteTable, ctx: RequestContext): Member => {
-      const streaming = ctx.req.headers.upgrade !== undefined || (ctx.req.headers.accept?.includes('text/event-stream') ?? false);
-      const algorithm: Algorithm = (streaming ? options.streamingAlgorithm : undefined) ?? options.algorithm;
+      const algorithm: Algorithm = options.streamingAlgorithm !== undefined && isStreaming(ctx) ? options.streamingAlgorithm : options.algorithm;
+      let candidates: readonly Member[];
+      if (everyMemberFree(table, ctx.tried)) {
+        if (table.panic) panicOver(table);
+        candidates = table.members;
+      } else {
+        candidates = filterCandidates(route, table, ctx);
+      }
+      return pick(algorithm, table, candidates, ctx, settings, needsClock(candidates, settings) ? Date.now() : 0);
+    };
+
+    // The usual case: every member is in service, healthy, not tried yet and below its limit. The
+    // members are then the candidates as they are, with no list to build.
+    const everyMemberFree = (table: RouteTable, tried: readonly Upstream[]): boolean => {
+      if (table.members.length === 0) return false;
+      for (const member of table.members) {
+        const { settings } = member;
+        if (!settings.active || settings.draining || isFull(member) || !api.health.isHealthy(member.upstream) || wasTried(tried, member)) return false;
+      }
+      return true;
+    };
+
+    // Otherwise the rules in full: healthy before unhealthy (panic mode), untried before tried.
+    const filterCandidates = (route: Route, table: RouteTable, ctx: RequestContext): Member[] => {
       const inService = table.members.filter((m) => m.settings.active && !m.settings.draining);
       if (inService.length === 0) throw new SwitchyardError('SY_ERR_NO_HEALTHY_UPSTREAM', `no upstream of route ${route.name} is in service (all removed, inactive or draining)`);
-      const untried = (m: Member) => !ctx.tried.some((u) => u.id === m.upstream.id);
+      const untried = (m: Member) => !wasTried(ctx.tried, m);
       const healthy = inService.filter((m) => api.health.isHealthy(m.upstream));
       let candidates: Member[];
       if (healthy.length > 0) {
-        if (table.panic) {
-          table.panic = false;
-          api.log.info({ route: route.name }, 'panic mode over: a healthy upstream is back');
-        }
+        if (table.panic) panicOver(table);
         candidates = healthy.filter(untried);
         if (candidates.length === 0) candidates = healthy;
       } else {
@@ -169,9 +204,14 @@ export default definePlugin({
         candidates = inService.filter(untried);
         if (candidates.length === 0) candidates = inService;
       }
-      candidates = candidates.filter((m) => m.settings.maxConnections === 0 || m.stats.inFlight < m.settings.maxConnections);
+      candidates = candidates.filter((m) => !isFull(m));
       if (candidates.length === 0) throw new SwitchyardError('SY_ERR_NO_HEALTHY_UPSTREAM', `every upstream of route ${route.name} is at its maxConnections`);
-      return pick(algorithm, table, candidates, ctx, settings, Date.now());
+      return candidates;
+    };
+
+    const panicOver = (table: RouteTable) => {
+      table.panic = false;
+      api.log.info({ route: table.routeName }, 'panic mode over: a healthy upstream is back');
     };
 
     const finish = (ctx: RequestContext, attempt: Attempt, outcome: 'ok' | 'failed' | 'aborted') => {
@@ -187,8 +227,8 @@ export default definePlugin({
 
     api.hooks.selectUpstream.tap(NAME, (ctx) => {
       const route = ctx.route!;
-      const table = tableFor(route.name, () => route.upstreams);
-      const attempt = ctx.scratch<Attempt>(NAME, () => ({ member: undefined, table: undefined, errorBefore: undefined }));
+      const table = tables.get(route.name) ?? tableFor(route.name, () => route.upstreams);
+      const attempt = ctx.scratch<Attempt>(NAME, newAttempt);
       // The core selects again only to retry: the attempt before this one failed.
       if (attempt.member) finish(ctx, attempt, 'failed');
       const member = choose(route, table, ctx);
@@ -203,7 +243,7 @@ export default definePlugin({
 
     api.hooks.done.tap(NAME, (ctx) => {
       if (ctx.tried.length === 0) return;
-      const attempt = ctx.scratch<Attempt>(NAME, () => ({ member: undefined, table: undefined, errorBefore: undefined }));
+      const attempt = ctx.scratch<Attempt>(NAME, newAttempt);
       const error = ctx.error !== attempt.errorBefore ? ctx.error : undefined;
       if (error?.code === 'SY_ERR_CLIENT_ABORTED') return finish(ctx, attempt, 'aborted');
       const failed = error !== undefined || (ctx.response?.status ?? ctx.res.statusCode) >= 500;

@@ -65,12 +65,18 @@ export class UpstreamStats {
   longEwma: number | undefined;
   /** How much the dynamic weight counts against the base weight; adapts with successes and failures. */
   alpha: number;
-  baseWeight = 0;
-  dynamicWeight = 0;
+  /** Smooth weighted round robin's running weight on this route. */
+  smoothWeight = 0;
   /** The upstream's own last report (POST /report). */
   report: { cpu?: number; memory?: number; load?: number; at: number } | undefined;
   private readonly samples = new Float64Array(SAMPLES);
   private sampled = 0;
+  // The latency weights follow from the averages. Only the latency algorithm and /upstream read
+  // them, so they are worked out on reading, not per sample; `unweighed` is the last sample's
+  // tuning while they are out of date.
+  private base = 0;
+  private dynamic = 0;
+  private unweighed: LatencyTuning | undefined;
 
   constructor(tuning: LatencyTuning) {
     this.alpha = tuning.alphaInitial;
@@ -86,9 +92,28 @@ export class UpstreamStats {
     this.longEwma = this.longEwma === undefined ? sample : tuning.baseDecay * this.longEwma + (1 - tuning.baseDecay) * sample;
     const step = ok ? tuning.alphaAdjustmentStep : -tuning.alphaAdjustmentStep;
     this.alpha = Math.min(tuning.alphaMax, Math.max(tuning.alphaMin, this.alpha + step));
-    // The TMDB proxy's shapes: base ∝ 1/latency, dynamic ∝ log(1/latency), both within [1, maxWeight].
-    this.baseWeight = clamp(Math.floor((1000 / this.longEwma) * tuning.baseWeightMultiplier), 1, tuning.maxWeight);
-    this.dynamicWeight = clamp(Math.floor(Math.log10(1000 / this.ewma + 1) * tuning.dynamicWeightMultiplier), 1, tuning.maxWeight);
+    this.unweighed = tuning;
+  }
+
+  /** From the long-term EWMA, within [1, maxWeight]; 0 before the first sample. */
+  get baseWeight(): number {
+    this.weigh();
+    return this.base;
+  }
+
+  /** From the short-term EWMA, within [1, maxWeight]; 0 before the first sample. */
+  get dynamicWeight(): number {
+    this.weigh();
+    return this.dynamic;
+  }
+
+  private weigh(): void {
+    const tuning = this.unweighed;
+    if (tuning === undefined) return;
+    this.unweighed = undefined;
+    // The TMDB proxy's shapes: base ∝ 1/latency, dynamic ∝ log(1/latency).
+    this.base = clamp(Math.floor((1000 / this.longEwma!) * tuning.baseWeightMultiplier), 1, tuning.maxWeight);
+    this.dynamic = clamp(Math.floor(Math.log10(1000 / this.ewma! + 1) * tuning.dynamicWeightMultiplier), 1, tuning.maxWeight);
   }
 
   /** alpha·dynamic + (1−alpha)·base, or undefined before the first sample. */
@@ -117,8 +142,6 @@ export class RouteTable {
   /** Bumped on every membership or weight change; hash rings are rebuilt on a new version. */
   version = 0;
   readonly stats = new Map<string, UpstreamStats>();
-  /** Smooth weighted round robin's running weights, by upstream id. */
-  readonly smooth = new Map<string, number>();
   changes: RuntimeChanges = {};
   /** Reading the store's changes (once per process). */
   loading: Promise<void> | undefined;

@@ -195,6 +195,29 @@ describe('sticky balancing with consistent hashing', { timeout: 60000 }, () => {
     }
   });
 
+  test('ip-hash: the clients of a down upstream move to the others, every other client stays put', async () => {
+    const tap = healthTap();
+    const config = fleetConfig(fleet, [balancer({ algorithm: 'ip-hash' })], { server: { trustedProxies: ['127.0.0.1'] }, globalPlugins: [tap.plugin] });
+    await withYard(config, async (sy) => {
+      const clients = Array.from({ length: 200 }, (_, i) => `10.1.0.${i}`);
+      const asClients = { concurrency: 8, init: (i: number) => ({ headers: { 'x-forwarded-for': clients[i]! } }) };
+      const first = (await many(sy.url, clients.length, asClients)).map((a) => a.upstream);
+      assert.ok(first.includes('a'), 'some clients start on a');
+      const a = upstreamRef(fleet.byName('a'));
+      tap.health().set(a, false, 'test');
+      try {
+        const down = (await many(sy.url, clients.length, asClients)).map((a) => a.upstream);
+        down.forEach((upstream, i) => {
+          if (first[i] === 'a') assert.notEqual(upstream, 'a', `client ${clients[i]} left a`);
+          else assert.equal(upstream, first[i], `client ${clients[i]} stayed put`);
+        });
+      } finally {
+        tap.health().set(a, true);
+      }
+      assert.deepEqual((await many(sy.url, clients.length, asClients)).map((a) => a.upstream), first, 'with a back, its clients return');
+    }, tap.file);
+  });
+
   test('header-hash and cookie-hash stick by their key; a request without one is still served', async () => {
     await withYard(fleetConfig(fleet, [balancer({ algorithm: 'header-hash', hashKey: 'X-Session' })]), async (sy) => {
       for (const session of ['alpha', 'beta', 'gamma', 'delta']) {
