@@ -97,20 +97,21 @@ class Attempt {
       proxyReq.destroy();
       return;
     }
-    const timeConnection = (socket: Socket) => {
-      const stamp = () => { this.ctx.timings.connected = this.ctx.elapsed(); };
-      if (!socket.connecting) return stamp();
-      // With TLS the connection is ready once the handshake is done, as undici counts it.
-      socket.once('encrypted' in socket ? 'secureConnect' : 'connect', stamp);
-    };
     // The socket may already be assigned by the time http-proxy-3 hands over the request.
-    if (proxyReq.socket) timeConnection(proxyReq.socket);
-    else proxyReq.once('socket', timeConnection);
-    const socket = proxyReq.socket;
-    if (socket?.connecting) {
-      this.connectDeadline = performance.now() + this.ctx.route!.timeouts.connect;
-      socket.once('connect', () => { this.connectDeadline = Infinity; });
-    }
+    if (proxyReq.socket) this.watchConnection(proxyReq.socket);
+    else proxyReq.once('socket', (socket: Socket) => this.watchConnection(socket));
+  }
+
+  /** A pooled socket is ready at once; a new one is bounded by the connect timeout until it is. */
+  private watchConnection(socket: Socket): void {
+    const connected = () => {
+      this.connectDeadline = Infinity;
+      this.ctx.timings.connected = this.ctx.elapsed();
+    };
+    if (!socket.connecting) return connected();
+    this.connectDeadline = performance.now() + this.ctx.route!.timeouts.connect;
+    // With TLS the connection is ready once the handshake is done, as undici counts it.
+    socket.once('encrypted' in socket ? 'secureConnect' : 'connect', connected);
   }
 
   respond(upstreamRes: IncomingMessage): void {
