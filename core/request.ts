@@ -85,7 +85,13 @@ const MAX_ATTEMPTS = 16;
 async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<void> {
   const engine = engineFor(pipeline, rt, route);
   for (;;) {
-    ctx.upstream = hasTaps(pipeline, route, 'selectUpstream') ? await selectWithTaps(pipeline, rt, ctx, route) : firstHealthy(rt, ctx, route);
+    if (hasTaps(pipeline, route, 'selectUpstream')) {
+      // Balancers choose synchronously; awaiting only a real promise saves a microtask per request.
+      const selected = selectWithTaps(pipeline, rt, ctx, route);
+      ctx.upstream = selected instanceof Promise ? await selected : selected;
+    } else {
+      ctx.upstream = firstHealthy(rt, ctx, route);
+    }
     ctx.tried.push(ctx.upstream);
     if (ctx.tried.length === 1 && hasTaps(pipeline, route, 'preRequest')) {
       const reply = await runBail(pipeline, ctx, 'preRequest');
@@ -143,12 +149,14 @@ async function askErrorStage(pipeline: Pipeline, ctx: RequestContext, route: Rou
  * retry it. With no healthy upstream at all the taps still run, with no candidates: a balancer
  * may pick from `ctx.route.upstreams` anyway (panic mode).
  */
-async function selectWithTaps(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<Upstream> {
+function selectWithTaps(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Upstream | Promise<Upstream> {
   let candidates = route.upstreams.filter((u) => rt.health.isHealthy(u) && !ctx.tried.includes(u));
   if (candidates.length === 0 && ctx.tried.length > 0) candidates = route.upstreams.filter((u) => rt.health.isHealthy(u));
-  const upstream = (await runBail(pipeline, ctx, 'selectUpstream', candidates)) ?? candidates[0];
-  if (!upstream) throw noHealthyUpstream(route);
-  return upstream;
+  return then(runBail(pipeline, ctx, 'selectUpstream', candidates), (upstream) => {
+    const chosen = upstream ?? candidates[0];
+    if (!chosen) throw noHealthyUpstream(route);
+    return chosen;
+  });
 }
 
 /** Without a balancer: the first healthy upstream not tried yet, else the first healthy one. */
