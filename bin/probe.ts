@@ -3,7 +3,7 @@
 // weights into a config file, which a running Switchyard then picks up through its file watch.
 import { copyFileSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { Agent, request } from 'undici';
+import type { Agent } from 'undici';
 import YAML from 'yaml';
 import { loadConfig, type Catalogs } from '../core/index.js';
 
@@ -107,6 +107,8 @@ async function targetsFrom(preset: string | undefined, config: string | undefine
 
 /** Probes every target at once; each gets `rate` requests per second, at most `concurrency` in flight. */
 export async function probe(targets: Target[], settings: ProbeSettings, progress?: (line: string) => void): Promise<UpstreamReport[]> {
+  // Loaded here, not at the top: `switchyard start` imports this file too, and has no use for undici's fetch and friends.
+  const { Agent, request } = await import('undici');
   const dispatcher = new Agent({ keepAliveTimeout: 10_000, connections: settings.concurrency });
   const started = Date.now();
   const samples = targets.map(() => ({ requests: 0, ok: 0, errors: {} as Record<string, number>, latencies: [] as number[] }));
@@ -117,7 +119,7 @@ export async function probe(targets: Target[], settings: ProbeSettings, progress
     progress(`probing ${targets.length} upstream${targets.length === 1 ? '' : 's'}: ${sent} requests, ${errors} errors, ${left}s left`);
   }, 250);
   try {
-    await Promise.all(targets.map((target, i) => probeOne(target, settings, dispatcher, samples[i]!)));
+    await Promise.all(targets.map((target, i) => probeOne(target, settings, dispatcher, request, samples[i]!)));
   } finally {
     if (ticker) clearInterval(ticker);
     await dispatcher.close();
@@ -127,7 +129,7 @@ export async function probe(targets: Target[], settings: ProbeSettings, progress
 
 type Sample = { requests: number; ok: number; errors: Record<string, number>; latencies: number[] };
 
-function probeOne(target: Target, settings: ProbeSettings, dispatcher: Agent, sample: Sample): Promise<void> {
+function probeOne(target: Target, settings: ProbeSettings, dispatcher: Agent, request: typeof import('undici').request, sample: Sample): Promise<void> {
   // A base path in the upstream URL stays: http://h/v1 + /ping → http://h/v1/ping.
   const url = new URL(`${target.url.replace(/\/$/, '')}${settings.path}`);
   const end = Date.now() + settings.durationMs;

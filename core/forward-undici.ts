@@ -5,12 +5,18 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable, Transform } from 'node:stream';
 import type { Duplex } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type { Dispatcher, Pool } from 'undici';
 import type { RequestContext } from './context.js';
 import type { ForwardEngine, PoolOptions, UpstreamResponse } from './engine.js';
 import { SwitchyardError, type ErrorCode } from './errors.js';
 import { codeFor, EMPTY_QUERY_MARK } from './forward.js';
 import type { Upstream } from './types.js';
+
+// Pool alone, not undici's index: the index also loads fetch, WebSocket, the mocks and caches
+// (about 9 MiB of RSS more), none of which dispatch() needs. test/core/cli.test.ts checks
+// that this file is still undici's Pool.
+const UndiciPool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof Pool;
 
 const NO_HEADERS: IncomingHttpHeaders = Object.freeze({}) as IncomingHttpHeaders;
 
@@ -73,7 +79,7 @@ export class UndiciEngine implements ForwardEngine {
     const key = `${target.origin}|${connectTimeout}|${tls?.insecure ? 1 : 0}|${tls?.ca ?? ''}`;
     let pool = this.pools.get(key);
     if (!pool) {
-      pool = new Pool(target.origin, {
+      pool = new UndiciPool(target.origin, {
         connections: this.pool.maxSockets,
         pipelining: 1,
         connect: { timeout: connectTimeout, ca: tls?.ca, rejectUnauthorized: !tls?.insecure },

@@ -78,12 +78,13 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     // Both engines exist from the start (a pool is only opened on a route's first request), so a
     // reload may move any route to either; WebSocket upgrades always take the http-proxy one.
     const httpProxy = new HttpProxyEngine(pool);
+    const stores = await StoreFactory.create(serverConfig.store, loaded.baseDir);
     const rt: Runtime = {
       logger,
       engines: { 'http-proxy': httpProxy, undici: new UndiciEngine(pool, httpProxy) },
       state: new StateRegistry(),
       health: new UpstreamHealth(),
-      stores: new StoreFactory(serverConfig.store, loaded.baseDir),
+      stores,
       startedAt: Date.now(),
       version: VERSION,
       adminOnOwnPort: serverConfig.admin.port !== undefined,

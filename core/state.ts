@@ -3,8 +3,6 @@
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { createKeyv as createRedisKeyv, defaultReconnectStrategy } from '@keyv/redis';
-import KeyvSqlite from '@keyv/sqlite';
 import Keyv from 'keyv';
 import { SwitchyardError } from './errors.js';
 import type { Upstream } from './types.js';
@@ -122,10 +120,20 @@ const REDIS_CONNECT_TIMEOUT = 2000;
 export class StoreFactory {
   private readonly opened = new Map<string, Keyv>();
 
-  constructor(private readonly url: string, private readonly baseDir: string) {
+  private constructor(private readonly url: string, private readonly baseDir: string, private readonly adapters: StoreAdapters) {}
+
+  /**
+   * Only the adapter the URL names is loaded: the Redis client alone is about 8 MiB of RSS that a
+   * process on SQLite or memory:// has no use for.
+   */
+  static async create(url: string, baseDir: string): Promise<StoreFactory> {
     if (!/^(sqlite|memory|rediss?):\/\//.test(url)) {
       throw new SwitchyardError('SY_ERR_STORE_UNSUPPORTED', `store "${url.replace(/\/\/[^@/]*@/, '//***@')}" is not supported: use sqlite://<path>, redis://host:port or memory://`);
     }
+    const adapters: StoreAdapters = {};
+    if (url.startsWith('redis')) adapters.redis = await import('@keyv/redis');
+    if (url.startsWith('sqlite')) adapters.sqlite = (await import('@keyv/sqlite')).default;
+    return new StoreFactory(url, baseDir, adapters);
   }
 
   /** The namespace's store; the same instance every time, so reloads reuse connections. */
@@ -134,7 +142,8 @@ export class StoreFactory {
     if (keyv) return keyv;
     if (this.url.startsWith('memory://')) {
       keyv = new Keyv({ namespace });
-    } else if (this.url.startsWith('redis')) {
+    } else if (this.adapters.redis) {
+      const { createKeyv: createRedisKeyv, defaultReconnectStrategy } = this.adapters.redis;
       // A Redis that is down must fail calls at once rather than queue them until it returns
       // (the offline queue would hold requests up); the client keeps reconnecting in the background.
       keyv = createRedisKeyv(
@@ -147,6 +156,7 @@ export class StoreFactory {
       mkdirSync(dirname(file), { recursive: true });
       // A short busy timeout: each waiting call holds one of libuv's four threads, and a file locked
       // by another process would otherwise stall DNS, file and zlib work for the whole process.
+      const KeyvSqlite = this.adapters.sqlite!;
       keyv = new Keyv({ store: new KeyvSqlite({ uri: `sqlite://${file}`, table: 'switchyard', busyTimeout: 250 }), namespace });
     }
     // Failures surface through the call that failed; without a listener keyv's 'error' event would crash.
@@ -163,6 +173,11 @@ export class StoreFactory {
     clearTimeout(timer);
     this.opened.clear();
   }
+}
+
+interface StoreAdapters {
+  redis?: typeof import('@keyv/redis');
+  sqlite?: typeof import('@keyv/sqlite').default;
 }
 
 interface RedisAdapter {

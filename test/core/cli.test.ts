@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -27,8 +28,8 @@ function tempDir(files: Record<string, object | string> = {}): string {
 }
 
 /** Starts the CLI and resolves with the port from its "listening" log line. */
-async function startCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ child: ChildProcess; port: number; lines: Record<string, unknown>[] }> {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: options.cwd, env: { PATH: process.env.PATH, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+async function startCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {}): Promise<{ child: ChildProcess; port: number; lines: Record<string, unknown>[] }> {
+  const child = spawn(process.execPath, [...options.nodeArgs ?? [], CLI, ...args], { cwd: options.cwd, env: { PATH: process.env.PATH, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, unknown>[] = [];
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
@@ -129,5 +130,53 @@ describe('switchyard CLI', () => {
     } finally {
       child.kill('SIGKILL');
     }
+  });
+
+  // Each store adapter and undici's full index cost megabytes of RSS (the 1 GiB stream target in
+  // bench/README.md); a process that does not use them must not load them.
+  describe('what start loads', () => {
+    /** Starts with a module-resolution hook that writes every resolved URL to a file; returns those URLs. */
+    async function modulesLoadedBy(store: string): Promise<string[]> {
+      const dir = tempDir({ 'switchyard.yaml': { ...config(), server: { store, host: '127.0.0.1' } } });
+      const record = join(dir, 'resolved.txt');
+      writeFileSync(join(dir, 'hooks.mjs'), `import { appendFileSync } from 'node:fs';
+export async function resolve(specifier, context, next) {
+  const result = await next(specifier, context);
+  appendFileSync(${JSON.stringify(record)}, result.url + '\\n');
+  return result;
+}
+`);
+      writeFileSync(join(dir, 'register.mjs'), "import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n");
+      writeFileSync(record, '');
+      const { child, port } = await startCli(['start', '--port', '0', '--no-watch'], { cwd: dir, nodeArgs: ['--import', join(dir, 'register.mjs')] });
+      try {
+        assert.equal((await fetch(`http://127.0.0.1:${port}/api/hello`)).status, 200);
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      } finally {
+        child.kill('SIGKILL');
+      }
+      return readFileSync(record, 'utf8').split('\n').filter(Boolean);
+    }
+    const loads = (urls: string[], pkg: string) => urls.some((url) => url.includes(`/node_modules/${pkg}/`));
+
+    test('with memory://: neither store adapter, nor undici\'s index (the engine takes its Pool alone)', async () => {
+      const urls = await modulesLoadedBy('memory://');
+      assert.ok(urls.some((url) => url.endsWith('/core/forward-undici.js')), 'the hook saw the engine being loaded');
+      assert.equal(loads(urls, '@keyv/redis'), false);
+      assert.equal(loads(urls, '@keyv/sqlite'), false);
+      assert.equal(urls.some((url) => url.endsWith('/node_modules/undici/index.js')), false);
+    });
+
+    test('with sqlite://: the SQLite adapter, not the Redis one', async () => {
+      const urls = await modulesLoadedBy('sqlite://./store.sqlite');
+      assert.equal(loads(urls, '@keyv/sqlite'), true);
+      assert.equal(loads(urls, '@keyv/redis'), false);
+    });
+
+    test('the Pool the engine takes from inside undici is undici\'s exported Pool', () => {
+      const require = createRequire(import.meta.url);
+      assert.equal(require('undici/lib/dispatcher/pool.js'), require('undici').Pool);
+    });
   });
 });

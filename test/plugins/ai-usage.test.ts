@@ -134,7 +134,7 @@ describe('ai-usage: counters', () => {
   for (const [name, skip, start] of shared) {
     test(`instances sharing ${name} add up exactly`, { skip }, async () => {
       const backend = await start();
-      const factories = [new StoreFactory(backend.url, tmpdir()), new StoreFactory(backend.url, tmpdir())];
+      const factories = await Promise.all([StoreFactory.create(backend.url, tmpdir()), StoreFactory.create(backend.url, tmpdir())]);
       try {
         const stores = factories.map((f) => f.open('plugin:ai-usage'));
         const instances = stores.map(() => new UsageStats());
