@@ -203,17 +203,31 @@ export function createPluginHooks(stages: Stages, plugin: string, isRoutePlugin:
       },
       tapMaybeAsync(options, fn) {
         if (!hook.tapAsync) throw new Error(`stage "${stage}" is synchronous; use tap()`);
-        // tapable's callback style: calling back before returning keeps the whole stage synchronous.
-        hook.tapAsync(tapOptions(options), (...args: unknown[]) => {
-          const callback = args.pop() as (err: unknown, result?: unknown) => void;
+        // The core calls `direct` itself (core/request.ts callHook); the callback-style function is
+        // for tapable, when something (an interceptor, a callback-style tap) makes the core use it.
+        const direct = (...args: unknown[]): unknown => {
           let result: unknown;
           try {
             result = (fn as (...a: unknown[]) => unknown)(...args);
           } catch (err) {
-            return callback(asPluginError(plugin, stage, err));
+            throw asPluginError(plugin, stage, err);
+          }
+          if (!(result instanceof Promise)) return result;
+          return result.catch((err: unknown) => {
+            throw asPluginError(plugin, stage, err);
+          });
+        };
+        // tapable's callback style: calling back before returning keeps the whole stage synchronous.
+        hook.tapAsync({ ...tapOptions(options), direct }, (...args: unknown[]) => {
+          const callback = args.pop() as (err: unknown, result?: unknown) => void;
+          let result: unknown;
+          try {
+            result = direct(...args);
+          } catch (err) {
+            return callback(err);
           }
           if (!(result instanceof Promise)) return callback(null, result);
-          result.then((value) => callback(null, value), (err: unknown) => callback(asPluginError(plugin, stage, err)));
+          result.then((value) => callback(null, value), callback);
         });
       },
     };

@@ -183,7 +183,15 @@ function deliver(pipeline: Pipeline, ctx: RequestContext, route: Route, upstream
   headers['x-request-id'] = ctx.id;
   ctx.response = { status: upstreamRes.status, headers };
   if (!hasTaps(pipeline, route, 'postResponse')) return stream(ctx, upstreamRes, trailers);
-  return runSeries(pipeline, ctx, 'postResponse').then(() => stream(ctx, upstreamRes, trailers), (err: unknown) => {
+  let series: Promise<void> | void;
+  try {
+    series = runSeries(pipeline, ctx, 'postResponse');
+  } catch (err) {
+    upstreamRes.body.destroy();
+    throw err;
+  }
+  if (!(series instanceof Promise)) return stream(ctx, upstreamRes, trailers);
+  return series.then(() => stream(ctx, upstreamRes, trailers), (err: unknown) => {
     upstreamRes.body.destroy();
     throw err;
   });
@@ -226,12 +234,61 @@ function hasTaps(pipeline: Pipeline, route: Route, stage: keyof Stages): boolean
   return pipeline.global[stage].taps.length > 0 || (route.stages !== undefined && route.stages[stage].taps.length > 0);
 }
 
+/** A stage's hook as the core calls it: tapable's registry of taps, in order. */
+interface StageHook {
+  callAsync(...args: unknown[]): void;
+  taps: readonly { type: string; fn: DirectTap; direct?: DirectTap }[];
+  interceptors: readonly unknown[];
+  [kDirectTaps]?: { count: number; taps: DirectTap[] | undefined };
+}
+
+/** A tap the core may call itself: it returns its result, or a promise of it. */
+type DirectTap = (first: unknown, second?: unknown) => unknown;
+
+const kDirectTaps = Symbol('switchyard.directTaps');
+
 /**
- * Calls a stage's hook. Most taps are synchronous: then tapable calls back before `callAsync`
- * returns and the result comes back as a plain value, without the promise and closures of
- * `hook.promise()`. Only when a tap really is asynchronous does a promise come back.
+ * The hook's taps as plain functions, when every one is `tap()` or `tapMaybeAsync()` (nearly always)
+ * and nothing intercepts the hook; undefined otherwise. Taps are only added while plugins set up,
+ * so the list is worked out once per count of taps.
  */
-function callHook<T>(hook: { callAsync(...args: unknown[]): void }, args: unknown[]): T | Promise<T> {
+function directTapsOf(hook: StageHook): DirectTap[] | undefined {
+  const known = hook[kDirectTaps];
+  if (known !== undefined && known.count === hook.taps.length) return known.taps;
+  let taps: DirectTap[] | undefined = [];
+  if (hook.interceptors.length > 0) taps = undefined;
+  for (const tap of hook.taps) {
+    const direct = tap.type === 'sync' ? tap.fn : tap.direct;
+    if (direct === undefined) taps = undefined;
+    else taps?.push(direct);
+  }
+  hook[kDirectTaps] = { count: hook.taps.length, taps };
+  return taps;
+}
+
+/**
+ * Calls a stage's hook: the taps in order, a bail hook stopping at the first that answers. A
+ * synchronous chain returns a plain value, with no promise, closure or callback on the way; a
+ * promise comes back only from a tap that really waited. Callback- and promise-style taps, and
+ * intercepted hooks, go through tapable's own `callAsync`.
+ */
+function callHook<T>(hook: StageHook, args: unknown[], bail: boolean): T | Promise<T> {
+  const taps = directTapsOf(hook);
+  return taps ? callDirect<T>(taps, args, bail, 0) : callThroughTapable<T>(hook, args);
+}
+
+function callDirect<T>(taps: DirectTap[], args: unknown[], bail: boolean, from: number): T | Promise<T> {
+  for (let i = from; i < taps.length; i++) {
+    const result = args.length === 1 ? taps[i]!(args[0]) : taps[i]!(args[0], args[1]);
+    if (result instanceof Promise) {
+      return result.then((value: unknown) => (bail && value !== undefined ? (value as T) : callDirect<T>(taps, args, bail, i + 1)));
+    }
+    if (bail && result !== undefined) return result as T;
+  }
+  return undefined as T;
+}
+
+function callThroughTapable<T>(hook: StageHook, args: unknown[]): T | Promise<T> {
   let done = false;
   let value: T | undefined;
   let failure: unknown;
@@ -263,18 +320,21 @@ function runBail<S extends BailStage>(pipeline: Pipeline, ctx: RequestContext, s
   type Result = Awaited<ReturnType<Stages[S]['promise']>>;
   const args = stage === 'selectUpstream' || stage === 'error' ? [ctx, arg] : [ctx];
   const own = ctx.route?.stages?.[stage];
-  const callOwn = (): Result | Promise<Result> => (own && own.taps.length > 0 ? callHook<Result>(own as never, args) : (undefined as Result));
+  const callOwn = (): Result | Promise<Result> => (own && own.taps.length > 0 ? callHook<Result>(own as never, args, true) : (undefined as Result));
   const global = pipeline.global[stage];
   if (global.taps.length === 0) return callOwn();
-  const result = callHook<Result>(global as never, args);
+  const result = callHook<Result>(global as never, args, true);
   if (result instanceof Promise) return result.then((value) => (value !== undefined ? value : callOwn()));
   return result !== undefined ? result : callOwn();
 }
 
-async function runSeries(pipeline: Pipeline, ctx: RequestContext, stage: 'postResponse' | 'cacheStore'): Promise<void> {
-  if (pipeline.global[stage].taps.length > 0) await callHook(pipeline.global[stage] as never, [ctx]);
+/** Global taps, then the route's, each in turn. Plain (no promise) when every tap was synchronous. */
+function runSeries(pipeline: Pipeline, ctx: RequestContext, stage: 'postResponse' | 'cacheStore'): Promise<void> | void {
+  const args = [ctx];
   const own = ctx.route?.stages?.[stage];
-  if (own && own.taps.length > 0) await callHook(own as never, [ctx]);
+  const callOwn = (): Promise<void> | void => (own && own.taps.length > 0 ? callHook<void>(own as never, args, false) : undefined);
+  const global = pipeline.global[stage];
+  return global.taps.length > 0 ? then(callHook<void>(global as never, args, false), callOwn) : callOwn();
 }
 
 function canResend(ctx: RequestContext): boolean {
@@ -351,7 +411,13 @@ function finish(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, bytesSent:
     ctx.log.error({ err }, 'a done tap failed');
   }
   if (completed && route && !ctx.answeredBy && hasTaps(pipeline, route, 'cacheStore')) {
-    runSeries(pipeline, ctx, 'cacheStore').catch((err: unknown) => ctx.log.error({ err }, 'a cacheStore tap failed'));
+    const failed = (err: unknown) => ctx.log.error({ err }, 'a cacheStore tap failed');
+    try {
+      const stored = runSeries(pipeline, ctx, 'cacheStore');
+      if (stored instanceof Promise) stored.catch(failed);
+    } catch (err) {
+      failed(err);
+    }
   }
   if (pipeline.accessLog) logRequest(pipeline, rt, ctx, completed);
   pipeline.release();

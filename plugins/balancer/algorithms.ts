@@ -190,19 +190,30 @@ function cookieKey(ctx: RequestContext, name: string): string | undefined {
  * not measured yet gets the others' mean, so it is tried and measured.
  */
 function latencyWeighted(candidates: readonly Member[], s: PickSettings, now: number): Member {
+  // One pass reads each combined weight once (it may be worked out on reading); the second turns
+  // them into shares. The scratch array is reused: a pick runs to its end without yielding.
+  const weights = latencyScratch;
+  weights.length = candidates.length;
   let sum = 0;
   let measured = 0;
-  for (const member of candidates) {
-    const weight = member.stats.combinedWeight;
-    if (weight === undefined) continue;
-    sum += weight;
-    measured++;
+  for (let i = 0; i < candidates.length; i++) {
+    const weight = candidates[i]!.stats.combinedWeight ?? NOT_MEASURED;
+    weights[i] = weight;
+    if (weight !== NOT_MEASURED) {
+      sum += weight;
+      measured++;
+    }
   }
   const prior = measured > 0 ? sum / measured : s.latency.maxWeight;
-  const weights: number[] = [];
-  for (const m of candidates) weights.push((m.stats.combinedWeight ?? prior) * m.settings.weight * warmFactor(m, now, s) * loadFactor(m, now, s));
+  for (let i = 0; i < candidates.length; i++) {
+    const m = candidates[i]!;
+    weights[i] = (weights[i] === NOT_MEASURED ? prior : weights[i]!) * m.settings.weight * warmFactor(m, now, s) * loadFactor(m, now, s);
+  }
   return weightedRandom(candidates, weights);
 }
+
+const latencyScratch: number[] = [];
+const NOT_MEASURED = -1;
 
 /** Power of two choices (Envoy, Finagle): of two random candidates, the lower EWMA × (in flight + 1). */
 function powerOfTwo(candidates: readonly Member[], s: PickSettings, now: number): Member {

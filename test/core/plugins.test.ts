@@ -289,6 +289,44 @@ describe('taps that answer now or later', () => {
   });
 });
 
+describe('a stage runs its taps the same way whichever path calls them', () => {
+  // With only tap() and tapMaybeAsync() taps the core calls them itself; one tapPromise() tap in a
+  // stage hands that stage to tapable. The order and the answers must not differ.
+  const chain = pluginSource('chain', `
+    if (options.viaTapable) {
+      api.hooks.cacheLookup.tapPromise({ name: 'promise-noop', stage: -10 }, async () => undefined);
+      api.hooks.postResponse.tapPromise({ name: 'promise-noop', stage: -10 }, async () => {});
+    }
+    api.hooks.cacheLookup.tapMaybeAsync('wait', (ctx) =>
+      ctx.req.headers['x-wait'] ? new Promise((resolve) => setImmediate(() => resolve(undefined))) : undefined);
+    api.hooks.cacheLookup.tap({ name: 'answer', stage: 10 }, (ctx) =>
+      ctx.req.headers['x-answer'] ? { status: 200, headers: { 'x-answered-by': 'answer' }, body: 'answered' } : undefined);
+    // A series tap's return value means nothing: the next one still runs.
+    api.hooks.postResponse.tap('first', (ctx) => { ctx.response.headers['x-first'] = 'ran'; return 'ignored'; });
+    api.hooks.postResponse.tap({ name: 'second', stage: 10 }, (ctx) => { ctx.response.headers['x-second'] = 'ran'; });`,
+  { type: 'object', properties: { viaTapable: { type: 'boolean' } } });
+
+  for (const viaTapable of [false, true]) {
+    test(viaTapable ? 'through tapable (a tapPromise tap in the stage)' : 'called by the core (tap and tapMaybeAsync only)', async () => {
+      const sy = await startSwitchyard(routeConfig([upstream.url], { plugins: [{ path: './chain.mjs', options: { viaTapable } }] }), { files: { 'chain.mjs': chain } });
+      try {
+        const before = hits;
+        const waited = await fetch(`${sy.url}/x`, { headers: { 'x-wait': '1', 'x-answer': '1' } });
+        assert.equal(waited.headers.get('x-answered-by'), 'answer', 'a tap that waited and passed lets the next one answer');
+        assert.equal(await waited.text(), 'answered');
+        assert.equal(hits, before);
+        const passed = await fetch(`${sy.url}/x`, { headers: { 'x-wait': '1' } });
+        assert.equal(passed.status, 200);
+        assert.equal(hits, before + 1);
+        assert.equal(passed.headers.get('x-first'), 'ran');
+        assert.equal(passed.headers.get('x-second'), 'ran');
+      } finally {
+        await sy.stop();
+      }
+    });
+  }
+});
+
 describe('attempt outcomes', () => {
   test('observeAttempts tells a plugin how each attempt ended: success, failure (connection or listed status), inconclusive (client gone)', async () => {
     const judge = `import { definePlugin, observeAttempts } from '${CORE_URL}';
