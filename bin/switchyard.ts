@@ -5,7 +5,7 @@ import cluster from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ClusterPrimary, parseWorkers, serveAsWorker } from '../core/cluster.js';
-import { ConfigError, loadConfig, Switchyard, SwitchyardError, type Catalogs, type ConfigSource } from '../core/index.js';
+import { ConfigError, loadConfig, Switchyard, type Catalogs, type ConfigSource } from '../core/index.js';
 import { builtinPlugins } from '../plugins/index.js';
 import { presets } from '../presets/index.js';
 import { PROBE_USAGE, probeCommand, ProbeUsageError } from './probe.js';
@@ -23,7 +23,7 @@ start needs a preset, a config file, or ./switchyard.yaml in the current directo
   switchyard start --preset balancer            (BACKEND_SERVERS=http://10.0.0.1:8080,http://10.0.0.2:8080)
   switchyard start --config ./switchyard.yaml
 --workers runs N processes sharing the port (auto: one per CPU); see docs/scaling.md.
-Environment: PORT, HOST (override the config), WORKERS, LOG_LEVEL (info), LOG_BUFFER (0), and whatever the preset reads.
+Environment: PORT, HOST (override the config), WORKERS, LOG_LEVEL (info), and whatever the preset reads.
 Presets: ${Object.keys(presets).join(', ')}. Docs: README.md`;
 
 class UsageError extends Error {}
@@ -147,9 +147,6 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     if (err instanceof UsageError || err instanceof ProbeUsageError) {
       console.error(`switchyard: ${err.message}\n\n${USAGE}`);
-      process.exitCode = 2;
-    } else if (err instanceof SwitchyardError && err.code === 'SY_ERR_ENV_INVALID') {
-      console.error(`switchyard: ${err.message} (${err.code})`);
       process.exitCode = 2;
     } else if (err instanceof ConfigError) {
       console.error(`switchyard: invalid configuration (${err.code})\n${err.message}`);

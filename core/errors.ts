@@ -46,7 +46,6 @@ export const Errors = {
   SY_ERR_PLUGIN_INVALID: spec('SY_ERR_PLUGIN_INVALID', 0, 'a plugin module does not export a plugin made with definePlugin()'),
   SY_ERR_PRESET_NOT_FOUND: spec('SY_ERR_PRESET_NOT_FOUND', 0, 'the named preset does not exist'),
   SY_ERR_STORE_UNSUPPORTED: spec('SY_ERR_STORE_UNSUPPORTED', 0, 'the store URL scheme is not supported'),
-  SY_ERR_ENV_INVALID: spec('SY_ERR_ENV_INVALID', 0, 'an environment variable the core reads has a value it cannot use'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof Errors;

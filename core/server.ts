@@ -14,7 +14,6 @@ import { UndiciEngine } from './forward-undici.js';
 import { createListener } from './listener.js';
 import { Pipeline, type ReloadStatus, type Runtime } from './pipeline.js';
 import { handleAdminRequest, handleRequest, handleUpgrade } from './request.js';
-import { SwitchyardError } from './errors.js';
 import { StateRegistry, StoreFactory, UpstreamHealth } from './state.js';
 
 export interface StartOptions {
@@ -114,7 +113,6 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
       await tls?.watch((result) => yard.emit('tls', result));
     }
     logger.info({ port: yard.port, host: serverConfig.host, adminPort: yard.adminPort, preset: loaded.config.preset, routes: loaded.config.routes.length }, 'listening');
-    logger.flush(); // with LOG_BUFFER, whoever waits for this line should not wait a second
     return yard;
   }
 
@@ -211,7 +209,6 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     await Promise.all(Object.values(this.rt.engines).map((engine) => engine.close()));
     await this.rt.stores.close();
     this.rt.logger.info('stopped');
-    this.rt.logger.flush();
   }
 }
 
@@ -227,50 +224,13 @@ function createAuditLogger(file: string | undefined, baseDir: string, logger: Lo
   return pino({ base: { audit: true } }, pino.destination({ dest: path, sync: true }));
 }
 
-/**
- * JSON logs with credentials redacted wherever a plugin might log headers. LOG_BUFFER (bytes, as
- * `4096` or `4k`) gathers lines into one write of that size, flushed every second, at once for a
- * warning or an error, and at exit: one write per line costs more than formatting the line.
- */
+/** JSON logs with credentials redacted wherever a plugin might log headers. */
 export function createLogger(env: NodeJS.ProcessEnv = process.env): Logger {
-  const options: pino.LoggerOptions = {
+  return pino({
     level: env.LOG_LEVEL ?? 'info',
     redact: {
       paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie', 'headers.authorization', 'headers["x-api-key"]', 'headers.cookie', 'headers["proxy-authorization"]', 'options.apiKey', 'options.token', 'options.password'],
       censor: '***',
     },
-  };
-  const buffer = logBufferBytes(env.LOG_BUFFER);
-  if (buffer === 0) return pino(options);
-  const destination = pino.destination({ dest: 1, sync: true, minLength: buffer, maxWrite: Math.max(16_384, 2 * buffer), periodicFlush: LOG_FLUSH_MS });
-  process.once('exit', () => {
-    try {
-      destination.flushSync();
-    } catch {
-      // already closed: nothing left to write
-    }
   });
-  options.hooks = {
-    logMethod(args, write, level) {
-      write.apply(this, args);
-      if (level >= WARN_LEVEL) destination.flush();
-    },
-  };
-  return pino(options, destination);
-}
-
-const LOG_FLUSH_MS = 1000;
-const WARN_LEVEL = 40;
-// sonic-boom measures its whole pending text on every line, so a bigger buffer costs more per line
-// than the writes it saves (4k: about 2 µs a line against 6 unbuffered; 64k: about 8).
-const MAX_LOG_BUFFER = 16 * 1024;
-
-function logBufferBytes(text: string | undefined): number {
-  if (text === undefined || text === '') return 0;
-  const m = /^(\d+)([km]?)$/i.exec(text.trim());
-  const bytes = m ? Number(m[1]) * (m[2]!.toLowerCase() === 'k' ? 1024 : m[2]!.toLowerCase() === 'm' ? 2 ** 20 : 1) : NaN;
-  if (!(bytes <= MAX_LOG_BUFFER)) {
-    throw new SwitchyardError('SY_ERR_ENV_INVALID', `environment variable LOG_BUFFER=${text} is not a size up to 16k: give bytes, like 4096 or 4k (0 writes each line at once)`);
-  }
-  return bytes;
 }

@@ -132,29 +132,6 @@ describe('switchyard CLI', () => {
     }
   });
 
-  test('LOG_BUFFER gathers log lines, and none is lost when the process stops', async () => {
-    const dir = tempDir({ 'switchyard.yaml': config() });
-    // The "listening" line is flushed at once, or startCli would wait for the periodic flush.
-    const { child, port, lines } = await startCli(['start', '--port', '0', '--no-watch'], { cwd: dir, env: { LOG_BUFFER: '16k' } });
-    try {
-      for (let i = 0; i < 20; i++) assert.equal((await fetch(`http://127.0.0.1:${port}/api/n${i}`)).status, 200);
-      child.kill('SIGTERM');
-      assert.equal((await once(child, 'close'))[0], 0); // 'close': stdout read to its end
-      const requests = lines.filter((line) => line.msg === 'request').map((line) => line.path);
-      assert.deepEqual(requests, Array.from({ length: 20 }, (_, i) => `/api/n${i}`));
-      assert.equal(lines.at(-1)!.msg, 'stopped');
-    } finally {
-      child.kill('SIGKILL');
-    }
-  });
-
-  test('a LOG_BUFFER that is not a size stops the start with exit 2 and says why', () => {
-    const result = run(['start', '--no-watch'], { cwd: tempDir({ 'switchyard.yaml': config() }), env: { LOG_BUFFER: 'lots' } });
-    assert.equal(result.status, 2);
-    assert.match(result.stderr, /LOG_BUFFER=lots is not a size up to 16k/);
-    assert.match(result.stderr, /SY_ERR_ENV_INVALID/);
-  });
-
   // Each store adapter and undici's full index cost megabytes of RSS (the 1 GiB stream target in
   // bench/README.md); a process that does not use them must not load them.
   describe('what start loads', () => {
