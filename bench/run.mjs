@@ -960,7 +960,15 @@ function evaluateTargets(results, sse, memory, suites) {
     for (const algorithm of ALGORITHMS) {
       const r = rpsRatio(`balancer-${algorithm}`, 'switchyard-undici');
       const c = cpuRatio(`balancer-${algorithm}`, 'switchyard-undici');
-      add(`balancing ${algorithm} costs < 3 % of pass-through req/s (issue 3)`, r, r && `req/s ${f2(r)}×, CPU µs/req ${f2(c)}× of no plugin`, r >= 0.97);
+      // By CPU µs/req: req/s swings far more than 3 % between rounds here. When the two scenarios'
+      // rounds overlap, this run cannot tell a 3 % cost from none (bench/README.md has callgrind's figure).
+      const overlap = ok(`balancer-${algorithm}`)?.cpuMicrosPerRequestRange.min <= ok('switchyard-undici')?.cpuMicrosPerRequestRange.max;
+      add(
+        `balancing ${algorithm} costs < 3 % of pass-through (issue 3), by CPU µs/req`,
+        c,
+        c && `CPU µs/req ${f2(c)}×, req/s ${f2(r)}× of no plugin${c > 1.03 && overlap ? '; its rounds overlap the baseline\'s' : ''}`,
+        c <= 1.03 ? true : overlap ? 'within noise' : false,
+      );
     }
   }
   if (want('cache')) {

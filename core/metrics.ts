@@ -1,6 +1,7 @@
 // The metrics registry every plugin shares (prom-client), one per running Switchyard, made on first
 // use and kept across reloads; and the read-only facts about the process that /metrics reports.
-import { Counter, Gauge, Histogram, Registry, type CounterConfiguration, type GaugeConfiguration, type HistogramConfiguration } from 'prom-client';
+import { createRequire } from 'node:module';
+import type { Counter, CounterConfiguration, Gauge, GaugeConfiguration, Histogram, HistogramConfiguration, Registry } from 'prom-client';
 import type { ReloadStatus, Runtime } from './pipeline.js';
 
 /** What a plugin may know about the running process (`api.runtimeInfo()`). */
@@ -15,6 +16,9 @@ export interface RuntimeInfo {
   readonly reloads: { readonly ok: number; readonly failed: number };
 }
 
+// Loaded on first use (about 3 MiB of RSS): a process whose plugins keep no metrics never needs it.
+const promClient = (): typeof import('prom-client') => createRequire(import.meta.url)('prom-client') as typeof import('prom-client');
+
 // Keyed by the Runtime, not global: tests and embedders may run several proxies in one process,
 // and each /metrics must describe its own.
 const registries = new WeakMap<object, Registry>();
@@ -23,7 +27,7 @@ const registries = new WeakMap<object, Registry>();
 export function metricsRegistry(rt: Runtime): Registry {
   let registry = registries.get(rt);
   if (!registry) {
-    registry = new Registry();
+    registry = new (promClient().Registry)();
     registries.set(rt, registry);
   }
   return registry;
@@ -43,16 +47,19 @@ export function runtimeInfo(rt: Runtime): RuntimeInfo {
  * rejected.inc({ route: ctx.route!.name });
  */
 export function counter<T extends string>(registry: Registry, config: Omit<CounterConfiguration<T>, 'registers'>): Counter<T> {
+  const { Counter } = promClient();
   return reuse(registry, config.name, Counter, () => new Counter<T>({ ...config, registers: [registry] }));
 }
 
 /** A gauge in `registry`, made on first call (see `counter`). */
 export function gauge<T extends string>(registry: Registry, config: Omit<GaugeConfiguration<T>, 'registers'>): Gauge<T> {
+  const { Gauge } = promClient();
   return reuse(registry, config.name, Gauge, () => new Gauge<T>({ ...config, registers: [registry] }));
 }
 
 /** A histogram in `registry`, made on first call (see `counter`). */
 export function histogram<T extends string>(registry: Registry, config: Omit<HistogramConfiguration<T>, 'registers'>): Histogram<T> {
+  const { Histogram } = promClient();
   return reuse(registry, config.name, Histogram, () => new Histogram<T>({ ...config, registers: [registry] }));
 }
 

@@ -138,7 +138,7 @@ export function memoryTable(memory) {
 }
 
 export function targetsTable(targets) {
-  const rows = targets.map((t) => [t.target, t.figure, t.met == null ? 'not measured' : t.met ? 'met' : '**missed**']);
+  const rows = targets.map((t) => [t.target, t.figure, t.met == null ? 'not measured' : typeof t.met === 'string' ? t.met : t.met ? 'met' : '**missed**']);
   return [line(['Target', 'This run', 'Verdict']), line(['---', '---', '---']), ...rows.map(line)].join('\n');
 }
 

@@ -1,7 +1,11 @@
 // Watches the config file and every custom plugin file. chokidar's awaitWriteFinish holds events
 // until a file stopped growing, so a half-written file is never loaded; a short debounce folds the
 // bursts editors produce (write, rename, chmod) into one reload.
-import { watch, type FSWatcher } from 'chokidar';
+import { createRequire } from 'node:module';
+import type { FSWatcher } from 'chokidar';
+
+// Loaded on first use: a process started with --no-watch and no TLS files to follow never needs it.
+const chokidar = (): typeof import('chokidar') => createRequire(import.meta.url)('chokidar') as typeof import('chokidar');
 
 export class ConfigWatcher {
   private readonly watcher: FSWatcher;
@@ -9,7 +13,7 @@ export class ConfigWatcher {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(files: readonly string[], private readonly onChange: (file: string) => void, private readonly debounceMs = 100) {
-    this.watcher = watch([...files], {
+    this.watcher = chokidar().watch([...files], {
       ignoreInitial: true,
       awaitWriteFinish: { stabilityThreshold: 150, pollInterval: 25 },
     });
