@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Instructions per request of Switchyard under callgrind: a figure that, unlike req/s or CPU µs on
+# a shared VM, repeats to within about 1 % between runs. Used for costs smaller than wrk's noise
+# (issue 3: each balancing algorithm against no plugin). Needs valgrind (apt-get install valgrind);
+# `npm run build` first. Loopback only; each run is bounded (WARM + N requests).
+#
+# usage: bench/callgrind/run.sh LABEL CONFIG [PATH]    (env: WARM=20000 N=2000 CONNS=8, and any
+#        variable the config reads, e.g. BENCH_ALGORITHM=round-robin)
+# prints: LABEL instructions/request: <all threads>  main-thread: <the event loop's thread>
+set -euo pipefail
+LABEL=$1; CONFIG=$(realpath "$2"); URLPATH=${3:-/}
+HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
+WARM=${WARM:-20000}; N=${N:-2000}; CONNS=${CONNS:-8}
+OUT=$(mktemp -d /tmp/switchyard-callgrind-XXXXXX)
+cleanup() { kill "${VG:-}" "${UP:-}" 2>/dev/null || true; rm -rf "$OUT"; }
+trap cleanup EXIT
+
+# The bench upstream on three ports (the balancer config routes to all three).
+exec {UPIN}< <(sleep 3600)
+UPSTREAM_PORTS=3 node "$ROOT/bench/servers/upstream.mjs" <&$UPIN > "$OUT/upstream" &
+UP=$!
+for _ in $(seq 100); do [ -s "$OUT/upstream" ] && break; sleep 0.1; done
+mapfile -t URLS < <(node -e 'for (const p of JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).ports) console.log(`http://127.0.0.1:${p}`)' "$OUT/upstream")
+export UPSTREAM_URL=${URLS[0]} UPSTREAM_URL_2=${URLS[1]} UPSTREAM_URL_3=${URLS[2]}
+PORT=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
+
+valgrind --tool=callgrind --separate-threads=yes --instr-atstart=no --callgrind-out-file="$OUT/cg.%p.out" \
+  node "$ROOT/dist/bin/switchyard.js" start --config "$CONFIG" --port "$PORT" --no-watch > "$OUT/switchyard.log" 2>&1 &
+VG=$!
+for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && break; sleep 0.2; done
+
+coproc LOAD { exec node "$HERE/keepalive-load.mjs" "$PORT" "$WARM" "$N" "$CONNS" "$URLPATH"; }
+exec {FROM_LOAD}<&"${LOAD[0]}"
+read -r _ <&$FROM_LOAD                                  # "warm"
+callgrind_control -i on "$VG" > /dev/null
+kill -USR2 "$LOAD_PID"
+read -r _ <&$FROM_LOAD                                  # "done"
+callgrind_control -i off "$VG" > /dev/null
+kill -USR2 "$LOAD_PID"
+wait "$LOAD_PID" 2>/dev/null || true
+callgrind_control -d "$VG" > /dev/null
+kill -INT "$VG"; wait "$VG" 2>/dev/null || true
+total=$(cat "$OUT"/cg.*.out* | awk '/^totals:/ {s += $2} END {printf "%d", s}')
+main=$(cat "$OUT"/cg.*.out*-01 | awk '/^totals:/ {s += $2} END {printf "%d", s}')
+echo "$LABEL instructions/request: $((total / N))  main-thread: $((main / N))"
