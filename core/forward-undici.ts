@@ -14,7 +14,7 @@ import { codeFor, EMPTY_QUERY_MARK } from './forward.js';
 import type { Upstream } from './types.js';
 
 // Pool alone, not undici's index: the index also loads fetch, WebSocket, the mocks and caches
-// (about 9 MiB of RSS more), none of which dispatch() needs. test/core/cli.test.ts checks
+// (about 7 MiB of RSS more), none of which dispatch() needs. test/core/cli.test.ts checks
 // that this file is still undici's Pool.
 const UndiciPool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof Pool;
 

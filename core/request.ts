@@ -150,13 +150,31 @@ async function askErrorStage(pipeline: Pipeline, ctx: RequestContext, route: Rou
  * may pick from `ctx.route.upstreams` anyway (panic mode).
  */
 function selectWithTaps(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Upstream | Promise<Upstream> {
-  let candidates = route.upstreams.filter((u) => rt.health.isHealthy(u) && !ctx.tried.includes(u));
-  if (candidates.length === 0 && ctx.tried.length > 0) candidates = route.upstreams.filter((u) => rt.health.isHealthy(u));
-  return then(runBail(pipeline, ctx, 'selectUpstream', candidates), (upstream) => {
-    const chosen = upstream ?? candidates[0];
-    if (!chosen) throw noHealthyUpstream(route);
-    return chosen;
-  });
+  const candidates = candidatesFor(rt, ctx, route);
+  const selected = runBail(pipeline, ctx, 'selectUpstream', candidates);
+  return selected instanceof Promise
+    ? selected.then((upstream) => chosenOrFirst(upstream, candidates, route))
+    : chosenOrFirst(selected, candidates, route);
+}
+
+function candidatesFor(rt: Runtime, ctx: RequestContext, route: Route): readonly Upstream[] {
+  const { upstreams } = route;
+  // The usual case, a first attempt with every upstream healthy: the route's own (frozen) list.
+  if (ctx.tried.length === 0 && everyHealthy(rt, upstreams)) return upstreams;
+  let candidates = upstreams.filter((u) => rt.health.isHealthy(u) && !ctx.tried.includes(u));
+  if (candidates.length === 0 && ctx.tried.length > 0) candidates = upstreams.filter((u) => rt.health.isHealthy(u));
+  return candidates;
+}
+
+function everyHealthy(rt: Runtime, upstreams: readonly Upstream[]): boolean {
+  for (const upstream of upstreams) if (!rt.health.isHealthy(upstream)) return false;
+  return true;
+}
+
+function chosenOrFirst(upstream: Upstream | undefined, candidates: readonly Upstream[], route: Route): Upstream {
+  const chosen = upstream ?? candidates[0];
+  if (!chosen) throw noHealthyUpstream(route);
+  return chosen;
 }
 
 /** Without a balancer: the first healthy upstream not tried yet, else the first healthy one. */
@@ -267,21 +285,21 @@ function directTapsOf(hook: StageHook): DirectTap[] | undefined {
 }
 
 /**
- * Calls a stage's hook: the taps in order, a bail hook stopping at the first that answers. A
- * synchronous chain returns a plain value, with no promise, closure or callback on the way; a
- * promise comes back only from a tap that really waited. Callback- and promise-style taps, and
- * intercepted hooks, go through tapable's own `callAsync`.
+ * Calls a stage's hook with its one or two arguments: the taps in order, a bail hook stopping at
+ * the first that answers. A synchronous chain returns a plain value, with no promise, closure or
+ * callback on the way; a promise comes back only from a tap that really waited. Callback- and
+ * promise-style taps, and intercepted hooks, go through tapable's own `callAsync`.
  */
-function callHook<T>(hook: StageHook, args: unknown[], bail: boolean): T | Promise<T> {
+function callHook<T>(hook: StageHook, arity: 1 | 2, first: unknown, second: unknown, bail: boolean): T | Promise<T> {
   const taps = directTapsOf(hook);
-  return taps ? callDirect<T>(taps, args, bail, 0) : callThroughTapable<T>(hook, args);
+  return taps ? callDirect<T>(taps, first, second, bail, 0) : callThroughTapable<T>(hook, arity === 1 ? [first] : [first, second]);
 }
 
-function callDirect<T>(taps: DirectTap[], args: unknown[], bail: boolean, from: number): T | Promise<T> {
+function callDirect<T>(taps: DirectTap[], first: unknown, second: unknown, bail: boolean, from: number): T | Promise<T> {
   for (let i = from; i < taps.length; i++) {
-    const result = args.length === 1 ? taps[i]!(args[0]) : taps[i]!(args[0], args[1]);
+    const result = taps[i]!(first, second);
     if (result instanceof Promise) {
-      return result.then((value: unknown) => (bail && value !== undefined ? (value as T) : callDirect<T>(taps, args, bail, i + 1)));
+      return result.then((value: unknown) => (bail && value !== undefined ? (value as T) : callDirect<T>(taps, first, second, bail, i + 1)));
     }
     if (bail && result !== undefined) return result as T;
   }
@@ -315,26 +333,33 @@ function callThroughTapable<T>(hook: StageHook, args: unknown[]): T | Promise<T>
   });
 }
 
+/** The route's own hook for a stage, when it has taps. */
+function ownHook(ctx: RequestContext, stage: keyof Stages): StageHook | undefined {
+  const own = ctx.route?.stages?.[stage] as StageHook | undefined;
+  return own !== undefined && own.taps.length > 0 ? own : undefined;
+}
+
 /** Global taps first, then the route's; the first that answers wins. A plain value when every tap was synchronous. */
 function runBail<S extends BailStage>(pipeline: Pipeline, ctx: RequestContext, stage: S, arg?: unknown): Awaited<ReturnType<Stages[S]['promise']>> | Promise<Awaited<ReturnType<Stages[S]['promise']>>> {
   type Result = Awaited<ReturnType<Stages[S]['promise']>>;
-  const args = stage === 'selectUpstream' || stage === 'error' ? [ctx, arg] : [ctx];
-  const own = ctx.route?.stages?.[stage];
-  const callOwn = (): Result | Promise<Result> => (own && own.taps.length > 0 ? callHook<Result>(own as never, args, true) : (undefined as Result));
-  const global = pipeline.global[stage];
-  if (global.taps.length === 0) return callOwn();
-  const result = callHook<Result>(global as never, args, true);
-  if (result instanceof Promise) return result.then((value) => (value !== undefined ? value : callOwn()));
-  return result !== undefined ? result : callOwn();
+  const arity = stage === 'selectUpstream' || stage === 'error' ? 2 : 1;
+  const own = ownHook(ctx, stage);
+  const global = pipeline.global[stage] as unknown as StageHook;
+  if (global.taps.length === 0) return own ? callHook<Result>(own, arity, ctx, arg, true) : (undefined as Result);
+  const result = callHook<Result>(global, arity, ctx, arg, true);
+  if (!own) return result;
+  if (result instanceof Promise) return result.then((value) => (value !== undefined ? value : callHook<Result>(own, arity, ctx, arg, true)));
+  return result !== undefined ? result : callHook<Result>(own, arity, ctx, arg, true);
 }
 
 /** Global taps, then the route's, each in turn. Plain (no promise) when every tap was synchronous. */
 function runSeries(pipeline: Pipeline, ctx: RequestContext, stage: 'postResponse' | 'cacheStore'): Promise<void> | void {
-  const args = [ctx];
-  const own = ctx.route?.stages?.[stage];
-  const callOwn = (): Promise<void> | void => (own && own.taps.length > 0 ? callHook<void>(own as never, args, false) : undefined);
-  const global = pipeline.global[stage];
-  return global.taps.length > 0 ? then(callHook<void>(global as never, args, false), callOwn) : callOwn();
+  const own = ownHook(ctx, stage);
+  const global = pipeline.global[stage] as unknown as StageHook;
+  if (global.taps.length === 0) return own ? callHook<void>(own, 1, ctx, undefined, false) : undefined;
+  const result = callHook<void>(global, 1, ctx, undefined, false);
+  if (!own) return result;
+  return result instanceof Promise ? result.then(() => callHook<void>(own, 1, ctx, undefined, false)) : callHook<void>(own, 1, ctx, undefined, false);
 }
 
 function canResend(ctx: RequestContext): boolean {

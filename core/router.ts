@@ -17,7 +17,8 @@ export function buildRoute(config: RouteConfig, defaults: TimeoutsConfig, baseDi
     websocket: config.websocket ?? true,
     timeouts: { ...defaults, ...config.timeouts } as TimeoutsConfig,
     engine: config.engine,
-    upstreams: config.upstreams.map((upstream) => buildUpstream(config.name, upstream, baseDir)),
+    // Frozen: the core hands this very list to selectUpstream taps as their candidates.
+    upstreams: Object.freeze(config.upstreams.map((upstream) => buildUpstream(config.name, upstream, baseDir))),
     stages,
     plugins: (config.plugins ?? []).filter((ref) => ref.enabled !== false).map((ref) => ref.name ?? ref.path ?? ''),
   };

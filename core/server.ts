@@ -12,6 +12,7 @@ import { ConfigWatcher } from './config/watch.js';
 import { HttpProxyEngine } from './forward.js';
 import { UndiciEngine } from './forward-undici.js';
 import { createListener } from './listener.js';
+import { LineBatchWriter } from './log-writer.js';
 import { Pipeline, type ReloadStatus, type Runtime } from './pipeline.js';
 import { handleAdminRequest, handleRequest, handleUpgrade } from './request.js';
 import { StateRegistry, StoreFactory, UpstreamHealth } from './state.js';
@@ -224,7 +225,10 @@ function createAuditLogger(file: string | undefined, baseDir: string, logger: Lo
   return pino({ base: { audit: true } }, pino.destination({ dest: path, sync: true }));
 }
 
-/** JSON logs with credentials redacted wherever a plugin might log headers. */
+/**
+ * JSON logs to stdout with credentials redacted wherever a plugin might log headers. Lines go out
+ * once per event-loop turn (core/log-writer.ts), not one write each.
+ */
 export function createLogger(env: NodeJS.ProcessEnv = process.env): Logger {
   return pino({
     level: env.LOG_LEVEL ?? 'info',
@@ -232,5 +236,5 @@ export function createLogger(env: NodeJS.ProcessEnv = process.env): Logger {
       paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie', 'headers.authorization', 'headers["x-api-key"]', 'headers.cookie', 'headers["proxy-authorization"]', 'options.apiKey', 'options.token', 'options.password'],
       censor: '***',
     },
-  });
+  }, LineBatchWriter.stdout());
 }

@@ -12,11 +12,13 @@ LABEL=$1; CONFIG=$(realpath "$2"); URLPATH=${3:-/}
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
 WARM=${WARM:-20000}; N=${N:-2000}; CONNS=${CONNS:-8}
 OUT=$(mktemp -d /tmp/switchyard-callgrind-XXXXXX)
-cleanup() { kill "${VG:-}" "${UP:-}" 2>/dev/null || true; rm -rf "$OUT"; }
+cleanup() { kill "${VG:-}" "${UP:-}" "${HOLD:-}" 2>/dev/null || true; rm -rf "$OUT"; }
 trap cleanup EXIT
 
 # The bench upstream on three ports (the balancer config routes to all three).
-exec {UPIN}< <(sleep 3600)
+# The upstream stops when its stdin closes; the sleep must not hold this script's stderr open.
+exec {UPIN}< <(exec sleep 3600 2>/dev/null)
+HOLD=$!
 UPSTREAM_PORTS=3 node "$ROOT/bench/servers/upstream.mjs" <&$UPIN > "$OUT/upstream" &
 UP=$!
 for _ in $(seq 100); do [ -s "$OUT/upstream" ] && break; sleep 0.1; done
