@@ -257,7 +257,12 @@ function send(worker: Worker, message: ToWorker): void {
  * primary's), and calls `shutdown` when the primary asks it to drain.
  */
 export function serveAsWorker(yard: Switchyard, shutdown: (reason: string) => void): void {
-  const toPrimary = (message: ToPrimary) => process.send?.(message);
+  // The worker's own lines go out before the primary hears from it, so that the shared log reads in
+  // the order things happened (a worker's 'config reloaded' before the primary's summary of all).
+  const toPrimary = (message: ToPrimary) => {
+    yard.logger.flush();
+    process.send?.(message);
+  };
   process.on('message', (message: ToWorker) => {
     if (message.type === 'switchyard:reload') {
       void yard.reload(message.trigger).then((result) => toPrimary({ type: 'switchyard:reloaded', id: message.id, result }));

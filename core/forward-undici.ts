@@ -256,19 +256,36 @@ function joinPath(base: string, path: string): string {
   return base.endsWith('/') && path.startsWith('/') ? base + path.slice(1) : base + path;
 }
 
-/** Raw header lines to the object node:http would give: lower-cased names, repeats as arrays. */
+/**
+ * Raw header lines to the object node:http would give (lower-cased names, repeats as arrays),
+ * minus the connection headers nearly every response has. Leaving them out beats deleting them
+ * later: a delete turns the object into a slow dictionary for everyone who reads it after. What
+ * else is hop-by-hop (Trailer, a name Connection lists) is rare and left to stripHopByHop.
+ */
 function parseHeaders(raw: (Buffer | string)[]): IncomingHttpHeaders {
   const headers: Record<string, string | string[]> = {};
+  let listed: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toString('latin1').toLowerCase();
+    if (name === 'connection') {
+      const value = raw[i + 1]!.toString('latin1');
+      if (!ONLY_CONNECTION_OPTIONS.test(value)) listed = listed === undefined ? value : `${listed}, ${value}`;
+      continue;
+    }
+    if (name === 'keep-alive' || name === 'transfer-encoding') continue;
     const value = raw[i + 1]!.toString('latin1');
     const previous = headers[name];
     if (previous === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
     else if (typeof previous === 'string') headers[name] = [previous, value];
     else previous.push(value);
   }
+  // Connection names other headers of this hop: stripHopByHop drops them along with it.
+  if (listed !== undefined) headers.connection = listed;
   return headers as IncomingHttpHeaders;
 }
+
+/** `keep-alive`, `close` or both: a Connection header that names no other header. */
+const ONLY_CONNECTION_OPTIONS = /^\s*(?:keep-alive|close)\s*(?:,\s*(?:keep-alive|close)\s*)*$/i;
 
 function toSwitchyardError(err: Error & { code?: string }): SwitchyardError {
   if (err instanceof SwitchyardError) return err;

@@ -179,9 +179,12 @@ export function createPluginHooks(stages: Stages, plugin: string, isRoutePlugin:
     };
     hooks[stage] = {
       tap(options, fn) {
-        hook.tap(tapOptions(options), (...args: unknown[]) => {
+        // Two fixed parameters, not rest and spread: no stage has more arguments, and this runs
+        // for every tap of every request.
+        const call = fn as (first: unknown, second: unknown) => unknown;
+        hook.tap(tapOptions(options), (first: unknown, second: unknown) => {
           try {
-            return (fn as (...a: unknown[]) => unknown)(...args);
+            return call(first, second);
           } catch (err) {
             throw asPluginError(plugin, stage, err);
           }
@@ -205,10 +208,11 @@ export function createPluginHooks(stages: Stages, plugin: string, isRoutePlugin:
         if (!hook.tapAsync) throw new Error(`stage "${stage}" is synchronous; use tap()`);
         // The core calls `direct` itself (core/request.ts callHook); the callback-style function is
         // for tapable, when something (an interceptor, a callback-style tap) makes the core use it.
-        const direct = (...args: unknown[]): unknown => {
+        const call = fn as (first: unknown, second: unknown) => unknown;
+        const direct = (first: unknown, second: unknown): unknown => {
           let result: unknown;
           try {
-            result = (fn as (...a: unknown[]) => unknown)(...args);
+            result = call(first, second);
           } catch (err) {
             throw asPluginError(plugin, stage, err);
           }
@@ -222,7 +226,7 @@ export function createPluginHooks(stages: Stages, plugin: string, isRoutePlugin:
           const callback = args.pop() as (err: unknown, result?: unknown) => void;
           let result: unknown;
           try {
-            result = direct(...args);
+            result = direct(args[0], args[1]);
           } catch (err) {
             return callback(err);
           }

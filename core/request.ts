@@ -94,7 +94,8 @@ async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, rou
     }
     ctx.tried.push(ctx.upstream);
     if (ctx.tried.length === 1 && hasTaps(pipeline, route, 'preRequest')) {
-      const reply = await runBail(pipeline, ctx, 'preRequest');
+      const pending = runBail(pipeline, ctx, 'preRequest');
+      const reply = pending instanceof Promise ? await pending : pending;
       if (reply) return sendReply(ctx, reply, 'preRequest');
     }
     ctx.timings.upstreamStart = ctx.elapsed();

@@ -4,15 +4,17 @@
 # (issue 3: each balancing algorithm against no plugin). Needs valgrind (apt-get install valgrind);
 # `npm run build` first. Loopback only; each run is bounded (WARM + N requests).
 #
-# usage: bench/callgrind/run.sh LABEL CONFIG [PATH]    (env: WARM=20000 N=2000 CONNS=8, and any
+# usage: bench/callgrind/run.sh LABEL TARGET [PATH]    (env: WARM=20000 N=2000 CONNS=8, and any
 #        variable the config reads, e.g. BENCH_ALGORITHM=round-robin)
+#   TARGET: a config file; `preset:NAME` (the preset from its env, UPSTREAM_SERVERS set to the bench
+#   upstream); or `bare-undici` (bench/servers/undici-proxy.mjs, the floor of issue 10).
 # prints: LABEL instructions/request: <all threads>  main-thread: <the event loop's thread>
 set -euo pipefail
-LABEL=$1; CONFIG=$(realpath "$2"); URLPATH=${3:-/}
+LABEL=$1; TARGET=$2; URLPATH=${3:-/}
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
 WARM=${WARM:-20000}; N=${N:-2000}; CONNS=${CONNS:-8}
 OUT=$(mktemp -d /tmp/switchyard-callgrind-XXXXXX)
-cleanup() { kill "${VG:-}" "${UP:-}" "${HOLD:-}" 2>/dev/null || true; rm -rf "$OUT"; }
+cleanup() { kill "${VG:-}" "${UP:-}" "${HOLD:-}" "${HOLD2:-}" 2>/dev/null || true; rm -rf "$OUT"; }
 trap cleanup EXIT
 
 # The bench upstream on three ports (the balancer config routes to all three).
@@ -26,10 +28,23 @@ mapfile -t URLS < <(node -e 'for (const p of JSON.parse(require("fs").readFileSy
 export UPSTREAM_URL=${URLS[0]} UPSTREAM_URL_2=${URLS[1]} UPSTREAM_URL_3=${URLS[2]}
 PORT=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
 
+export UPSTREAM_SERVERS=${URLS[0]} CACHE_DIR=$OUT/cache
+case $TARGET in
+  bare-undici) COMMAND=("$ROOT/bench/servers/undici-proxy.mjs" "${URLS[0]}") ;;
+  preset:*) COMMAND=("$ROOT/dist/bin/switchyard.js" start --preset "${TARGET#preset:}" --port "$PORT" --no-watch) ;;
+  *) COMMAND=("$ROOT/dist/bin/switchyard.js" start --config "$(realpath "$TARGET")" --port "$PORT" --no-watch) ;;
+esac
+exec {PROXYIN}< <(exec sleep 3600 2>/dev/null)
+HOLD2=$!
 valgrind --tool=callgrind --separate-threads=yes --instr-atstart=no --callgrind-out-file="$OUT/cg.%p.out" \
-  node "$ROOT/dist/bin/switchyard.js" start --config "$CONFIG" --port "$PORT" --no-watch > "$OUT/switchyard.log" 2>&1 &
+  node "${COMMAND[@]}" <&$PROXYIN > "$OUT/proxy.log" 2>&1 &
 VG=$!
-for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && break; sleep 0.2; done
+if [ "$TARGET" = bare-undici ]; then
+  for _ in $(seq 600); do grep -q '"port"' "$OUT/proxy.log" 2>/dev/null && break; sleep 0.2; done
+  PORT=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8").split("\n").find((l) => l.includes("\"port\""))).port)' "$OUT/proxy.log")
+else
+  for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && break; sleep 0.2; done
+fi
 
 coproc LOAD { exec node "$HERE/keepalive-load.mjs" "$PORT" "$WARM" "$N" "$CONNS" "$URLPATH"; }
 exec {FROM_LOAD}<&"${LOAD[0]}"

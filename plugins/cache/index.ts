@@ -99,6 +99,9 @@ interface RequestState {
   stats?: RouteStats;
 }
 
+// One function for every request, so asking for the scratch space makes no closure.
+const newRequestState = (): RequestState => ({});
+
 export default definePlugin({
   name,
   schema: cacheSchema,
@@ -117,7 +120,7 @@ export default definePlugin({
     const refreshing = new Set<string>();
     const exclude = new Set(options.excludeQueryParams.map((p) => p.toLowerCase()));
     const vary = options.vary.map((h) => h.toLowerCase());
-    const state = (ctx: RequestContext) => ctx.scratch<RequestState>(name, () => ({}));
+    const state = (ctx: RequestContext) => ctx.scratch<RequestState>(name, newRequestState);
     const proxyAddress = () => seen.address ?? configuredAddress(api.config.server.host, api.config.server.port);
     const warmUp = createWarmUp(api, options.warmup, proxyAddress);
 
@@ -193,9 +196,11 @@ export default definePlugin({
       }), { preservesLength: true });
     });
 
-    api.hooks.cacheStore.tapPromise(name, async (ctx) => {
+    // Only a response that was stored in memory goes on to the persistent tier; the rest need no promise.
+    api.hooks.cacheStore.tapMaybeAsync(name, (ctx) => {
       const st = state(ctx);
-      if (st.entry && persistent) await persistent.set(st.entry, options.persistent);
+      if (st.entry && persistent) return persistent.set(st.entry, options.persistent).then(() => undefined);
+      return undefined;
     });
 
     api.hooks.error.tap(name, (ctx) => {

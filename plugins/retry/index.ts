@@ -51,12 +51,13 @@ export default definePlugin({
     const header = options.upstreamHeader.toLowerCase();
 
     // A body can only be resent if it was buffered; bodies of unknown length are streamed instead.
-    api.hooks.preRequest.tapPromise({ name: NAME, stage: Stage.LIMIT }, async (ctx) => {
+    // Synchronous unless there is a body to buffer: most requests have none.
+    api.hooks.preRequest.tapMaybeAsync({ name: NAME, stage: Stage.LIMIT }, (ctx) => {
       budget.add('requests', options.budget.window);
       if (!ctx.hasBody || ctx.outgoing.body !== undefined || !methods.has(ctx.outgoing.method)) return undefined;
       const declared = Number(ctx.req.headers['content-length']);
       if (ctx.req.headers['transfer-encoding'] === undefined && Number.isFinite(declared) && declared <= options.replayLimit) {
-        await ctx.readBody(options.replayLimit);
+        return ctx.readBody(options.replayLimit).then(() => undefined);
       }
       return undefined;
     });
