@@ -14,10 +14,13 @@ export const ENGINE_NAMES: readonly EngineName[] = ['undici', 'http-proxy'];
 export interface UpstreamResponse {
   readonly status: number;
   /**
-   * Lower-cased names; a repeated header is an array (every Set-Cookie apart). This object is the
-   * pipeline's to keep: it strips the hop-by-hop headers in place and sends it on, uncopied.
+   * The end-to-end headers only: the engine leaves out the hop-by-hop ones and those `Connection`
+   * names. Lower-cased names; a repeated header is an array (every Set-Cookie apart). This object
+   * is the pipeline's to keep: it goes to the client as it is, uncopied.
    */
   readonly headers: IncomingHttpHeaders;
+  /** The upstream sent `Trailer` (left out of `headers`): trailers may follow the body (RFC 9110 §6.6.2). */
+  readonly trailersAnnounced: boolean;
   /** The body as it arrives. Destroying it aborts the upstream request. */
   readonly body: Readable;
   /** True once the whole body arrived; still false after the body 'close'd means it was cut off. */

@@ -11,12 +11,16 @@ import type { RequestContext } from './context.js';
 import type { ForwardEngine, PoolOptions, UpstreamResponse } from './engine.js';
 import { SwitchyardError, type ErrorCode } from './errors.js';
 import { codeFor, EMPTY_QUERY_MARK } from './forward.js';
+import { IS_HOP_BY_HOP, namedByConnection } from './headers.js';
 import type { Upstream } from './types.js';
 
 // Pool alone, not undici's index: the index also loads fetch, WebSocket, the mocks and caches
 // (about 7 MiB of RSS more), none of which dispatch() needs. test/core/cli.test.ts checks
 // that this file is still undici's Pool.
-const UndiciPool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof Pool;
+const requireUndici = createRequire(import.meta.url);
+const UndiciPool = requireUndici('undici/lib/dispatcher/pool.js') as typeof Pool;
+/** undici's header-name lookup (a trie of known names → interned lower-case strings), loaded by Pool anyway. */
+const { headerNameToString } = requireUndici('undici/lib/core/util.js') as { headerNameToString(name: Buffer | string): string };
 
 const NO_HEADERS: IncomingHttpHeaders = Object.freeze({}) as IncomingHttpHeaders;
 
@@ -100,6 +104,7 @@ class Exchange extends Readable implements UpstreamResponse, Dispatcher.Dispatch
   status = 0;
   headers: IncomingHttpHeaders = NO_HEADERS;
   trailers: IncomingHttpHeaders = NO_HEADERS;
+  trailersAnnounced = false;
   complete = false;
   private abortUpstream: ((err?: Error) => void) | undefined;
   private resumeUpstream: (() => void) | undefined;
@@ -143,7 +148,7 @@ class Exchange extends Readable implements UpstreamResponse, Dispatcher.Dispatch
     // 1xx interim responses (103 Early Hints) are this hop's: the final head follows.
     if (status < 200) return true;
     this.status = status;
-    this.headers = parseHeaders(rawHeaders);
+    this.headers = parseHeaders(rawHeaders, this);
     this.resumeUpstream = resume;
     if (!this.settled) {
       this.settled = true;
@@ -258,34 +263,35 @@ function joinPath(base: string, path: string): string {
 
 /**
  * Raw header lines to the object node:http would give (lower-cased names, repeats as arrays),
- * minus the connection headers nearly every response has. Leaving them out beats deleting them
- * later: a delete turns the object into a slow dictionary for everyone who reads it after. What
- * else is hop-by-hop (Trailer, a name Connection lists) is rare and left to stripHopByHop.
+ * end-to-end headers only. Hop-by-hop ones are left out while building rather than deleted after:
+ * a delete turns the object into a slow dictionary for everyone who reads it later. Names come
+ * from undici's own table of known headers, already lower-cased and interned, so the common ones
+ * cost no string made and no lookup as a property key.
  */
-function parseHeaders(raw: (Buffer | string)[]): IncomingHttpHeaders {
+function parseHeaders(raw: (Buffer | string)[], response?: { trailersAnnounced: boolean }): IncomingHttpHeaders {
   const headers: Record<string, string | string[]> = {};
   let listed: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1').toLowerCase();
-    if (name === 'connection') {
-      const value = raw[i + 1]!.toString('latin1');
-      if (!ONLY_CONNECTION_OPTIONS.test(value)) listed = listed === undefined ? value : `${listed}, ${value}`;
+    const name = headerNameToString(raw[i]!);
+    if (IS_HOP_BY_HOP.has(name)) {
+      if (name === 'connection') listed = listed === undefined ? latin1(raw[i + 1]!) : `${listed}, ${latin1(raw[i + 1]!)}`;
+      else if (name === 'trailer' && response) response.trailersAnnounced = true;
       continue;
     }
-    if (name === 'keep-alive' || name === 'transfer-encoding') continue;
-    const value = raw[i + 1]!.toString('latin1');
+    const value = latin1(raw[i + 1]!);
     const previous = headers[name];
     if (previous === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
     else if (typeof previous === 'string') headers[name] = [previous, value];
     else previous.push(value);
   }
-  // Connection names other headers of this hop: stripHopByHop drops them along with it.
-  if (listed !== undefined) headers.connection = listed;
+  const named = namedByConnection(listed, false);
+  if (named !== undefined) for (const name of named) delete headers[name];
   return headers as IncomingHttpHeaders;
 }
 
-/** `keep-alive`, `close` or both: a Connection header that names no other header. */
-const ONLY_CONNECTION_OPTIONS = /^\s*(?:keep-alive|close)\s*(?:,\s*(?:keep-alive|close)\s*)*$/i;
+function latin1(value: Buffer | string): string {
+  return typeof value === 'string' ? value : value.toString('latin1');
+}
 
 function toSwitchyardError(err: Error & { code?: string }): SwitchyardError {
   if (err instanceof SwitchyardError) return err;

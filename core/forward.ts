@@ -12,6 +12,7 @@ import { createProxyServer } from 'http-proxy-3';
 import type { RequestContext } from './context.js';
 import type { ForwardEngine, PoolOptions, UpstreamResponse } from './engine.js';
 import { SwitchyardError, type ErrorCode } from './errors.js';
+import { stripHopByHop } from './headers.js';
 
 /** How often deadlines are checked: timeouts fire up to this much late. */
 const DEADLINE_TICK_MS = 50;
@@ -192,7 +193,12 @@ function bodySource(ctx: RequestContext, body: Buffer | undefined, attempt: Atte
 
 /** An IncomingMessage seen through the engine contract. */
 class IncomingResponse implements UpstreamResponse {
-  constructor(readonly body: IncomingMessage) {}
+  readonly trailersAnnounced: boolean;
+
+  constructor(readonly body: IncomingMessage) {
+    this.trailersAnnounced = body.headers.trailer !== undefined;
+    stripHopByHop(body.headers);
+  }
 
   get status(): number {
     return this.body.statusCode ?? 502;

@@ -11,16 +11,41 @@ const HOP_BY_HOP = [
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
   'te', 'trailer', 'transfer-encoding', 'upgrade',
 ];
+/** The hop-by-hop header names (RFC 9110 §7.6.1), for engines that build a response's headers. */
+export const IS_HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP);
+
+/**
+ * The client's headers as they go upstream: without the hop-by-hop ones and those `Connection`
+ * names, in a new object built by adding. Deleting from `req.headers` instead would turn it into a
+ * slow dictionary for every plugin and engine that reads it after. An upgrade keeps `Upgrade` and
+ * `Connection`, which ask the upstream to switch protocols.
+ */
+export function forwardableHeaders(incoming: IncomingHttpHeaders, keepUpgrade = false): IncomingHttpHeaders {
+  const listed = namedByConnection(incoming.connection, keepUpgrade);
+  const out: IncomingHttpHeaders = {};
+  for (const name in incoming) {
+    if (IS_HOP_BY_HOP.has(name) ? !(keepUpgrade && (name === 'upgrade' || name === 'connection')) : listed?.includes(name)) continue;
+    out[name] = incoming[name];
+  }
+  return out;
+}
+
+/** The header names a Connection value lists, when it lists more than keep-alive or close (rarely). */
+export function namedByConnection(connection: string | undefined, keepUpgrade: boolean): string[] | undefined {
+  if (connection === undefined || connection === 'keep-alive' || connection === 'close') return undefined;
+  const names: string[] = [];
+  for (const token of connection.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name && !(keepUpgrade && name === 'upgrade')) names.push(name);
+  }
+  return names;
+}
 
 /** Deletes hop-by-hop headers and every header named in `Connection`, in place. */
 export function stripHopByHop(headers: IncomingHttpHeaders | OutgoingHttpHeaders, keepUpgrade = false): void {
   const connection = headers.connection;
-  if (connection !== undefined) {
-    for (const token of String(connection).split(',')) {
-      const name = token.trim().toLowerCase();
-      if (name && !(keepUpgrade && name === 'upgrade')) delete headers[name];
-    }
-  }
+  const listed = connection === undefined ? undefined : namedByConnection(String(connection), keepUpgrade);
+  if (listed !== undefined) for (const name of listed) delete headers[name];
   for (const name of HOP_BY_HOP) {
     if (keepUpgrade && (name === 'upgrade' || name === 'connection')) continue;
     if (headers[name] !== undefined) delete headers[name];
@@ -34,13 +59,4 @@ export function setForwardedHeaders(req: IncomingMessage, headers: IncomingHttpH
   headers['x-forwarded-for'] = previous ? `${previous}, ${peer}` : peer;
   headers['x-forwarded-proto'] = req.socket instanceof TLSSocket ? 'https' : 'http';
   if (headers.host !== undefined) headers['x-forwarded-host'] = headers.host;
-}
-
-/**
- * An upstream response's headers minus the hop-by-hop ones, stripped in place: the engine hands
- * over an object of the response's own, so it goes to the client without a copy.
- */
-export function responseHeaders(upstream: IncomingHttpHeaders): OutgoingHttpHeaders {
-  stripHopByHop(upstream);
-  return upstream;
 }

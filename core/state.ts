@@ -63,6 +63,8 @@ export class UpstreamHealth extends EventEmitter<{ change: [Upstream, HealthStat
   /** upstream id → plugin → reason it holds the upstream down */
   private readonly holds = new Map<string, Map<string, string>>();
   private readonly status = new Map<string, HealthStatus>();
+  /** How many upstreams are down now: while none is, every request's checks answer without a lookup. */
+  private downCount = 0;
 
   constructor() {
     super();
@@ -70,6 +72,7 @@ export class UpstreamHealth extends EventEmitter<{ change: [Upstream, HealthStat
   }
 
   isHealthy(upstream: Upstream): boolean {
+    if (this.downCount === 0) return true;
     return this.status.get(upstream.id)?.healthy ?? true;
   }
 
@@ -92,7 +95,9 @@ export class UpstreamHealth extends EventEmitter<{ change: [Upstream, HealthStat
       ? { healthy: false, reason: [...held!].map(([by, why]) => `${by}: ${why}`).join('; '), since: current && !current.healthy ? current.since : Date.now() }
       : { healthy: true, since: Date.now() };
     this.status.set(upstream.id, next);
-    if ((current?.healthy ?? true) !== next.healthy) this.emit('change', upstream, next);
+    if ((current?.healthy ?? true) === next.healthy) return;
+    this.downCount += next.healthy ? -1 : 1;
+    this.emit('change', upstream, next);
   }
 
   /** The view a plugin gets as `api.health`: its marks carry its name. */

@@ -817,17 +817,19 @@ function forwardingSuite(SERVER: { shutdownTimeout: number; engine: EngineName }
       assert.equal(((await res.json()) as { headers: Record<string, string> }).headers['x-request-id'], 'trace-42.abc:def');
     });
 
-    test('without one, a fresh id goes to both the upstream and the client, different each time', T, async () => {
+    test('without one, a fresh random UUID goes to both the upstream and the client, different each time', T, async () => {
       const { sy } = await proxyTo(defer, echoHandler());
       const ids = new Set<string>();
-      for (let i = 0; i < 2; i++) {
+      // More than the 256 ids one fill of the random pool makes, so a refill is crossed.
+      const count = 300;
+      for (let i = 0; i < count; i++) {
         const res = await fetch(`${sy.url}/id`);
         const id = res.headers.get('x-request-id');
-        assert.match(id ?? '', /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+        assert.match(id ?? '', /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
         assert.equal(((await res.json()) as { headers: Record<string, string> }).headers['x-request-id'], id);
         ids.add(id!);
       }
-      assert.equal(ids.size, 2);
+      assert.equal(ids.size, count);
     });
 
     test('an unusable incoming id (spaces, too long) is replaced by a fresh one', T, async () => {
