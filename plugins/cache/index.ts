@@ -133,10 +133,7 @@ export default definePlugin({
       const counters = st.stats = stats.route(ctx.route!.name);
       const own = ctx.req.headers[REFRESH_HEADER] !== undefined;
       const ours = own && ctx.req.headers[REFRESH_HEADER] === refreshToken;
-      if (own) {
-        ctx.outgoing.headers = { ...ctx.outgoing.headers };
-        delete ctx.outgoing.headers[REFRESH_HEADER];
-      }
+      if (own) delete ctx.outgoing.headers[REFRESH_HEADER];
       const policy = requestPolicy(ctx.req.method ?? 'GET', ctx.pathname, ctx.url, ctx.req.headers, options);
       // The cache's own refresh or warm-up request goes to the upstream and stores what it gets.
       if (ours) Object.assign(policy, { lookup: false, onlyIfCached: false });
@@ -270,8 +267,6 @@ export default definePlugin({
     function forwardWhole(ctx: RequestContext, st: RequestState): undefined {
       const outgoing = ctx.outgoing;
       if (!st.revalidating && outgoing.headers['if-none-match'] === undefined && outgoing.headers['if-modified-since'] === undefined) return undefined;
-      // A copy: until a plugin replaced it, the outgoing headers object is the client's own.
-      outgoing.headers = { ...outgoing.headers };
       delete outgoing.headers['if-none-match'];
       delete outgoing.headers['if-modified-since'];
       if (st.revalidating) {

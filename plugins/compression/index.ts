@@ -61,7 +61,6 @@ export default definePlugin({
     if (options.identityUpstream) {
       api.hooks.preRequest.tap({ name, stage: Stage.OBSERVE }, (ctx) => {
         if (ctx.outgoing.headers['accept-encoding'] === undefined) return undefined;
-        ctx.outgoing.headers = { ...ctx.outgoing.headers };
         delete ctx.outgoing.headers['accept-encoding'];
         return undefined;
       });
