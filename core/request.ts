@@ -452,6 +452,9 @@ function finish(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, bytesSent:
 function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, completed: boolean): void {
   // Cut short by the upstream (idle timeout, reset mid-body) is the upstream's failure, not a client abort.
   const status = completed ? ctx.res.statusCode : ctx.error && ctx.error.code !== 'SY_ERR_CLIENT_ABORTED' ? ctx.error.status : 499;
+  const level = status >= 500 ? 'warn' : 'info';
+  // LOG_LEVEL=warn and above: no line to build, no path to redact.
+  if (!rt.logger.isLevelEnabled(level)) return;
   const line = {
     requestId: ctx.id,
     method: ctx.req.method,
@@ -465,8 +468,7 @@ function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, comple
     code: ctx.error?.code,
     ...ctx.logFields,
   };
-  if (status >= 500) rt.logger.warn(line, 'request');
-  else rt.logger.info(line, 'request');
+  rt.logger[level](line, 'request');
 }
 
 const REQUEST_ID = /^[\w.:@/+=-]{1,200}$/;

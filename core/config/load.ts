@@ -331,9 +331,8 @@ export function redactString(value: string, secrets: ReadonlySet<string>): strin
   let out = value;
   for (const secret of secrets) if (out.includes(secret)) out = out.split(secret).join('***');
   // Most request paths have neither a URL password (`@`) nor a query: no pattern to look for.
-  if (!out.includes('@') && !out.includes('?') && !out.includes('&')) return out;
-  return out
-    .replace(/(\/\/[^:/@\s]+:)[^@/\s]+@/g, '$1***@')
-    .replace(/([?&](?:api_key|apikey|key|token|access_token|password|secret|sig|signature)=)[^&#\s]*/gi, '$1***');
+  if (out.includes('@')) out = out.replace(/(\/\/[^:/@\s]+:)[^@/\s]+@/g, '$1***@');
+  if (out.includes('?') || out.includes('&')) out = out.replace(/([?&](?:api_key|apikey|key|token|access_token|password|secret|sig|signature)=)[^&#\s]*/gi, '$1***');
+  return out;
 }
 

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { pluginSource, routeConfig, startSwitchyard, startUpstream, type RunningUpstream } from '../helpers/servers.js';
+import { closedPort } from '../helpers/wire.js';
 
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 const TRACESTATE = 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE';
@@ -58,6 +59,27 @@ test('every line a plugin logs through ctx.log carries the request id, incoming 
     assert.deepEqual(lines.slice(0, 6).map((l) => l.stage), ['access', 'cacheLookup', 'selectUpstream', 'preRequest', 'postResponse', 'done']);
     // The access log line carries it too.
     assert.ok(sy.logs.some((l) => l.msg === 'request' && l.requestId === madeId));
+  } finally {
+    await sy.stop();
+  }
+});
+
+test('with the log level at warn, a 2xx leaves no access log line and a 5xx one warn line', async () => {
+  const sy = await startSwitchyard({
+    server: { store: 'memory://' },
+    routes: [
+      { name: 'up', match: { pathPrefix: '/up' }, upstreams: [{ url: upstream.url }] },
+      { name: 'down', match: { pathPrefix: '/down' }, upstreams: [{ url: `http://127.0.0.1:${await closedPort()}` }] },
+    ],
+  }, { logLevel: 'warn' });
+  try {
+    const ok = await fetch(`${sy.url}/up?api_key=hidden`);
+    await ok.text();
+    const failed = await fetch(`${sy.url}/down?api_key=hidden`);
+    await failed.text();
+    assert.equal(failed.status, 502);
+    const requests = sy.logs.filter((l) => l.msg === 'request');
+    assert.deepEqual(requests.map((l) => [l.level, l.route, l.status, l.path]), [[40, 'down', 502, '/down?api_key=***']]);
   } finally {
     await sy.stop();
   }

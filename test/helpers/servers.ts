@@ -67,6 +67,8 @@ export interface StartOptions {
   /** Extra files to write next to the config (custom plugins…), by relative name. */
   files?: Record<string, string>;
   watch?: boolean;
+  /** The test logger's level (default debug: every line is kept in `logs`). */
+  logLevel?: string;
 }
 
 /** Writes `config` as YAML to a fresh temp dir and starts Switchyard on a free port. */
@@ -83,7 +85,7 @@ export async function startSwitchyard(config: object | string, options: StartOpt
       done();
     },
   });
-  const logger = pino({ level: 'debug' }, sink);
+  const logger = pino({ level: options.logLevel ?? 'debug' }, sink);
   const yard = await Switchyard.start({
     source: { file: configFile, port: 0, host: '127.0.0.1' },
     catalogs,
