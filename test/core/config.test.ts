@@ -183,3 +183,15 @@ describe('secrets from presets', () => {
     assert.ok(!JSON.stringify(redactConfig(loaded.config, loaded.secrets)).includes('preset-admin-key-123'));
   });
 });
+
+describe('redactString (log lines, errors)', () => {
+  test('hides known secrets, URL passwords and credential-like query values, and nothing else', async () => {
+    const { redactString } = await import('../../core/config/load.js');
+    const secrets = new Set(['env-secret-42']);
+    assert.equal(redactString('/plain/path', secrets), '/plain/path');
+    assert.equal(redactString('/a?page=2&api_key=k1&Token=t2#x', secrets), '/a?page=2&api_key=***&Token=***#x');
+    assert.equal(redactString('redis://user:pa55@127.0.0.1:6379/0', secrets), 'redis://user:***@127.0.0.1:6379/0');
+    assert.equal(redactString('/me@example.org/profile', secrets), '/me@example.org/profile');
+    assert.equal(redactString('/x/env-secret-42/y?sig=abc', secrets), '/x/***/y?sig=***');
+  });
+});
