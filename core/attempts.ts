@@ -17,6 +17,13 @@ export const UPSTREAM_FAILURE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>
  */
 export type AttemptOutcome = 'success' | 'failure' | 'inconclusive';
 
+interface AttemptsSeen {
+  judged: number;
+  lastError: SwitchyardError | undefined;
+}
+
+const newAttemptsSeen = (): AttemptsSeen => ({ judged: 0, lastError: undefined });
+
 /** Observers run before any tap that may answer or retry, so they see every failed attempt. */
 const OBSERVE_FIRST = -1000;
 
@@ -34,8 +41,10 @@ export function observeAttempts(
   const failing = (error: SwitchyardError) => UPSTREAM_FAILURE_CODES.has(error.code)
     || (error.code === 'SY_ERR_UPSTREAM_ERROR_STATUS' && failureStatuses.includes(error.details?.status as number));
   // Per request: how many attempts were judged already, and the last error the error stage saw.
-  const seen = (ctx: RequestContext) => ctx.scratch(`${api.name}:attempts`, () => ({ judged: 0, lastError: undefined as SwitchyardError | undefined }));
-  api.hooks.error.tap({ name: `${api.name}:attempts`, stage: OBSERVE_FIRST }, (ctx, error) => {
+  // The key is made once: a string built per request is a new key to hash on every lookup.
+  const key = `${api.name}:attempts`;
+  const seen = (ctx: RequestContext) => ctx.scratch<AttemptsSeen>(key, newAttemptsSeen);
+  api.hooks.error.tap({ name: key, stage: OBSERVE_FIRST }, (ctx, error) => {
     const attempt = seen(ctx);
     attempt.lastError = error;
     if (!ctx.upstream || !failing(error)) return undefined;
@@ -43,7 +52,7 @@ export function observeAttempts(
     judge(ctx, 'failure');
     return undefined;
   });
-  api.hooks.done.tap(`${api.name}:attempts`, (ctx) => {
+  api.hooks.done.tap(key, (ctx) => {
     const attempt = seen(ctx);
     if (!ctx.upstream || attempt.judged === ctx.tried.length) return;
     // ctx.error may be an earlier attempt's, already judged in the error stage.

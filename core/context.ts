@@ -129,6 +129,20 @@ export class RequestContext {
     (this.logFields ??= {})[name] = value;
   }
 
+  /** @internal what setResponseHeader() asked for, by lower-case name */
+  proxyResponseHeaders: OutgoingHttpHeaders | undefined;
+
+  /**
+   * Puts a header on whatever answer this request gets (the upstream's response, a plugin's Reply,
+   * a cache hit, an error), over any value of that name the answer brings, when its head is
+   * written. For what the proxy itself stands for: its limits, its policies, its name. Set in
+   * `access` so refusals carry it too. The cache never stores it: a hit carries this request's
+   * value, not the one of the request that filled the cache.
+   */
+  setResponseHeader(name: string, value: string | number | string[]): void {
+    (this.proxyResponseHeaders ??= {})[name.toLowerCase()] = value;
+  }
+
   /** Milliseconds since the request arrived. */
   elapsed(): number {
     return performance.now() - this.startedAt;

@@ -223,6 +223,8 @@ function stream(ctx: RequestContext, upstreamRes: UpstreamResponse, trailers: bo
     body.destroy();
     return;
   }
+  const { proxyResponseHeaders } = ctx;
+  if (proxyResponseHeaders !== undefined) Object.assign(ctx.response!.headers, proxyResponseHeaders);
   res.writeHead(ctx.response!.status, ctx.response!.headers);
   // Node sends the head with the first body byte. When none is here yet (an event stream that
   // opens quietly, a long poll) the client must still see the head now.
@@ -375,7 +377,7 @@ export function sendReply(ctx: RequestContext, reply: Reply, by: string): void {
     res.destroy();
     return;
   }
-  const headers: OutgoingHttpHeaders = { ...reply.headers, 'x-request-id': ctx.id };
+  const headers: OutgoingHttpHeaders = { ...reply.headers, ...ctx.proxyResponseHeaders, 'x-request-id': ctx.id };
   let body = reply.body;
   if (reply.json !== undefined) {
     body = JSON.stringify(reply.json);

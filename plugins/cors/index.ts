@@ -53,18 +53,19 @@ export default definePlugin<typeof schema>({
       if (ctx.req.method === 'OPTIONS' && origin !== undefined && ctx.req.headers['access-control-request-method'] !== undefined) {
         return { status: 204, headers: { ...preflight(ctx, headersFor(origin), options), vary: preflightVary(varies, options.headers.length === 0) } };
       }
+      // This request's origin on every answer, a cache hit filled for another origin included.
       const headers = headersFor(origin);
-      if (headers) for (const [header, value] of Object.entries(headers)) ctx.res.setHeader(header, value);
+      if (headers) for (const header in headers) ctx.setResponseHeader(header, headers[header]!);
+      // For answers with no Vary of their own (refusals); an upstream's Vary is joined below.
       if (varies) ctx.res.setHeader('vary', 'Origin');
       return undefined;
     });
 
-    // The upstream may send CORS headers of its own: ours replace them (never two
-    // Access-Control-Allow-Origin values), and Origin joins whatever Vary it sent.
+    // The upstream may send CORS headers of its own: none stay (never two
+    // Access-Control-Allow-Origin values; ours are set above), and Origin joins its Vary.
     api.hooks.postResponse.tap({ name, stage: Stage.OBSERVE }, (ctx) => {
       const response = ctx.response!.headers;
       for (const header of Object.keys(response)) if (header.startsWith('access-control-')) delete response[header];
-      Object.assign(response, headersFor(originOf(ctx)));
       if (varies) response.vary = addVary(response.vary, 'Origin');
     });
   },

@@ -52,23 +52,20 @@ export default definePlugin({
     const nested = api.state(() => new Map<string, Nested>(), 'nested');
     const seenClears = api.state(() => new Set<string>(), 'seen-clears');
 
-    // Set on the response object itself, so refusals, cache hits and errors carry them too.
+    // On every answer (refusals, cache hits and errors too), over a nested proxy's own.
     api.hooks.access.tap({ name: NAME, stage: Stage.AUTH - 1 }, (ctx) => {
-      ctx.res.setHeader(headerName, options.value);
-      ctx.res.setHeader(versionName, version);
+      ctx.setResponseHeader(headerName, options.value);
+      ctx.setResponseHeader(versionName, version);
       return undefined;
     });
 
-    // Early in postResponse, so the cache stores our headers, not the nested proxy's.
-    api.hooks.postResponse.tap({ name: NAME, stage: Stage.AUTH }, (ctx) => {
-      const headers = ctx.response!.headers;
-      if (options.detect && ctx.upstream) {
+    if (options.detect) {
+      api.hooks.postResponse.tap({ name: NAME, stage: Stage.AUTH }, (ctx) => {
+        const headers = ctx.response!.headers;
         const said = headers[headerName];
-        if (said !== undefined) remember(nested, ctx.upstream, ctx.route?.name ?? '', String(said), headers[versionName]);
-      }
-      headers[headerName] = options.value;
-      headers[versionName] = version;
-    });
+        if (said !== undefined && ctx.upstream) remember(nested, ctx.upstream, ctx.route?.name ?? '', String(said), headers[versionName]);
+      });
+    }
 
     api.admin({
       method: 'GET', path: options.adminPath, public: true,

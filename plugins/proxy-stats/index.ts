@@ -20,6 +20,9 @@ interface UpstreamFigures {
   totalMs: number;
 }
 
+/** The keys of `statuses`, made once rather than per request. */
+const STATUS_CLASSES = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
+
 /** Counters kept in api.state, so a reload does not reset them. */
 class Figures {
   readonly since = new Date().toISOString();
@@ -31,9 +34,10 @@ class Figures {
   record(ctx: RequestContext): void {
     this.requests++;
     const status = ctx.response?.status ?? ctx.res.statusCode;
-    const cls = `${Math.floor(status / 100)}xx`;
+    const cls = STATUS_CLASSES[Math.floor(status / 100)] ?? `${Math.floor(status / 100)}xx`;
     this.statuses[cls] = (this.statuses[cls] ?? 0) + 1;
-    const xCache = String(ctx.response?.headers['x-cache'] ?? '').toUpperCase();
+    const said = ctx.response?.headers['x-cache'];
+    const xCache = said === undefined ? '' : String(said).toUpperCase();
     if (xCache === 'HIT') this.cache.hits++;
     else if (xCache === 'STALE') this.cache.stale++;
     else if (xCache === 'MISS' || xCache === 'EXPIRED') this.cache.misses++;

@@ -79,19 +79,11 @@ export default definePlugin<typeof schema>({
         headers['retry-after'] = String(Math.max(1, Math.ceil(decision.retryAfterMs! / 1000)));
         return { status: options.rejectedCode, headers, json: { error: options.rejectedMsg, code: 'SY_ERR_RATE_LIMITED', requestId: ctx.id } };
       }
-      // Set on the response now, so answers from later stages (auth, cache, errors) carry them too.
-      for (const [header, value] of Object.entries(headers)) ctx.res.setHeader(header, value);
-      if (options.headers) ctx.scratch(name, () => headers);
+      // On whatever answers this request (upstream, cache hit, a later refusal), over an
+      // upstream's own X-RateLimit-*: ours describe this proxy.
+      for (const header in headers) ctx.setResponseHeader(header, headers[header]!);
       return undefined;
     });
-
-    if (options.headers) {
-      // An upstream's own X-RateLimit-* would win over ours in writeHead; ours describe this proxy.
-      api.hooks.postResponse.tap({ name, stage: Stage.OBSERVE }, (ctx) => {
-        const ours = ctx.scratch<Record<string, string> | undefined>(name, () => undefined);
-        if (ours) Object.assign(ctx.response!.headers, ours);
-      });
-    }
   },
 });
 

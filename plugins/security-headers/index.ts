@@ -56,13 +56,9 @@ export default definePlugin<typeof schema>({
       if (options.robotsTxt && ctx.pathname === '/robots.txt' && (ctx.req.method === 'GET' || ctx.req.method === 'HEAD')) {
         return { status: 200, headers: { ...own, 'content-type': 'text/plain; charset=utf-8' }, body: ROBOTS_TXT };
       }
-      for (const [header, value] of Object.entries(own)) ctx.res.setHeader(header, value);
+      // Over an upstream's own values: the proxy's policy wins.
+      for (const header in own) ctx.setResponseHeader(header, own[header]!);
       return undefined;
-    });
-
-    // An upstream's own values would win over setHeader() in writeHead; the proxy's policy wins here.
-    api.hooks.postResponse.tap({ name, stage: Stage.OBSERVE }, (ctx) => {
-      Object.assign(ctx.response!.headers, headersFor(ctx.req.socket instanceof TLSSocket));
     });
   },
 });

@@ -162,3 +162,32 @@ describe('cors on a route', () => {
     }
   });
 });
+
+describe('cors with the cache', () => {
+  test('a cache hit, kept per origin, carries Access-Control-Allow-Origin and the joined Vary', async () => {
+    const upstream = await startUpstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=60', vary: 'Accept-Encoding' });
+      res.end('{"ok":true}');
+    });
+    const sy = await startSwitchyard(withPlugins(upstream.url, [
+      { name: 'cors', options: { origins: ['https://a.example', 'https://b.example'] } },
+      { name: 'cache', options: { persistent: { enabled: false }, vary: ['accept-encoding', 'origin'] } },
+    ]));
+    try {
+      const answers: (string | null)[][] = [];
+      for (const origin of ['https://a.example', 'https://b.example', 'https://a.example']) {
+        const res = await fetch(`${sy.url}/data`, { headers: { origin } });
+        await res.arrayBuffer();
+        answers.push([res.headers.get('x-cache'), res.headers.get('access-control-allow-origin'), res.headers.get('vary')]);
+      }
+      assert.deepEqual(answers, [
+        ['MISS', 'https://a.example', 'Accept-Encoding, Origin'],
+        ['MISS', 'https://b.example', 'Accept-Encoding, Origin'],
+        ['HIT', 'https://a.example', 'Accept-Encoding, Origin'],
+      ]);
+    } finally {
+      await sy.stop();
+      await upstream.close();
+    }
+  });
+});

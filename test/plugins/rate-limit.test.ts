@@ -182,6 +182,29 @@ describe('rate-limit on a route, in memory', () => {
     }
   });
 
+  test('a cache hit carries this request\'s X-RateLimit-*, not the ones of the request that filled the cache', async () => {
+    const cacheable = await startUpstream((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=60' });
+      res.end('{"n":1}');
+    });
+    const sy = await startSwitchyard(withPlugins(cacheable.url, [
+      { name: 'rate-limit', options: { limits: [{ count: 10, window: '1h' }], algorithm: 'fixed' } },
+      { name: 'cache', options: { persistent: { enabled: false } } },
+    ]));
+    try {
+      const seen: [string | null, string | null][] = [];
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`${sy.url}/movie`);
+        await res.arrayBuffer();
+        seen.push([res.headers.get('x-cache'), res.headers.get('x-ratelimit-remaining')]);
+      }
+      assert.deepEqual(seen, [['MISS', '9'], ['HIT', '8'], ['HIT', '7']]);
+    } finally {
+      await sy.stop();
+      await cacheable.close();
+    }
+  });
+
   test('our X-RateLimit-* replace an upstream\'s own, and headers: false sends none', async () => {
     const limited = await startUpstream((_req, res) => {
       res.setHeader('x-ratelimit-limit', '9999');
