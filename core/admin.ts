@@ -30,6 +30,8 @@ export interface AdminRouteSpec {
 interface CompiledRoute {
   spec: AdminRouteSpec;
   pattern: RegExp | undefined;
+  /** The path up to its first parameter: a path not starting with it needs no pattern test. */
+  literalStart: string;
   paramNames: string[];
 }
 
@@ -52,18 +54,23 @@ export class AdminRouter {
       return '([^/]+)';
     });
     if (paramNames.length === 0) {
-      this.exact.set(`${spec.method} ${spec.path}`, { spec, pattern: undefined, paramNames });
+      this.exact.set(`${spec.method} ${spec.path}`, { spec, pattern: undefined, literalStart: spec.path, paramNames });
       this.exactPaths.add(spec.path);
     } else {
-      this.patterned.push({ spec, pattern: new RegExp(`^${source}$`), paramNames });
+      this.patterned.push({ spec, pattern: new RegExp(`^${source}$`), literalStart: spec.path.slice(0, spec.path.indexOf(':')), paramNames });
     }
   }
 
-  /** True when `pathname` is one of ours (any method), so the proxy must not handle it. */
+  /**
+   * True when `pathname` is one of ours (any method), so the proxy must not handle it. Asked of
+   * every proxied request: a pattern is only tried on a path that starts like it.
+   */
   owns(pathname: string): boolean {
     if (this.prefix && !pathname.startsWith(this.prefix)) return false;
     const path = pathname.slice(this.prefix.length) || '/';
-    return this.exactPaths.has(path) || this.patterned.some((route) => route.pattern!.test(path));
+    if (this.exactPaths.has(path)) return true;
+    for (const route of this.patterned) if (path.startsWith(route.literalStart) && route.pattern!.test(path)) return true;
+    return false;
   }
 
   /**

@@ -7,7 +7,7 @@ import type { AdminRouteSpec } from './admin.js';
 import type { RouteConfig, SwitchyardConfig, UpstreamConfig } from './config/schema.js';
 import { PluginError, SwitchyardError } from './errors.js';
 import type { RuntimeInfo } from './metrics.js';
-import type { StageName, Stages } from './stages.js';
+import { tapsChanged, type StageName, type Stages } from './stages.js';
 import type { HealthView, PluginStore } from './state.js';
 import type { Route, Upstream } from './types.js';
 
@@ -166,6 +166,7 @@ export function createPluginHooks(stages: Stages, plugin: string, isRoutePlugin:
       if (isRoutePlugin && stage === 'route') {
         throw new Error(`plugin "${plugin}" is configured on a route and cannot tap the "route" stage; configure it globally`);
       }
+      tapsChanged(stages);
       const options = typeof given === 'string' ? { name: given } : given;
       const resolved: { name: string; stage?: number; before?: string } = {
         name: options.name ?? plugin, stage: options.stage, before: options.before,

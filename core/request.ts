@@ -12,7 +12,7 @@ import { forwardableHeaders, setForwardedHeaders } from './headers.js';
 import type { Pipeline, Runtime } from './pipeline.js';
 import { redactString } from './config/load.js';
 import { stripPathPrefix } from './router.js';
-import { RETRY, type Stages } from './stages.js';
+import { RETRY, STAGE_BIT, tapMaskOf, type Stages } from './stages.js';
 import type { Reply, Route, Upstream } from './types.js';
 
 type BailStage = 'route' | 'access' | 'cacheLookup' | 'selectUpstream' | 'preRequest' | 'error';
@@ -56,12 +56,12 @@ function routed(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Rou
   ctx.route = route;
   ctx.timings.routed = ctx.elapsed();
   prepareOutgoing(ctx, route);
-  if (!hasTaps(pipeline, route, 'access')) return lookUpCache(pipeline, rt, ctx, route);
+  if (!hasTaps(pipeline, route, STAGE_BIT.access)) return lookUpCache(pipeline, rt, ctx, route);
   return then(runBail(pipeline, ctx, 'access'), (reply) => (reply ? sendReply(ctx, reply, 'access') : lookUpCache(pipeline, rt, ctx, route)));
 }
 
 function lookUpCache(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<void> | void {
-  if (!hasTaps(pipeline, route, 'cacheLookup')) return forward(pipeline, rt, ctx, route);
+  if (!hasTaps(pipeline, route, STAGE_BIT.cacheLookup)) return forward(pipeline, rt, ctx, route);
   return then(runBail(pipeline, ctx, 'cacheLookup'), (reply) => (reply ? sendReply(ctx, reply, 'cacheLookup') : forward(pipeline, rt, ctx, route)));
 }
 
@@ -85,7 +85,7 @@ const MAX_ATTEMPTS = 16;
 async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<void> {
   const engine = engineFor(pipeline, rt, route);
   for (;;) {
-    if (hasTaps(pipeline, route, 'selectUpstream')) {
+    if (hasTaps(pipeline, route, STAGE_BIT.selectUpstream)) {
       // Balancers choose synchronously; awaiting only a real promise saves a microtask per request.
       const selected = selectWithTaps(pipeline, rt, ctx, route);
       ctx.upstream = selected instanceof Promise ? await selected : selected;
@@ -93,7 +93,7 @@ async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, rou
       ctx.upstream = firstHealthy(rt, ctx, route);
     }
     ctx.tried.push(ctx.upstream);
-    if (ctx.tried.length === 1 && hasTaps(pipeline, route, 'preRequest')) {
+    if (ctx.tried.length === 1 && hasTaps(pipeline, route, STAGE_BIT.preRequest)) {
       const pending = runBail(pipeline, ctx, 'preRequest');
       const reply = pending instanceof Promise ? await pending : pending;
       if (reply) return sendReply(ctx, reply, 'preRequest');
@@ -114,7 +114,7 @@ async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, rou
     ctx.timings.firstByte = ctx.elapsed();
     const status = upstreamRes.status;
     // A 5xx is an upstream failure too: error taps may retry elsewhere or answer (stale-if-error).
-    if (status >= 500 && hasTaps(pipeline, route, 'error')) {
+    if (status >= 500 && hasTaps(pipeline, route, STAGE_BIT.error)) {
       const error = new SwitchyardError('SY_ERR_UPSTREAM_ERROR_STATUS', `the upstream answered ${status}`, { details: { status } });
       ctx.response = { status, headers: upstreamRes.headers };
       const decision = await askErrorStage(pipeline, ctx, route, error);
@@ -136,7 +136,7 @@ function engineFor(pipeline: Pipeline, rt: Runtime, route: Route): ForwardEngine
 
 /** Runs the error stage; RETRY only stands when the request can be sent again. */
 async function askErrorStage(pipeline: Pipeline, ctx: RequestContext, route: Route, error: SwitchyardError): Promise<Reply | typeof RETRY | undefined> {
-  if (!hasTaps(pipeline, route, 'error')) return undefined;
+  if (!hasTaps(pipeline, route, STAGE_BIT.error)) return undefined;
   const decision = await runBail(pipeline, ctx, 'error', error);
   if (decision !== RETRY) return decision;
   if (!canResend(ctx) || ctx.tried.length >= MAX_ATTEMPTS) return undefined;
@@ -201,7 +201,7 @@ function deliver(pipeline: Pipeline, ctx: RequestContext, route: Route, upstream
   const headers: OutgoingHttpHeaders = upstreamRes.headers;
   headers['x-request-id'] = ctx.id;
   ctx.response = { status: upstreamRes.status, headers };
-  if (!hasTaps(pipeline, route, 'postResponse')) return stream(ctx, upstreamRes, trailers);
+  if (!hasTaps(pipeline, route, STAGE_BIT.postResponse)) return stream(ctx, upstreamRes, trailers);
   let series: Promise<void> | void;
   try {
     series = runSeries(pipeline, ctx, 'postResponse');
@@ -251,8 +251,10 @@ function stream(ctx: RequestContext, upstreamRes: UpstreamResponse, trailers: bo
   });
 }
 
-function hasTaps(pipeline: Pipeline, route: Route, stage: keyof Stages): boolean {
-  return pipeline.global[stage].taps.length > 0 || (route.stages !== undefined && route.stages[stage].taps.length > 0);
+/** Whether a stage has taps to run for this route, global or its own: `bit` is a STAGE_BIT. */
+function hasTaps(pipeline: Pipeline, route: Route, bit: number): boolean {
+  const own = route.stages === undefined ? 0 : tapMaskOf(route.stages);
+  return ((tapMaskOf(pipeline.global) | own) & bit) !== 0;
 }
 
 /** A stage's hook as the core calls it: tapable's registry of taps, in order. */
@@ -438,7 +440,7 @@ function finish(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, bytesSent:
   } catch (err) {
     ctx.log.error({ err }, 'a done tap failed');
   }
-  if (completed && route && !ctx.answeredBy && hasTaps(pipeline, route, 'cacheStore')) {
+  if (completed && route && !ctx.answeredBy && hasTaps(pipeline, route, STAGE_BIT.cacheStore)) {
     const failed = (err: unknown) => ctx.log.error({ err }, 'a cacheStore tap failed');
     try {
       const stored = runSeries(pipeline, ctx, 'cacheStore');
@@ -536,13 +538,13 @@ async function upgrade(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, soc
   outgoing.headers = forwardableHeaders(ctx.req.headers, true);
   setForwardedHeaders(ctx.req, outgoing.headers);
   outgoing.headers['x-request-id'] = ctx.id;
-  if (hasTaps(pipeline, route, 'access')) {
+  if (hasTaps(pipeline, route, STAGE_BIT.access)) {
     const reply = await runBail(pipeline, ctx, 'access');
     if (reply) return writeRawReply(socket, reply);
   }
-  ctx.upstream = hasTaps(pipeline, route, 'selectUpstream') ? await selectWithTaps(pipeline, rt, ctx, route) : firstHealthy(rt, ctx, route);
+  ctx.upstream = hasTaps(pipeline, route, STAGE_BIT.selectUpstream) ? await selectWithTaps(pipeline, rt, ctx, route) : firstHealthy(rt, ctx, route);
   ctx.tried.push(ctx.upstream);
-  if (hasTaps(pipeline, route, 'preRequest')) {
+  if (hasTaps(pipeline, route, STAGE_BIT.preRequest)) {
     const reply = await runBail(pipeline, ctx, 'preRequest');
     if (reply) return writeRawReply(socket, reply);
   }

@@ -55,8 +55,35 @@ export const Stage = {
   OBSERVE: 100,
 } as const;
 
+/** A bit per stage, for the core's test of whether a request has taps to run in a stage. */
+export const STAGE_BIT: Readonly<Record<StageName, number>> = {
+  route: 1, access: 2, cacheLookup: 4, selectUpstream: 8, preRequest: 16, postResponse: 32, cacheStore: 64, error: 128, done: 256,
+};
+
+const kTapMask = Symbol('switchyard.tapMask');
+type StagesWithMask = Stages & { [kTapMask]: number };
+
+/**
+ * Which stages of the set have taps, as STAGE_BIT bits. Asked several times per request; worked
+ * out again only after a tap was added (tapsChanged). A symbol property, so every stage set has
+ * the same shape and `Object.keys` still lists only the stages.
+ */
+export function tapMaskOf(stages: Stages): number {
+  const known = (stages as StagesWithMask)[kTapMask];
+  if (known >= 0) return known;
+  let mask = 0;
+  for (const stage of STAGE_NAMES) if (stages[stage].taps.length > 0) mask |= STAGE_BIT[stage];
+  (stages as StagesWithMask)[kTapMask] = mask;
+  return mask;
+}
+
+/** Called whenever a tap is added to the set. */
+export function tapsChanged(stages: Stages): void {
+  (stages as StagesWithMask)[kTapMask] = -1;
+}
+
 export function createStages(): Stages {
-  return {
+  const stages: StagesWithMask = {
     route: new AsyncSeriesBailHook(['ctx'], 'route'),
     access: new AsyncSeriesBailHook(['ctx'], 'access'),
     cacheLookup: new AsyncSeriesBailHook(['ctx'], 'cacheLookup'),
@@ -66,5 +93,7 @@ export function createStages(): Stages {
     cacheStore: new AsyncSeriesHook(['ctx'], 'cacheStore'),
     error: new AsyncSeriesBailHook(['ctx', 'error'], 'error'),
     done: new SyncHook(['ctx'], 'done'),
+    [kTapMask]: -1,
   };
+  return stages;
 }

@@ -1,47 +1,68 @@
-// Load for bench/callgrind/run.sh: keep-alive requests on the same CONNS connections throughout.
-// WARM requests, then prints "warm" and waits for SIGUSR2; then N requests, prints "done F" (F: how
-// many of them were not answered 2xx) and waits for SIGUSR2 before closing. Connections are opened and closed outside the measured window, and
-// the JIT has settled by the time it starts.
+// Load for bench/callgrind/run.sh: keep-alive requests on the same CONNS connections throughout,
+// with no pause around the measured window. A pause lets keep-alive timers close idle connections
+// (valgrind takes seconds to toggle instrumentation), and the reconnects and the deoptimisations
+// they set off would land in the window.
+//
+// Protocol (stdout lines, SIGUSR2 from run.sh):
+//   WARM requests, then "warm"; requests keep going.
+//   SIGUSR2: counting starts (instrumentation is on). After N answers: "enough"; requests keep going.
+//   SIGUSR2: counting stops (instrumentation is off); "done COUNTED FAILED" (answers counted, and
+//   how many of them were not 2xx), the in-flight requests finish, connections close, exit.
 // usage: node keepalive-load.mjs PORT WARM N CONNS PATH
 import http from 'node:http';
 
 const [port, warm, n, conns] = process.argv.slice(2, 6).map(Number);
 const path = process.argv[6] ?? '/';
 const agent = new http.Agent({ keepAlive: true, maxSockets: conns });
-let failed = 0;
 
-function run(total) {
-  return new Promise((resolve) => {
-    let sent = 0;
-    let done = 0;
-    const next = () => {
-      if (sent >= total) return;
-      sent++;
-      http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
+let answered = 0;
+let counting = false;
+let counted = 0;
+let failed = 0;
+let stopping = false;
+let inFlight = 0;
+let onIdle;
+
+function send() {
+  if (stopping || answered >= MAX_ANSWERS) return;
+  inFlight++;
+  http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
+    res.resume();
+    res.on('end', () => {
+      inFlight--;
+      answered++;
+      if (counting) {
+        counted++;
         if (res.statusCode < 200 || res.statusCode > 299) failed++;
-        res.resume();
-        res.on('end', () => {
-          done++;
-          if (done === total) resolve();
-          else next();
-        });
-      });
-    };
-    for (let i = 0; i < conns; i++) next();
+        if (counted === n) console.log('enough');
+      }
+      if (answered === warm) console.log('warm');
+      if (stopping && inFlight === 0) onIdle?.();
+      send();
+    });
   });
 }
 
-const signalled = () => new Promise((resolve) => process.once('SIGUSR2', resolve));
-// Idle keep-alive sockets do not hold the process open while it waits for a signal.
-const alive = setInterval(() => {}, 1 << 30);
-await run(warm);
-let go = signalled();
-console.log('warm');
-await go;
-failed = 0;
-await run(n);
-go = signalled();
-console.log(`done ${failed}`);
-await go;
-agent.destroy();
-clearInterval(alive);
+let signals = 0;
+process.on('SIGUSR2', () => {
+  signals++;
+  if (signals === 1) {
+    counting = true;
+    return;
+  }
+  counting = false;
+  stopping = true;
+  console.log(`done ${counted} ${failed}`);
+  const close = () => {
+    agent.destroy();
+    process.exit(0);
+  };
+  if (inFlight === 0) close();
+  else onIdle = close;
+});
+
+// Bounded whatever run.sh does: at most WARM + 20·N requests, and 30 minutes.
+const MAX_ANSWERS = warm + 20 * n;
+setTimeout(() => process.exit(2), 30 * 60_000).unref();
+
+for (let i = 0; i < conns; i++) send();

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Instructions per request of Switchyard under callgrind: a figure that, unlike req/s or CPU µs on
-# a shared VM, repeats to within about 1 % between runs. Used for costs smaller than wrk's noise
+# a shared VM, repeats between runs (see CONNS below). Used for costs smaller than wrk's noise
 # (issue 3: each balancing algorithm against no plugin). Needs valgrind (apt-get install valgrind);
-# `npm run build` first. Loopback only; each run is bounded (WARM + N requests).
+# `npm run build` first. Loopback only; each run is bounded (keepalive-load.mjs: at most WARM + 20·N
+# requests and 30 minutes).
 #
-# usage: bench/callgrind/run.sh LABEL TARGET [PATH]    (env: WARM=20000 N=10000 CONNS=8,
-#        NODE_FLAGS for node itself, KEEP=1 to keep the callgrind files, and any variable the config reads, e.g. BENCH_ALGORITHM=round-robin)
+# One connection by default: each request then has its event-loop turn to itself. With several,
+# how many requests share a turn depends on how fast the load side is (the machine's load), and
+# that moved the figure by ±5 % between runs; with one, repeat runs agree within 0.3 %.
+#
+# usage: bench/callgrind/run.sh LABEL TARGET [PATH]    (env: WARM=20000 N=10000 CONNS=1,
+#        NODE_FLAGS for node itself, KEEP=1 to keep the callgrind files, and any variable the
+#        config reads, e.g. BENCH_ALGORITHM=round-robin)
 #   TARGET: a config file; `preset:NAME` (the preset from its env, UPSTREAM_SERVERS set to the bench
 #   upstream); or `bare-undici` (bench/servers/undici-proxy.mjs, the floor of issue 10).
-# prints: LABEL instructions/request: <all threads>  main-thread: <the event loop's thread>
+# prints: LABEL instructions/request: <all threads>  main-thread: <the event loop's thread>  (over <requests counted>)
 set -euo pipefail
 LABEL=$1; TARGET=$2; URLPATH=${3:-/}
 HERE=$(cd "$(dirname "$0")" && pwd); ROOT=$(cd "$HERE/../.." && pwd)
-WARM=${WARM:-20000}; N=${N:-10000}; CONNS=${CONNS:-8}
+WARM=${WARM:-20000}; N=${N:-10000}; CONNS=${CONNS:-1}
 OUT=$(mktemp -d /tmp/switchyard-callgrind-XXXXXX)
-cleanup() { kill "${VG:-}" "${UP:-}" "${HOLD:-}" "${HOLD2:-}" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$OUT"; }
+cleanup() { kill "${VG:-}" "${UP:-}" "${HOLD:-}" "${HOLD2:-}" "${LOAD_PID:-}" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$OUT"; }
 trap cleanup EXIT
 
 # The bench upstream on three ports (the balancer config routes to all three).
@@ -48,17 +54,20 @@ fi
 
 coproc LOAD { exec node "$HERE/keepalive-load.mjs" "$PORT" "$WARM" "$N" "$CONNS" "$URLPATH"; }
 exec {FROM_LOAD}<&"${LOAD[0]}"
+# The load never pauses (see keepalive-load.mjs); the requests counted are those between the two
+# signals, each sent as soon as callgrind has switched instrumentation on or off.
 read -r _ <&$FROM_LOAD                                  # "warm"
 callgrind_control -i on "$VG" > /dev/null
 kill -USR2 "$LOAD_PID"
-read -r _ FAILED <&$FROM_LOAD                           # "done <answers other than 2xx>"
+read -r _ <&$FROM_LOAD                                  # "enough": N answers counted
 callgrind_control -i off "$VG" > /dev/null
 kill -USR2 "$LOAD_PID"
+read -r _ COUNTED FAILED <&$FROM_LOAD                   # "done COUNTED FAILED"
 wait "$LOAD_PID" 2>/dev/null || true
 callgrind_control -d "$VG" > /dev/null
 kill -INT "$VG"; wait "$VG" 2>/dev/null || true
 # %.0f, not %d: mawk's %d stops at 2^31, which a long run's totals pass.
 total=$(cat "$OUT"/cg.*.out* | awk '/^totals:/ {s += $2} END {printf "%.0f", s}')
 main=$(cat "$OUT"/cg.*.out*-01 | awk '/^totals:/ {s += $2} END {printf "%.0f", s}')
-echo "$LABEL instructions/request: $((total / N))  main-thread: $((main / N))"
-if [ "$FAILED" != 0 ]; then echo "$LABEL: $FAILED of the $N measured answers were not 2xx: the figure is not a pass-through's" >&2; exit 1; fi
+echo "$LABEL instructions/request: $((total / COUNTED))  main-thread: $((main / COUNTED))  (over $COUNTED requests)"
+if [ "$FAILED" != 0 ]; then echo "$LABEL: $FAILED of the $COUNTED measured answers were not 2xx: the figure is not a pass-through's" >&2; exit 1; fi

@@ -175,10 +175,15 @@ export default definePlugin({
     // The usual case: every member is in service, healthy, not tried yet and below its limit. The
     // members are then the candidates as they are, with no list to build.
     const everyMemberFree = (table: RouteTable, tried: readonly Upstream[]): boolean => {
-      if (table.members.length === 0) return false;
-      for (const member of table.members) {
+      const { members } = table;
+      if (members.length === 0) return false;
+      // A first attempt (nearly every request) has tried nothing: no list to walk per member.
+      const retrying = tried.length > 0;
+      for (let i = 0; i < members.length; i++) {
+        const member = members[i]!;
         const { settings } = member;
-        if (!settings.active || settings.draining || isFull(member) || !api.health.isHealthy(member.upstream) || wasTried(tried, member)) return false;
+        if (!settings.active || settings.draining || isFull(member) || !api.health.isHealthy(member.upstream)) return false;
+        if (retrying && wasTried(tried, member)) return false;
       }
       return true;
     };
