@@ -143,6 +143,11 @@ export class RequestContext {
     (this.proxyResponseHeaders ??= {})[name.toLowerCase()] = value;
   }
 
+  /** setResponseHeader() for each of `headers`. */
+  setResponseHeaders(headers: Readonly<Record<string, string>>): void {
+    for (const name in headers) this.setResponseHeader(name, headers[name]!);
+  }
+
   /** Milliseconds since the request arrived. */
   elapsed(): number {
     return performance.now() - this.startedAt;

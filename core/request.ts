@@ -70,11 +70,14 @@ function then<T, R>(value: T | Promise<T>, next: (value: T) => R | Promise<R>): 
   return value instanceof Promise ? value.then(next) : next(value);
 }
 
-/** Path, hop-by-hop and X-Forwarded handling every request gets before plugins see `outgoing`. */
-function prepareOutgoing(ctx: RequestContext, route: Route): void {
+/**
+ * Path, hop-by-hop and X-Forwarded handling every request gets before plugins see `outgoing`. An
+ * upgrade keeps Upgrade and Connection: they are what asks the upstream to switch protocols.
+ */
+function prepareOutgoing(ctx: RequestContext, route: Route, keepUpgrade = false): void {
   const { outgoing } = ctx;
   if (route.stripPrefix && route.match.pathPrefix) outgoing.path = stripPathPrefix(outgoing.path, route.match.pathPrefix);
-  outgoing.headers = forwardableHeaders(ctx.req.headers);
+  outgoing.headers = forwardableHeaders(ctx.req.headers, keepUpgrade);
   setForwardedHeaders(ctx.req, outgoing.headers);
   outgoing.headers['x-request-id'] = ctx.id;
 }
@@ -532,12 +535,7 @@ async function upgrade(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, soc
   const route = pipeline.routesOnlyFromConfig ? pipeline.router.match(ctx.req, ctx.pathname) : await runBail(pipeline, ctx, 'route');
   if (!route || !route.websocket) throw new SwitchyardError('SY_ERR_NO_ROUTE', `no route takes WebSocket upgrades at ${ctx.pathname}`);
   ctx.route = route;
-  const { outgoing } = ctx;
-  if (route.stripPrefix && route.match.pathPrefix) outgoing.path = stripPathPrefix(outgoing.path, route.match.pathPrefix);
-  // Upgrade and Connection must survive here: they are what asks the upstream to switch protocols.
-  outgoing.headers = forwardableHeaders(ctx.req.headers, true);
-  setForwardedHeaders(ctx.req, outgoing.headers);
-  outgoing.headers['x-request-id'] = ctx.id;
+  prepareOutgoing(ctx, route, true);
   if (hasTaps(pipeline, route, STAGE_BIT.access)) {
     const reply = await runBail(pipeline, ctx, 'access');
     if (reply) return writeRawReply(socket, reply);

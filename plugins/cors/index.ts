@@ -55,7 +55,7 @@ export default definePlugin<typeof schema>({
       }
       // This request's origin on every answer, a cache hit filled for another origin included.
       const headers = headersFor(origin);
-      if (headers) for (const header in headers) ctx.setResponseHeader(header, headers[header]!);
+      if (headers) ctx.setResponseHeaders(headers);
       // For answers with no Vary of their own (refusals); an upstream's Vary is joined below.
       if (varies) ctx.res.setHeader('vary', 'Origin');
       return undefined;

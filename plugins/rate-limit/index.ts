@@ -81,7 +81,7 @@ export default definePlugin<typeof schema>({
       }
       // On whatever answers this request (upstream, cache hit, a later refusal), over an
       // upstream's own X-RateLimit-*: ours describe this proxy.
-      for (const header in headers) ctx.setResponseHeader(header, headers[header]!);
+      ctx.setResponseHeaders(headers);
       return undefined;
     });
   },

@@ -57,7 +57,7 @@ export default definePlugin<typeof schema>({
         return { status: 200, headers: { ...own, 'content-type': 'text/plain; charset=utf-8' }, body: ROBOTS_TXT };
       }
       // Over an upstream's own values: the proxy's policy wins.
-      for (const header in own) ctx.setResponseHeader(header, own[header]!);
+      ctx.setResponseHeaders(own);
       return undefined;
     });
   },
