@@ -2,6 +2,7 @@
 // admin routes. A reload builds a new one and swaps it in; the old one keeps serving the requests
 // that started on it and is disposed when the last of them ends.
 import type { Logger } from 'pino';
+import type { AccessLogWriter } from './access-log.js';
 import { AdminRouter } from './admin.js';
 import { ClientIpResolver, type RealIpHeader } from './client-ip.js';
 import type { ContextSettings } from './context.js';
@@ -34,6 +35,8 @@ export interface ReloadStatus {
 /** What outlives every pipeline: the process-wide parts a reload never replaces. */
 export interface Runtime {
   readonly logger: Logger;
+  /** Writes the access log's lines through `logger` (core/access-log.ts). */
+  readonly accessLog: AccessLogWriter;
   /** One of each forwarding engine, with its connection pools; routes pick one by name. */
   readonly engines: Readonly<Record<EngineName, ForwardEngine>>;
   readonly state: StateRegistry;

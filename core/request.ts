@@ -5,6 +5,7 @@ import { randomFillSync } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { pipeline as pipeStreams, Readable } from 'node:stream';
+import type { AccessLine } from './access-log.js';
 import { RequestContext } from './context.js';
 import type { ForwardEngine, UpstreamResponse } from './engine.js';
 import { SwitchyardError, PluginError } from './errors.js';
@@ -462,7 +463,7 @@ function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, comple
   const level = status >= 500 ? 'warn' : 'info';
   // LOG_LEVEL=warn and above: no line to build, no path to redact.
   if (!rt.logger.isLevelEnabled(level)) return;
-  const line = {
+  const line: AccessLine = {
     requestId: ctx.id,
     method: ctx.req.method,
     path: redactString(ctx.url, pipeline.loaded.secrets),
@@ -473,9 +474,8 @@ function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, comple
     bytes: ctx.bytesSent,
     attempts: ctx.tried.length,
     code: ctx.error?.code,
-    ...ctx.logFields,
   };
-  rt.logger[level](line, 'request');
+  rt.accessLog(level, line, ctx.logFields, 'request');
 }
 
 const REQUEST_ID = /^[\w.:@/+=-]{1,200}$/;

@@ -7,6 +7,7 @@ import http, { ServerResponse, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import pino, { type Logger } from 'pino';
+import { accessLogWriter } from './access-log.js';
 import { loadConfig, redactString, type Catalogs, type ConfigSource, type LoadedConfig } from './config/load.js';
 import { ConfigWatcher } from './config/watch.js';
 import { HttpProxyEngine } from './forward.js';
@@ -82,6 +83,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     const stores = await StoreFactory.create(serverConfig.store, loaded.baseDir);
     const rt: Runtime = {
       logger,
+      accessLog: accessLogWriter(logger),
       engines: { 'http-proxy': httpProxy, undici: new UndiciEngine(pool, httpProxy) },
       state: new StateRegistry(),
       health: new UpstreamHealth(),
@@ -229,12 +231,12 @@ function createAuditLogger(file: string | undefined, baseDir: string, logger: Lo
  * JSON logs to stdout with credentials redacted wherever a plugin might log headers. Lines go out
  * once per event-loop turn (core/log-writer.ts), not one write each.
  */
-export function createLogger(env: NodeJS.ProcessEnv = process.env): Logger {
+export function createLogger(env: NodeJS.ProcessEnv = process.env, destination: pino.DestinationStream = LineBatchWriter.stdout()): Logger {
   return pino({
     level: env.LOG_LEVEL ?? 'info',
     redact: {
       paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie', 'headers.authorization', 'headers["x-api-key"]', 'headers.cookie', 'headers["proxy-authorization"]', 'options.apiKey', 'options.token', 'options.password'],
       censor: '***',
     },
-  }, LineBatchWriter.stdout());
+  }, destination);
 }
