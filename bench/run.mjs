@@ -174,21 +174,10 @@ async function startUndiciProxy(ctx) {
   }
 }
 
-/** Parses a pino line like {"msg":"listening","port":1234}, if it is one. */
-function parseListeningLog(line) {
-  try {
-    const entry = JSON.parse(line);
-    return entry.msg === 'listening' && Number.isInteger(entry.port) ? entry.port : null;
-  } catch {
-    return null;
-  }
-}
-
 /**
  * Switchyard's CLI on bench/switchyard.bench.yaml. We pick a free port and
  * pass it as `--port N` (and PORT=N); readiness is GET /health answering 200
- * within 10 s. If the CLI announces a different port in its "listening" log
- * line we follow that instead.
+ * within 10 s. Its stdout (the log) goes to a file in a temp dir.
  */
 async function startSwitchyard(ctx, engine, { config = 'switchyard.bench.yaml', preset = null, env = {}, tempDir = false } = {}) {
   const entry = ctx.settings.switchyardEntry;
@@ -200,11 +189,13 @@ async function startSwitchyard(ctx, engine, { config = 'switchyard.bench.yaml', 
   // only add an idle inotify handle, and a reload mid-run would skew a round.
   const source = preset ? ['--preset', preset] : ['--config', path.join(BENCH_DIR, config)];
   const args = [entry, 'start', ...source, '--port', String(port), '--no-watch'];
-  // A preset's store (sqlite cache, mappings) lives in a temp dir, never in the repo.
-  const dir = tempDir ? mkdtempSync(path.join(os.tmpdir(), 'switchyard-bench-')) : null;
+  // A preset's store (sqlite cache, mappings) lives in a temp dir, never in the repo; so does the
+  // log (stdout), one JSON line per request for a preset.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'switchyard-bench-'));
   const child = spawnTracked('switchyard', process.execPath, args, {
     core: ctx.pinning.underTest,
-    cwd: dir ?? ROOT,
+    cwd: tempDir ? dir : ROOT,
+    stdoutFile: path.join(dir, 'stdout.log'),
     env: {
       ...process.env,
       UPSTREAM_URL: ctx.upstream.url,
@@ -218,13 +209,11 @@ async function startSwitchyard(ctx, engine, { config = 'switchyard.bench.yaml', 
   });
   const stop = async () => {
     await stopChild(child);
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
   };
-  let listeningPort = port;
-  child.on('line', (line) => (listeningPort = parseListeningLog(line) ?? listeningPort));
   try {
-    await waitForHttp200(() => `http://127.0.0.1:${listeningPort}/health`, { timeoutMs: 10_000, child });
-    return { pid: child.pid, port: listeningPort, url: `http://127.0.0.1:${listeningPort}/`, stop };
+    await waitForHttp200(() => `http://127.0.0.1:${port}/health`, { timeoutMs: 10_000, child });
+    return { pid: child.pid, port, url: `http://127.0.0.1:${port}/`, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -49,7 +49,7 @@ function run(pipeline: Pipeline, rt: Runtime, ctx: RequestContext): Promise<void
     return answerAdmin(pipeline, ctx);
   }
   if (pipeline.routesOnlyFromConfig) return routed(pipeline, rt, ctx, pipeline.router.match(ctx.req, ctx.pathname));
-  return then(runBail(pipeline, ctx, 'route'), (route) => routed(pipeline, rt, ctx, route));
+  return then(runBail(pipeline.global.route, undefined, ctx), (route) => routed(pipeline, rt, ctx, route));
 }
 
 function routed(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route | undefined): Promise<void> | void {
@@ -58,12 +58,12 @@ function routed(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Rou
   ctx.timings.routed = ctx.elapsed();
   prepareOutgoing(ctx, route);
   if (!hasTaps(pipeline, route, STAGE_BIT.access)) return lookUpCache(pipeline, rt, ctx, route);
-  return then(runBail(pipeline, ctx, 'access'), (reply) => (reply ? sendReply(ctx, reply, 'access') : lookUpCache(pipeline, rt, ctx, route)));
+  return then(runBail(pipeline.global.access, route.stages?.access, ctx), (reply) => (reply ? sendReply(ctx, reply, 'access') : lookUpCache(pipeline, rt, ctx, route)));
 }
 
 function lookUpCache(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Promise<void> | void {
   if (!hasTaps(pipeline, route, STAGE_BIT.cacheLookup)) return forward(pipeline, rt, ctx, route);
-  return then(runBail(pipeline, ctx, 'cacheLookup'), (reply) => (reply ? sendReply(ctx, reply, 'cacheLookup') : forward(pipeline, rt, ctx, route)));
+  return then(runBail(pipeline.global.cacheLookup, route.stages?.cacheLookup, ctx), (reply) => (reply ? sendReply(ctx, reply, 'cacheLookup') : forward(pipeline, rt, ctx, route)));
 }
 
 /** Goes on with a value now, or once its promise settles. */
@@ -98,7 +98,7 @@ async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, rou
     }
     ctx.tried.push(ctx.upstream);
     if (ctx.tried.length === 1 && hasTaps(pipeline, route, STAGE_BIT.preRequest)) {
-      const pending = runBail(pipeline, ctx, 'preRequest');
+      const pending = runBail(pipeline.global.preRequest, route.stages?.preRequest, ctx);
       const reply = pending instanceof Promise ? await pending : pending;
       if (reply) return sendReply(ctx, reply, 'preRequest');
     }
@@ -141,7 +141,7 @@ function engineFor(pipeline: Pipeline, rt: Runtime, route: Route): ForwardEngine
 /** Runs the error stage; RETRY only stands when the request can be sent again. */
 async function askErrorStage(pipeline: Pipeline, ctx: RequestContext, route: Route, error: SwitchyardError): Promise<Reply | typeof RETRY | undefined> {
   if (!hasTaps(pipeline, route, STAGE_BIT.error)) return undefined;
-  const decision = await runBail(pipeline, ctx, 'error', error);
+  const decision = await runBail(pipeline.global.error, route.stages?.error, ctx, error);
   if (decision !== RETRY) return decision;
   if (!canResend(ctx) || ctx.tried.length >= MAX_ATTEMPTS) return undefined;
   ctx.log.info({ upstream: ctx.upstream?.name, code: error.code, attempt: ctx.tried.length }, 'retrying');
@@ -156,7 +156,7 @@ async function askErrorStage(pipeline: Pipeline, ctx: RequestContext, route: Rou
  */
 function selectWithTaps(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route): Upstream | Promise<Upstream> {
   const candidates = candidatesFor(rt, ctx, route);
-  const selected = runBail(pipeline, ctx, 'selectUpstream', candidates);
+  const selected = runBail(pipeline.global.selectUpstream, route.stages?.selectUpstream, ctx, candidates);
   return selected instanceof Promise
     ? selected.then((upstream) => chosenOrFirst(upstream, candidates, route))
     : chosenOrFirst(selected, candidates, route);
@@ -208,7 +208,7 @@ function deliver(pipeline: Pipeline, ctx: RequestContext, route: Route, upstream
   if (!hasTaps(pipeline, route, STAGE_BIT.postResponse)) return stream(ctx, upstreamRes, trailers);
   let series: Promise<void> | void;
   try {
-    series = runSeries(pipeline, ctx, 'postResponse');
+    series = runSeries(pipeline.global.postResponse, route.stages?.postResponse, ctx);
   } catch (err) {
     upstreamRes.body.destroy();
     throw err;
@@ -342,18 +342,25 @@ function callThroughTapable<T>(hook: StageHook, args: unknown[]): T | Promise<T>
   });
 }
 
-/** The route's own hook for a stage, when it has taps. */
-function ownHook(ctx: RequestContext, stage: keyof Stages): StageHook | undefined {
-  const own = ctx.route?.stages?.[stage] as StageHook | undefined;
-  return own !== undefined && own.taps.length > 0 ? own : undefined;
+/** A stage's hook when it has taps; the route's own hook is undefined for a route without plugins. */
+function withTaps(hook: unknown): StageHook | undefined {
+  return hook !== undefined && (hook as StageHook).taps.length > 0 ? (hook as StageHook) : undefined;
 }
 
-/** Global taps first, then the route's; the first that answers wins. A plain value when every tap was synchronous. */
-function runBail<S extends BailStage>(pipeline: Pipeline, ctx: RequestContext, stage: S, arg?: unknown): Awaited<ReturnType<Stages[S]['promise']>> | Promise<Awaited<ReturnType<Stages[S]['promise']>>> {
-  type Result = Awaited<ReturnType<Stages[S]['promise']>>;
-  const arity = stage === 'selectUpstream' || stage === 'error' ? 2 : 1;
-  const own = ownHook(ctx, stage);
-  const global = pipeline.global[stage] as unknown as StageHook;
+/** What a bail stage's taps answer with: a Route, a Reply, an Upstream, RETRY… */
+type BailResult<H> = H extends { promise(...args: never[]): Promise<infer R> } ? R : never;
+
+/**
+ * Global taps first, then the route's; the first that answers wins. A plain value when every tap
+ * was synchronous. Each caller names its stage's hooks itself (`pipeline.global.access`), a load
+ * V8 resolves once per call site, rather than this function looking them up by the stage's name.
+ * `arg` is the stage's second argument (selectUpstream's candidates, error's error).
+ */
+function runBail<H extends Stages[BailStage]>(globalHook: H, routeHook: H | undefined, ctx: RequestContext, arg?: unknown): BailResult<H> | Promise<BailResult<H>> {
+  type Result = BailResult<H>;
+  const arity = arg === undefined ? 1 : 2;
+  const own = withTaps(routeHook);
+  const global = globalHook as unknown as StageHook;
   if (global.taps.length === 0) return own ? callHook<Result>(own, arity, ctx, arg, true) : (undefined as Result);
   const result = callHook<Result>(global, arity, ctx, arg, true);
   if (!own) return result;
@@ -362,9 +369,9 @@ function runBail<S extends BailStage>(pipeline: Pipeline, ctx: RequestContext, s
 }
 
 /** Global taps, then the route's, each in turn. Plain (no promise) when every tap was synchronous. */
-function runSeries(pipeline: Pipeline, ctx: RequestContext, stage: 'postResponse' | 'cacheStore'): Promise<void> | void {
-  const own = ownHook(ctx, stage);
-  const global = pipeline.global[stage] as unknown as StageHook;
+function runSeries(globalHook: Stages['postResponse' | 'cacheStore'], routeHook: Stages['postResponse' | 'cacheStore'] | undefined, ctx: RequestContext): Promise<void> | void {
+  const own = withTaps(routeHook);
+  const global = globalHook as unknown as StageHook;
   if (global.taps.length === 0) return own ? callHook<void>(own, 1, ctx, undefined, false) : undefined;
   const result = callHook<void>(global, 1, ctx, undefined, false);
   if (!own) return result;
@@ -447,7 +454,7 @@ function finish(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, bytesSent:
   if (completed && route && !ctx.answeredBy && hasTaps(pipeline, route, STAGE_BIT.cacheStore)) {
     const failed = (err: unknown) => ctx.log.error({ err }, 'a cacheStore tap failed');
     try {
-      const stored = runSeries(pipeline, ctx, 'cacheStore');
+      const stored = runSeries(pipeline.global.cacheStore, route.stages?.cacheStore, ctx);
       if (stored instanceof Promise) stored.catch(failed);
     } catch (err) {
       failed(err);
@@ -532,18 +539,18 @@ export function handleUpgrade(pipeline: Pipeline, rt: Runtime, req: IncomingMess
 }
 
 async function upgrade(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, socket: Duplex, head: Buffer): Promise<void> {
-  const route = pipeline.routesOnlyFromConfig ? pipeline.router.match(ctx.req, ctx.pathname) : await runBail(pipeline, ctx, 'route');
+  const route = pipeline.routesOnlyFromConfig ? pipeline.router.match(ctx.req, ctx.pathname) : await runBail(pipeline.global.route, undefined, ctx);
   if (!route || !route.websocket) throw new SwitchyardError('SY_ERR_NO_ROUTE', `no route takes WebSocket upgrades at ${ctx.pathname}`);
   ctx.route = route;
   prepareOutgoing(ctx, route, true);
   if (hasTaps(pipeline, route, STAGE_BIT.access)) {
-    const reply = await runBail(pipeline, ctx, 'access');
+    const reply = await runBail(pipeline.global.access, route.stages?.access, ctx);
     if (reply) return writeRawReply(socket, reply);
   }
   ctx.upstream = hasTaps(pipeline, route, STAGE_BIT.selectUpstream) ? await selectWithTaps(pipeline, rt, ctx, route) : firstHealthy(rt, ctx, route);
   ctx.tried.push(ctx.upstream);
   if (hasTaps(pipeline, route, STAGE_BIT.preRequest)) {
-    const reply = await runBail(pipeline, ctx, 'preRequest');
+    const reply = await runBail(pipeline.global.preRequest, route.stages?.preRequest, ctx);
     if (reply) return writeRawReply(socket, reply);
   }
   engineFor(pipeline, rt, route).upgrade(ctx, socket, head, (err) => {

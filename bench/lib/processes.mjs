@@ -1,7 +1,7 @@
 // Child-process bookkeeping: spawn in own process groups, pin to a core,
 // handshake, readiness polling, and guaranteed cleanup.
 import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -32,16 +32,21 @@ const TASKSET = findExecutable('taskset');
  * killed at once), optionally pinned to one CPU core via `taskset -c`.
  * taskset exec()s the command, so child.pid is the command's own pid.
  */
-export function spawnTracked(name, command, args, { core = null, env = process.env, cwd } = {}) {
+export function spawnTracked(name, command, args, { core = null, env = process.env, cwd, stdoutFile } = {}) {
   const [file, argv] =
     core !== null && TASKSET ? [TASKSET, ['-c', String(core), command, ...args]] : [command, args];
+  // A file, as a service's log would be, for a child that logs per request: read through a pipe
+  // by this runner, the log made the proxy's CPU per request depend on how this runner keeps up.
+  const stdoutFd = stdoutFile ? openSync(stdoutFile, 'a') : 'pipe';
   const child = spawn(file, argv, {
     cwd,
     env,
     detached: true, // new process group: kill(-pid) reaches grandchildren too
-    stdio: ['pipe', 'pipe', 'pipe'], // stdin pipe lets our own servers notice we died
+    stdio: ['pipe', stdoutFd, 'pipe'], // stdin pipe lets our own servers notice we died
   });
+  if (stdoutFile) closeSync(stdoutFd);
   child.benchName = name;
+  child.stdoutFile = stdoutFile;
   child.stdoutLines = [];
   child.stderrTail = '';
   collectOutput(child);
@@ -57,8 +62,8 @@ export function spawnTracked(name, command, args, { core = null, env = process.e
  */
 function collectOutput(child) {
   let partial = '';
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (chunk) => {
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (chunk) => {
     const lines = (partial + chunk).split('\n');
     partial = lines.pop();
     for (const line of lines) {
@@ -74,7 +79,8 @@ function collectOutput(child) {
 
 /** Short description of why a child failed, for error messages. */
 export function describeChildOutput(child) {
-  const stdout = child.stdoutLines.slice(-10).join('\n');
+  const lines = child.stdoutFile ? readFileSync(child.stdoutFile, 'utf8').split('\n').filter(Boolean) : child.stdoutLines;
+  const stdout = lines.slice(-10).join('\n');
   return [stdout && `stdout:\n${stdout}`, child.stderrTail && `stderr:\n${child.stderrTail}`]
     .filter(Boolean)
     .join('\n');
