@@ -171,8 +171,10 @@ function candidatesFor(rt: Runtime, ctx: RequestContext, route: Route): readonly
   return candidates;
 }
 
+// Indexed loops over a route's upstreams: the list is frozen, and V8 iterates a frozen array's
+// for-of through the generic iterator, a builtin call per element.
 function everyHealthy(rt: Runtime, upstreams: readonly Upstream[]): boolean {
-  for (const upstream of upstreams) if (!rt.health.isHealthy(upstream)) return false;
+  for (let i = 0; i < upstreams.length; i++) if (!rt.health.isHealthy(upstreams[i]!)) return false;
   return true;
 }
 
@@ -185,7 +187,9 @@ function chosenOrFirst(upstream: Upstream | undefined, candidates: readonly Upst
 /** Without a balancer: the first healthy upstream not tried yet, else the first healthy one. */
 function firstHealthy(rt: Runtime, ctx: RequestContext, route: Route): Upstream {
   let fallback: Upstream | undefined;
-  for (const upstream of route.upstreams) {
+  const { upstreams } = route;
+  for (let i = 0; i < upstreams.length; i++) {
+    const upstream = upstreams[i]!;
     if (!rt.health.isHealthy(upstream)) continue;
     if (!ctx.tried.includes(upstream)) return upstream;
     fallback ??= upstream;

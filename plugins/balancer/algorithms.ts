@@ -121,10 +121,15 @@ function smoothWeighted(candidates: readonly Member[], shareOf: ShareOf, now: nu
 /** Picks with probability proportional to `weights` (one per candidate; below 0 counts as 0). */
 function weightedRandom(candidates: readonly Member[], weights: readonly number[]): Member {
   let total = 0;
-  for (const weight of weights) total += Math.max(weight, 0);
+  for (let i = 0; i < candidates.length; i++) total += Math.max(weights[i]!, 0);
+  return drawByWeight(candidates, weights, total);
+}
+
+/** The draw itself, given the weights' total (of those above 0); `weights` may run longer than `candidates`. */
+function drawByWeight(candidates: readonly Member[], weights: readonly number[], total: number): Member {
   const r = Math.random() * total;
   let cumulative = 0;
-  for (let i = 0; i < weights.length; i++) {
+  for (let i = 0; i < candidates.length; i++) {
     cumulative += Math.max(weights[i]!, 0);
     if (cumulative > r) return candidates[i]!;
   }
@@ -191,9 +196,9 @@ function cookieKey(ctx: RequestContext, name: string): string | undefined {
  */
 function latencyWeighted(candidates: readonly Member[], s: PickSettings, now: number): Member {
   // One pass reads each combined weight once (it may be worked out on reading); the second turns
-  // them into shares. The scratch array is reused: a pick runs to its end without yielding.
+  // them into shares. The scratch array is reused (a pick runs to its end without yielding) and
+  // only grows: setting its length each time costs a runtime call.
   const weights = latencyScratch;
-  weights.length = candidates.length;
   let sum = 0;
   let measured = 0;
   for (let i = 0; i < candidates.length; i++) {
@@ -205,11 +210,22 @@ function latencyWeighted(candidates: readonly Member[], s: PickSettings, now: nu
     }
   }
   const prior = measured > 0 ? sum / measured : s.latency.maxWeight;
+  let total = 0;
   for (let i = 0; i < candidates.length; i++) {
     const m = candidates[i]!;
-    weights[i] = (weights[i] === NOT_MEASURED ? prior : weights[i]!) * m.settings.weight * warmFactor(m, now, s) * loadFactor(m, now, s);
+    const share = (weights[i] === NOT_MEASURED ? prior : weights[i]!) * m.settings.weight * inPlayFactors(m, now, s);
+    weights[i] = share;
+    total += Math.max(share, 0);
   }
-  return weightedRandom(candidates, weights);
+  return drawByWeight(candidates, weights, total);
+}
+
+/**
+ * Slow start and load reports together; `now` is 0 when neither is in play for any candidate
+ * (needsClock), and the factor is then 1 without asking either.
+ */
+function inPlayFactors(m: Member, now: number, s: PickSettings): number {
+  return now === 0 ? 1 : warmFactor(m, now, s) * loadFactor(m, now, s);
 }
 
 const latencyScratch: number[] = [];
@@ -233,5 +249,5 @@ function powerOfTwo(candidates: readonly Member[], s: PickSettings, now: number)
 }
 
 function p2cScore(m: Member, prior: number, now: number, s: PickSettings): number {
-  return ((m.stats.ewma ?? prior) * (m.stats.inFlight + 1)) / (m.settings.weight * warmFactor(m, now, s) * loadFactor(m, now, s));
+  return ((m.stats.ewma ?? prior) * (m.stats.inFlight + 1)) / (m.settings.weight * inPlayFactors(m, now, s));
 }

@@ -92,6 +92,11 @@ function isFull(member: Member): boolean {
   return member.settings.maxConnections !== 0 && member.stats.inFlight >= member.settings.maxConnections;
 }
 
+/** The algorithm's name as ALGORITHMS lists it. */
+function asListed(name: Algorithm): Algorithm {
+  return ALGORITHMS.find((listed) => listed === name)!;
+}
+
 function isStreaming(ctx: RequestContext): boolean {
   return ctx.req.headers.upgrade !== undefined || (ctx.req.headers.accept?.includes('text/event-stream') ?? false);
 }
@@ -160,8 +165,12 @@ export default definePlugin({
       await load(table, upstreamsOf(name));
     }
 
+    // pick() switches over the names as literals. The option's own string, parsed from the config,
+    // is not the same string object, and every comparison would then compare it character by character.
+    const mainAlgorithm = asListed(options.algorithm);
+    const streamingAlgorithm = options.streamingAlgorithm === undefined ? undefined : asListed(options.streamingAlgorithm);
     const choose = (route: Route, table: RouteTable, ctx: RequestContext): Member => {
-      const algorithm: Algorithm = options.streamingAlgorithm !== undefined && isStreaming(ctx) ? options.streamingAlgorithm : options.algorithm;
+      const algorithm: Algorithm = streamingAlgorithm !== undefined && isStreaming(ctx) ? streamingAlgorithm : mainAlgorithm;
       let candidates: readonly Member[];
       if (everyMemberFree(table, ctx.tried)) {
         if (table.panic) panicOver(table);
@@ -230,9 +239,17 @@ export default definePlugin({
       member.stats.record(head - start, outcome === 'ok', latency);
     };
 
+    // A route plugin (the usual case) asks for the same table every time: no Map lookup for it.
+    let lastRoute: Route | undefined;
+    let lastTable: RouteTable | undefined;
     api.hooks.selectUpstream.tap(NAME, (ctx) => {
       const route = ctx.route!;
-      const table = tables.get(route.name) ?? tableFor(route.name, () => route.upstreams);
+      let table = route === lastRoute ? lastTable! : undefined;
+      if (table === undefined) {
+        table = tables.get(route.name) ?? tableFor(route.name, () => route.upstreams);
+        lastRoute = route;
+        lastTable = table;
+      }
       const attempt = ctx.scratch<Attempt>(NAME, newAttempt);
       // The core selects again only to retry: the attempt before this one failed.
       if (attempt.member) finish(ctx, attempt, 'failed');

@@ -59,10 +59,10 @@ export class UpstreamStats {
   inFlight = 0;
   requests = 0;
   failures = 0;
-  /** Short-term EWMA of time to the response head, ms (the latency dynamic weight, p2c). */
-  ewma: number | undefined;
-  /** Long-term EWMA, ms (the latency base weight). */
-  longEwma: number | undefined;
+  // NaN until the first sample, not undefined: a field that only ever holds numbers is updated in
+  // place, where one that started as undefined gets a new heap number on every sample.
+  private shortMs = Number.NaN;
+  private longMs = Number.NaN;
   /** How much the dynamic weight counts against the base weight; adapts with successes and failures. */
   alpha: number;
   /** Smooth weighted round robin's running weight on this route. */
@@ -82,14 +82,24 @@ export class UpstreamStats {
     this.alpha = tuning.alphaInitial;
   }
 
+  /** Short-term EWMA of time to the response head, ms (the latency dynamic weight, p2c); undefined before the first sample. */
+  get ewma(): number | undefined {
+    return Number.isNaN(this.shortMs) ? undefined : this.shortMs;
+  }
+
+  /** Long-term EWMA, ms (the latency base weight); undefined before the first sample. */
+  get longEwma(): number | undefined {
+    return Number.isNaN(this.longMs) ? undefined : this.longMs;
+  }
+
   /** Records one finished attempt. A failure counts as `failurePenalty` ms, so weights fall smoothly. */
   record(ms: number, ok: boolean, tuning: LatencyTuning): void {
     this.requests++;
     if (!ok) this.failures++;
     if (ok) this.samples[this.sampled++ % SAMPLES] = ms;
     const sample = Math.max(ok ? ms : Math.max(ms, tuning.failurePenalty), 0.1);
-    this.ewma = this.ewma === undefined ? sample : tuning.ewmaDecay * this.ewma + (1 - tuning.ewmaDecay) * sample;
-    this.longEwma = this.longEwma === undefined ? sample : tuning.baseDecay * this.longEwma + (1 - tuning.baseDecay) * sample;
+    this.shortMs = Number.isNaN(this.shortMs) ? sample : tuning.ewmaDecay * this.shortMs + (1 - tuning.ewmaDecay) * sample;
+    this.longMs = Number.isNaN(this.longMs) ? sample : tuning.baseDecay * this.longMs + (1 - tuning.baseDecay) * sample;
     const step = ok ? tuning.alphaAdjustmentStep : -tuning.alphaAdjustmentStep;
     this.alpha = Math.min(tuning.alphaMax, Math.max(tuning.alphaMin, this.alpha + step));
     this.unweighed = tuning;
@@ -112,13 +122,13 @@ export class UpstreamStats {
     if (tuning === undefined) return;
     this.unweighed = undefined;
     // The TMDB proxy's shapes: base ∝ 1/latency, dynamic ∝ log(1/latency).
-    this.base = clamp(Math.floor((1000 / this.longEwma!) * tuning.baseWeightMultiplier), 1, tuning.maxWeight);
-    this.dynamic = clamp(Math.floor(Math.log10(1000 / this.ewma! + 1) * tuning.dynamicWeightMultiplier), 1, tuning.maxWeight);
+    this.base = clamp(Math.floor((1000 / this.longMs) * tuning.baseWeightMultiplier), 1, tuning.maxWeight);
+    this.dynamic = clamp(Math.floor(Math.log10(1000 / this.shortMs + 1) * tuning.dynamicWeightMultiplier), 1, tuning.maxWeight);
   }
 
   /** alpha·dynamic + (1−alpha)·base, or undefined before the first sample. */
   get combinedWeight(): number | undefined {
-    if (this.ewma === undefined) return undefined;
+    if (Number.isNaN(this.shortMs)) return undefined;
     return this.alpha * this.dynamicWeight + (1 - this.alpha) * this.baseWeight;
   }
 
