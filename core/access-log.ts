@@ -58,12 +58,14 @@ export function accessLogWriter(logger: Logger): AccessLogWriter {
   const ordinary: WriteLine = (level, line, extra, msg) => logger[level](extra === undefined ? line : { ...line, ...extra }, msg);
   const internals = logger as unknown as PinoInternals;
   const handled = keyHandlers(internals);
-  if (!isPlain(internals) || ACCESS_LINE_KEYS.some(handled)) return Object.assign(ordinary, { serializer: 'pino' as const });
+  const values = logger.levels.values;
+  // Custom levels only (useOnlyCustomLevels): pino knows what to do with `info`, this path would not.
+  const knowsLevels = values.info !== undefined && values.warn !== undefined;
+  if (!knowsLevels || !isPlain(internals) || ACCESS_LINE_KEYS.some(handled)) return Object.assign(ordinary, { serializer: 'pino' as const });
   const levelPrefix = internals[lsCacheSym] as Record<number, string>;
   const time = internals[timeSym] as () => string;
   const stream = internals[streamSym] as { write(line: string): unknown };
   const end = internals[endSym] as string;
-  const values = logger.levels.values;
   // pino writes nested objects with safe-stable-stringify (circular references, depth limits) and
   // replaces a field of the line by a later one of the same name; an extra field that would need
   // either takes pino's path.
