@@ -394,7 +394,11 @@ export function sendReply(ctx: RequestContext, reply: Reply, by: string): void {
     res.destroy();
     return;
   }
-  const headers: OutgoingHttpHeaders = { ...reply.headers, ...ctx.proxyResponseHeaders, 'x-request-id': ctx.id };
+  // Object.assign, not a spread with a property after it: V8 gives such an object a new hidden
+  // class every time, several times the cost of the copy (cache hits answer through here).
+  const headers: OutgoingHttpHeaders = Object.assign({}, reply.headers);
+  if (ctx.proxyResponseHeaders !== undefined) Object.assign(headers, ctx.proxyResponseHeaders);
+  headers['x-request-id'] = ctx.id;
   let body = reply.body;
   if (reply.json !== undefined) {
     body = JSON.stringify(reply.json);

@@ -47,8 +47,8 @@ export default definePlugin<typeof schema>({
     else if (typeof options.robotsTag === 'string') headers['x-robots-tag'] = options.robotsTag;
     const hsts = options.hsts && hstsValue(options.hsts);
 
-    const headersFor = (secure: boolean): Record<string, string> =>
-      hsts && (secure || options.hsts!.plainHttp) ? { ...headers, 'strict-transport-security': hsts } : headers;
+    const withHsts: Record<string, string> = hsts ? { ...headers, 'strict-transport-security': hsts } : headers;
+    const headersFor = (secure: boolean): Record<string, string> => (hsts && (secure || options.hsts!.plainHttp) ? withHsts : headers);
 
     // Before everything else in `access`, so refusals, cache hits and errors carry them too.
     api.hooks.access.tap({ name, stage: Stage.AUTH - 150 }, (ctx) => {
