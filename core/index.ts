@@ -14,3 +14,4 @@ export { LIVE_UPSTREAMS, LiveUpstreams, liveUpstreams, type LiveUpstreamsListene
 export type { Reply, Route, Upstream } from './types.js';
 export type { SwitchyardConfig, RouteConfig, UpstreamConfig } from './config/schema.js';
 export { HTTP_TOKEN_PATTERN } from './headers.js';
+export { PreparedHead } from './response-head.js';

@@ -12,6 +12,7 @@ import { SwitchyardError, PluginError } from './errors.js';
 import { forwardableHeaders, setForwardedHeaders } from './headers.js';
 import type { Pipeline, Runtime } from './pipeline.js';
 import { redactString } from './config/load.js';
+import { PreparedResponse, writePreparedHead, type PreparedHead } from './response-head.js';
 import { stripPathPrefix } from './router.js';
 import { RETRY, STAGE_BIT, tapMaskOf, type Stages } from './stages.js';
 import type { Reply, Route, Upstream } from './types.js';
@@ -398,23 +399,34 @@ export function sendReply(ctx: RequestContext, reply: Reply, by: string): void {
   // class every time, several times the cost of the copy (cache hits answer through here).
   const headers: OutgoingHttpHeaders = Object.assign({}, reply.headers);
   if (ctx.proxyResponseHeaders !== undefined) Object.assign(headers, ctx.proxyResponseHeaders);
-  headers['x-request-id'] = ctx.id;
   let body = reply.body;
   if (reply.json !== undefined) {
     body = JSON.stringify(reply.json);
     headers['content-type'] ??= 'application/json; charset=utf-8';
   }
-  ctx.response = { status: reply.status, headers };
   if (body instanceof Readable) {
-    res.writeHead(reply.status, headers);
+    writeReplyHead(ctx, reply.status, headers, reply.head);
     pipeStreams(body, res, (err) => {
       if (err) res.destroy();
     });
     return;
   }
   if (body !== undefined) headers['content-length'] = Buffer.byteLength(body);
-  res.writeHead(reply.status, headers);
+  writeReplyHead(ctx, reply.status, headers, reply.head);
   res.end(ctx.req.method === 'HEAD' ? undefined : body);
+}
+
+/** Writes a Reply's head, prepared or not, with this request's X-Request-Id; sets `ctx.response`. */
+function writeReplyHead(ctx: RequestContext, status: number, headers: OutgoingHttpHeaders, head: PreparedHead | undefined): void {
+  if (head === undefined) {
+    headers['x-request-id'] = ctx.id;
+    ctx.response = { status, headers };
+    ctx.res.writeHead(status, headers);
+    return;
+  }
+  writePreparedHead(ctx.res, status, head, headers, ctx.id);
+  headers['x-request-id'] = ctx.id;
+  ctx.response = new PreparedResponse(status, head, headers);
 }
 
 /** Every failure ends as JSON `{ error, code, requestId }` with the code's status. */

@@ -3,6 +3,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { RouteMatch, TimeoutsConfig } from './config/schema.js';
 import type { EngineName } from './engine.js';
+import type { PreparedHead } from './response-head.js';
 import type { Stages } from './stages.js';
 
 /** One upstream of a route, ready to forward to. */
@@ -47,6 +48,12 @@ export interface Route {
 export interface Reply {
   status: number;
   headers?: OutgoingHttpHeaders;
+  /**
+   * Headers checked and serialised once with PreparedHead.of(), for an answer given many times
+   * (a cache hit): written as they are, without Node checking each again. `headers` go beside
+   * them and win where a name is in both.
+   */
+  head?: PreparedHead;
   body?: string | Buffer | Uint8Array | Readable;
   json?: unknown;
 }

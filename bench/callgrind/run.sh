@@ -13,7 +13,8 @@
 #        NODE_FLAGS for node itself, KEEP=1 to keep the callgrind files, and any variable the
 #        config reads, e.g. BENCH_ALGORITHM=round-robin)
 #   TARGET: a config file; `preset:NAME` (the preset from its env, UPSTREAM_SERVERS set to the bench
-#   upstream); or `bare-undici` (bench/servers/undici-proxy.mjs, the floor of issue 10).
+#   upstream); `bare-undici` (bench/servers/undici-proxy.mjs, the floor of issue 10); or `direct`
+#   (a second bench upstream answering the load itself: what node:http costs with nothing on top).
 #   For the tmdb preset set HEALTH_CHECK_INTERVAL=10000: at its 30 s default, valgrind's slowdown
 #   puts a round of health checks inside the window, whose HTTP client objects deoptimise stream
 #   code the proxy's hot path shares; recompiling it made that run's figure up to a third higher.
@@ -40,6 +41,7 @@ PORT=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", (
 export UPSTREAM_SERVERS=${URLS[0]} CACHE_DIR=$OUT/cache
 case $TARGET in
   bare-undici) COMMAND=("$ROOT/bench/servers/undici-proxy.mjs" "${URLS[0]}") ;;
+  direct) COMMAND=("$ROOT/bench/servers/upstream.mjs") ;;
   preset:*) COMMAND=("$ROOT/dist/bin/switchyard.js" start --preset "${TARGET#preset:}" --port "$PORT" --no-watch) ;;
   *) COMMAND=("$ROOT/dist/bin/switchyard.js" start --config "$(realpath "$TARGET")" --port "$PORT" --no-watch) ;;
 esac
@@ -48,7 +50,7 @@ HOLD2=$!
 valgrind --tool=callgrind --separate-threads=yes --instr-atstart=no --callgrind-out-file="$OUT/cg.%p.out" \
   node ${NODE_FLAGS:-} "${COMMAND[@]}" <&$PROXYIN > "$OUT/proxy.log" 2>&1 &
 VG=$!
-if [ "$TARGET" = bare-undici ]; then
+if [ "$TARGET" = bare-undici ] || [ "$TARGET" = direct ]; then
   for _ in $(seq 600); do grep -q '"port"' "$OUT/proxy.log" 2>/dev/null && break; sleep 0.2; done
   PORT=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8").split("\n").find((l) => l.includes("\"port\""))).port)' "$OUT/proxy.log")
 else

@@ -1,6 +1,7 @@
 // A cached response and how it is written to and read back from the persistent store. Whatever
 // comes back from the store is checked field by field: a damaged entry is a miss, never an answer.
 import type { OutgoingHttpHeaders } from 'node:http';
+import { PreparedHead } from '../../core/index.js';
 import { hashKey } from './cache-key.js';
 
 export interface CachedEntry {
@@ -22,6 +23,30 @@ export interface CachedEntry {
   readonly initialAge: number;
   /** Epoch ms after which the entry is of no use even stale; the sweep removes it then. */
   readonly keepUntil: number;
+  /** `headers`, checked and serialised once for every hit to replay. */
+  readonly head: PreparedHead;
+  /** The last answer's head with its Age and X-Cache (respond.ts): the next reuses it while they stay the same. */
+  lastAnswer: { age: number; xCache: string; head: PreparedHead } | undefined;
+}
+
+/** What an entry is made of; the rest is derived from it. */
+export type EntryFields = Omit<CachedEntry, 'head' | 'lastAnswer'>;
+
+/**
+ * An entry with its prepared head; undefined when a header could not be written (a name or value
+ * Node would refuse): such a response is not one to keep, or to serve from a damaged store.
+ */
+export function newEntry(f: EntryFields): CachedEntry | undefined {
+  let head: PreparedHead;
+  try {
+    head = PreparedHead.of(f.headers);
+  } catch {
+    return undefined;
+  }
+  return {
+    id: f.id, key: f.key, route: f.route, vary: f.vary, status: f.status, headers: f.headers, body: f.body,
+    storedAt: f.storedAt, ttl: f.ttl, initialAge: f.initialAge, keepUntil: f.keepUntil, head, lastAnswer: undefined,
+  };
 }
 
 /** Headers that describe one connection or one exchange, never a stored response. */
@@ -97,10 +122,10 @@ export function decodeEntry(id: string, raw: unknown): CachedEntry | undefined {
   if (hashKey(s.route, s.key, s.vary) !== id) return undefined;
   const body = Buffer.from(s.body, 'base64');
   if (body.length !== s.bodyBytes) return undefined;
-  return {
+  return newEntry({
     id, key: s.key, route: s.route, vary: s.vary, status: s.status!, headers: s.headers, body,
     storedAt: s.storedAt!, ttl: s.ttl!, initialAge: s.initialAge!, keepUntil: s.keepUntil!,
-  };
+  });
 }
 
 function isNumber(value: unknown): value is number {

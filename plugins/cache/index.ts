@@ -8,7 +8,7 @@ import { BodyTee } from './body-tee.js';
 import { cacheKey, normaliseUrl, type CacheKey } from './cache-key.js';
 import { clock } from './clock.js';
 import { Flights, type Flight } from './coalesce.js';
-import { freshUntil, storableHeaders, type CachedEntry } from './entry.js';
+import { freshUntil, newEntry, storableHeaders, type CachedEntry } from './entry.js';
 import { MemoryTier } from './memory-tier.js';
 import { PersistentTier } from './persistent-tier.js';
 import { acceptsEncoding, notModified, NOT_MODIFIED_HEADERS, requestPolicy, responsePolicy, type RequestPolicy } from './policy.js';
@@ -181,11 +181,12 @@ export default definePlugin({
       ctx.transformResponseBody(new BodyTee(options.maxBodyBytes, (body) => {
         // A body shorter than announced was cut off: never keep half a response.
         if (declared !== undefined && Number(declared) !== body.length) return st.flight?.settle();
-        const entry: CachedEntry = {
+        const entry = newEntry({
           id: key.id, key: key.readable, route: key.route, vary: key.vary, status: response.status, headers, body,
           storedAt: now, ttl: decision.ttl, initialAge: Number.isFinite(upstreamAge) && upstreamAge > 0 ? Math.floor(upstreamAge) : 0,
           keepUntil: now + (decision.ttl + Math.max(options.staleWhileRevalidate, options.staleIfError)) * 1000,
-        };
+        });
+        if (!entry) return st.flight?.settle();
         memory.set(entry);
         st.stats!.stored++;
         st.entry = entry;
@@ -328,11 +329,13 @@ export default definePlugin({
       if (hasBody) updated['content-length'] = String(stored.body.length);
       const decision = responsePolicy(stored.status, updated, options, now, ctx.pathname);
       const upstreamAge = Number(response.headers.age);
-      const entry: CachedEntry = {
-        ...stored, headers: storableHeaders(updated), storedAt: now, ttl: decision.store ? decision.ttl : 0,
+      // Undefined only for a header Node refuses to write, and writing this answer would fail on it anyway.
+      const entry = newEntry({
+        id: stored.id, key: stored.key, route: stored.route, vary: stored.vary, status: stored.status, body: stored.body,
+        headers: storableHeaders(updated), storedAt: now, ttl: decision.store ? decision.ttl : 0,
         initialAge: Number.isFinite(upstreamAge) && upstreamAge > 0 ? Math.floor(upstreamAge) : 0,
         keepUntil: now + ((decision.store ? decision.ttl : 0) + Math.max(options.staleWhileRevalidate, options.staleIfError)) * 1000,
-      };
+      })!;
       if (decision.store) {
         memory.set(entry);
         st.entry = entry;

@@ -129,6 +129,28 @@ describe('two tiers', () => {
     await get(sy, '/other');
     assert.equal((await get(sy, '/victim')).json().n, 2, 'the fresh answer was stored in place of the damaged one');
   });
+
+  test('a stored entry with a header no response may carry (a CR LF in a value) is a miss too, never written out', async () => {
+    const up = await upstream();
+    const { url, file } = sqliteUrl();
+    const sy = await yard(up, { ttl: 60, memory: { maxEntries: 1 } }, url);
+    await get(sy, '/victim');
+    await get(sy, '/other');
+    await stored(sy, 2);
+    const id = (await keys(sy)).keys.find((k) => k.key === 'GET /victim')!.id;
+    const outside = new Keyv({ store: new KeyvSqlite({ uri: `sqlite://${file}`, table: 'switchyard', busyTimeout: 5000 }), namespace: 'plugin:cache' });
+    const entry = await outside.get(`e:${id}`) as { headers: Record<string, string> };
+    assert.ok(entry?.headers, 'the entry is in the store as written');
+    entry.headers['x-note'] = 'fine\r\nset-cookie: planted=1';
+    await outside.set(`e:${id}`, entry);
+    await outside.disconnect();
+
+    const res = await get(sy, '/victim');
+    assert.equal(res.headers.get('x-cache'), 'MISS');
+    assert.equal(res.headers.get('set-cookie'), null);
+    assert.equal(res.json().n, 2);
+    assert.equal((await info(sy)).persistent!.corrupted, 1);
+  });
 });
 
 describe('expiry and stale answers', () => {
@@ -147,6 +169,28 @@ describe('expiry and stale answers', () => {
     assert.equal(expired.headers.get('x-cache'), 'EXPIRED');
     assert.equal(expired.json().n, 2);
     assert.equal((await get(sy, '/e')).headers.get('x-cache'), 'HIT');
+  });
+
+  test("a hit's Age follows the clock, and a HIT and a STALE answer each carry their own X-Cache", async () => {
+    clock = fakeClock();
+    const up = await upstream();
+    const sy = await yard(up, { ttl: 60, staleWhileRevalidate: 30 }, 'memory://');
+    await get(sy, '/age');
+    // The fake clock moves with real time too: a second may tick over between two requests.
+    const ageOf = async (xCache: string) => {
+      const res = await get(sy, '/age');
+      assert.equal(res.headers.get('x-cache'), xCache);
+      return Number(res.headers.get('age'));
+    };
+    clock.advance(10);
+    const ten = await ageOf('HIT');
+    assert.ok(ten === 10 || ten === 11, `age ${ten}`);
+    clock.advance(5);
+    const fifteen = await ageOf('HIT');
+    assert.ok(fifteen === ten + 5 || fifteen === ten + 6, `age ${fifteen} after ${ten}`);
+    clock.advance(50);
+    const stale = await ageOf('STALE');
+    assert.ok(stale >= 65 && stale <= 67, `age ${stale}`);
   });
 
   test('stale-if-error: with the upstream stopped, an expired entry inside the window is served STALE', async () => {

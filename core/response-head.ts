@@ -1,0 +1,123 @@
+// A response head checked and serialised once, then written as it is on every answer that uses it:
+// a cache entry's stored headers, say. Node's writeHead validates and serialises each header of
+// every response (about 1,200 instructions a header); a cache hit replays the same headers
+// thousands of times a second, so it is the one place where doing that work once pays.
+import { IncomingMessage, ServerResponse, validateHeaderName, validateHeaderValue, type OutgoingHttpHeaders } from 'node:http';
+import { Socket } from 'node:net';
+import type { ResponseHead } from './context.js';
+
+/**
+ * Headers a prepared head never carries. Node's writeHead must see the first seven itself: they
+ * decide how the body is framed, whether the connection stays open, and the Date line. The core
+ * writes every answer's X-Request-Id.
+ */
+const NOT_PREPARED: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'date', 'trailer', 'expect', 'x-request-id']);
+
+/** Header lines made by prepareHead(): valid, and written after the status line as they are. */
+export class PreparedHead {
+  private constructor(
+    /** `name: value\r\n` for each header (one line per value of a list). */
+    readonly lines: string,
+    /** The same headers, lower-case names, for anyone who reads the answer's head. */
+    readonly headers: Readonly<OutgoingHttpHeaders>,
+  ) {}
+
+  /**
+   * Checks each header as Node's writeHead would (throwing its ERR_INVALID_HTTP_TOKEN or
+   * ERR_INVALID_CHAR) and serialises them. Content-Length, Transfer-Encoding, Connection,
+   * Keep-Alive, Date, Trailer and Expect are left out (the answer's writer passes those through
+   * Node), and so is X-Request-Id.
+   */
+  static of(headers: Readonly<OutgoingHttpHeaders>): PreparedHead {
+    const kept: OutgoingHttpHeaders = {};
+    let lines = '';
+    for (const given in headers) {
+      const value = headers[given];
+      const name = given.toLowerCase();
+      if (value === undefined || NOT_PREPARED.has(name)) continue;
+      validateHeaderName(name);
+      if (Array.isArray(value)) {
+        for (const item of value) lines += line(name, item);
+      } else {
+        lines += line(name, value);
+      }
+      kept[name] = value;
+    }
+    return new PreparedHead(lines, kept);
+  }
+
+  /** This head with more headers after it (each checked the same way). */
+  with(more: Readonly<OutgoingHttpHeaders>): PreparedHead {
+    const extra = PreparedHead.of(more);
+    return new PreparedHead(this.lines + extra.lines, Object.assign({}, this.headers, extra.headers));
+  }
+}
+
+function line(name: string, value: string | number): string {
+  const text = String(value);
+  validateHeaderValue(name, text);
+  return `${name}: ${text}\r\n`;
+}
+
+/**
+ * Whether this Node keeps the serialised head where writeHead leaves it (`_header`, a string
+ * starting with the status line), so prepared lines can be put after the status line. Checked
+ * once on a throwaway response; where it does not hold, prepared heads are written through
+ * writeHead like any other headers, and only the saving is lost. Tests switch it off to check
+ * that both ways write the same head.
+ */
+export const headSplicing = { enabled: spliceWorks() };
+
+function spliceWorks(): boolean {
+  try {
+    const res = new ServerResponse(new IncomingMessage(new Socket()));
+    res.writeHead(200, { 'content-length': 0 });
+    const head = (res as unknown as { _header?: unknown })._header;
+    return typeof head === 'string' && head.startsWith('HTTP/1.1 200 OK\r\ncontent-length: 0\r\n') && head.endsWith('\r\n\r\n');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * writeHead with a prepared head: `headers` (framing, values that change per answer) through Node
+ * as usual, the prepared lines and the request id's line put after the status line. The request
+ * id needs no check: it cannot hold a CR or LF (core/request.ts takes a client's only when it
+ * matches REQUEST_ID). A name in both `headers` and the head takes the value in `headers`, as
+ * setResponseHeader() promises; that rare answer goes through writeHead whole.
+ */
+export function writePreparedHead(res: ServerResponse, status: number, head: PreparedHead, headers: OutgoingHttpHeaders, requestId: string): void {
+  if (!headSplicing.enabled || namesAny(headers, head.headers)) {
+    res.writeHead(status, Object.assign({}, head.headers, { 'x-request-id': requestId }, headers));
+    return;
+  }
+  res.writeHead(status, headers);
+  const written = res as unknown as { _header: string };
+  const serialised = written._header;
+  const afterStatusLine = serialised.indexOf('\r\n') + 2;
+  written._header = `${serialised.slice(0, afterStatusLine)}${head.lines}x-request-id: ${requestId}\r\n${serialised.slice(afterStatusLine)}`;
+}
+
+function namesAny(headers: OutgoingHttpHeaders, prepared: Readonly<OutgoingHttpHeaders>): boolean {
+  for (const name in headers) if (Object.hasOwn(prepared, name.toLowerCase())) return true;
+  return false;
+}
+
+/**
+ * `ctx.response` of an answer written with a prepared head. The two sets of headers are merged
+ * only when a plugin reads them (most answers are over before anyone does).
+ */
+export class PreparedResponse implements ResponseHead {
+  private merged: OutgoingHttpHeaders | undefined;
+
+  constructor(
+    public status: number,
+    private readonly head: PreparedHead,
+    private readonly own: OutgoingHttpHeaders,
+  ) {}
+
+  get headers(): OutgoingHttpHeaders {
+    this.merged ??= Object.assign({}, this.head.headers, this.own);
+    return this.merged;
+  }
+}
