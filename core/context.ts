@@ -28,6 +28,9 @@ export interface OutgoingRequest {
   body?: Buffer;
 }
 
+/** @internal how the core readies `outgoing` for a route (core/request.ts) */
+export type OutgoingPreparer = (ctx: RequestContext, outgoing: OutgoingRequest, route: Route) => void;
+
 /** The response head as it will be sent to the client; `postResponse` taps may change it. */
 export interface ResponseHead {
   status: number;
@@ -69,7 +72,6 @@ export class RequestContext {
   upstream: Upstream | undefined;
   /** Every upstream tried so far, in order (retries append). */
   readonly tried: Upstream[] = [];
-  readonly outgoing: OutgoingRequest;
   response: ResponseHead | undefined;
   /** The failure that ended or interrupted this request, if any. */
   error: SwitchyardError | undefined;
@@ -100,7 +102,36 @@ export class RequestContext {
     this.pathname = query === -1 ? url : url.slice(0, query);
     const length = req.headers['content-length'];
     this.hasBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
-    this.outgoing = { method: req.method ?? 'GET', path: url, headers: req.headers };
+  }
+
+  private outgoingRequest: OutgoingRequest | undefined;
+  private pendingOutgoing: { prepare: OutgoingPreparer; route: Route } | undefined;
+
+  /**
+   * The request as it will go upstream. Made when first read: a request answered before it is
+   * forwarded (a cache hit, a refusal in `access`) that no plugin asked about never copies the
+   * client's headers.
+   */
+  get outgoing(): OutgoingRequest {
+    let outgoing = this.outgoingRequest;
+    if (outgoing === undefined) {
+      outgoing = this.outgoingRequest = { method: this.req.method ?? 'GET', path: this.url, headers: this.req.headers };
+      const pending = this.pendingOutgoing;
+      if (pending !== undefined) {
+        this.pendingOutgoing = undefined;
+        pending.prepare(this, outgoing, pending.route);
+      }
+    }
+    return outgoing;
+  }
+
+  /**
+   * @internal The core's preparation of `outgoing` for the route (path, hop-by-hop, X-Forwarded):
+   * done now when something has read `outgoing` already, else on the first read.
+   */
+  prepareOutgoing(prepare: OutgoingPreparer, route: Route): void {
+    if (this.outgoingRequest !== undefined) prepare(this, this.outgoingRequest, route);
+    else this.pendingOutgoing = { prepare, route };
   }
 
   /** A logger whose lines carry this request's id (made on first use: most requests never log). */

@@ -32,6 +32,25 @@ export function cacheKey(route: string, url: string, headers: IncomingHttpHeader
   return { id: hashKey(route, readable, varyPart), readable, route, url: normalised, vary: varyPart };
 }
 
+/**
+ * cacheKey() for one cache (its excluded parameters and Vary list). Where no request header takes
+ * part in keys, the keys of recent URLs are remembered: a hit then finds its key with one lookup
+ * instead of normalising the URL and building the key's strings again. Bounded like the ids.
+ */
+export function keyMaker(exclude: ReadonlySet<string>, vary: readonly string[]): (route: string, url: string, headers: IncomingHttpHeaders) => CacheKey {
+  if (vary.length > 0) return (route, url, headers) => cacheKey(route, url, headers, exclude, vary);
+  const recent = new Map<string, CacheKey>();
+  return (route, url, headers) => {
+    let key = recent.get(url);
+    if (key === undefined || key.route !== route) {
+      key = cacheKey(route, url, headers, exclude, vary);
+      if (recent.size >= RECENT_IDS) recent.clear();
+      recent.set(url, key);
+    }
+    return key;
+  };
+}
+
 export function hashKey(route: string, readable: string, varyPart: string): string {
   const material = `${route}\u0000${readable}\u0000${varyPart}`;
   let id = recentIds.get(material);

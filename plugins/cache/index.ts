@@ -5,7 +5,7 @@ import type { FromSchema } from 'json-schema-to-ts';
 import { definePlugin, Stage, SwitchyardError, type Reply, type RequestContext } from '../../core/index.js';
 import { registerInstance, type CacheInstance } from './admin.js';
 import { BodyTee } from './body-tee.js';
-import { cacheKey, normaliseUrl, type CacheKey } from './cache-key.js';
+import { cacheKey, keyMaker, normaliseUrl, type CacheKey } from './cache-key.js';
 import { clock } from './clock.js';
 import { Flights, type Flight } from './coalesce.js';
 import { freshUntil, newEntry, storableHeaders, type CachedEntry } from './entry.js';
@@ -120,6 +120,7 @@ export default definePlugin({
     const refreshing = new Set<string>();
     const exclude = new Set(options.excludeQueryParams.map((p) => p.toLowerCase()));
     const vary = options.vary.map((h) => h.toLowerCase());
+    const keyOf = keyMaker(exclude, vary);
     const state = (ctx: RequestContext) => ctx.scratch<RequestState>(name, newRequestState);
     const proxyAddress = () => seen.address ?? configuredAddress(api.config.server.host, api.config.server.port);
     const warmUp = createWarmUp(api, options.warmup, proxyAddress);
@@ -142,7 +143,7 @@ export default definePlugin({
         counters.bypassed++;
         return undefined;
       }
-      const key = st.key = cacheKey(ctx.route!.name, ctx.url, ctx.req.headers, exclude, vary);
+      const key = st.key = keyOf(ctx.route!.name, ctx.url, ctx.req.headers);
       if (!policy.lookup) return validateOnly(ctx, st, policy);
       const inMemory = memory.get(key.id);
       if (inMemory) {

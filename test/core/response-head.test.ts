@@ -70,11 +70,12 @@ async function pipelined(port: number, requests: string): Promise<Buffer> {
 }
 
 // A plugin answering every request from a prepared head, as the cache does; `?proxy` also sets a
-// proxy response header whose name the head carries too.
+// proxy response header whose name the head carries too, `?res` a header on the ServerResponse.
 const PREPARED = pluginSource('prepared', `
     const head = PreparedHead.of({ 'content-type': 'text/plain', 'x-list': ['a', 'b'], etag: '"v1"' });
     api.hooks.access.tap('prepared', (ctx) => {
       if (ctx.url.endsWith('?proxy')) ctx.setResponseHeader('etag', '"proxy"');
+      if (ctx.url.endsWith('?res')) ctx.res.setHeader('x-list', 'set on res');
       return { status: 200, head: head.with({ age: '4' }), headers: { 'x-own': 'yes' }, body: 'prepared body' };
     });`).replace('import { definePlugin,', 'import { PreparedHead, definePlugin,');
 
@@ -128,6 +129,14 @@ describe('a Reply with a prepared head, on the wire', () => {
   test('splicing and the writeHead fallback put the same lines on the wire', () => {
     assert.ok(seen.has(true) && seen.has(false), 'both runs above ran');
     assert.deepEqual(seen.get(true), seen.get(false));
+  });
+
+  test('with a header set on the ServerResponse by a plugin, the head still carries each name once', async () => {
+    headSplicing.enabled = true;
+    const [answer] = responsesIn(await pipelined(port(), 'GET /a?res HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'), ['GET']);
+    // As writeHead always did: the answer's own value over the one set on the response.
+    assert.deepEqual(answer!.lines.filter(([name]) => name === 'x-list').map(([, value]) => value), ['a', 'b']);
+    assert.equal(answer!.lines.filter(([name]) => name === 'etag').length, 1);
   });
 
   test('an HTTP/1.0 request without keep-alive gets Connection: close and the connection ends', async () => {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { pluginSource, routeConfig, startSwitchyard, startUpstream, type RunningUpstream } from '../helpers/servers.js';
 import { closedPort } from '../helpers/wire.js';
+import { newRequestId } from '../../core/request.js';
 
 const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
 const TRACESTATE = 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE';
@@ -83,4 +84,12 @@ test('with the log level at warn, a 2xx leaves no access log line and a 5xx one 
   } finally {
     await sy.stop();
   }
+});
+
+test('made request ids are version 4 UUIDs, all different, across the batches they are made in', () => {
+  const V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+  // 256 are made at a time: 1,000 spans four batches and the turns between them.
+  const ids = Array.from({ length: 1000 }, () => newRequestId());
+  for (const id of ids) assert.match(id, V4);
+  assert.equal(new Set(ids).size, ids.length);
 });

@@ -1,9 +1,9 @@
 // Cache key ids: a hash of route, readable key and Vary part, the same whether or not the memo of
-// recent ids still holds it.
+// recent ids still holds it; and the keys a cache remembers per URL, the same as made afresh.
 import assert from 'node:assert/strict';
 import { hash } from 'node:crypto';
 import { test } from 'node:test';
-import { cacheKey, hashKey } from '../../plugins/cache/cache-key.js';
+import { cacheKey, hashKey, keyMaker } from '../../plugins/cache/cache-key.js';
 
 const expected = (route: string, readable: string, vary: string) => hash('sha256', `${route}\u0000${readable}\u0000${vary}`, 'base64url').slice(0, 32);
 
@@ -25,4 +25,26 @@ test('an excluded parameter changes neither the readable key nor the id', () => 
   assert.equal(withKey.readable, 'GET /3/movie/550?language=de');
   assert.equal(withKey.id, without.id);
   assert.doesNotMatch(JSON.stringify(withKey), /secret/);
+});
+
+test('a remembered key is the one cacheKey() makes, per route, past the memo\'s bound too', () => {
+  const exclude = new Set(['api_key']);
+  const keyOf = keyMaker(exclude, []);
+  const url = '/3/movie/550?language=de&api_key=secret';
+  const first = keyOf('api', url, {});
+  assert.deepEqual(first, cacheKey('api', url, {}, exclude, []));
+  assert.equal(keyOf('api', url, {}), first, 'asked again: the same key');
+  const other = keyOf('images', url, {});
+  assert.equal(other.route, 'images');
+  assert.notEqual(other.id, first.id, 'the same URL on another route is another entry');
+  for (let i = 0; i < 5000; i++) assert.deepEqual(keyOf('api', `/3/movie/${i}`, {}), cacheKey('api', `/3/movie/${i}`, {}, exclude, []));
+  assert.deepEqual(keyOf('api', url, {}), first);
+});
+
+test('with Vary, keys are made per request: the header values take part', () => {
+  const keyOf = keyMaker(new Set(), ['accept-language']);
+  const de = keyOf('api', '/3/movie/550', { 'accept-language': 'de' });
+  const fr = keyOf('api', '/3/movie/550', { 'accept-language': 'fr' });
+  assert.notEqual(de.id, fr.id);
+  assert.equal(de.vary, '\naccept-language: de');
 });
