@@ -12,7 +12,7 @@ import { SwitchyardError, PluginError } from './errors.js';
 import { forwardableHeaders, setForwardedHeaders } from './headers.js';
 import type { Pipeline, Runtime } from './pipeline.js';
 import { redactString } from './config/load.js';
-import { PreparedResponse, writePreparedHead, type PreparedHead } from './response-head.js';
+import { endWithPreparedHead, PreparedResponse, writePreparedHead, type PreparedHead } from './response-head.js';
 import { stripPathPrefix } from './router.js';
 import { RETRY, STAGE_BIT, tapMaskOf, type Stages } from './stages.js';
 import type { Reply, Route, Upstream } from './types.js';
@@ -412,8 +412,15 @@ export function sendReply(ctx: RequestContext, reply: Reply, by: string): void {
     return;
   }
   if (body !== undefined) headers['content-length'] = Buffer.byteLength(body);
-  writeReplyHead(ctx, reply.status, headers, reply.head);
-  res.end(ctx.req.method === 'HEAD' ? undefined : body);
+  if (ctx.req.method === 'HEAD') body = undefined;
+  if (reply.head === undefined) {
+    writeReplyHead(ctx, reply.status, headers, undefined);
+    res.end(body);
+    return;
+  }
+  endWithPreparedHead(res, reply.status, reply.head, headers, ctx.id, body);
+  headers['x-request-id'] = ctx.id;
+  ctx.response = new PreparedResponse(reply.status, reply.head, headers);
 }
 
 /** Writes a Reply's head, prepared or not, with this request's X-Request-Id; sets `ctx.response`. */

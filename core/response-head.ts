@@ -93,16 +93,39 @@ const nodeWriteHead = ServerResponse.prototype.writeHead;
  * Vary) or a writeHead of its own (compression encodes cache hits that way). Both must see, and
  * may change, every header.
  */
-export function writePreparedHead(res: ServerResponse, status: number, head: PreparedHead, headers: OutgoingHttpHeaders, requestId: string): void {
+export function writePreparedHead(res: ServerResponse, status: number, head: PreparedHead, headers: OutgoingHttpHeaders, requestId: string): boolean {
   if (!headSplicing.enabled || res.writeHead !== nodeWriteHead || res.getHeaderNames().length > 0 || namesAny(headers, head.headers)) {
     res.writeHead(status, Object.assign({}, head.headers, { 'x-request-id': requestId }, headers));
-    return;
+    return false;
   }
   res.writeHead(status, headers);
   const written = res as unknown as { _header: string };
   const serialised = written._header;
   const afterStatusLine = serialised.indexOf('\r\n') + 2;
   written._header = `${serialised.slice(0, afterStatusLine)}${head.lines}x-request-id: ${requestId}\r\n${serialised.slice(afterStatusLine)}`;
+  return true;
+}
+
+/** Bodies up to this size go out in the head's write; larger ones from their own buffer, uncopied. */
+const BODY_IN_HEAD_LIMIT = 16 * 1024;
+
+/**
+ * A whole answer with a prepared head: the head as writePreparedHead() writes it, then the body
+ * (none for HEAD). A small body that is bytes goes out in the same write as a spliced head: put
+ * after it as a latin1 string, which is the body byte for byte, so Node writes head and body with
+ * one call and skips the corked, vectored write that end(body) makes (about 10,000 instructions
+ * on a 1 KiB hit, more than the rest of the hit's own work). Node's `end()` sends a head not sent
+ * yet as it is; Content-Length is in `headers`, so Node frames the answer as before.
+ */
+export function endWithPreparedHead(res: ServerResponse, status: number, head: PreparedHead, headers: OutgoingHttpHeaders, requestId: string, body: string | Uint8Array | undefined): void {
+  const spliced = writePreparedHead(res, status, head, headers, requestId);
+  if (spliced && body instanceof Uint8Array && body.length > 0 && body.length <= BODY_IN_HEAD_LIMIT && !res.strictContentLength) {
+    const written = res as unknown as { _header: string };
+    written._header += (Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.length)).toString('latin1');
+    res.end();
+    return;
+  }
+  res.end(body);
 }
 
 function namesAny(headers: OutgoingHttpHeaders, prepared: Readonly<OutgoingHttpHeaders>): boolean {

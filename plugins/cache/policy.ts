@@ -28,10 +28,10 @@ export interface RequestPolicy {
   onlyIfCached: boolean;
 }
 
+// Every request asks for its policy: no closure is made per call.
 export function requestPolicy(method: string, pathname: string, url: string, headers: IncomingHttpHeaders, options: CacheOptions): RequestPolicy {
-  const none = (bypass: string): RequestPolicy => ({ bypass, lookup: false, onlyIfCached: false });
   if (method !== 'GET' && method !== 'HEAD') return none('method');
-  if (options.bypassPaths.some((prefix) => pathname.startsWith(prefix))) return none('path');
+  if (startsWithAny(pathname, options.bypassPaths)) return none('path');
   if (options.bypassHeader && isOn(headers[options.bypassHeader])) return none('header');
   if (options.bypassQuery && hasQuerySwitch(url, options.bypassQuery)) return none('query');
   // A shared cache must not hand one user's authorised answer to another (RFC 9111 §3.5).
@@ -41,6 +41,15 @@ export function requestPolicy(method: string, pathname: string, url: string, hea
   if (cc.has('no-store')) return none('no-store');
   const revalidate = cc.has('no-cache') || cc.get('max-age') === '0' || (headers.pragma === 'no-cache' && !headers['cache-control']);
   return { lookup: !revalidate, onlyIfCached: cc.has('only-if-cached') };
+}
+
+function none(bypass: string): RequestPolicy {
+  return { bypass, lookup: false, onlyIfCached: false };
+}
+
+function startsWithAny(pathname: string, prefixes: readonly string[]): boolean {
+  for (let i = 0; i < prefixes.length; i++) if (pathname.startsWith(prefixes[i]!)) return true;
+  return false;
 }
 
 function isOn(value: string | string[] | undefined): boolean {

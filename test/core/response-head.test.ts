@@ -43,8 +43,8 @@ describe('PreparedHead.of', () => {
 });
 
 /** The header lines of each response in `raw` (several, pipelined), names lower-cased; bodies skipped. */
-function responsesIn(raw: Buffer, methods: string[]): { status: number; lines: [string, string][]; body: string }[] {
-  const out: { status: number; lines: [string, string][]; body: string }[] = [];
+function responsesIn(raw: Buffer, methods: string[]): { status: number; lines: [string, string][]; body: Buffer }[] {
+  const out: { status: number; lines: [string, string][]; body: Buffer }[] = [];
   let at = 0;
   for (const method of methods) {
     const end = raw.indexOf('\r\n\r\n', at);
@@ -52,7 +52,7 @@ function responsesIn(raw: Buffer, methods: string[]): { status: number; lines: [
     const [statusLine, ...rest] = raw.subarray(at, end).toString('latin1').split('\r\n');
     const lines = rest.map((line): [string, string] => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]);
     const length = method === 'HEAD' ? 0 : Number(lines.find(([name]) => name === 'content-length')?.[1] ?? 0);
-    out.push({ status: Number(statusLine!.split(' ')[1]), lines, body: raw.subarray(end + 4, end + 4 + length).toString('utf8') });
+    out.push({ status: Number(statusLine!.split(' ')[1]), lines, body: raw.subarray(end + 4, end + 4 + length) });
     at = end + 4 + length;
   }
   assert.equal(at, raw.length, 'nothing after the last response');
@@ -72,12 +72,17 @@ async function pipelined(port: number, requests: string): Promise<Buffer> {
 // A plugin answering every request from a prepared head, as the cache does; `?proxy` also sets a
 // proxy response header whose name the head carries too, `?res` a header on the ServerResponse.
 const PREPARED = pluginSource('prepared', `
-    const head = PreparedHead.of({ 'content-type': 'text/plain', 'x-list': ['a', 'b'], etag: '"v1"' });
+    const head = PreparedHead.of({ 'content-type': 'application/octet-stream', 'x-list': ['a', 'b'], etag: '"v1"' });
+    // Every byte value, CR and LF and bytes no UTF-8 text holds among them.
+    const small = Buffer.from(Array.from({ length: 1024 }, (_, i) => (i * 7) % 256));
+    const big = Buffer.alloc(20 * 1024, small);
     api.hooks.access.tap('prepared', (ctx) => {
       if (ctx.url.endsWith('?proxy')) ctx.setResponseHeader('etag', '"proxy"');
       if (ctx.url.endsWith('?res')) ctx.res.setHeader('x-list', 'set on res');
-      return { status: 200, head: head.with({ age: '4' }), headers: { 'x-own': 'yes' }, body: 'prepared body' };
+      return { status: 200, head: head.with({ age: '4' }), headers: { 'x-own': 'yes' }, body: ctx.url.endsWith('?big') ? big : small };
     });`).replace('import { definePlugin,', 'import { PreparedHead, definePlugin,');
+const SMALL = Buffer.from(Array.from({ length: 1024 }, (_, i) => (i * 7) % 256));
+const BIG = Buffer.alloc(20 * 1024, SMALL);
 
 describe('a Reply with a prepared head, on the wire', () => {
   let upstream: RunningUpstream;
@@ -112,11 +117,12 @@ describe('a Reply with a prepared head, on the wire', () => {
           assert.equal(names.filter((n) => n === once).length, 1, `one ${once} in ${names.join(', ')}`);
         }
         assert.deepEqual(answer.lines.filter(([name]) => name === 'x-list').map(([, value]) => value), ['a', 'b']);
-        assert.equal(answer.lines.find(([name]) => name === 'content-length')?.[1], String(Buffer.byteLength('prepared body')));
+        assert.equal(answer.lines.find(([name]) => name === 'content-length')?.[1], String(SMALL.length));
         assert.match(answer.lines.find(([name]) => name === 'x-request-id')![1], /^[0-9a-f-]{36}$/);
       }
-      assert.equal(get!.body, 'prepared body');
-      assert.equal(head!.body, '');
+      assert.deepEqual(get!.body, SMALL, 'the body byte for byte');
+      assert.deepEqual(closing!.body, SMALL);
+      assert.equal(head!.body.length, 0);
       assert.deepEqual(get!.lines.find(([name]) => name === 'connection'), ['connection', 'keep-alive']);
       // setResponseHeader wins over the head's value of the same name, and only its value is sent.
       assert.equal(closing!.lines.find(([name]) => name === 'etag')![1], '"proxy"');
@@ -139,10 +145,26 @@ describe('a Reply with a prepared head, on the wire', () => {
     assert.equal(answer!.lines.filter(([name]) => name === 'etag').length, 1);
   });
 
+  test('a body past the one-write size, and one after it on the same connection, arrive whole', async () => {
+    headSplicing.enabled = true;
+    const raw = await pipelined(port(), 'GET /a?big HTTP/1.1\r\nHost: t\r\n\r\nGET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
+    const [big, small] = responsesIn(raw, ['GET', 'GET']);
+    assert.deepEqual(big!.body, BIG);
+    assert.deepEqual(small!.body, SMALL);
+  });
+
+  test('the access log counts every byte written, head and body', async () => {
+    headSplicing.enabled = true;
+    const raw = await pipelined(port(), 'GET /a?counted HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
+    const line = sy.logs.find((l) => l.msg === 'request' && l.path === '/a?counted');
+    assert.ok(line, 'an access log line for the request');
+    assert.equal(line.bytes, raw.length);
+  });
+
   test('an HTTP/1.0 request without keep-alive gets Connection: close and the connection ends', async () => {
     headSplicing.enabled = true;
     const [answer] = responsesIn(await pipelined(port(), 'GET /a HTTP/1.0\r\n\r\n'), ['GET']);
-    assert.equal(answer!.body, 'prepared body');
+    assert.deepEqual(answer!.body, SMALL);
     assert.deepEqual(answer!.lines.find(([name]) => name === 'connection'), ['connection', 'close']);
   });
 
