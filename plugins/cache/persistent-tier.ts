@@ -35,6 +35,8 @@ const tiers = new WeakMap<Keyv, PersistentTier>();
 export class PersistentTier {
   /** Insertion order is LRU order: the first entry is the least recently used. */
   private index = new Map<string, IndexEntry>();
+  /** The id last moved to the end of `index`, if nothing was added after it. */
+  private mostRecent: string | undefined;
   private indexState: 'unloaded' | 'loading' | 'loaded' = 'unloaded';
   private flushTimer: NodeJS.Timeout | undefined;
   private dirty = false;
@@ -87,10 +89,13 @@ export class PersistentTier {
    * its own: hits are frequent, and the order is saved with the next change.
    */
   touch(id: string): void {
+    // A hot entry hit again and again is already last: no delete and set on every hit.
+    if (id === this.mostRecent) return;
     const meta = this.index.get(id);
     if (!meta) return;
     this.index.delete(id);
     this.index.set(id, meta);
+    this.mostRecent = id;
   }
 
   /** Writes an entry, then evicts the route's least recently used entries past its bounds. */
@@ -101,6 +106,7 @@ export class PersistentTier {
     const done = await this.call('write', () => this.store.set(ENTRY_PREFIX + entry.id, encodeEntry(entry), ttl));
     if (done === DOWN) return false;
     this.index.delete(entry.id);
+    this.mostRecent = entry.id;
     this.index.set(entry.id, {
       key: entry.key, route: entry.route, size: entry.body.length, storedAt: entry.storedAt,
       freshUntil: entry.storedAt + entry.ttl * 1000, keepUntil: entry.keepUntil,
@@ -233,6 +239,7 @@ export class PersistentTier {
       loaded.set(id, meta);
     }
     this.index = loaded;
+    this.mostRecent = undefined;
     this.indexState = 'loaded';
     if (this.dirty) this.markDirty();
   }

@@ -92,6 +92,23 @@ describe('two tiers', () => {
     assert.equal(up.count('/2'), 2);
   });
 
+  test('a hit after newer entries moves its entry to the most recently used again', async () => {
+    const up = await upstream();
+    const sy = await yard(up, { ttl: 60, memory: { maxEntries: 1 }, persistent: { maxEntries: 3 } }, sqliteUrl().url);
+    const inStore = async () => (await keys(sy)).keys.filter((k) => k.tiers.includes('persistent')).map((k) => k.key).sort().join(',');
+    for (const path of ['/1', '/2', '/3']) await get(sy, path);
+    await stored(sy, 3);
+    assert.equal((await get(sy, '/1')).headers.get('x-cache'), 'HIT');
+    await get(sy, '/4'); // evicts /2
+    await eventually('/2 evicted', async () => (await inStore()) === 'GET /1,GET /3,GET /4');
+    // /1 was the last one touched, but /4 came after it: this hit must move /1 again.
+    assert.equal((await get(sy, '/1')).headers.get('x-cache'), 'HIT');
+    await get(sy, '/5'); // evicts /3
+    await eventually('/3 evicted', async () => (await inStore()) === 'GET /1,GET /4,GET /5');
+    await get(sy, '/6'); // evicts /4, not /1
+    await eventually('/4 evicted', async () => (await inStore()) === 'GET /1,GET /5,GET /6');
+  });
+
   test('the store keeps at most maxBytes of bodies per route', async () => {
     const up = await upstream((req, res) => {
       res.writeHead(200, { 'content-type': 'text/plain' });
