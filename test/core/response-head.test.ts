@@ -3,11 +3,15 @@
 // writeHead fallback), which must put the same header lines on the wire.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import https from 'node:https';
 import net from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PreparedHead } from '../../core/index.js';
 import { headSplicing } from '../../core/response-head.js';
 import { echoHandler, pluginSource, routeConfig, startSwitchyard, startUpstream, type RunningSwitchyard, type RunningUpstream } from '../helpers/servers.js';
+import { createTestCa } from '../helpers/tls.js';
+import { readAll } from '../helpers/wire.js';
 
 /** What the probe found when the module loaded, before any test below switches splicing. */
 const PROBED = headSplicing.enabled;
@@ -172,4 +176,30 @@ describe('a Reply with a prepared head, on the wire', () => {
     // If a Node upgrade moves it, hits fall back to writeHead (slower, still right): this says so.
     assert.equal(PROBED, true);
   });
+});
+
+test('over HTTPS too, a small prepared answer and a large one arrive whole on one connection', async () => {
+  const ca = createTestCa();
+  ca.issue(join(ca.dir, 'server.pem'), join(ca.dir, 'server.key'));
+  const upstream = await startUpstream(echoHandler());
+  const sy = await startSwitchyard(routeConfig([upstream.url], { plugins: [{ path: './prepared.mjs' }] }, { tls: { cert: join(ca.dir, 'server.pem'), key: join(ca.dir, 'server.key') } }), { files: { 'prepared.mjs': PREPARED } });
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: ca.ca });
+  try {
+    const fetchBody = (path: string) => new Promise<{ body: Buffer; socket: unknown }>((resolve, reject) => {
+      https.get(`https://127.0.0.1:${sy.yard.port}${path}`, { agent }, (res) => {
+        readAll(res).then((body) => resolve({ body, socket: res.socket }), reject);
+      }).on('error', reject);
+    });
+    const small = await fetchBody('/a');
+    const big = await fetchBody('/a?big');
+    const again = await fetchBody('/a');
+    assert.deepEqual(small.body, SMALL);
+    assert.deepEqual(big.body, BIG);
+    assert.deepEqual(again.body, SMALL);
+    assert.equal(again.socket, small.socket, 'one kept-alive connection');
+  } finally {
+    agent.destroy();
+    await sy.stop();
+    await upstream.close();
+  }
 });
