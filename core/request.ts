@@ -419,8 +419,7 @@ export function sendReply(ctx: RequestContext, reply: Reply, by: string): void {
     return;
   }
   endWithPreparedHead(res, reply.status, reply.head, headers, ctx.id, body);
-  headers['x-request-id'] = ctx.id;
-  ctx.response = new PreparedResponse(reply.status, reply.head, headers);
+  answeredWithPreparedHead(ctx, reply.status, reply.head, headers);
 }
 
 /** Writes a Reply's head, prepared or not, with this request's X-Request-Id; sets `ctx.response`. */
@@ -432,6 +431,11 @@ function writeReplyHead(ctx: RequestContext, status: number, headers: OutgoingHt
     return;
   }
   writePreparedHead(ctx.res, status, head, headers, ctx.id);
+  answeredWithPreparedHead(ctx, status, head, headers);
+}
+
+/** `ctx.response` after a prepared head went out; the id was written with it, so it joins `headers` now. */
+function answeredWithPreparedHead(ctx: RequestContext, status: number, head: PreparedHead, headers: OutgoingHttpHeaders): void {
   headers['x-request-id'] = ctx.id;
   ctx.response = new PreparedResponse(status, head, headers);
 }

@@ -13,7 +13,7 @@ import type { ResponseHead } from './context.js';
  */
 const NOT_PREPARED: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'date', 'trailer', 'expect', 'x-request-id']);
 
-/** Header lines made by prepareHead(): valid, and written after the status line as they are. */
+/** Header lines made by PreparedHead.of(): valid, and written after the status line as they are. */
 export class PreparedHead {
   private constructor(
     /** `name: value\r\n` for each header (one line per value of a list). */

@@ -76,8 +76,9 @@ export function ageOf(entry: CachedEntry, now: number): number {
   return entry.initialAge + Math.max(0, Math.floor((now - entry.storedAt) / 1000));
 }
 
-export function entrySize(entry: Pick<CachedEntry, 'body' | 'headers' | 'key'>): number {
-  let size = entry.body.length + entry.key.length;
+export function entrySize(entry: Pick<CachedEntry, 'body' | 'headers' | 'key' | 'head'>): number {
+  // The prepared head holds the headers a second time, as lines.
+  let size = entry.body.length + entry.key.length + entry.head.lines.length;
   for (const [name, value] of Object.entries(entry.headers)) size += name.length + String(value).length + 4;
   return size;
 }
