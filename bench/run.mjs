@@ -26,6 +26,7 @@ import { aggregateRounds } from './lib/aggregate.mjs';
 import {
   CLK_TCK,
   coreBusyPercent,
+  stealPercent,
   cpuMicrosPerRequest,
   processTreeTicks,
   readCoreTimes,
@@ -542,6 +543,7 @@ async function measure(target, ctx, scenario) {
     upstreamCpuMicrosPerRequest: cpuMicrosPerRequest(after.upstream - before.upstream, result.requests),
     otherCpuPercent: otherCpuPercent(before, after, target.pid === ctx.upstream.pid),
     coreBusyPercent: pinning.underTest === null ? null : pickCores(coreBusyPercent(before.cores, after.cores), [0, 1]),
+    stealPercent: stealPercent(before.cores, after.cores),
     wrkReport: result.raw,
   };
 }

@@ -59,6 +59,7 @@ export function aggregateRounds({ name, description, suites, bodyBytes }, rounds
     upstreamCpuMicrosPerRequest: median(pick('upstreamCpuMicrosPerRequest')),
     coreBusyPercent: medianCoreBusy(rounds),
     otherCpuPercentMax: Math.max(...pick('otherCpuPercent')),
+    stealPercentMax: Math.max(...pick('stealPercent').map((v) => v ?? 0)),
     non2xx: pick('non2xx').reduce((a, b) => a + b, 0),
     socketErrors: sumSocketErrors(rounds),
     totalErrors: pick('totalErrors').reduce((a, b) => a + b, 0),

@@ -87,7 +87,7 @@ export function readCoreTimes() {
     // user nice system idle iowait irq softirq steal (guest fields are already in user)
     const [user, nice, system, idle, iowait, irq, softirq, steal] = m[2].split(/\s+/).map(Number);
     const busy = user + nice + system + irq + softirq + steal;
-    cores[m[1]] = { busy, total: busy + idle + iowait, task: user + nice + system };
+    cores[m[1]] = { busy, total: busy + idle + iowait, task: user + nice + system, steal };
   }
   return cores;
 }
@@ -100,6 +100,21 @@ export function coreBusyPercent(before, after) {
     result[core] = total > 0 ? (100 * (after[core].busy - before[core].busy)) / total : 0;
   }
   return result;
+}
+
+/**
+ * Steal between two snapshots, % of all cores' time: how long the hypervisor ran someone else on
+ * this VM's CPUs. On a shared host it is the sign that a window's figures carry the neighbours'
+ * noise (req/s and CPU µs/req both; valgrind's instruction counts do not).
+ */
+export function stealPercent(before, after) {
+  let steal = 0;
+  let total = 0;
+  for (const core of Object.keys(after)) {
+    steal += after[core].steal - before[core].steal;
+    total += after[core].total - before[core].total;
+  }
+  return total > 0 ? (100 * steal) / total : 0;
 }
 
 /** Sum over cores of the process-time (task) ticks between two snapshots. */

@@ -65,6 +65,7 @@ export function markdownTable(results, baselines = [BASELINE, DIRECT]) {
     'errors',
     'core busy % (0 / 1)',
     'other procs % (max)',
+    'steal % (max)',
   ];
   const wire = (r) =>
     r.bodyBytesOnWire == null
@@ -85,6 +86,7 @@ export function markdownTable(results, baselines = [BASELINE, DIRECT]) {
           errorCell(r),
           busyCell(r),
           r.otherCpuPercentMax == null ? '—' : Math.round(r.otherCpuPercentMax),
+          r.stealPercentMax == null ? '—' : fixed(1)(r.stealPercentMax),
         ]
       : [r.name, `_${r.status}_`, ...Array(header.length - 2).fill('—')],
   );
@@ -156,10 +158,13 @@ export function loadSaturated(results, loadCore) {
 
 /** Other processes above this % of a core during a window make that round suspect. */
 const OTHER_LOAD_PERCENT = 10;
+/** Steal above this % of the VM's CPU time during a window: the host was busy with others. */
+const STEAL_PERCENT = 2;
 
 export function markdownReport({ meta, results, tables, sse, memory, targets }) {
   const saturated = loadSaturated(results, meta.loadCore);
   const disturbed = results.filter((r) => r.status === 'ok' && r.otherCpuPercentMax >= OTHER_LOAD_PERCENT);
+  const stolen = results.filter((r) => r.status === 'ok' && r.stealPercentMax >= STEAL_PERCENT);
   const notes = results
     .filter((r) => r.status !== 'ok')
     .map((r) => `- **${r.name}** ${r.status}: ${r.reason.split('\n')[0]}`);
@@ -193,6 +198,13 @@ export function markdownReport({ meta, results, tables, sse, memory, targets }) 
       ? [
           `Other processes used ≥ ${OTHER_LOAD_PERCENT}% of a core during some rounds of ${disturbed.map((r) => r.name).join(', ')} ` +
             '(column "other procs %"): the machine was not quiet, expect noise in both req/s and CPU µs/req.',
+          '',
+        ]
+      : []),
+    ...(stolen.length
+      ? [
+          `The hypervisor took ≥ ${STEAL_PERCENT}% of this VM's CPU time (steal) during some rounds of ${stolen.map((r) => r.name).join(', ')} ` +
+            '(column "steal %"): other guests were busy on the host, expect noise in req/s, CPU µs/req and latency alike.',
           '',
         ]
       : []),
