@@ -11,7 +11,7 @@ import { PreparedHead } from '../../core/index.js';
 import { headSplicing } from '../../core/response-head.js';
 import { echoHandler, pluginSource, routeConfig, startSwitchyard, startUpstream, type RunningSwitchyard, type RunningUpstream } from '../helpers/servers.js';
 import { createTestCa } from '../helpers/tls.js';
-import { readAll } from '../helpers/wire.js';
+import { parseResponse, readAll } from '../helpers/wire.js';
 
 /** What the probe found when the module loaded, before any test below switches splicing. */
 const PROBED = headSplicing.enabled;
@@ -55,6 +55,11 @@ function responsesIn(raw: Buffer, methods: string[]): { status: number; lines: [
     assert.notEqual(end, -1, `response ${out.length + 1} has a whole head`);
     const [statusLine, ...rest] = raw.subarray(at, end).toString('latin1').split('\r\n');
     const lines = rest.map((line): [string, string] => [line.slice(0, line.indexOf(':')).toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]);
+    if (lines.some(([name, value]) => name === 'transfer-encoding' && value === 'chunked')) {
+      const { body } = parseResponse(raw.subarray(at));
+      out.push({ status: Number(statusLine!.split(' ')[1]), lines, body });
+      return out; // a chunked answer is the last one these tests read
+    }
     const length = method === 'HEAD' ? 0 : Number(lines.find(([name]) => name === 'content-length')?.[1] ?? 0);
     out.push({ status: Number(statusLine!.split(' ')[1]), lines, body: raw.subarray(end + 4, end + 4 + length) });
     at = end + 4 + length;
@@ -83,8 +88,9 @@ const PREPARED = pluginSource('prepared', `
     api.hooks.access.tap('prepared', (ctx) => {
       if (ctx.url.endsWith('?proxy')) ctx.setResponseHeader('etag', '"proxy"');
       if (ctx.url.endsWith('?res')) ctx.res.setHeader('x-list', 'set on res');
+      if (ctx.url.endsWith('?stream')) return { status: 200, head, body: Readable.from([small.subarray(0, 512), small.subarray(512)]) };
       return { status: 200, head: head.with({ age: '4' }), headers: { 'x-own': 'yes' }, body: ctx.url.endsWith('?big') ? big : small };
-    });`).replace('import { definePlugin,', 'import { PreparedHead, definePlugin,');
+    });`).replace('import { definePlugin,', "import { Readable } from 'node:stream';\nimport { PreparedHead, definePlugin,");
 const SMALL = Buffer.from(Array.from({ length: 1024 }, (_, i) => (i * 7) % 256));
 const BIG = Buffer.alloc(20 * 1024, SMALL);
 
@@ -155,6 +161,14 @@ describe('a Reply with a prepared head, on the wire', () => {
     const [big, small] = responsesIn(raw, ['GET', 'GET']);
     assert.deepEqual(big!.body, BIG);
     assert.deepEqual(small!.body, SMALL);
+  });
+
+  test('a streamed body after a prepared head goes chunked, with the head intact', async () => {
+    headSplicing.enabled = true;
+    const [answer] = responsesIn(await pipelined(port(), 'GET /a?stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'), ['GET']);
+    assert.deepEqual(answer!.lines.find(([name]) => name === 'transfer-encoding'), ['transfer-encoding', 'chunked']);
+    assert.equal(answer!.lines.filter(([name]) => name === 'etag').length, 1);
+    assert.deepEqual(answer!.body, SMALL);
   });
 
   test('the access log counts every byte written, head and body', async () => {
