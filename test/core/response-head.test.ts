@@ -46,7 +46,7 @@ describe('PreparedHead.of', () => {
   });
 });
 
-/** The header lines of each response in `raw` (several, pipelined), names lower-cased; bodies skipped. */
+/** The responses in `raw` (several, pipelined): status, header lines (names lower-cased) and body. */
 function responsesIn(raw: Buffer, methods: string[]): { status: number; lines: [string, string][]; body: Buffer }[] {
   const out: { status: number; lines: [string, string][]; body: Buffer }[] = [];
   let at = 0;
