@@ -39,6 +39,22 @@ async function stored(sy: RunningSwitchyard, entries: number): Promise<void> {
   await eventually(`${entries} entries in the store`, async () => (await info(sy)).persistent!.entries === entries);
 }
 
+/**
+ * `/victim` and `/other` in a SQLite store, memory holding only `/other`; and a second client of
+ * the same file and namespace, to damage `/victim` from outside as a crash or a bad disk would.
+ */
+async function victimInStore(): Promise<{ sy: RunningSwitchyard; id: string; outside: Keyv }> {
+  const up = await upstream();
+  const { url, file } = sqliteUrl();
+  const sy = await yard(up, { ttl: 60, memory: { maxEntries: 1 } }, url);
+  await get(sy, '/victim');
+  await get(sy, '/other');
+  await stored(sy, 2);
+  const id = (await keys(sy)).keys.find((k) => k.key === 'GET /victim')!.id;
+  const outside = new Keyv({ store: new KeyvSqlite({ uri: `sqlite://${file}`, table: 'switchyard', busyTimeout: 5000 }), namespace: 'plugin:cache' });
+  return { sy, id, outside };
+}
+
 describe('two tiers', () => {
   test('an entry pushed out of memory is found in the store and promoted back to memory', async () => {
     const up = await upstream();
@@ -126,15 +142,7 @@ describe('two tiers', () => {
   });
 
   test('a corrupted entry in the store is a miss, is removed, and is never served', async () => {
-    const up = await upstream();
-    const { url, file } = sqliteUrl();
-    const sy = await yard(up, { ttl: 60, memory: { maxEntries: 1 } }, url);
-    await get(sy, '/victim');
-    await get(sy, '/other');
-    await stored(sy, 2);
-    const id = (await keys(sy)).keys.find((k) => k.key === 'GET /victim')!.id;
-    // Damage it from outside, as a crash or a bad disk would: same file, same namespace.
-    const outside = new Keyv({ store: new KeyvSqlite({ uri: `sqlite://${file}`, table: 'switchyard', busyTimeout: 5000 }), namespace: 'plugin:cache' });
+    const { sy, id, outside } = await victimInStore();
     await outside.set(`e:${id}`, { v: 1, id, key: 'GET /victim', body: '!!not base64!!' });
     await outside.disconnect();
 
@@ -148,14 +156,7 @@ describe('two tiers', () => {
   });
 
   test('a stored entry with a header no response may carry (a CR LF in a value) is a miss too, never written out', async () => {
-    const up = await upstream();
-    const { url, file } = sqliteUrl();
-    const sy = await yard(up, { ttl: 60, memory: { maxEntries: 1 } }, url);
-    await get(sy, '/victim');
-    await get(sy, '/other');
-    await stored(sy, 2);
-    const id = (await keys(sy)).keys.find((k) => k.key === 'GET /victim')!.id;
-    const outside = new Keyv({ store: new KeyvSqlite({ uri: `sqlite://${file}`, table: 'switchyard', busyTimeout: 5000 }), namespace: 'plugin:cache' });
+    const { sy, id, outside } = await victimInStore();
     const entry = await outside.get(`e:${id}`) as { headers: Record<string, string> };
     assert.ok(entry?.headers, 'the entry is in the store as written');
     entry.headers['x-note'] = 'fine\r\nset-cookie: planted=1';
