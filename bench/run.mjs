@@ -284,6 +284,8 @@ const GZIP = { 'accept-encoding': 'gzip' };
 const ALGORITHMS = ['round-robin', 'weighted', 'least-connections', 'ip-hash', 'latency', 'p2c'];
 
 const PACED_SCRIPT = path.join(BENCH_DIR, 'paced.lua');
+/** The bench upstream itself is the target: nothing to start or stop. */
+const startDirect = async (ctx) => ({ pid: ctx.upstream.pid, url: `${ctx.upstream.url}/`, stop: async () => {} });
 const json1k = { bytes: UPSTREAM_BODY_BYTES, contentType: 'json' };
 const cacheHit = { ...json1k, warm: true, headers: { 'x-cache': 'HIT' } };
 
@@ -293,7 +295,7 @@ const SCENARIOS = [
     suites: ['passthrough', 'cache'],
     description: 'wrk → upstream (baseline, no proxy)',
     isUpstream: true,
-    start: async (ctx) => ({ pid: ctx.upstream.pid, url: `${ctx.upstream.url}/`, stop: async () => {} }),
+    start: startDirect,
   },
   {
     name: 'http-proxy-3',
@@ -353,11 +355,20 @@ const SCENARIOS = [
     start: (ctx) => startNginx(ctx, { cache: true }),
     check: { ...json1k, warm: true, headers: { 'x-cache-status': 'HIT' } },
   },
-  // The same hits at a steady rate below saturation (bench/paced.lua), for latency percentiles.
+  // The same hits at a steady rate below saturation (bench/paced.lua), for latency percentiles;
+  // direct-paced is the floor: the bare node:http upstream under the same load.
+  {
+    name: 'direct-paced',
+    suites: ['cache'],
+    description: 'as direct, each connection pausing BENCH_PACED_DELAY_MS (8) ms on average between requests',
+    isUpstream: true,
+    start: startDirect,
+    wrk: { script: PACED_SCRIPT },
+  },
   {
     name: 'switchyard-cache-hit-paced',
     suites: ['cache'],
-    description: 'as switchyard-cache-hit, each connection pausing BENCH_PACED_DELAY_MS (8) ms between requests',
+    description: 'as switchyard-cache-hit, each connection pausing BENCH_PACED_DELAY_MS (8) ms on average between requests',
     start: (ctx) => startSwitchyard(ctx, 'undici', { config: 'configs/cache.yaml' }),
     check: cacheHit,
     wrk: { script: PACED_SCRIPT },
@@ -365,7 +376,7 @@ const SCENARIOS = [
   {
     name: 'nginx-cache-hit-paced',
     suites: ['cache'],
-    description: 'as nginx-cache-hit, each connection pausing BENCH_PACED_DELAY_MS (8) ms between requests',
+    description: 'as nginx-cache-hit, each connection pausing BENCH_PACED_DELAY_MS (8) ms on average between requests',
     start: (ctx) => startNginx(ctx, { cache: true }),
     check: { ...json1k, warm: true, headers: { 'x-cache-status': 'HIT' } },
     wrk: { script: PACED_SCRIPT },
@@ -608,7 +619,7 @@ const SSE_TARGETS = [
   {
     name: 'direct',
     description: 'Node client → upstream /sse',
-    start: async (ctx) => ({ pid: ctx.upstream.pid, url: `${ctx.upstream.url}/`, stop: async () => {} }),
+    start: startDirect,
     path: '/sse',
   },
   {
@@ -977,6 +988,8 @@ function evaluateTargets(results, sse, memory, suites) {
       paced && `${f2(paced.p99Ms)} ms at ${Math.round(paced.requestsPerSecond)} req/s (nginx proxy_cache: ${nginxPaced ? `${f2(nginxPaced.p99Ms)} ms` : '—'})`,
       paced?.p99Ms < 2,
     );
+    const floor = ok('direct-paced');
+    add('(reference) the floor: bare node:http upstream p99 at the same steady rate', floor?.p99Ms, floor && `${f2(floor.p99Ms)} ms at ${Math.round(floor.requestsPerSecond)} req/s`, null);
     const hit = ok('switchyard-cache-hit');
     add('(reference) cache hit p99 at saturation, 64 back-to-back connections: queueing, ≈ 64 ÷ req/s', hit?.p99Ms, hit && `${f2(hit.p99Ms)} ms (nginx proxy_cache: ${ok('nginx-cache-hit') ? `${f2(ok('nginx-cache-hit').p99Ms)} ms` : '—'})`, null);
     const n = rpsRatio('switchyard-cache-hit', 'nginx');
