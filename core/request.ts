@@ -414,7 +414,7 @@ export function sendReply(ctx: RequestContext, reply: Reply, by: string): void {
   if (body !== undefined) headers['content-length'] = Buffer.byteLength(body);
   if (ctx.req.method === 'HEAD') body = undefined;
   if (reply.head === undefined) {
-    writeReplyHead(ctx, reply.status, headers, undefined);
+    writePlainHead(ctx, reply.status, headers);
     res.end(body);
     return;
   }
@@ -425,13 +425,17 @@ export function sendReply(ctx: RequestContext, reply: Reply, by: string): void {
 /** Writes a Reply's head, prepared or not, with this request's X-Request-Id; sets `ctx.response`. */
 function writeReplyHead(ctx: RequestContext, status: number, headers: OutgoingHttpHeaders, head: PreparedHead | undefined): void {
   if (head === undefined) {
-    headers['x-request-id'] = ctx.id;
-    ctx.response = { status, headers };
-    ctx.res.writeHead(status, headers);
+    writePlainHead(ctx, status, headers);
     return;
   }
   writePreparedHead(ctx.res, status, head, headers, ctx.id);
   answeredWithPreparedHead(ctx, status, head, headers);
+}
+
+function writePlainHead(ctx: RequestContext, status: number, headers: OutgoingHttpHeaders): void {
+  headers['x-request-id'] = ctx.id;
+  ctx.response = { status, headers };
+  ctx.res.writeHead(status, headers);
 }
 
 /** `ctx.response` after a prepared head went out; the id was written with it, so it joins `headers` now. */
