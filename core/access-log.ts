@@ -27,12 +27,14 @@ export interface AccessLine {
   bytes: number;
   attempts: number;
   code: string | undefined;
+  /** Who asked (ctx.consumer's name, else its id), when an auth plugin established it. */
+  consumer?: string;
 }
 
 // Every key of AccessLine, checked by the compiler: a field added to the line but not here would
 // escape the check for a serializer or redaction on it.
 const LINE_KEYS: Record<keyof AccessLine, true> = {
-  requestId: true, method: true, path: true, route: true, upstream: true, status: true, ms: true, bytes: true, attempts: true, code: true,
+  requestId: true, method: true, path: true, route: true, upstream: true, status: true, ms: true, bytes: true, attempts: true, code: true, consumer: true,
 };
 
 /** The keys of AccessLine; plugins' logField() keys come on top. */
@@ -119,7 +121,7 @@ function keyHandlers(internals: PinoInternals): (key: string) => boolean {
 /** The line's fields as JSON members, undefined ones left out (as JSON.stringify and pino do). */
 function lineFields(line: AccessLine): string {
   // Neither needs escaping: a request id is one the core made or one that matched its pattern
-  // (core/request.ts REQUEST_ID), and Node's parser takes no method but the known tokens.
+  // (core/request-id.ts REQUEST_ID), and Node's parser takes no method but the known tokens.
   let out = `"requestId":"${line.requestId}"`;
   if (line.method !== undefined) out += `,"method":"${line.method}"`;
   out += `,"path":${jsonString(line.path)}`;
@@ -127,6 +129,7 @@ function lineFields(line: AccessLine): string {
   if (line.upstream !== undefined) out += `,"upstream":${jsonString(line.upstream)}`;
   out += `,"status":${jsonNumber(line.status)},"ms":${jsonNumber(line.ms)},"bytes":${jsonNumber(line.bytes)},"attempts":${jsonNumber(line.attempts)}`;
   if (line.code !== undefined) out += `,"code":${jsonString(line.code)}`;
+  if (line.consumer !== undefined) out += `,"consumer":${jsonString(line.consumer)}`;
   return out;
 }
 

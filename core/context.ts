@@ -5,8 +5,8 @@ import { performance } from 'node:perf_hooks';
 import type { Transform } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ClientIpResolver } from './client-ip.js';
-import { SwitchyardError } from './errors.js';
-import type { Route, Upstream } from './types.js';
+import { errorSpec, SwitchyardError } from './errors.js';
+import type { Reply, Route, Upstream } from './types.js';
 
 /** What a context takes from the pipeline it runs on. */
 export interface ContextSettings {
@@ -35,6 +35,30 @@ export type OutgoingPreparer = (ctx: RequestContext, outgoing: OutgoingRequest, 
 export interface ResponseHead {
   status: number;
   headers: OutgoingHttpHeaders;
+}
+
+/**
+ * Who is asking, as an auth plugin established it (`api-key`, `basic-auth`, a custom one). Limits
+ * count per consumer, the access log names it. Never a secret: a key's name, not the key.
+ */
+export interface Consumer {
+  /** Stable across requests: what limits count by (e.g. `api-key:ci`, `basic-auth:alice`). */
+  readonly id: string;
+  /** For people: a key's configured name, a user name. */
+  readonly name?: string;
+  /** The plugin that established it. */
+  readonly source: string;
+}
+
+/** What `ctx.refuse()` may change of a declared error's answer. */
+export interface RefuseOptions {
+  /** Another status than the declared one (a `rejectedCode` option). */
+  status?: number;
+  /** Another message than the declared one (a `rejectedMsg` option). */
+  message?: string;
+  headers?: OutgoingHttpHeaders;
+  /** Extra facts for the client, under `details` (never secrets). */
+  details?: Record<string, unknown>;
 }
 
 /** Milliseconds since the request arrived (performance.now() based). */
@@ -79,6 +103,10 @@ export class RequestContext {
   answeredBy: string | undefined;
   /** Bytes written to the client for this response (head and body), known at `done`. */
   bytesSent = 0;
+  /** Who is asking, set by an auth plugin in `access`; see Consumer. */
+  consumer: Consumer | undefined;
+  /** True for a request a plugin made with `api.inject()`, not a client. */
+  injected = false;
 
   private readonly settings: ContextSettings;
   private childLogger: Logger | undefined;
@@ -86,7 +114,9 @@ export class RequestContext {
   // A plain object, not a Map: the same few plugin names on every request give it one shape, and
   // it costs less to make than a Map's hash table.
   private scratchSpace: Record<string, unknown> | undefined;
-  /** @internal body transforms added in postResponse */
+  /** @internal true while beforeSend taps run, and after one of them failed (core/send.ts) */
+  sendFailed = false;
+  /** @internal body transforms added in postResponse or beforeSend */
   responseTransforms: Transform[] | undefined;
   /** @internal the upstream request in flight, for an engine that wants to hear when the client left */
   inFlight: { abort(err: SwitchyardError): void } | undefined;
@@ -184,6 +214,21 @@ export class RequestContext {
     return performance.now() - this.startedAt;
   }
 
+  /**
+   * The answer for a refusal with a declared code: the core's JSON shape `{ error, code,
+   * requestId }` with the code's status. The code is the core's or one a plugin declared with
+   * `definePlugin({ errors })`.
+   *
+   * @example api.hooks.access.tap('office-hours', (ctx) => (closed() ? ctx.refuse('OFFICE_ERR_CLOSED') : undefined));
+   */
+  refuse(code: string, options?: RefuseOptions): Reply {
+    const spec = errorSpec(code);
+    if (spec === undefined) throw new Error(`error code ${code} is neither the core's nor declared by a plugin (definePlugin({ errors }))`);
+    const json: Record<string, unknown> = { error: options?.message ?? spec.message, code, requestId: this.id };
+    if (options?.details !== undefined) json.details = options.details;
+    return { status: options?.status ?? spec.status, headers: options?.headers, json };
+  }
+
   /** Per-plugin scratch space for this request, created on first use. */
   scratch<T>(plugin: string, init: () => T): T {
     this.scratchSpace ??= {};
@@ -216,7 +261,7 @@ export class RequestContext {
   }
 
   /**
-   * Adds a transform the response body streams through (postResponse only). Content-Length is
+   * Adds a transform the response body streams through (postResponse or beforeSend). Content-Length is
    * dropped unless the transform promises to pass every byte through unchanged (a tee that
    * copies the body for a cache, say).
    */

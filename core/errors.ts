@@ -25,14 +25,7 @@ export const Errors = {
   SY_ERR_CLIENT_ABORTED: spec('SY_ERR_CLIENT_ABORTED', 499, 'the client closed the connection before the response was complete'),
   SY_ERR_PLUGIN_FAILED: spec('SY_ERR_PLUGIN_FAILED', 500, 'a plugin failed while handling this request'),
   SY_ERR_INTERNAL: spec('SY_ERR_INTERNAL', 500, 'internal error'),
-  // Refusals by built-in plugins (each documented in its plugin's README too).
-  SY_ERR_API_KEY_MISSING: spec('SY_ERR_API_KEY_MISSING', 401, 'this route needs an API key (api-key plugin)'),
-  SY_ERR_API_KEY_INVALID: spec('SY_ERR_API_KEY_INVALID', 403, 'the API key is not valid (api-key plugin)'),
-  SY_ERR_BASIC_AUTH_REQUIRED: spec('SY_ERR_BASIC_AUTH_REQUIRED', 401, 'this route needs a user name and password (basic-auth plugin)'),
-  SY_ERR_BASIC_AUTH_INVALID: spec('SY_ERR_BASIC_AUTH_INVALID', 401, 'wrong user name or password (basic-auth plugin)'),
-  SY_ERR_RATE_LIMITED: spec('SY_ERR_RATE_LIMITED', 429, 'too many requests (rate-limit plugin)'),
-  SY_ERR_CONCURRENCY_LIMIT: spec('SY_ERR_CONCURRENCY_LIMIT', 503, 'too many requests in flight on this route (concurrency-limit plugin)'),
-  SY_ERR_CACHE_ONLY_IF_CACHED: spec('SY_ERR_CACHE_ONLY_IF_CACHED', 504, 'only-if-cached was asked and the cache has no entry (cache plugin)'),
+  SY_ERR_NOT_READY: spec('SY_ERR_NOT_READY', 503, 'the proxy is still starting; an in-process request (api.inject) made during setup has nothing to run on'),
   SY_ERR_ADMIN_UNAUTHORIZED: spec('SY_ERR_ADMIN_UNAUTHORIZED', 401, 'this admin route needs the admin key (X-API-Key header or Authorization: Bearer)'),
   SY_ERR_ADMIN_KEY_NOT_SET: spec('SY_ERR_ADMIN_KEY_NOT_SET', 403, 'this admin route is disabled because no admin key is configured; set server.admin.key (for example from ${ADMIN_KEY})'),
   SY_ERR_ADMIN_NOT_FOUND: spec('SY_ERR_ADMIN_NOT_FOUND', 404, 'no admin route at this path'),
@@ -48,20 +41,57 @@ export const Errors = {
   SY_ERR_STORE_UNSUPPORTED: spec('SY_ERR_STORE_UNSUPPORTED', 0, 'the store URL scheme is not supported'),
 } as const satisfies Record<string, ErrorSpec>;
 
-export type ErrorCode = keyof typeof Errors;
+/** A core code; a plugin's declared code is typed as a string where it is used. */
+export type ErrorCode = keyof typeof Errors | (string & {});
+type CoreCode = keyof typeof Errors;
+
+/** What a plugin declares for each code it answers with: `definePlugin({ errors: { CODE: … } })`. */
+export interface DeclaredError {
+  readonly status: number;
+  readonly message: string;
+}
+
+/** Codes declared by plugins, by code; each names the plugin that declared it. */
+const declared = new Map<string, { plugin: string; spec: ErrorSpec }>();
+
+/**
+ * Adds a plugin's codes to the ones `ctx.refuse()` and SwitchyardError know. A code is one
+ * plugin's: the core's codes and another plugin's are refused, so a code in a log always means
+ * the same thing. A plugin module loaded again (a reload) may declare its codes again.
+ */
+export function declareErrors(plugin: string, errors: Readonly<Record<string, DeclaredError>>): void {
+  for (const [code, { status, message }] of Object.entries(errors)) {
+    const owner = Object.hasOwn(Errors, code) ? 'the core' : declared.get(code)?.plugin;
+    if (owner !== undefined && owner !== plugin) throw new Error(`plugin "${plugin}" declares error code ${code}, which belongs to ${owner}`);
+    declared.set(code, { plugin, spec: { code, status, message } });
+  }
+}
+
+/** The spec of a core code or a plugin-declared one; undefined for a code nobody declared. */
+export function errorSpec(code: string): ErrorSpec | undefined {
+  return Object.hasOwn(Errors, code) ? Errors[code as CoreCode] : declared.get(code)?.spec;
+}
+
+/** Every code plugins declared so far, with the plugin: for the docs test and admin output. */
+export function declaredErrors(): ReadonlyMap<string, { plugin: string; spec: ErrorSpec }> {
+  return declared;
+}
 
 /** An error with a stable `code` and, for request-time errors, the HTTP status to answer with. */
 export class SwitchyardError extends Error {
+  /** A core code (the table above) or one a plugin declared. */
   readonly code: ErrorCode;
   readonly status: number;
   /** Extra facts for logs and JSON bodies (never secrets). */
   readonly details?: Record<string, unknown>;
 
-  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
-    super(message ?? Errors[code].message, options?.cause === undefined ? undefined : { cause: options.cause });
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; details?: Record<string, unknown>; status?: number }) {
+    const spec = errorSpec(code);
+    if (spec === undefined) throw new Error(`error code ${code} is neither the core's nor declared by a plugin (definePlugin({ errors }))`);
+    super(message ?? spec.message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SwitchyardError';
     this.code = code;
-    this.status = Errors[code].status;
+    this.status = options?.status ?? spec.status;
     this.details = options?.details;
   }
 }

@@ -1,6 +1,6 @@
 // Switchyard's public API: what a plugin author or an embedding program imports.
 export { definePlugin, type Dispose, type PluginApi, type PluginDefinition, type PluginHooks, type StageTap, type TapOptions } from './plugin.js';
-export { RequestContext, type OutgoingRequest, type ResponseHead, type Timings } from './context.js';
+export { RequestContext, type Consumer, type OutgoingRequest, type RefuseOptions, type ResponseHead, type Timings } from './context.js';
 export { RETRY, Stage, STAGE_NAMES, type StageName, type Stages } from './stages.js';
 export { Errors, SwitchyardError, PluginError, ConfigError, type ErrorCode } from './errors.js';
 export { Switchyard, createLogger, type StartOptions, type ReloadResult } from './server.js';
@@ -15,3 +15,5 @@ export type { Reply, Route, Upstream } from './types.js';
 export type { SwitchyardConfig, RouteConfig, UpstreamConfig } from './config/schema.js';
 export { HTTP_TOKEN_PATTERN } from './headers.js';
 export { PreparedHead } from './response-head.js';
+export { cacheClearListeners, CACHE_CLEAR_LISTENERS, type ClearEvent, type ClearListener } from './cache-clears.js';
+export type { InjectRequest, InjectResponse } from './plugin.js';

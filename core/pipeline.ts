@@ -14,6 +14,8 @@ import type { TlsCertificates } from './listener.js';
 import { metricsRegistry, runtimeInfo } from './metrics.js';
 import { createPluginHooks, type Dispose, type PluginApi } from './plugin.js';
 import { buildRoute, buildUpstream, Router } from './router.js';
+import { buildPlan, type Plan } from './plan.js';
+import { injectRequest, type Dispatch } from './inject.js';
 import { createStages, Stage, type Stages } from './stages.js';
 import { getOrCreate, type StateRegistry, type StoreFactory, type UpstreamHealth } from './state.js';
 import type { Route } from './types.js';
@@ -53,6 +55,9 @@ export interface Runtime {
   lastReload: ReloadStatus;
   /** Reload attempts that were applied or rejected (an unchanged file is neither). */
   readonly reloads: { ok: number; failed: number };
+  /** Serves an in-process request (`api.inject`) on the pipeline serving at the time: admin paths
+   *  by the admin router, the rest by the pipeline. Set by the server. */
+  dispatch: Dispatch;
 }
 
 export class Pipeline {
@@ -65,6 +70,9 @@ export class Pipeline {
   readonly contextSettings: ContextSettings;
   /** The engine of routes that name none (server.engine). */
   readonly engine: ForwardEngine;
+  /** The global taps of each stage: the plan of routes without plugins of their own, of admin
+   *  answers and of requests no route matches. */
+  readonly plan: Plan;
 
   private constructor(
     readonly generation: number,
@@ -76,6 +84,10 @@ export class Pipeline {
     private readonly logger: Logger,
     engines: Readonly<Record<EngineName, ForwardEngine>>,
   ) {
+    this.plan = buildPlan(global);
+    for (const route of router.all) {
+      if (route.stages !== undefined) (route as { plan: Plan }).plan = buildPlan(global, route.stages);
+    }
     const { server } = loaded.config;
     this.accessLog = server.accessLog ?? true;
     this.engine = engines[server.engine ?? 'undici'];
@@ -102,8 +114,9 @@ export class Pipeline {
 
     const disposers: Dispose[] = [];
     const shared = new Map<string, object>();
+    let settingUp = true;
     const setup = async (plugin: LoadedPlugin, stages: Stages, route: Route | undefined) => {
-      const api = createPluginApi(plugin, stages, route, loaded, rt, admin, shared);
+      const api = createPluginApi(plugin, stages, route, loaded, rt, admin, shared, () => settingUp);
       const dispose = await plugin.definition.setup(api, plugin.options);
       if (typeof dispose === 'function') disposers.push(dispose);
     };
@@ -115,15 +128,17 @@ export class Pipeline {
     } catch (err) {
       await runDisposers(disposers, rt.logger);
       throw err;
+    } finally {
+      settingUp = false;
     }
     const pipeline = new Pipeline(generation, loaded, global, router, admin, disposers, rt.logger, rt.engines);
     built = pipeline;
     return pipeline;
   }
 
-  /** True when the built-in matcher is the only route tap, so the pipeline may call it directly. */
+  /** True when the built-in matcher is the only route tap, so the flow may call it directly. */
   get routesOnlyFromConfig(): boolean {
-    return this.global.route.taps.length === 1;
+    return this.plan.route!.length === 1;
   }
 
   acquire(): void {
@@ -160,7 +175,7 @@ export class Pipeline {
   }
 }
 
-function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | undefined, loaded: LoadedConfig, rt: Runtime, admin: AdminRouter, shared: Map<string, object>): PluginApi {
+function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | undefined, loaded: LoadedConfig, rt: Runtime, admin: AdminRouter, shared: Map<string, object>, settingUp: () => boolean): PluginApi {
   const name = plugin.definition.name;
   const log = rt.logger.child(route ? { plugin: name, route: route.name } : { plugin: name });
   return {
@@ -168,7 +183,7 @@ function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | un
     route,
     config: loaded.config,
     log,
-    hooks: createPluginHooks(stages, name, route !== undefined),
+    hooks: createPluginHooks(stages, name, route !== undefined, settingUp),
     state: (init, key = '') => rt.state.get(name, route?.name, key, init),
     shared: <T extends object>(key: string, init: () => T): T => getOrCreate(shared, key.startsWith('@') ? key : `${name}\u0000${key}`, init) as T,
     get store() {
@@ -187,6 +202,7 @@ function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | un
     audit: (action, details) => rt.audit.info({ plugin: name, ...details, action }, 'audit'),
     createRoute: (config) => buildRoute(config, loaded.config.server.timeouts as TimeoutsConfig, loaded.baseDir),
     createUpstream: (config, routeName) => buildUpstream(routeName ?? route?.name ?? '*', config, loaded.baseDir),
+    inject: (request) => injectRequest(rt.dispatch, request),
   };
 }
 

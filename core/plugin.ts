@@ -1,13 +1,13 @@
 // The plugin contract: what a plugin module exports, and the API it gets in `setup`.
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { FromSchema, JSONSchema } from 'json-schema-to-ts';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { AdminRouteSpec } from './admin.js';
 import type { RouteConfig, SwitchyardConfig, UpstreamConfig } from './config/schema.js';
-import { PluginError, SwitchyardError } from './errors.js';
+import { declareErrors, PluginError, SwitchyardError, type DeclaredError } from './errors.js';
 import type { RuntimeInfo } from './metrics.js';
-import { tapsChanged, type StageName, type Stages } from './stages.js';
+import type { StageName, Stages } from './stages.js';
 import type { HealthView, PluginStore } from './state.js';
 import type { Route, Upstream } from './types.js';
 
@@ -20,6 +20,8 @@ export interface PluginDefinition<Options = unknown> {
   readonly schema: JSONSchema;
   /** Called once per configured instance (globally or per route) each time a config is applied. */
   setup(api: PluginApi, options: Options): void | Dispose | Promise<void | Dispose>;
+  /** The error codes this plugin answers with (`ctx.refuse(code)`), each documented in its README. */
+  readonly errors?: Readonly<Record<string, DeclaredError>>;
   /** @internal marks objects made by definePlugin() */
   readonly [kPlugin]: true;
 }
@@ -36,16 +38,20 @@ const kPlugin = Symbol.for('switchyard.plugin');
  * export default definePlugin({
  *   name: 'stamp',
  *   schema: { type: 'object', properties: { value: { type: 'string', default: 'hi' } }, additionalProperties: false },
+ *   errors: { STAMP_ERR_NO_VALUE: { status: 400, message: 'say what to stamp (stamp plugin)' } },
  *   setup(api, options) {
- *     api.hooks.postResponse.tap('stamp', (ctx) => { ctx.response!.headers['x-stamp'] = options.value; });
+ *     api.hooks.access.tap('stamp', (ctx) => (ctx.req.headers['x-stamp'] === '' ? ctx.refuse('STAMP_ERR_NO_VALUE') : undefined));
+ *     api.hooks.beforeSend.tap('stamp', (ctx) => { ctx.response!.headers['x-stamp'] = options.value; });
  *   },
  * });
  */
 export function definePlugin<const S extends JSONSchema, Options = FromSchema<S>>(definition: {
   name: string;
   schema: S;
+  errors?: Readonly<Record<string, DeclaredError>>;
   setup(api: PluginApi, options: Options): void | Dispose | Promise<void | Dispose>;
 }): PluginDefinition<Options> {
+  if (definition.errors) declareErrors(definition.name, definition.errors);
   return { ...definition, [kPlugin]: true };
 }
 
@@ -69,17 +75,16 @@ export interface TapOptions {
 type HookArgs<S extends StageName> = Parameters<Stages[S]['promise']>;
 type HookResult<S extends StageName> = Awaited<ReturnType<Stages[S]['promise']>>;
 
-/** A stage as a plugin sees it: it can tap, but not call. */
+/**
+ * A stage as a plugin sees it: it can tap, but not call. The three verbs run alike: a function
+ * that returns a value goes on at once, one that returns a promise is awaited. `tapPromise` and
+ * `tapMaybeAsync` say to a reader that the tap may wait; `done` takes `tap` only.
+ *
+ * @example api.hooks.cacheLookup.tap('memo', (ctx) => memory.get(ctx.url) ?? readFromStore(ctx.url));
+ */
 export interface StageTap<S extends StageName> {
-  tap(options: string | TapOptions, fn: (...args: HookArgs<S>) => HookResult<S> | void): void;
+  tap(options: string | TapOptions, fn: (...args: HookArgs<S>) => HookResult<S> | void | Promise<HookResult<S> | void>): void;
   tapPromise(options: string | TapOptions, fn: (...args: HookArgs<S>) => Promise<HookResult<S> | void>): void;
-  /**
-   * For a tap that can usually answer at once and only sometimes has to wait (a cache: memory hit
-   * now, store read later): return a value or a promise. A value costs no promise, and a stage
-   * whose taps all answered at once runs synchronously.
-   *
-   * @example api.hooks.cacheLookup.tapMaybeAsync('memo', (ctx) => memory.get(ctx.url) ?? readFromStore(ctx.url));
-   */
   tapMaybeAsync(options: string | TapOptions, fn: (...args: HookArgs<S>) => HookResult<S> | void | Promise<HookResult<S> | void>): void;
 }
 
@@ -150,23 +155,53 @@ export interface PluginApi {
   closeIdleConnections(upstream: Upstream): Promise<void>;
   /** Makes an upstream of this plugin's route (or of `routeName`), e.g. one added at run time. */
   createUpstream(config: UpstreamConfig, routeName?: string): Upstream;
+  /**
+   * Runs a request through this proxy in-process, without a socket: the admin router for paths
+   * under the admin prefix, else the pipeline that serves at the time of the call (every plugin
+   * applies, as for a client). For a plugin that needs another route's answer (an alias, a
+   * refresh of a cached entry). `ctx.injected` is true for such a request.
+   *
+   * @example const res = await api.inject({ method: 'GET', path: '/admin/upstream', headers: { 'x-api-key': key } });
+   */
+  inject(request: InjectRequest): Promise<InjectResponse>;
 }
 
-/** Makes the tap-only view of a stage set, wrapping each tap so failures name the plugin. */
-export function createPluginHooks(stages: Stages, plugin: string, isRoutePlugin: boolean): PluginHooks {
+/** A request for `api.inject()`. */
+export interface InjectRequest {
+  method?: string;
+  /** Path and query, e.g. `/v1/items?x=1`. */
+  path: string;
+  headers?: Readonly<Record<string, string | string[]>>;
+  body?: string | Buffer;
+}
+
+/** What `api.inject()` resolves with: the whole answer, body read. */
+export interface InjectResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  /** The body parsed as JSON; throws when it is not JSON. */
+  json<T = unknown>(): T;
+}
+
+/**
+ * Makes the tap-only view of a stage set. Every verb registers the same kind of tap: a function
+ * that returns a value or a promise (see runBail in core/plan.ts), wrapped so a failure names the
+ * plugin and the stage. Taps are only taken while plugins set up: the pipeline then builds its
+ * plans from them, and a tap added later would never run.
+ */
+export function createPluginHooks(stages: Stages, plugin: string, isRoutePlugin: boolean, settingUp: () => boolean): PluginHooks {
   const hooks = {} as Record<StageName, StageTap<StageName>>;
   for (const stage of Object.keys(stages) as StageName[]) {
     const hook = stages[stage] as unknown as {
       tap(o: object, fn: (...a: unknown[]) => unknown): void;
-      tapPromise?(o: object, fn: (...a: unknown[]) => Promise<unknown>): void;
-      tapAsync?(o: object, fn: (...a: unknown[]) => void): void;
       taps: { name: string; stage?: number }[];
     };
-    const tapOptions = (given: string | TapOptions) => {
+    const add = (given: string | TapOptions, fn: (first: unknown, second: unknown) => unknown) => {
       if (isRoutePlugin && stage === 'route') {
         throw new Error(`plugin "${plugin}" is configured on a route and cannot tap the "route" stage; configure it globally`);
       }
-      tapsChanged(stages);
+      if (!settingUp()) throw new Error(`plugin "${plugin}" tapped "${stage}" after its setup ended; tap inside setup()`);
       const options = typeof given === 'string' ? { name: given } : given;
       const resolved: { name: string; stage?: number; before?: string } = {
         name: options.name ?? plugin, stage: options.stage, before: options.before,
@@ -176,68 +211,39 @@ export function createPluginHooks(stages: Stages, plugin: string, isRoutePlugin:
         if (!anchor) throw new Error(`plugin "${plugin}" wants to run after "${options.after}" in stage "${stage}", which is not registered before it`);
         resolved.stage = Math.max(resolved.stage ?? 0, anchor.stage ?? 0);
       }
-      return resolved;
+      hook.tap(resolved, guarded(plugin, stage, fn));
+    };
+    const asyncOnly = (fn: (first: unknown, second: unknown) => unknown) => {
+      if (stage === 'done') throw new Error(`stage "${stage}" is synchronous; use tap()`);
+      return fn;
     };
     hooks[stage] = {
-      tap(options, fn) {
-        // Two fixed parameters, not rest and spread: no stage has more arguments, and this runs
-        // for every tap of every request.
-        const call = fn as (first: unknown, second: unknown) => unknown;
-        hook.tap(tapOptions(options), (first: unknown, second: unknown) => {
-          try {
-            return call(first, second);
-          } catch (err) {
-            throw asPluginError(plugin, stage, err);
-          }
-        });
-      },
-      tapPromise(options, fn) {
-        if (!hook.tapPromise) throw new Error(`stage "${stage}" is synchronous; use tap()`);
-        hook.tapPromise(tapOptions(options), (...args: unknown[]) => {
-          let result: Promise<unknown>;
-          try {
-            result = (fn as (...a: unknown[]) => Promise<unknown>)(...args);
-          } catch (err) {
-            return Promise.reject(asPluginError(plugin, stage, err));
-          }
-          return result.catch((err: unknown) => {
-            throw asPluginError(plugin, stage, err);
-          });
-        });
-      },
-      tapMaybeAsync(options, fn) {
-        if (!hook.tapAsync) throw new Error(`stage "${stage}" is synchronous; use tap()`);
-        // The core calls `direct` itself (core/request.ts callHook); the callback-style function is
-        // for tapable, when something (an interceptor, a callback-style tap) makes the core use it.
-        const call = fn as (first: unknown, second: unknown) => unknown;
-        const direct = (first: unknown, second: unknown): unknown => {
-          let result: unknown;
-          try {
-            result = call(first, second);
-          } catch (err) {
-            throw asPluginError(plugin, stage, err);
-          }
-          if (!(result instanceof Promise)) return result;
-          return result.catch((err: unknown) => {
-            throw asPluginError(plugin, stage, err);
-          });
-        };
-        // tapable's callback style: calling back before returning keeps the whole stage synchronous.
-        hook.tapAsync({ ...tapOptions(options), direct }, (...args: unknown[]) => {
-          const callback = args.pop() as (err: unknown, result?: unknown) => void;
-          let result: unknown;
-          try {
-            result = direct(args[0], args[1]);
-          } catch (err) {
-            return callback(err);
-          }
-          if (!(result instanceof Promise)) return callback(null, result);
-          result.then((value) => callback(null, value), callback);
-        });
-      },
+      tap: (options, fn) => add(options, fn as (first: unknown, second: unknown) => unknown),
+      tapPromise: (options, fn) => add(options, asyncOnly(fn as (first: unknown, second: unknown) => unknown)),
+      tapMaybeAsync: (options, fn) => add(options, asyncOnly(fn as (first: unknown, second: unknown) => unknown)),
     };
   }
   return hooks as unknown as PluginHooks;
+}
+
+/**
+ * The plugin's function, with whatever it throws or rejects with wrapped as a PluginError. Two
+ * fixed parameters, not rest and spread: no stage has more arguments, and this runs for every tap
+ * of every request.
+ */
+function guarded(plugin: string, stage: string, fn: (first: unknown, second: unknown) => unknown): (first: unknown, second: unknown) => unknown {
+  const failed = (err: unknown) => {
+    throw asPluginError(plugin, stage, err);
+  };
+  return (first, second) => {
+    let result: unknown;
+    try {
+      result = fn(first, second);
+    } catch (err) {
+      failed(err);
+    }
+    return result instanceof Promise ? result.catch(failed) : result;
+  };
 }
 
 // A SwitchyardError thrown on purpose (413 from readBody, say) keeps its status; anything else

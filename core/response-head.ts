@@ -79,8 +79,6 @@ function spliceWorks(): boolean {
   }
 }
 
-const nodeWriteHead = ServerResponse.prototype.writeHead;
-
 /**
  * writeHead with a prepared head: `headers` (framing, values that change per answer) through Node
  * as usual, the prepared lines and the request id's line put after the status line. The request
@@ -88,13 +86,12 @@ const nodeWriteHead = ServerResponse.prototype.writeHead;
  * matches REQUEST_ID).
  *
  * The whole head goes through writeHead instead, as for any other answer, when a name is in both
- * `headers` and the head (the value in `headers` wins, as setResponseHeader() promises), or when
- * a plugin has a hand on this response already: a header set with res.setHeader() (cors sets
- * Vary) or a writeHead of its own (compression encodes cache hits that way). Both must see, and
- * may change, every header.
+ * `headers` and the head (the value in `headers` wins, as setResponseHeader() promises). Plugins
+ * that change answers do it in `beforeSend`, and an answer with beforeSend taps never comes here
+ * (core/send.ts), so nothing else can have a hand on this response.
  */
 export function writePreparedHead(res: ServerResponse, status: number, head: PreparedHead, headers: OutgoingHttpHeaders, requestId: string): boolean {
-  if (!headSplicing.enabled || res.writeHead !== nodeWriteHead || res.getHeaderNames().length > 0 || namesAny(headers, head.headers)) {
+  if (!headSplicing.enabled || namesAny(headers, head.headers)) {
     res.writeHead(status, Object.assign({}, head.headers, { 'x-request-id': requestId }, headers));
     return false;
   }

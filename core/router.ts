@@ -20,6 +20,9 @@ export function buildRoute(config: RouteConfig, defaults: TimeoutsConfig, baseDi
     // Frozen: the core hands this very list to selectUpstream taps as their candidates.
     upstreams: Object.freeze(config.upstreams.map((upstream) => buildUpstream(config.name, upstream, baseDir))),
     stages,
+    // Set by the pipeline once the route's plugins are set up; present on every route, so all
+    // have one shape.
+    plan: undefined,
     plugins: (config.plugins ?? []).filter((ref) => ref.enabled !== false).map((ref) => ref.name ?? ref.path ?? ''),
   };
 }

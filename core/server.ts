@@ -15,7 +15,8 @@ import { UndiciEngine } from './forward-undici.js';
 import { createListener } from './listener.js';
 import { LineBatchWriter } from './log-writer.js';
 import { Pipeline, type ReloadStatus, type Runtime } from './pipeline.js';
-import { handleAdminRequest, handleRequest, handleUpgrade } from './request.js';
+import { handleAdminRequest, handleRequest } from './flow.js';
+import { handleUpgrade } from './upgrade.js';
 import { StateRegistry, StoreFactory, UpstreamHealth } from './state.js';
 
 export interface StartOptions {
@@ -95,6 +96,11 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
       tls: undefined,
       lastReload: { ok: true, at: Date.now(), generation: 1, trigger: 'start' },
       reloads: { ok: 0, failed: 0 },
+      // Until the server exists (a plugin's setup), there is no pipeline to serve on yet.
+      dispatch: (_req, res) => {
+        res.writeHead(503, { 'content-type': 'application/json; charset=utf-8' });
+        res.end(JSON.stringify({ error: 'the proxy is still starting', code: 'SY_ERR_NOT_READY' }));
+      },
     };
     const { server, tls } = createListener(serverConfig, loaded.baseDir, logger);
     rt.tls = tls;
@@ -103,7 +109,14 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     const yard = new Switchyard(options, rt, pipeline, server, adminServer);
     server.on('request', (req: IncomingMessage, res: ServerResponse) => handleRequest(yard.pipeline, rt, req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(yard.pipeline, rt, req, socket, head, new ServerResponse(req)));
-    adminServer?.on('request', (req: IncomingMessage, res: ServerResponse) => handleAdminRequest(yard.pipeline, rt, req, res));
+    adminServer?.on('request', (req: IncomingMessage, res: ServerResponse) => handleAdminRequest(yard.pipeline, req, res));
+    rt.dispatch = (req, res) => {
+      const current = yard.pipeline;
+      const path = req.url ?? '/';
+      const query = path.indexOf('?');
+      if (current.admin.owns(query === -1 ? path : path.slice(0, query))) handleAdminRequest(current, req, res);
+      else handleRequest(current, rt, req, res, true);
+    };
 
     server.listen(serverConfig.port, serverConfig.host);
     await once(server, 'listening');

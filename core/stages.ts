@@ -1,6 +1,8 @@
-// The request pipeline's stages, declared once. Each stage is a tapable hook; the hook type says
-// what a tap may do: a *bail* hook lets a tap answer (the first non-undefined result wins), a
-// *series* hook lets taps change the context in turn, a *sync* hook is for observers.
+// The request pipeline's stages, declared once. Each stage is a tapable hook, used as an ordered
+// registry only: tapable sorts the taps (`stage`, `before`) and names them; the request path runs
+// the plan built from them (core/plan.ts) and never calls tapable. The hook type still says what
+// a tap may do: a *bail* hook lets a tap answer (the first non-undefined result wins), a *series*
+// hook lets taps change the context in turn, a *sync* hook is for observers.
 import { AsyncSeriesBailHook, AsyncSeriesHook, SyncHook } from 'tapable';
 import type { RequestContext } from './context.js';
 import type { SwitchyardError } from './errors.js';
@@ -14,7 +16,8 @@ export interface Stages {
   /** Picks the route for a request. The config's own routes are matched first; a tap may
    *  return a route of its own (for example one read from the store). Global plugins only. */
   route: AsyncSeriesBailHook<[RequestContext], Route | undefined>;
-  /** May refuse the request before anything else looks at it (auth, rate limits): return a Reply. */
+  /** May refuse the request before anything else looks at it (auth, rate limits): return a Reply.
+   *  Global taps run for requests no route matches too (`ctx.route` is then undefined). */
   access: AsyncSeriesBailHook<[RequestContext], Reply | undefined>;
   /** May answer from a cache: return a Reply and no upstream is asked. */
   cacheLookup: AsyncSeriesBailHook<[RequestContext], Reply | undefined>;
@@ -23,8 +26,12 @@ export interface Stages {
   /** May change `ctx.outgoing` (method, path, headers, buffered body) or answer with a Reply. */
   preRequest: AsyncSeriesBailHook<[RequestContext], Reply | undefined>;
   /** Sees the upstream's status and headers in `ctx.response`; may change them and may add
-   *  body transforms with `ctx.transformResponseBody()`. */
+   *  body transforms with `ctx.transformResponseBody()`. Upstream responses only. */
   postResponse: AsyncSeriesHook<[RequestContext]>;
+  /** Every answer passes here just before its head is written: the upstream's response, a
+   *  plugin's Reply, a cache hit, an error, an admin answer, a 404. `ctx.response` holds the
+   *  status and headers to change; `ctx.transformResponseBody()` wraps the body. */
+  beforeSend: AsyncSeriesHook<[RequestContext]>;
   /** Runs after the response was sent completely; never holds up the client. */
   cacheStore: AsyncSeriesHook<[RequestContext]>;
   /** A stage or the upstream failed before the response started. Return a Reply to answer,
@@ -36,9 +43,17 @@ export interface Stages {
 
 export type StageName = keyof Stages;
 
+/** The stages in the order a request meets them. */
 export const STAGE_NAMES: readonly StageName[] = [
-  'route', 'access', 'cacheLookup', 'selectUpstream', 'preRequest', 'postResponse', 'cacheStore', 'error', 'done',
+  'route', 'access', 'cacheLookup', 'selectUpstream', 'preRequest', 'postResponse', 'beforeSend', 'cacheStore', 'error', 'done',
 ];
+
+/**
+ * The global stages a request that matches no route still runs before its 404: who may ask
+ * (`access`: auth, limits, CORS preflights, /robots.txt), what every answer carries
+ * (`beforeSend`), and the observers (`done`). Nothing that needs a route or an upstream.
+ */
+export const UNMATCHED_STAGES: readonly StageName[] = ['access', 'beforeSend', 'done'];
 
 /**
  * Named positions inside a stage, for `tap({ name, stage }, fn)`. Taps run by ascending stage,
@@ -55,45 +70,17 @@ export const Stage = {
   OBSERVE: 100,
 } as const;
 
-/** A bit per stage, for the core's test of whether a request has taps to run in a stage. */
-export const STAGE_BIT: Readonly<Record<StageName, number>> = {
-  route: 1, access: 2, cacheLookup: 4, selectUpstream: 8, preRequest: 16, postResponse: 32, cacheStore: 64, error: 128, done: 256,
-};
-
-const kTapMask = Symbol('switchyard.tapMask');
-type StagesWithMask = Stages & { [kTapMask]: number };
-
-/**
- * Which stages of the set have taps, as STAGE_BIT bits. Asked several times per request; worked
- * out again only after a tap was added (tapsChanged). A symbol property, so every stage set has
- * the same shape and `Object.keys` still lists only the stages.
- */
-export function tapMaskOf(stages: Stages): number {
-  const known = (stages as StagesWithMask)[kTapMask];
-  if (known >= 0) return known;
-  let mask = 0;
-  for (const stage of STAGE_NAMES) if (stages[stage].taps.length > 0) mask |= STAGE_BIT[stage];
-  (stages as StagesWithMask)[kTapMask] = mask;
-  return mask;
-}
-
-/** Called whenever a tap is added to the set. */
-export function tapsChanged(stages: Stages): void {
-  (stages as StagesWithMask)[kTapMask] = -1;
-}
-
 export function createStages(): Stages {
-  const stages: StagesWithMask = {
+  return {
     route: new AsyncSeriesBailHook(['ctx'], 'route'),
     access: new AsyncSeriesBailHook(['ctx'], 'access'),
     cacheLookup: new AsyncSeriesBailHook(['ctx'], 'cacheLookup'),
     selectUpstream: new AsyncSeriesBailHook(['ctx', 'candidates'], 'selectUpstream'),
     preRequest: new AsyncSeriesBailHook(['ctx'], 'preRequest'),
     postResponse: new AsyncSeriesHook(['ctx'], 'postResponse'),
+    beforeSend: new AsyncSeriesHook(['ctx'], 'beforeSend'),
     cacheStore: new AsyncSeriesHook(['ctx'], 'cacheStore'),
     error: new AsyncSeriesBailHook(['ctx', 'error'], 'error'),
     done: new SyncHook(['ctx'], 'done'),
-    [kTapMask]: -1,
   };
-  return stages;
 }

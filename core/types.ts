@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import type { RouteMatch, TimeoutsConfig } from './config/schema.js';
 import type { EngineName } from './engine.js';
 import type { PreparedHead } from './response-head.js';
+import type { Plan } from './plan.js';
 import type { Stages } from './stages.js';
 
 /** One upstream of a route, ready to forward to. */
@@ -37,6 +38,11 @@ export interface Route {
   readonly stages?: Stages;
   /** Names of this route's plugins, for admin output. */
   readonly plugins: readonly string[];
+  /**
+   * The global taps and this route's own, stage by stage (core/plan.ts), set once its plugins
+   * are set up; undefined for a route with no plugins of its own, which runs the global plan.
+   */
+  readonly plan?: Plan;
 }
 
 /**

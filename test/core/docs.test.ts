@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { Errors } from '../../core/index.js';
+import { builtinPlugins } from '../../plugins/index.js';
 import { configSchema } from '../../core/config/schema.js';
 
 const README = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
@@ -34,4 +35,18 @@ test('every error code is in the README, and each key of the table is its own co
     assert.equal(spec.code, key);
     assert.ok(README.includes(`\`${key}\``), `${key} is not documented`);
   }
+});
+
+test('every error code a built-in plugin declares is in that plugin\'s README, and none is the core\'s', async () => {
+  let declared = 0;
+  for (const [plugin, load] of Object.entries(builtinPlugins)) {
+    const errors = (await load()).errors ?? {};
+    const readme = readFileSync(new URL(`../../../plugins/${plugin}/README.md`, import.meta.url), 'utf8');
+    for (const code of Object.keys(errors)) {
+      declared++;
+      assert.ok(readme.includes(`\`${code}\``), `${code} is not in plugins/${plugin}/README.md`);
+      assert.ok(!Object.hasOwn(Errors, code), `${code} is ${plugin}'s, not the core's`);
+    }
+  }
+  assert.ok(declared >= 8, `the built-in plugins declare their codes (${declared} found)`);
 });

@@ -1,0 +1,197 @@
+// Every answer leaves through here: the upstream's response (sendUpstream), a Reply from a plugin,
+// a cache or the admin router (sendReply), and failures (answerError). Each passes the plan's
+// `beforeSend` taps just before its head is written, so a plugin that stamps, encodes or filters
+// answers sees all of them. With no such taps, answers go out on the fast paths below.
+import type { OutgoingHttpHeaders } from 'node:http';
+import { pipeline as pipeStreams, Readable } from 'node:stream';
+import type { RequestContext } from './context.js';
+import type { UpstreamResponse } from './engine.js';
+import { PluginError, SwitchyardError } from './errors.js';
+import { runSeries, type Plan } from './plan.js';
+import { endWithPreparedHead, PreparedResponse, writePreparedHead, type PreparedHead } from './response-head.js';
+import type { Reply } from './types.js';
+
+type Body = string | Buffer | Uint8Array | Readable | undefined;
+
+/** Answers with a plugin's (or the admin router's) Reply; `by` names the stage that answered. */
+export function sendReply(ctx: RequestContext, plan: Plan, reply: Reply, by: string): void | Promise<void> {
+  ctx.answeredBy = by;
+  const { res } = ctx;
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  // Object.assign, not a spread with a property after it: V8 gives such an object a new hidden
+  // class every time, several times the cost of the copy (cache hits answer through here).
+  const headers: OutgoingHttpHeaders = Object.assign({}, reply.headers);
+  if (ctx.proxyResponseHeaders !== undefined) Object.assign(headers, ctx.proxyResponseHeaders);
+  let body: Body = reply.body;
+  if (reply.json !== undefined) {
+    body = JSON.stringify(reply.json);
+    headers['content-type'] ??= 'application/json; charset=utf-8';
+  }
+  const taps = plan.beforeSend;
+  if (taps !== null) {
+    const all = reply.head === undefined ? headers : Object.assign({}, reply.head.headers, headers);
+    if (body !== undefined && !(body instanceof Readable)) all['content-length'] = Buffer.byteLength(body);
+    return passBeforeSend(ctx, taps, reply.status, all, () => writeAnswer(ctx, body));
+  }
+  if (body instanceof Readable) {
+    writeReplyHead(ctx, reply.status, headers, reply.head);
+    pipeStreams(body, res, (err) => {
+      if (err) res.destroy();
+    });
+    return;
+  }
+  if (body !== undefined) headers['content-length'] = Buffer.byteLength(body);
+  if (ctx.req.method === 'HEAD') body = undefined;
+  if (reply.head === undefined) {
+    writePlainHead(ctx, reply.status, headers);
+    res.end(body);
+    return;
+  }
+  endWithPreparedHead(res, reply.status, reply.head, headers, ctx.id, body);
+  answeredWithPreparedHead(ctx, reply.status, reply.head, headers);
+}
+
+/**
+ * Sends the upstream's response: the head (after `beforeSend`), then the body as a stream,
+ * through the transforms plugins added. `ctx.response` holds the head postResponse left.
+ */
+export function sendUpstream(ctx: RequestContext, plan: Plan, upstreamRes: UpstreamResponse): void | Promise<void> {
+  const { proxyResponseHeaders } = ctx;
+  const response = ctx.response!;
+  if (proxyResponseHeaders !== undefined) Object.assign(response.headers, proxyResponseHeaders);
+  const taps = plan.beforeSend;
+  if (taps === null) return streamUpstream(ctx, upstreamRes);
+  try {
+    return passBeforeSend(ctx, taps, response.status, response.headers, () => streamUpstream(ctx, upstreamRes), () => upstreamRes.body.destroy());
+  } catch (err) {
+    upstreamRes.body.destroy();
+    throw err;
+  }
+}
+
+/** Every failure ends as JSON `{ error, code, requestId }` with the code's status. */
+export function answerError(ctx: RequestContext, plan: Plan, err: unknown): void {
+  const error = err instanceof SwitchyardError ? err : new SwitchyardError('SY_ERR_INTERNAL', undefined, { cause: err });
+  ctx.error = error;
+  if (error.status >= 500) ctx.log.error({ err: error, code: error.code, cause: error.cause }, error.message);
+  // A plugin's own message may carry internals; clients get the stable text and the plugin's name.
+  const message = error instanceof PluginError
+    ? `plugin "${error.plugin}" failed in stage "${error.stage}"`
+    : error.code === 'SY_ERR_INTERNAL' ? 'internal error' : error.message;
+  // After a refused body the rest of it is still on the wire: close rather than read it all.
+  const headers = error.code === 'SY_ERR_BODY_TOO_LARGE' ? { connection: 'close' } : undefined;
+  // A beforeSend tap that failed on this answer's way out must not see the error answer too.
+  const through = ctx.sendFailed ? NO_TAPS : plan;
+  const sent = sendReply(ctx, through, { status: error.status, headers, json: { error: message, code: error.code, requestId: ctx.id } }, 'error');
+  if (sent instanceof Promise) sent.catch((failure: unknown) => answerError(ctx, NO_TAPS, failure));
+}
+
+/** A plan with no taps: what an error answer uses once a beforeSend tap failed. */
+const NO_TAPS = Object.freeze({
+  route: null, access: null, cacheLookup: null, selectUpstream: null, preRequest: null,
+  postResponse: null, beforeSend: null, cacheStore: null, error: null, done: null,
+}) satisfies Plan;
+
+/** Runs beforeSend on `ctx.response`, then writes the answer; `abandon` lets go of a body not sent. */
+function passBeforeSend(ctx: RequestContext, taps: NonNullable<Plan['beforeSend']>, status: number, headers: OutgoingHttpHeaders, write: () => void, abandon?: () => void): void | Promise<void> {
+  headers['x-request-id'] = ctx.id;
+  ctx.response = { status, headers };
+  ctx.sendFailed = true;
+  const passed = runSeries(taps, ctx);
+  if (!(passed instanceof Promise)) {
+    ctx.sendFailed = false;
+    return write();
+  }
+  return passed.then(() => {
+    ctx.sendFailed = false;
+    write();
+  }, (err: unknown) => {
+    abandon?.();
+    throw err;
+  });
+}
+
+/** A Reply's answer after beforeSend: `ctx.response` as the taps left it, the body through their transforms. */
+function writeAnswer(ctx: RequestContext, body: Body): void {
+  const { res } = ctx;
+  if (res.headersSent || res.destroyed) {
+    if (body instanceof Readable) body.destroy();
+    res.destroy();
+    return;
+  }
+  const { status, headers } = ctx.response!;
+  res.writeHead(status, headers);
+  if (ctx.req.method === 'HEAD') {
+    if (body instanceof Readable) body.destroy();
+    res.end();
+    return;
+  }
+  const transforms = ctx.responseTransforms;
+  if (transforms === undefined && !(body instanceof Readable)) {
+    res.end(body);
+    return;
+  }
+  const source = body instanceof Readable ? body : Readable.from(body === undefined ? [] : [typeof body === 'string' ? Buffer.from(body) : body]);
+  pipeStreams([source, ...(transforms ?? []), res], (err) => {
+    if (err) res.destroy();
+  });
+}
+
+function streamUpstream(ctx: RequestContext, upstreamRes: UpstreamResponse): void {
+  const { res } = ctx;
+  const { body } = upstreamRes;
+  if (res.destroyed) {
+    body.destroy();
+    return;
+  }
+  res.writeHead(ctx.response!.status, ctx.response!.headers);
+  // Node sends the head with the first body byte. When none is here yet (an event stream that
+  // opens quietly, a long poll) the client must still see the head now.
+  if (body.readableLength === 0 && !upstreamRes.complete) res.flushHeaders();
+  const transforms = ctx.responseTransforms;
+  if (!transforms) {
+    // Trailers are only looked for when the upstream announced them (RFC 9110 §6.6.2), and go out
+    // after the last chunk, before pipe() ends the response (chunked responses only).
+    if (upstreamRes.trailersAnnounced) body.once('end', () => res.addTrailers(upstreamRes.trailers));
+    body.pipe(res);
+    body.once('close', () => {
+      // The upstream vanished mid-body: the client must not take a cut-off body for a whole one.
+      if (!upstreamRes.complete) {
+        ctx.error ??= new SwitchyardError('SY_ERR_UPSTREAM_UNREACHABLE', 'the upstream closed the connection mid-response');
+        res.destroy();
+      }
+    });
+    return;
+  }
+  pipeStreams([body, ...transforms, res], (err) => {
+    if (err && !res.writableFinished) {
+      ctx.error ??= new SwitchyardError('SY_ERR_UPSTREAM_UNREACHABLE', err.message, { cause: err });
+      res.destroy();
+    }
+  });
+}
+
+/** Writes a Reply's head, prepared or not, with this request's X-Request-Id; sets `ctx.response`. */
+function writeReplyHead(ctx: RequestContext, status: number, headers: OutgoingHttpHeaders, head: PreparedHead | undefined): void {
+  if (head === undefined) {
+    writePlainHead(ctx, status, headers);
+    return;
+  }
+  writePreparedHead(ctx.res, status, head, headers, ctx.id);
+  answeredWithPreparedHead(ctx, status, head, headers);
+}
+
+function writePlainHead(ctx: RequestContext, status: number, headers: OutgoingHttpHeaders): void {
+  headers['x-request-id'] = ctx.id;
+  ctx.response = { status, headers };
+  ctx.res.writeHead(status, headers);
+}
+
+/** `ctx.response` after a prepared head went out; the id was written with it, so it joins `headers` now. */
+function answeredWithPreparedHead(ctx: RequestContext, status: number, head: PreparedHead, headers: OutgoingHttpHeaders): void {
+  headers['x-request-id'] = ctx.id;
+  ctx.response = new PreparedResponse(status, head, headers);
+}
