@@ -1,6 +1,7 @@
 // Response compression: gzip or brotli, chosen from the client's Accept-Encoding, streamed and
-// flushed per write for chunked bodies; event streams, encoded bodies, media and small bodies pass as they are.
-import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+// flushed per write for chunked bodies, on every answer (proxied, cached, Switchyard's own); event
+// streams, encoded bodies, media and small bodies pass as they are.
+import type { OutgoingHttpHeaders } from 'node:http';
 import type { Transform } from 'node:stream';
 import zlib from 'node:zlib';
 import type { FromSchema } from 'json-schema-to-ts';
@@ -66,21 +67,15 @@ export default definePlugin({
       });
     }
 
-    // After the cache's tee (Stage.OBSERVE): the cache stores the identity body, this encodes it.
-    api.hooks.postResponse.tap({ name, stage: Stage.OBSERVE + 50 }, (ctx) => {
+    // Every answer passes beforeSend, after postResponse, where the cache tees the identity body:
+    // the cache keeps one identity copy and each client gets its own encoding, hits included.
+    api.hooks.beforeSend.tap({ name, stage: Stage.OBSERVE }, (ctx) => {
       const response = ctx.response!;
       // Without a length the body is a stream of unknown size (chunked): flush each write, so
       // whatever the upstream sent reaches the client now, not when zlib's buffer fills.
       const chunked = response.headers['content-length'] === undefined;
       const encoding = decide(ctx, response.status, response.headers);
       if (encoding) ctx.transformResponseBody(encoder(encoding, options, chunked));
-    });
-
-    // Answers given by a stage (a cache hit) skip postResponse: their head and body are encoded
-    // on the way into the ServerResponse instead (see README, "Cache hits").
-    api.hooks.access.tap({ name, stage: Stage.OBSERVE }, (ctx) => {
-      if (ctx.req.method === 'GET' && ctx.req.headers['accept-encoding'] !== undefined) encodeStageAnswers(ctx, decide, options);
-      return undefined;
     });
   },
 });
@@ -141,53 +136,4 @@ function encoder(encoding: Encoding, options: CompressionOptions, flushEachWrite
     });
   }
   return zlib.createGzip({ level: options.gzipLevel, ...(flushEachWrite ? { flush: constants.Z_SYNC_FLUSH } : {}) });
-}
-
-type Decide = (ctx: RequestContext, status: number, headers: OutgoingHttpHeaders) => Encoding | undefined;
-
-/**
- * Encodes an answer a stage gives (cacheLookup) by wrapping the ServerResponse for this request:
- * writeHead decides and rewrites the head, write/end go through the encoder. Only stage answers
- * are touched; a forwarded response was already handled in postResponse and passes untouched.
- */
-function encodeStageAnswers(ctx: RequestContext, decide: Decide, options: CompressionOptions): void {
-  const res = ctx.res;
-  const writeHead = res.writeHead;
-  res.writeHead = function compressionWriteHead(this: ServerResponse, status: number, ...rest: unknown[]) {
-    res.writeHead = writeHead;
-    const headers = rest.find((r): r is OutgoingHttpHeaders => typeof r === 'object' && r !== null && !Array.isArray(r));
-    const encoding = ctx.answeredBy === 'cacheLookup' && headers ? decide(ctx, status, headers) : undefined;
-    if (encoding) pipeThroughEncoder(res, encoder(encoding, options, false));
-    return (writeHead as (...args: unknown[]) => ServerResponse).call(res, status, ...rest);
-  } as typeof res.writeHead;
-}
-
-/** Makes res.write/res.end feed `stream`, whose output goes to the real res with backpressure. */
-function pipeThroughEncoder(res: ServerResponse, stream: Transform): void {
-  const write = res.write.bind(res) as (chunk: Buffer) => boolean;
-  const end = res.end.bind(res) as () => ServerResponse;
-  stream.on('data', (chunk: Buffer) => {
-    if (!write(chunk)) stream.pause();
-  });
-  res.on('drain', () => stream.resume());
-  stream.on('drain', () => res.emit('drain'));
-  stream.once('end', () => end());
-  stream.once('error', () => res.destroy());
-  res.once('close', () => stream.destroy());
-  type Callback = (err?: Error | null) => void;
-  res.write = function compressionWrite(chunk: unknown, encodingOrCb?: BufferEncoding | Callback, cb?: Callback): boolean {
-    const callback = typeof encodingOrCb === 'function' ? encodingOrCb : cb;
-    const data = typeof chunk === 'string' ? Buffer.from(chunk, typeof encodingOrCb === 'string' ? encodingOrCb : 'utf8') : chunk as Buffer;
-    return stream.write(data, callback);
-  } as typeof res.write;
-  res.end = function compressionEnd(chunk?: unknown, encodingOrCb?: unknown, cb?: unknown): ServerResponse {
-    const callback = [chunk, encodingOrCb, cb].find((a): a is Callback => typeof a === 'function');
-    if (callback) res.once('finish', () => callback());
-    if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') {
-      stream.end(typeof chunk === 'string' ? Buffer.from(chunk, typeof encodingOrCb === 'string' ? encodingOrCb as BufferEncoding : 'utf8') : chunk as Buffer);
-    } else {
-      stream.end();
-    }
-    return res;
-  } as typeof res.end;
 }

@@ -46,27 +46,23 @@ export default definePlugin<typeof schema>({
       return { 'access-control-allow-origin': anyOrigin ? '*' : origin, ...common };
     };
 
-    // Before AUTH: a preflight carries no credentials, and refusals by auth or limits need the
-    // CORS headers too or the browser hides them from the page.
+    // Before AUTH: a preflight carries no credentials, so it is answered before anyone asks for them.
     api.hooks.access.tap({ name, stage: Stage.AUTH - 100 }, (ctx) => {
       const origin = originOf(ctx);
-      if (ctx.req.method === 'OPTIONS' && origin !== undefined && ctx.req.headers['access-control-request-method'] !== undefined) {
-        return { status: 204, headers: { ...preflight(ctx, headersFor(origin), options), vary: preflightVary(varies, options.headers.length === 0) } };
-      }
-      // This request's origin on every answer, a cache hit filled for another origin included.
-      const headers = headersFor(origin);
-      if (headers) ctx.setResponseHeaders(headers);
-      // For answers with no Vary of their own (refusals); an upstream's Vary is joined below.
-      if (varies) ctx.res.setHeader('vary', 'Origin');
-      return undefined;
+      if (ctx.req.method !== 'OPTIONS' || origin === undefined || ctx.req.headers['access-control-request-method'] === undefined) return undefined;
+      return { status: 204, headers: { ...preflight(ctx, headersFor(origin), options), vary: preflightVary(varies, options.headers.length === 0) } };
     });
 
-    // The upstream may send CORS headers of its own: none stay (never two
-    // Access-Control-Allow-Origin values; ours are set above), and Origin joins its Vary.
-    api.hooks.postResponse.tap({ name, stage: Stage.OBSERVE }, (ctx) => {
-      const response = ctx.response!.headers;
-      for (const header of Object.keys(response)) if (header.startsWith('access-control-')) delete response[header];
-      if (varies) response.vary = addVary(response.vary, 'Origin');
+    // Every other answer (upstream, cache hit, refusal, error, 404) gets this request's origin's
+    // headers: an upstream's own Access-Control-* never stay (never two Allow-Origin values), a
+    // hit filled for another origin is fixed, and Origin joins whatever Vary the answer has.
+    api.hooks.beforeSend.tap({ name, stage: Stage.DEFAULT }, (ctx) => {
+      if (ctx.answeredBy === 'access' && ctx.req.method === 'OPTIONS' && ctx.req.headers['access-control-request-method'] !== undefined) return;
+      const headers = ctx.response!.headers;
+      for (const header in headers) if (header.startsWith('access-control-')) delete headers[header];
+      const ours = headersFor(originOf(ctx));
+      if (ours) Object.assign(headers, ours);
+      if (varies) headers.vary = addVary(headers.vary, 'Origin');
     });
   },
 });

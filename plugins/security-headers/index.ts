@@ -50,15 +50,18 @@ export default definePlugin<typeof schema>({
     const withHsts: Record<string, string> = hsts ? { ...headers, 'strict-transport-security': hsts } : headers;
     const headersFor = (secure: boolean): Record<string, string> => (hsts && (secure || options.hsts!.plainHttp) ? withHsts : headers);
 
-    // Before everything else in `access`, so refusals, cache hits and errors carry them too.
-    api.hooks.access.tap({ name, stage: Stage.AUTH - 150 }, (ctx) => {
-      const own = headersFor(ctx.req.socket instanceof TLSSocket);
-      if (options.robotsTxt && ctx.pathname === '/robots.txt' && (ctx.req.method === 'GET' || ctx.req.method === 'HEAD')) {
-        return { status: 200, headers: { ...own, 'content-type': 'text/plain; charset=utf-8' }, body: ROBOTS_TXT };
-      }
-      // Over an upstream's own values: the proxy's policy wins.
-      ctx.setResponseHeaders(own);
-      return undefined;
+    // Before everything else in `access`, which runs for requests no route matches too.
+    if (options.robotsTxt) {
+      api.hooks.access.tap({ name, stage: Stage.AUTH - 150 }, (ctx) => {
+        if (ctx.pathname !== '/robots.txt' || (ctx.req.method !== 'GET' && ctx.req.method !== 'HEAD')) return undefined;
+        return { status: 200, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: ROBOTS_TXT };
+      });
+    }
+
+    // On every answer: proxied, cached, refused, failed, admin pages, 404s. Over an upstream's
+    // own values: the proxy's policy wins.
+    api.hooks.beforeSend.tap({ name, stage: Stage.DEFAULT }, (ctx) => {
+      Object.assign(ctx.response!.headers, headersFor(ctx.req.socket instanceof TLSSocket));
     });
   },
 });
