@@ -2,7 +2,7 @@
 // missing → 401, wrong → 403, both as JSON errors. The key stays with the proxy; the upstream never sees it.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { definePlugin, Stage, type RequestContext, type Reply, HTTP_TOKEN_PATTERN } from '../../core/index.js';
+import { definePlugin, Stage, type Consumer, HTTP_TOKEN_PATTERN } from '../../core/index.js';
 
 export const name = 'api-key';
 
@@ -38,29 +38,34 @@ export const schema = {
   additionalProperties: false,
 } as const;
 
-/** What this plugin leaves on `ctx.scratch('api-key', …)` for logs and rate limits. */
-export interface ApiKeyScratch {
-  name?: string;
-}
+export const errors = {
+  SY_ERR_API_KEY_MISSING: { status: 401, message: 'this route needs an API key (api-key plugin)' },
+  SY_ERR_API_KEY_INVALID: { status: 403, message: 'the API key is not valid (api-key plugin)' },
+} as const;
 
 export default definePlugin<typeof schema>({
   name,
   schema,
+  errors,
   setup(api, options) {
-    const keys = options.keys.map((entry, index) => ({ name: entry.name ?? `key-${index + 1}`, digest: sha256(entry.key) }));
+    const keys = options.keys.map((entry, index) => {
+      const keyName = entry.name ?? `key-${index + 1}`;
+      return { name: keyName, digest: sha256(entry.key), consumer: { id: `${name}:${keyName}`, name: keyName, source: name } };
+    });
     assertDistinct(keys);
     const header = options.header.toLowerCase();
     const isPublic = pathMatcher(options.publicPaths);
+    const missingMessage = `an API key is required (${options.header} header${options.bearer ? ' or Authorization: Bearer' : ''})`;
     const challenge = options.bearer ? { 'www-authenticate': 'Bearer realm="switchyard"' } : undefined;
 
     api.hooks.access.tap({ name, stage: Stage.AUTH }, (ctx) => {
       if (isPublic(ctx.pathname)) return undefined;
       const presented = presentedKey(ctx.req.headers, header, options.bearer);
-      if (presented === undefined) return refuse(ctx, 401, 'SY_ERR_API_KEY_MISSING', `an API key is required (${options.header} header${options.bearer ? ' or Authorization: Bearer' : ''})`, challenge);
+      if (presented === undefined) return ctx.refuse('SY_ERR_API_KEY_MISSING', { message: missingMessage, headers: challenge });
       const match = findKey(keys, presented.value);
-      if (!match) return refuse(ctx, 403, 'SY_ERR_API_KEY_INVALID', 'the API key is not valid');
-      ctx.scratch<ApiKeyScratch>(name, () => ({})).name = match.name;
-      if (match.name) ctx.logField('apiKey', match.name);
+      if (!match) return ctx.refuse('SY_ERR_API_KEY_INVALID', { message: 'the API key is not valid' });
+      ctx.consumer = match.consumer;
+      ctx.logField('apiKey', match.name);
       // Removed in `access`, not `preRequest`: a credential another plugin injects in preRequest
       // (upstream-auth setting Authorization) must not be removed after the fact.
       if (options.hideCredentials) delete ctx.outgoing.headers[presented.from];
@@ -72,6 +77,8 @@ export default definePlugin<typeof schema>({
 interface Key {
   readonly name: string;
   readonly digest: Buffer;
+  /** Made once per key: every request with this key carries the same object. */
+  readonly consumer: Consumer;
 }
 
 function sha256(value: string): Buffer {
@@ -96,10 +103,6 @@ function findKey(keys: readonly Key[], presented: string): Key | undefined {
   let found: Key | undefined;
   for (const key of keys) if (timingSafeEqual(key.digest, digest) && !found) found = key;
   return found;
-}
-
-function refuse(ctx: RequestContext, status: number, code: string, error: string, headers?: Reply['headers']): Reply {
-  return { status, headers, json: { error, code, requestId: ctx.id } };
 }
 
 function pathMatcher(patterns: readonly string[]): (path: string) => boolean {

@@ -33,10 +33,10 @@ export const schema = {
   additionalProperties: false,
 } as const;
 
-/** What this plugin leaves on `ctx.scratch('basic-auth', …)` for logs and limits. */
-export interface BasicAuthScratch {
-  username?: string;
-}
+export const errors = {
+  SY_ERR_BASIC_AUTH_REQUIRED: { status: 401, message: 'this route needs a user name and password (basic-auth plugin)' },
+  SY_ERR_BASIC_AUTH_INVALID: { status: 401, message: 'wrong user name or password (basic-auth plugin)' },
+} as const;
 
 // Unknown users are checked against this too, so a wrong name costs as long as a wrong password.
 const DUMMY_HASH = '$2b$10$VRXBTkjghoeKfP6yKl7Ylet5D0b8nqUh4ulnkCP63nuQM/EBq8V9m';
@@ -44,6 +44,7 @@ const DUMMY_HASH = '$2b$10$VRXBTkjghoeKfP6yKl7Ylet5D0b8nqUh4ulnkCP63nuQM/EBq8V9m
 export default definePlugin<typeof schema>({
   name,
   schema,
+  errors,
   setup(api, options) {
     const users = new Map(options.users.map((user) => [user.username, user.passwordHash]));
     if (users.size !== options.users.length) throw new Error('basic-auth: a username appears twice in users');
@@ -55,18 +56,18 @@ export default definePlugin<typeof schema>({
     api.hooks.access.tapPromise({ name, stage: Stage.AUTH }, async (ctx) => {
       const header = ctx.req.headers.authorization;
       const credentials = parseBasic(header);
-      if (!credentials) return refuse(ctx, challenge, 'SY_ERR_BASIC_AUTH_REQUIRED', 'authentication required');
+      if (!credentials) return ctx.refuse('SY_ERR_BASIC_AUTH_REQUIRED', { message: 'authentication required', headers: challenge });
       const cacheKey = createHash('sha256').update(header!).digest('base64');
       let username = verified.get(cacheKey);
       if (username === undefined) {
         const hash = users.get(credentials.username);
         const ok = await verify(credentials.password, hash ?? DUMMY_HASH);
-        if (!ok || hash === undefined) return refuse(ctx, challenge, 'SY_ERR_BASIC_AUTH_INVALID', 'invalid username or password');
+        if (!ok || hash === undefined) return ctx.refuse('SY_ERR_BASIC_AUTH_INVALID', { message: 'invalid username or password', headers: challenge });
         username = credentials.username;
         if (verified.size >= 1000) verified.delete(verified.keys().next().value!);
         verified.set(cacheKey, username);
       }
-      ctx.scratch<BasicAuthScratch>(name, () => ({})).username = username;
+      ctx.consumer = { id: `${name}:${username}`, name: username, source: name };
       ctx.logField('user', username);
       if (options.hideCredentials) delete ctx.outgoing.headers.authorization;
       return undefined;
@@ -92,8 +93,4 @@ async function verify(password: string, hash: string): Promise<boolean> {
   }
   // bcryptjs reads $2y$ (PHP's and htpasswd's tag) the same as $2b$.
   return bcrypt.compare(password, hash);
-}
-
-function refuse(ctx: RequestContext, headers: Reply['headers'], code: string, error: string): Reply {
-  return { status: 401, headers, json: { error, code, requestId: ctx.id } };
 }

@@ -24,9 +24,14 @@ interface Slot {
   wake?: (granted: boolean) => void;
 }
 
+export const errors = {
+  SY_ERR_CONCURRENCY_LIMIT: { status: 503, message: 'too many requests in flight on this route (concurrency-limit plugin)' },
+} as const;
+
 export default definePlugin<typeof schema>({
   name,
   schema,
+  errors,
   setup(api, options) {
     // Kept in api.state: requests still in flight on the old config give their slots back to the
     // same semaphores after a reload. A global instance keeps one per route.
@@ -47,7 +52,7 @@ export default definePlugin<typeof schema>({
         slot.held = true;
         return undefined;
       }
-      return { status: options.rejectedCode, json: { error: options.rejectedMsg, code: 'SY_ERR_CONCURRENCY_LIMIT', requestId: ctx.id } };
+      return ctx.refuse('SY_ERR_CONCURRENCY_LIMIT', { status: options.rejectedCode, message: options.rejectedMsg });
     });
 
     // `done` runs for every request, answered, failed or aborted: the one place a slot is sure to return.

@@ -2,7 +2,7 @@
 // downloads pass; a login page or HTML error where a file was expected becomes a 502 JSON error
 // (never cached); optionally only listed page ids or spaces are served.
 import { Transform } from 'node:stream';
-import { definePlugin, Stage, type RequestContext, type Reply } from '../../core/index.js';
+import { definePlugin, Stage, type RequestContext } from '../../core/index.js';
 
 const NAME = 'confluence-guard';
 
@@ -30,9 +30,16 @@ interface SpaceLookup {
   until: number;
 }
 
+export const errors = {
+  CONFLUENCE_NOT_AN_ATTACHMENT: { status: 404, message: 'only /download/attachments/<pageId>/<file> and /download/thumbnails/<pageId>/<file> are served' },
+  CONFLUENCE_PAGE_NOT_ALLOWED: { status: 403, message: "the page is not on this proxy's allowlist" },
+  CONFLUENCE_CREDENTIALS_REFUSED: { status: 502, message: "Confluence refused the proxy's credentials; check CONFLUENCE_USERNAME and CONFLUENCE_API_TOKEN or CONFLUENCE_PAT" },
+} as const;
+
 export default definePlugin({
   name: NAME,
   schema,
+  errors,
   setup(api, options) {
     const pageIds = new Set(options.allowPageIds);
     const spaceKeys = new Set(options.allowSpaceKeys.map((k) => k.toUpperCase()));
@@ -42,8 +49,8 @@ export default definePlugin({
     // Anything but a file download would hand the proxy's credentials to anonymous clients.
     api.hooks.access.tap({ name: NAME, stage: Stage.AUTH + 1 }, (ctx) => {
       const pageId = pageIdOf(ctx.outgoing.path);
-      if (pageId === undefined) return refuse(ctx, 404, 'CONFLUENCE_NOT_AN_ATTACHMENT', 'only /download/attachments/<pageId>/<file> and /download/thumbnails/<pageId>/<file> are served');
-      if (restricted && !pageIds.has(pageId) && spaceKeys.size === 0) return refuse(ctx, 403, 'CONFLUENCE_PAGE_NOT_ALLOWED', `page ${pageId} is not on this proxy's allowlist`);
+      if (pageId === undefined) return ctx.refuse('CONFLUENCE_NOT_AN_ATTACHMENT');
+      if (restricted && !pageIds.has(pageId) && spaceKeys.size === 0) return ctx.refuse('CONFLUENCE_PAGE_NOT_ALLOWED', { message: `page ${pageId} is not on this proxy's allowlist` });
       return undefined;
     });
 
@@ -54,7 +61,7 @@ export default definePlugin({
         if (pageIds.has(pageId)) return undefined;
         const space = await spaceOf(ctx, pageId, spaces, options.spaceTtl);
         if (space !== undefined && spaceKeys.has(space.toUpperCase())) return undefined;
-        return refuse(ctx, 403, 'CONFLUENCE_PAGE_NOT_ALLOWED', `page ${pageId} is not in an allowed space`);
+        return ctx.refuse('CONFLUENCE_PAGE_NOT_ALLOWED', { message: `page ${pageId} is not in an allowed space` });
       });
     }
 
@@ -93,10 +100,6 @@ export function refusal(status: number, headers: Record<string, unknown>, loginM
   const type = String(headers['content-type'] ?? '').toLowerCase();
   if (status < 300 && type.startsWith('text/html') && headers['content-disposition'] === undefined) return 'an HTML page where a file was expected';
   return undefined;
-}
-
-function refuse(ctx: RequestContext, status: number, code: string, error: string): Reply {
-  return { status, json: { error, code, requestId: ctx.id } };
 }
 
 /** Drops the upstream's body and sends `body` instead. */

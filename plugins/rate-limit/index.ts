@@ -27,7 +27,7 @@ export const schema = {
       },
     },
     algorithm: { enum: ['sliding', 'fixed'], default: 'sliding' },
-    key: { enum: ['ip', 'api-key', 'header', 'route'], default: 'ip' },
+    key: { enum: ['ip', 'consumer', 'api-key', 'header', 'route'], default: 'ip', description: 'consumer: who an auth plugin said is asking (ctx.consumer); api-key is its older name' },
     header: { type: 'string', pattern: HTTP_TOKEN_PATTERN, description: 'the header to key by, with key: header' },
     store: { enum: ['memory', 'shared'], default: 'memory', description: 'shared: counters in server.store, one limit for all instances' },
     headers: { type: 'boolean', default: true, description: 'X-RateLimit-Limit/-Remaining/-Reset on every response' },
@@ -39,9 +39,14 @@ export const schema = {
   additionalProperties: false,
 } as const;
 
+export const errors = {
+  SY_ERR_RATE_LIMITED: { status: 429, message: 'too many requests (rate-limit plugin)' },
+} as const;
+
 export default definePlugin<typeof schema>({
   name,
   schema,
+  errors,
   setup(api, options) {
     if (options.key === 'header' && !options.header) throw new Error('rate-limit: key "header" needs the "header" option (the header to key by)');
     const limits = options.limits.map((limit) => ({
@@ -75,9 +80,9 @@ export default definePlugin<typeof schema>({
       }
       const headers = options.headers ? rateHeaders(decision) : {};
       if (!decision.allowed) {
-        rejected.inc({ route: ctx.route!.name });
+        rejected.inc({ route: ctx.route?.name ?? '*' });
         headers['retry-after'] = String(Math.max(1, Math.ceil(decision.retryAfterMs! / 1000)));
-        return { status: options.rejectedCode, headers, json: { error: options.rejectedMsg, code: 'SY_ERR_RATE_LIMITED', requestId: ctx.id } };
+        return ctx.refuse('SY_ERR_RATE_LIMITED', { status: options.rejectedCode, message: options.rejectedMsg, headers });
       }
       // On whatever answers this request (upstream, cache hit, a later refusal), over an
       // upstream's own X-RateLimit-*: ours describe this proxy.
@@ -88,11 +93,11 @@ export default definePlugin<typeof schema>({
 });
 
 /** Whose counter a request counts against. Requests without the chosen identity count per IP. */
-function clientKey(ctx: RequestContext, key: 'ip' | 'api-key' | 'header' | 'route', header: string | undefined): string {
+function clientKey(ctx: RequestContext, key: 'ip' | 'consumer' | 'api-key' | 'header' | 'route', header: string | undefined): string {
   if (key === 'route') return 'route';
-  if (key === 'api-key') {
-    const keyName = ctx.scratch<{ name?: string }>('api-key', () => ({})).name;
-    if (keyName) return `key:${keyName}`;
+  if (key === 'consumer' || key === 'api-key') {
+    const { consumer } = ctx;
+    if (consumer !== undefined) return `consumer:${consumer.id}`;
   }
   if (key === 'header') {
     const value = ctx.req.headers[header!];

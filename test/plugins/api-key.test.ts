@@ -37,7 +37,7 @@ describe('api-key on a route', () => {
       files: {
         'who.mjs': `import { definePlugin } from ${JSON.stringify(new URL('../../core/index.js', import.meta.url).href)};
 export default definePlugin({ name: 'who', schema: { type: 'object' }, setup(api) {
-  api.hooks.preRequest.tap('who', (ctx) => { ctx.outgoing.headers['x-key-name'] = ctx.scratch('api-key', () => ({})).name ?? '-'; });
+  api.hooks.preRequest.tap('who', (ctx) => { ctx.outgoing.headers['x-key-name'] = ctx.consumer ? ctx.consumer.name + '|' + ctx.consumer.id + '|' + ctx.consumer.source : '-'; });
 } });`,
       },
     });
@@ -63,6 +63,7 @@ export default definePlugin({ name: 'who', schema: { type: 'object' }, setup(api
     await res.arrayBuffer();
     const line = sy.logs.find((l) => l.msg === 'request' && l.requestId === res.headers.get('x-request-id'));
     assert.equal(line?.apiKey, 'alice');
+    assert.equal(line?.consumer, 'alice', 'the core names the consumer on every access line');
     assert.ok(!JSON.stringify(sy.logs).includes(KEY_A));
   });
 
@@ -75,12 +76,12 @@ export default definePlugin({ name: 'who', schema: { type: 'object' }, setup(api
     await prefix.arrayBuffer();
   });
 
-  test('a right key in X-API-Key is forwarded without the key, and its name is on the context', async () => {
+  test('a right key in X-API-Key is forwarded without the key, and ctx.consumer names it', async () => {
     const res = await fetch(`${sy.url}/items`, { headers: { 'x-api-key': KEY_A } });
     assert.equal(res.status, 200);
     const echoed = await res.json() as { headers: Record<string, string> };
     assert.equal(echoed.headers['x-api-key'], undefined);
-    assert.equal(echoed.headers['x-key-name'], 'alice');
+    assert.equal(echoed.headers['x-key-name'], 'alice|api-key:alice|api-key');
   });
 
   test('a key in Authorization: Bearer works too, and an unnamed key is called key-<n>', async () => {
@@ -88,7 +89,7 @@ export default definePlugin({ name: 'who', schema: { type: 'object' }, setup(api
     assert.equal(res.status, 200);
     const echoed = await res.json() as { headers: Record<string, string> };
     assert.equal(echoed.headers.authorization, undefined);
-    assert.equal(echoed.headers['x-key-name'], 'key-2');
+    assert.equal(echoed.headers['x-key-name'], 'key-2|api-key:key-2|api-key');
   });
 
   test('public paths need no key, but dot segments never make a path public', { skip: noCurl }, async () => {
