@@ -1,7 +1,7 @@
 // More paths for existing admin routes, for users migrating from a proxy that named them
-// differently (`/api/stats` for `/stats`). An alias asks its target on this same listener.
-import http from 'node:http';
-import { definePlugin, SwitchyardError, type AdminRequest, type Reply } from '../../core/index.js';
+// differently (`/api/stats` for `/stats`). An alias asks its target in-process, with the client's headers.
+import type { IncomingMessage } from 'node:http';
+import { definePlugin, SwitchyardError, type AdminRequest, type PluginApi, type Reply } from '../../core/index.js';
 
 const NAME = 'admin-aliases';
 
@@ -31,8 +31,8 @@ const schema = {
 /** Marks a request an alias made, so an alias pointing (through others) at itself fails fast. */
 const HOP_HEADER = 'x-switchyard-admin-alias';
 
-// Per-connection and per-message headers belong to this hop; the rest (the admin key, the
-// cache-clear linkage headers…) goes to the target as the client sent it.
+// Per-connection and per-message headers belong to the client's request; the rest (the admin
+// key, the cache-clear linkage headers…) goes to the target as the client sent it.
 const DROPPED = new Set(['host', 'connection', 'keep-alive', 'content-length', 'transfer-encoding', 'expect', 'upgrade']);
 
 export default definePlugin({
@@ -46,45 +46,36 @@ export default definePlugin({
         method: alias.method,
         path: alias.path,
         public: alias.public,
-        handler: (req) => askTarget(req, `${prefix}${alias.target}`, options.timeoutMs),
+        handler: (req) => askTarget(api, req, `${prefix}${alias.target}`, options.timeoutMs),
       });
     }
   },
 });
 
 /**
- * Sends the request again to `target` on the listener it came in on. The admin router has no way
- * to call another route's handler, and going through HTTP keeps the target's own access check.
+ * Asks `target` in-process (api.inject), with the client's headers: the target's own access check
+ * applies, as if the client had asked it.
  */
-async function askTarget(req: AdminRequest, target: string, timeoutMs: number): Promise<Reply> {
+async function askTarget(api: PluginApi, req: AdminRequest, target: string, timeoutMs: number): Promise<Reply> {
   if (req.raw.headers[HOP_HEADER] !== undefined) throw new SwitchyardError('SY_ERR_BAD_REQUEST', 'an admin alias points at another alias');
-  const { localAddress, localPort } = req.raw.socket;
-  if (!localAddress || !localPort) throw new SwitchyardError('SY_ERR_INTERNAL', 'the listening address is unknown');
   const body = req.method === 'GET' || req.method === 'DELETE' ? undefined : await readBody(req.raw);
-  const headers: http.OutgoingHttpHeaders = { [HOP_HEADER]: '1' };
+  const headers: Record<string, string | string[]> = { [HOP_HEADER]: '1' };
   for (const [name, value] of Object.entries(req.raw.headers)) if (!DROPPED.has(name) && value !== undefined) headers[name] = value;
-  if (body) headers['content-length'] = body.length;
   const query = req.query.toString();
-  return new Promise((resolve, reject) => {
-    const out = http.request({
-      host: localAddress.replace(/^::ffff:/, ''), port: localPort, method: req.method, path: query ? `${target}?${query}` : target,
-      headers, agent: false, timeout: timeoutMs,
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.once('end', () => {
-        const type = res.headers['content-type'];
-        resolve({ status: res.statusCode ?? 502, headers: type ? { 'content-type': type } : {}, body: Buffer.concat(chunks) });
-      });
-      res.once('error', reject);
-    });
-    out.once('timeout', () => out.destroy(new Error(`the alias target ${target} did not answer within ${timeoutMs} ms`)));
-    out.once('error', reject);
-    out.end(body);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the alias target ${target} did not answer within ${timeoutMs} ms`)), timeoutMs);
   });
+  try {
+    const answer = await Promise.race([api.inject({ method: req.method, path: query ? `${target}?${query}` : target, headers, body }), timedOut]);
+    const type = answer.headers['content-type'];
+    return { status: answer.status, headers: type ? { 'content-type': type } : {}, body: answer.body };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
-async function readBody(req: http.IncomingMessage): Promise<Buffer> {
+async function readBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of req as AsyncIterable<Buffer>) chunks.push(chunk);
   return Buffer.concat(chunks);

@@ -2,6 +2,7 @@
 // and a clear id, so a loop of proxies (A → B → A) clears each once and stops.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { ClearEvent } from '../../core/index.js';
 
 /** An upstream seen answering with the proxy header. */
 export interface Nested {
@@ -24,12 +25,6 @@ export interface CascadeSettings {
   maxHops: number;
   adminKey?: string;
   timeoutMs: number;
-}
-
-interface ClearEvent {
-  type: string;
-  query: URLSearchParams;
-  headers: Record<string, string | string[] | undefined>;
 }
 
 /** Today's TMDB proxies send this on the clears they pass on; kept for them. */

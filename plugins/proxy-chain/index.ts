@@ -2,7 +2,7 @@
 // upstream whose responses say so too is remembered as a nested proxy (GET /upstream/nested), and
 // a cache clear here is passed on to those proxies' /cache/clear, loop-safe.
 import { readFileSync } from 'node:fs';
-import { definePlugin, Stage, type Upstream } from '../../core/index.js';
+import { cacheClearListeners, definePlugin, Stage, type ClearListener, type Upstream } from '../../core/index.js';
 import { cascadeClear, type Nested } from './cascade.js';
 
 const NAME = 'proxy-chain';
@@ -37,10 +37,6 @@ const schema = {
   additionalProperties: false,
 } as const;
 
-/** The cache plugin's hook (plugins/cache/admin.ts): listeners per applied config. */
-/** The cache's clear listeners (see plugins/cache/admin.ts): a key shared across plugins. */
-const CLEAR_LISTENERS = '@cache.clear-listeners';
-type Listener = (event: { type: string; query: URLSearchParams; headers: Record<string, string | string[] | undefined> }) => Promise<unknown[]>;
 
 export default definePlugin({
   name: NAME,
@@ -73,8 +69,8 @@ export default definePlugin({
     });
 
     if (!options.detect || !options.cascade.enabled) return undefined;
-    const listener: Listener = (event) => cascadeClear(event, [...nested.values()], seenClears, options.cascade, api.log);
-    const listeners = api.shared(CLEAR_LISTENERS, () => new Set<Listener>());
+    const listener: ClearListener = (event) => cascadeClear(event, [...nested.values()], seenClears, options.cascade, api.log);
+    const listeners = cacheClearListeners(api);
     listeners.add(listener);
     return () => {
       listeners.delete(listener);
