@@ -3,7 +3,7 @@
 import { definePlugin, liveUpstreams, SwitchyardError, type HealthStatus, type RequestContext, type Route, type Upstream } from '../../core/index.js';
 import { registerAdmin, type BalancedRoute } from './admin.js';
 import { goProxyAliases } from './go-proxy-admin.js';
-import { ALGORITHMS, needsClock, pick, type Algorithm, type PickSettings } from './algorithms.js';
+import { ALGORITHMS, needsClock, pickerFor, type PickSettings } from './algorithms.js';
 import { RouteTable, type Member } from './table.js';
 
 const NAME = 'balancer';
@@ -92,11 +92,6 @@ function isFull(member: Member): boolean {
   return member.settings.maxConnections !== 0 && member.stats.inFlight >= member.settings.maxConnections;
 }
 
-/** The algorithm's name as ALGORITHMS lists it. */
-function asListed(name: Algorithm): Algorithm {
-  return ALGORITHMS.find((listed) => listed === name)!;
-}
-
 function isStreaming(ctx: RequestContext): boolean {
   return ctx.req.headers.upgrade !== undefined || (ctx.req.headers.accept?.includes('text/event-stream') ?? false);
 }
@@ -165,12 +160,11 @@ export default definePlugin({
       await load(table, upstreamsOf(name));
     }
 
-    // pick() switches over the names as literals. The option's own string, parsed from the config,
-    // is not the same string object, and every comparison would then compare it character by character.
-    const mainAlgorithm = asListed(options.algorithm);
-    const streamingAlgorithm = options.streamingAlgorithm === undefined ? undefined : asListed(options.streamingAlgorithm);
+    // The pickers are looked up once here: a request calls the function it gets, with no name to compare.
+    const pickMain = pickerFor(options.algorithm);
+    const pickStreaming = options.streamingAlgorithm === undefined ? undefined : pickerFor(options.streamingAlgorithm);
     const choose = (route: Route, table: RouteTable, ctx: RequestContext): Member => {
-      const algorithm: Algorithm = streamingAlgorithm !== undefined && isStreaming(ctx) ? streamingAlgorithm : mainAlgorithm;
+      const pick = pickStreaming !== undefined && isStreaming(ctx) ? pickStreaming : pickMain;
       let candidates: readonly Member[];
       if (everyMemberFree(table, ctx.tried)) {
         if (table.panic) panicOver(table);
@@ -178,7 +172,8 @@ export default definePlugin({
       } else {
         candidates = filterCandidates(route, table, ctx);
       }
-      return pick(algorithm, table, candidates, ctx, settings, needsClock(candidates, settings) ? Date.now() : 0);
+      if (candidates.length === 1) return candidates[0]!;
+      return pick(table, candidates, ctx, settings, needsClock(candidates, settings) ? Date.now() : 0);
     };
 
     // The usual case: every member is in service, healthy, not tried yet and below its limit. The
