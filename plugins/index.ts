@@ -15,6 +15,7 @@ export const builtinPlugins: PluginCatalog = {
   'security-headers': async () => (await import('./security-headers/index.js')).default,
   headers: async () => (await import('./headers/index.js')).default,
   balancer: async () => (await import('./balancer/index.js')).default,
+  'go-proxy-admin': async () => (await import('./go-proxy-admin/index.js')).default,
   cache: async () => (await import('./cache/index.js')).default,
   'health-check': async () => (await import('./health-check/index.js')).default,
   retry: async () => (await import('./retry/index.js')).default,

@@ -47,10 +47,13 @@ export const balancer: Preset = {
             algorithm: algorithm(env),
             // Protocol-specific balancing: a WebSocket or SSE client stays on one backend.
             ...(envFlag(env, 'STICKY_STREAMS', true) ? { streamingAlgorithm: 'ip-hash' } : {}),
-            adminAliases: 'go-proxy',
-            // What PUT /api/v1/config replaces: normally the --config file (unset: it answers 501).
-            ...(envString(env, 'CONFIG_FILE') ? { configFile: envString(env, 'CONFIG_FILE') } : {}),
           },
+        },
+        // The Go proxy's admin paths over the balancer's routes (and /health, /api/health, /api/ip-preference).
+        {
+          name: 'go-proxy-admin',
+          // What PUT /api/v1/config replaces: normally the --config file (unset: it answers 501).
+          options: envString(env, 'CONFIG_FILE') ? { configFile: envString(env, 'CONFIG_FILE') } : {},
         },
       ],
     };

@@ -22,36 +22,29 @@ export interface PickSettings {
   latency: LatencyTuning;
 }
 
-export function pick(algorithm: Algorithm, table: RouteTable, candidates: readonly Member[], ctx: RequestContext, s: PickSettings, now: number): Member {
-  if (candidates.length === 1) return candidates[0]!;
-  switch (algorithm) {
-    case 'round-robin':
-      return smoothWeighted(candidates, evenShare, now, s);
-    case 'weighted':
-      return smoothWeighted(candidates, weightedShare, now, s);
-    case 'random':
-      return weightedRandom(candidates, sharesOf(candidates, evenShare, now, s));
-    case 'weighted-random':
-      return weightedRandom(candidates, sharesOf(candidates, weightedShare, now, s));
-    case 'least-connections':
-      return leastLoaded(candidates, evenShare, now, s);
-    case 'least-connections-weighted':
-      return leastLoaded(candidates, weightedShare, now, s);
-    case 'ip-hash':
-      return hashed(table, candidates, ctx.clientIp, now, s);
-    case 'header-hash':
-      return hashed(table, candidates, headerKey(ctx, s.hashKey), now, s);
-    case 'cookie-hash':
-      return hashed(table, candidates, cookieKey(ctx, s.hashKey), now, s);
-    case 'latency':
-      return latencyWeighted(candidates, s, now);
-    case 'p2c':
-      return powerOfTwo(candidates, s, now);
-    case 'priority': {
-      const tier = Math.min(...candidates.map((m) => m.settings.priority));
-      return smoothWeighted(candidates.filter((m) => m.settings.priority === tier), weightedShare, now, s);
-    }
-  }
+/**
+ * Picks one of two or more candidates. The algorithm's name is looked up once, when the balancer is
+ * set up (`pickerFor`); a request only calls the function it got.
+ */
+export type Picker = (table: RouteTable, candidates: readonly Member[], ctx: RequestContext, s: PickSettings, now: number) => Member;
+
+const PICKERS: Record<Algorithm, Picker> = {
+  'round-robin': (_table, candidates, _ctx, s, now) => smoothWeighted(candidates, evenShare, now, s),
+  weighted: (_table, candidates, _ctx, s, now) => smoothWeighted(candidates, weightedShare, now, s),
+  random: (_table, candidates, _ctx, s, now) => weightedRandom(candidates, sharesOf(candidates, evenShare, now, s)),
+  'weighted-random': (_table, candidates, _ctx, s, now) => weightedRandom(candidates, sharesOf(candidates, weightedShare, now, s)),
+  'least-connections': (_table, candidates, _ctx, s, now) => leastLoaded(candidates, evenShare, now, s),
+  'least-connections-weighted': (_table, candidates, _ctx, s, now) => leastLoaded(candidates, weightedShare, now, s),
+  'ip-hash': (table, candidates, ctx, s, now) => hashed(table, candidates, ctx.clientIp, now, s),
+  'header-hash': (table, candidates, ctx, s, now) => hashed(table, candidates, headerKey(ctx, s.hashKey), now, s),
+  'cookie-hash': (table, candidates, ctx, s, now) => hashed(table, candidates, cookieKey(ctx, s.hashKey), now, s),
+  latency: (_table, candidates, _ctx, s, now) => latencyWeighted(candidates, s, now),
+  p2c: (_table, candidates, _ctx, s, now) => powerOfTwo(candidates, s, now),
+  priority: (_table, candidates, _ctx, s, now) => lowestTier(candidates, s, now),
+};
+
+export function pickerFor(algorithm: Algorithm): Picker {
+  return PICKERS[algorithm];
 }
 
 /**
@@ -116,6 +109,12 @@ function smoothWeighted(candidates: readonly Member[], shareOf: ShareOf, now: nu
   }
   best!.stats.smoothWeight = bestValue - total;
   return best!;
+}
+
+/** The lowest priority level takes all the traffic, smooth weighted within it. */
+function lowestTier(candidates: readonly Member[], s: PickSettings, now: number): Member {
+  const tier = Math.min(...candidates.map((m) => m.settings.priority));
+  return smoothWeighted(candidates.filter((m) => m.settings.priority === tier), weightedShare, now, s);
 }
 
 /** Picks with probability proportional to `weights` (one per candidate; below 0 counts as 0). */

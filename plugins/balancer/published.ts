@@ -1,0 +1,73 @@
+// What the balancer offers other plugins: its balanced routes, at the cross-plugin shared key
+// `@balancer.tables`. Plugins never import each other, so a plugin that manages the balancer's
+// upstreams (go-proxy-admin) declares the part of these shapes it reads, and the README documents
+// them (plugins/balancer/README.md, "For other plugins"). Change them as you would a public API.
+
+/** The `api.shared` key. Either side may ask first: the value is a plain Map, made empty by whoever does. */
+export const BALANCER_TABLES = '@balancer.tables';
+
+/** Route name → the route's balanced table; filled by each balancer instance for the routes it serves. */
+export type BalancerTables = Map<string, BalancedRouteHandle>;
+
+/**
+ * One balanced route. `ref` names an upstream by its id (`<route>/<url>`), name or URL. Bad input
+ * throws a SwitchyardError `SY_ERR_BAD_REQUEST` (400), an unknown upstream `SY_ERR_ADMIN_NOT_FOUND`
+ * (404); nothing is changed then. Changes persist in the store like the balancer's own admin routes'.
+ */
+export interface BalancedRouteHandle {
+  readonly name: string;
+  /** The configured algorithm. */
+  readonly algorithm: string;
+  /** Every upstream of the route now (the config file's with the runtime changes laid over). */
+  upstreams(): UpstreamView[];
+  /** One upstream now; throws 404 when the route has none by that reference. */
+  upstream(ref: string): UpstreamView;
+  /** Adds `{url, name?, weight?, priority?, meta?}`; answers its id. */
+  add(upstream: unknown): Promise<string>;
+  /** Applies `{weight?, maxConnections?, active?, draining?}`; answers the upstream's id. */
+  change(ref: string, patch: unknown): Promise<string>;
+  /** No more traffic (`active: false`), and its pooled connections close once their requests ended. */
+  disconnect(ref: string): Promise<string>;
+  /** Removes it; answers the removed upstream's id. */
+  remove(ref: string): Promise<string>;
+  /** Per upstream (only those `ref` names, when given): counts and latency percentiles. */
+  stats(ref: string | null): UpstreamStatsRow[];
+  /** The upstream's own load, `{cpu?, memory?, load?}` each 0–1; answers the ids it applied to (none: `[]`). */
+  report(ref: string, figures: unknown): string[];
+}
+
+/** An upstream as `GET /upstream` shows it, plus its URL and `meta`. */
+export interface UpstreamView {
+  id: string;
+  name: string;
+  source: 'config' | 'runtime';
+  healthy: boolean;
+  healthReason: string | null;
+  /** When its health last changed (epoch ms), or null. */
+  healthSince: number | null;
+  active: boolean;
+  draining: boolean;
+  priority: number;
+  inFlight: number;
+  maxConnections: number;
+  weights: { configured: number; base: number | null; dynamic: number | null; effective: number };
+  slowStart: number | null;
+  alpha: number;
+  /** Short-term average time to the response head, ms; null before the first request. */
+  ewmaMs: number | null;
+  requests: number;
+  failures: number;
+  report: { cpu?: number; memory?: number; load?: number; at: number } | null;
+  url: string;
+  meta: Record<string, unknown>;
+}
+
+export interface UpstreamStatsRow {
+  route: string;
+  id: string;
+  name: string;
+  requests: number;
+  failures: number;
+  inFlight: number;
+  latencyMs: { p50: number | null; p95: number | null; p99: number | null };
+}

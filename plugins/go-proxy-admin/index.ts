@@ -1,0 +1,304 @@
+// The admin paths of the YAML-configured Go reverse proxy people migrate from (/api/v1/backends/…,
+// /api/v1/stats/…, /api/v1/config…), plus the backend listing and ranking of the edge-worker
+// balancer (/health, /api/health, /api/ip-preference), over the routes the balancer publishes.
+import { copyFile, rename, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import YAML from 'yaml';
+import { definePlugin, SwitchyardError, type AdminRequest, type PluginApi, type Reply } from '../../core/index.js';
+import { BALANCER_TABLES, type BalancedRoute, type BalancerTables, type UpstreamView } from './balancer-tables.js';
+
+const NAME = 'go-proxy-admin';
+
+const schema = {
+  type: 'object',
+  properties: {
+    configFile: { type: 'string', minLength: 1, description: 'The file PUT /api/v1/config replaces (the watcher reloads it). Unset: 501.' },
+  },
+  additionalProperties: false,
+} as const;
+
+export default definePlugin({
+  name: NAME,
+  schema,
+  setup(api, options) {
+    const tables = api.shared(BALANCER_TABLES, (): BalancerTables => new Map());
+    // One set of paths per applied config, whichever instance comes first (as the options go).
+    api.shared('paths', () => {
+      registerPaths(api, new GoProxyAdmin(api, tables, options.configFile));
+      return {};
+    });
+  },
+});
+
+function registerPaths(api: PluginApi, admin: GoProxyAdmin): void {
+  const add = (method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, handler: (req: AdminRequest) => Reply | Promise<Reply>) =>
+    api.admin({ method, path: `/api/v1${path}`, handler });
+
+  add('GET', '/config', (req) => coreCall(req, api, 'GET', '/config'));
+  add('PUT', '/config', (req) => admin.writeConfig(req));
+  add('POST', '/config/reload-ssl', (req) => admin.reloadTls(req));
+  add('GET', '/backends', (req) => admin.listBackends(req));
+  add('POST', '/backends/add', (req) => admin.addBackend(req));
+  add('DELETE', '/backends/remove', (req) => admin.removeBackend(req));
+  add('PUT', '/backends/update', (req) => admin.updateBackend(req));
+  add('POST', '/backends/disconnect', (req) => admin.disconnectBackend(req));
+  add('GET', '/stats/server', () => ({ status: 200, json: admin.serverStats() }));
+  add('GET', '/stats/backend', (req) => admin.backendStats(req));
+  add('POST', '/report', async (req) => admin.report(await req.json()));
+
+  // `/health` too, as the edge-worker balancer serves it: still 200 with status ok for load
+  // balancers in front, plus the backends (the core lets a plugin replace its /health).
+  const health = () => ({ status: 200, json: { status: 'ok', backends: admin.backends() } });
+  api.admin({ method: 'GET', path: '/health', public: true, handler: health });
+  api.admin({ method: 'GET', path: '/api/health', public: true, handler: health });
+  api.admin({ method: 'GET', path: '/api/ip-preference', public: true, handler: () => ({ status: 200, json: { backends: ranked(admin.backends()) } }) });
+}
+
+interface BackendRow {
+  route: string;
+  id: string;
+  name: string;
+  url: string;
+  region: string | null;
+  priority: number;
+  weight: number;
+  healthy: boolean;
+  inService: boolean;
+  /** When health last changed; the health-check plugin's admin route has each probe. */
+  lastCheck: string | null;
+  avgLatencyMs: number | null;
+  requests: number;
+  failures: number;
+}
+
+/**
+ * The Go proxy's words mapped onto the balancer's: its "upstream" is a balanced route here (which
+ * may be left out while there is only one), its "backend" one of the route's upstreams.
+ */
+class GoProxyAdmin {
+  constructor(
+    private readonly api: PluginApi,
+    private readonly tables: BalancerTables,
+    /** The config file `PUT /api/v1/config` writes; unset: it answers 501. */
+    private readonly configFile: string | undefined,
+  ) {}
+
+  listBackends(req: AdminRequest): Reply {
+    const route = this.routeOf(this.routeName(req.query.get('upstream')));
+    return { status: 200, json: { upstream: route.name, algorithm: route.algorithm, backends: route.upstreams().map(listed) } };
+  }
+
+  async addBackend(req: AdminRequest): Promise<Reply> {
+    const body = await req.json();
+    if (!isObject(body)) throw badRequest('give {"upstream"?: "<route>", "url": "http://host:port", "weight"?, "priority"?, "name"?, "meta"?}');
+    const { upstream, backend, ...rest } = body;
+    const route = this.routeOf(this.routeName(upstream ?? req.query.get('upstream')));
+    return changed(201, route, await route.add(isObject(backend) ? backend : rest));
+  }
+
+  async removeBackend(req: AdminRequest): Promise<Reply> {
+    const name = this.routeName(req.query.get('upstream'));
+    const ref = backendId(req.query.get('backend_id'));
+    const route = this.routeOf(name);
+    return { status: 200, json: { route: route.name, removed: await route.remove(ref) } };
+  }
+
+  async updateBackend(req: AdminRequest): Promise<Reply> {
+    const body = await req.json();
+    if (!isObject(body)) throw badRequest('give {"upstream"?: "<route>", "backend_id": "<id, name or URL>", "weight"?, "maxConnections"?, "active"?, "draining"?}');
+    const { upstream, backend_id: id, ...patch } = body;
+    const name = this.routeName(upstream ?? req.query.get('upstream'));
+    const ref = backendId(id ?? req.query.get('backend_id'));
+    const route = this.routeOf(name);
+    return changed(200, route, await route.change(ref, patch));
+  }
+
+  async disconnectBackend(req: AdminRequest): Promise<Reply> {
+    const name = this.routeName(req.query.get('upstream'));
+    const ref = backendId(req.query.get('backend_id'));
+    const route = this.routeOf(name);
+    return changed(200, route, await route.disconnect(ref));
+  }
+
+  backendStats(req: AdminRequest): Reply {
+    const upstream = req.query.get('upstream');
+    const name = upstream === null ? null : this.routeName(upstream);
+    const ref = req.query.get('backend_id');
+    const routes = name === null ? [...this.tables.values()] : [this.routeOf(name)];
+    const rows = routes.flatMap((route) => route.stats(ref));
+    if (ref !== null && rows.length === 0) throw notFound(`no balanced upstream "${ref}"${name ? ` on route ${name}` : ''}`);
+    return { status: 200, json: { upstreams: rows } };
+  }
+
+  /** The Go proxy names the backend `backend_id` and its group `upstream`; the balancer's own shape is taken too. */
+  report(body: unknown): Reply {
+    const given = isObject(body) && body.backend_id !== undefined ? fromGoProxy(body) : body;
+    if (!isObject(given) || typeof given.upstream !== 'string') throw badRequest('give {"upstream": "<id, name or URL>", "cpu"?: 0..1, "memory"?: 0..1, "load"?: 0..1, "route"?: "<name>"}');
+    const { upstream, route, ...figures } = given;
+    const routes = route === undefined ? [...this.tables.values()] : [this.routeOf(String(route))];
+    const updated = routes.flatMap((r) => r.report(upstream, figures));
+    if (updated.length === 0) throw notFound(`no balanced upstream "${upstream}"`);
+    return { status: 200, json: { updated } };
+  }
+
+  serverStats(): Record<string, unknown> {
+    const rows = [...this.tables.values()].flatMap((route) => route.upstreams());
+    const sum = (figure: (row: UpstreamView) => number) => rows.reduce((n, row) => n + figure(row), 0);
+    return {
+      uptimeSeconds: Math.round(process.uptime()),
+      upstreams: this.tables.size,
+      backends: rows.length,
+      healthyBackends: rows.filter((row) => row.healthy).length,
+      requests: sum((row) => row.requests),
+      failures: sum((row) => row.failures),
+      inFlight: sum((row) => row.inFlight),
+    };
+  }
+
+  backends(): BackendRow[] {
+    return [...this.tables.values()].flatMap((route) => route.upstreams().map((row) => {
+      const region = row.meta.region;
+      return {
+        route: route.name,
+        id: row.id,
+        name: row.name,
+        url: row.url,
+        region: typeof region === 'string' ? region : null,
+        priority: row.priority,
+        weight: row.weights.configured,
+        healthy: row.healthy,
+        inService: row.active && !row.draining,
+        lastCheck: row.healthSince ? new Date(row.healthSince).toISOString() : null,
+        avgLatencyMs: row.ewmaMs === null ? null : Math.round(row.ewmaMs * 10) / 10,
+        requests: row.requests,
+        failures: row.failures,
+      };
+    }));
+  }
+
+  reloadTls(req: AdminRequest): Promise<Reply> | Reply {
+    // Without TLS the core has no reload route, and the path would be proxied to a backend.
+    if (!this.api.config.server.tls?.cert) {
+      return { status: 501, json: { error: 'TLS is not configured (server.tls.cert and server.tls.key): nothing to reload', code: 'SY_ERR_BALANCER_TLS_OFF' } };
+    }
+    return coreCall(req, this.api, 'POST', '/config/reload-tls');
+  }
+
+  /** Replaces the config file (a .bak copy first; written beside it and renamed); the watcher reloads it. */
+  async writeConfig(req: AdminRequest): Promise<Reply> {
+    const file = this.configFile;
+    if (!file) {
+      return {
+        status: 501,
+        json: {
+          error: 'this instance has no config file to write (started from a preset and environment variables, or the go-proxy-admin option configFile is unset); edit the environment and restart, or start from a file',
+          code: 'SY_ERR_BALANCER_CONFIG_READ_ONLY',
+        },
+      };
+    }
+    const chunks: Buffer[] = [];
+    for await (const chunk of req.raw as AsyncIterable<Buffer>) chunks.push(chunk);
+    const text = Buffer.concat(chunks).toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = YAML.parse(text);
+    } catch (err) {
+      throw badRequest(`the body is not YAML or JSON: ${(err as Error).message}`);
+    }
+    if (!isObject(parsed)) throw badRequest('the body must be a whole config (a YAML or JSON object)');
+    await copyFile(file, `${file}.bak`).catch(() => undefined);
+    const temp = `${file}.${process.pid}.tmp`;
+    await writeFile(temp, text);
+    await rename(temp, file);
+    return { status: 202, json: { written: file, backup: `${file}.bak`, note: 'the file watcher applies it; GET /status shows lastReload (an invalid file is rejected and the old config keeps serving)' } };
+  }
+
+  private routeName(value: unknown): string {
+    if (typeof value === 'string' && value !== '') return value;
+    if (this.tables.size === 1) return [...this.tables.keys()][0]!;
+    throw badRequest(`give upstream=<route> (balanced routes: ${[...this.tables.keys()].join(', ')})`);
+  }
+
+  private routeOf(name: string): BalancedRoute {
+    const route = this.tables.get(name);
+    if (!route) throw notFound(`no balanced route "${name}" (balanced: ${[...this.tables.keys()].join(', ') || 'none'})`);
+    return route;
+  }
+}
+
+function backendId(value: unknown): string {
+  if (typeof value === 'string' && value !== '') return value;
+  throw badRequest('give backend_id=<upstream id, name or URL>');
+}
+
+function fromGoProxy(body: Record<string, unknown>): Record<string, unknown> {
+  const { backend_id: id, upstream, ...figures } = body;
+  return { ...figures, upstream: id, ...(upstream === undefined ? {} : { route: upstream }) };
+}
+
+/** A backend as `GET /api/v1/backends` lists it: everything the balancer shows but its meta. */
+function listed(view: UpstreamView): Record<string, unknown> {
+  const { meta: _meta, ...row } = view;
+  return row;
+}
+
+/** The answer to a change: the upstream as the balancer's own admin routes show it. */
+function changed(status: number, route: BalancedRoute, id: string): Reply {
+  const { url: _url, meta: _meta, ...row } = route.upstream(id);
+  return { status, json: { route: route.name, upstream: row } };
+}
+
+/** Healthy and in service first, then measured latency (unmeasured last), then priority. */
+function ranked(rows: BackendRow[]): (BackendRow & { rank: number })[] {
+  const usable = (r: BackendRow) => (r.healthy && r.inService ? 0 : 1);
+  return [...rows]
+    .sort((a, b) => usable(a) - usable(b) || (a.avgLatencyMs ?? Infinity) - (b.avgLatencyMs ?? Infinity) || a.priority - b.priority)
+    .map((row, i) => ({ rank: i + 1, ...row }));
+}
+
+/**
+ * Calls one of the core's own admin routes (/config, /config/reload-tls) on the address this
+ * request came in on, with the caller's credentials: the plugin API cannot reach core handlers.
+ */
+function coreCall(req: AdminRequest, api: PluginApi, method: string, path: string): Promise<Reply> {
+  const socket = req.raw.socket as TLSSocket;
+  const secure = socket.encrypted === true;
+  const host = socket.localAddress?.includes(':') ? `[${socket.localAddress}]` : socket.localAddress ?? '127.0.0.1';
+  const headers: Record<string, string> = {};
+  for (const name of ['authorization', 'x-api-key'] as const) {
+    const value = req.raw.headers[name];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  const url = `${secure ? 'https' : 'http'}://${host}:${socket.localPort}${api.config.server.admin.prefix ?? ''}${path}`;
+  return new Promise((resolve, reject) => {
+    // Our own listener: its certificate names the public host, not the loopback address.
+    const call = (secure ? https : http).request(url, { method, headers, ...(secure ? { rejectUnauthorized: false } : {}) }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        try {
+          resolve({ status: res.statusCode ?? 502, json: JSON.parse(text) as unknown });
+        } catch {
+          resolve({ status: res.statusCode ?? 502, body: text });
+        }
+      });
+    });
+    call.on('error', reject);
+    call.end();
+  });
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function badRequest(message: string): SwitchyardError {
+  return new SwitchyardError('SY_ERR_BAD_REQUEST', message);
+}
+
+function notFound(message: string): SwitchyardError {
+  return new SwitchyardError('SY_ERR_ADMIN_NOT_FOUND', message);
+}
