@@ -2,9 +2,6 @@
 // /api/v1/stats/…, /api/v1/config…), plus the backend listing and ranking of the edge-worker
 // balancer (/health, /api/health, /api/ip-preference), over the routes the balancer publishes.
 import { copyFile, rename, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import https from 'node:https';
-import type { TLSSocket } from 'node:tls';
 import YAML from 'yaml';
 import { definePlugin, SwitchyardError, type AdminRequest, type PluginApi, type Reply } from '../../core/index.js';
 import { BALANCER_TABLES, type BalancedRoute, type BalancerTables, type UpstreamView } from './balancer-tables.js';
@@ -19,9 +16,18 @@ const schema = {
   additionalProperties: false,
 } as const;
 
+export const errors = {
+  SY_ERR_BALANCER_TLS_OFF: { status: 501, message: 'TLS is not configured (server.tls.cert and server.tls.key): nothing to reload' },
+  SY_ERR_BALANCER_CONFIG_READ_ONLY: {
+    status: 501,
+    message: 'this instance has no config file to write (started from a preset and environment variables, or the go-proxy-admin option configFile is unset); edit the environment and restart, or start from a file',
+  },
+} as const;
+
 export default definePlugin({
   name: NAME,
   schema,
+  errors,
   setup(api, options) {
     const tables = api.shared(BALANCER_TABLES, (): BalancerTables => new Map());
     // One set of paths per applied config, whichever instance comes first (as the options go).
@@ -181,7 +187,7 @@ class GoProxyAdmin {
   reloadTls(req: AdminRequest): Promise<Reply> | Reply {
     // Without TLS the core has no reload route, and the path would be proxied to a backend.
     if (!this.api.config.server.tls?.cert) {
-      return { status: 501, json: { error: 'TLS is not configured (server.tls.cert and server.tls.key): nothing to reload', code: 'SY_ERR_BALANCER_TLS_OFF' } };
+      throw new SwitchyardError('SY_ERR_BALANCER_TLS_OFF');
     }
     return coreCall(req, this.api, 'POST', '/config/reload-tls');
   }
@@ -190,13 +196,7 @@ class GoProxyAdmin {
   async writeConfig(req: AdminRequest): Promise<Reply> {
     const file = this.configFile;
     if (!file) {
-      return {
-        status: 501,
-        json: {
-          error: 'this instance has no config file to write (started from a preset and environment variables, or the go-proxy-admin option configFile is unset); edit the environment and restart, or start from a file',
-          code: 'SY_ERR_BALANCER_CONFIG_READ_ONLY',
-        },
-      };
+      throw new SwitchyardError('SY_ERR_BALANCER_CONFIG_READ_ONLY');
     }
     const chunks: Buffer[] = [];
     for await (const chunk of req.raw as AsyncIterable<Buffer>) chunks.push(chunk);
@@ -259,36 +259,18 @@ function ranked(rows: BackendRow[]): (BackendRow & { rank: number })[] {
 }
 
 /**
- * Calls one of the core's own admin routes (/config, /config/reload-tls) on the address this
- * request came in on, with the caller's credentials: the plugin API cannot reach core handlers.
+ * Asks one of the core's own admin routes (/config, /config/reload-tls) in-process, with the
+ * caller's credentials, so the core's own key check decides.
  */
-function coreCall(req: AdminRequest, api: PluginApi, method: string, path: string): Promise<Reply> {
-  const socket = req.raw.socket as TLSSocket;
-  const secure = socket.encrypted === true;
-  const host = socket.localAddress?.includes(':') ? `[${socket.localAddress}]` : socket.localAddress ?? '127.0.0.1';
+async function coreCall(req: AdminRequest, api: PluginApi, method: string, path: string): Promise<Reply> {
   const headers: Record<string, string> = {};
   for (const name of ['authorization', 'x-api-key'] as const) {
     const value = req.raw.headers[name];
     if (typeof value === 'string') headers[name] = value;
   }
-  const url = `${secure ? 'https' : 'http'}://${host}:${socket.localPort}${api.config.server.admin.prefix ?? ''}${path}`;
-  return new Promise((resolve, reject) => {
-    // Our own listener: its certificate names the public host, not the loopback address.
-    const call = (secure ? https : http).request(url, { method, headers, ...(secure ? { rejectUnauthorized: false } : {}) }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        try {
-          resolve({ status: res.statusCode ?? 502, json: JSON.parse(text) as unknown });
-        } catch {
-          resolve({ status: res.statusCode ?? 502, body: text });
-        }
-      });
-    });
-    call.on('error', reject);
-    call.end();
-  });
+  const answer = await api.inject({ method, path: `${api.config.server.admin.prefix ?? ''}${path}`, headers });
+  const type = answer.headers['content-type'];
+  return { status: answer.status, headers: type ? { 'content-type': type } : {}, body: answer.body };
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
