@@ -16,6 +16,8 @@ import { describe, test } from 'node:test';
 import { createProxyServer } from 'http-proxy-3';
 import pino from 'pino';
 import { AsyncSeriesBailHook } from 'tapable';
+import { buildPlan } from '../../core/plan.js';
+import { createStages } from '../../core/stages.js';
 import type { Dispatcher } from 'undici';
 import { accessLogWriter, type AccessLine } from '../../core/access-log.js';
 import { endWithPreparedHead, headSplicing, PreparedHead, writePreparedHead } from '../../core/response-head.js';
@@ -352,22 +354,29 @@ describe(UNDICI_HANDLER, () => {
 });
 
 describe(TAPABLE, () => {
-  test('hook.taps lists taps by stage then before, each with its type, its function and the extra options it was given', () => {
+  test('hook.taps lists taps by stage then before, each with the function it was given', () => {
     const hook = new AsyncSeriesBailHook<[unknown], unknown>(['ctx']);
     const late = (): undefined => undefined;
-    const direct = (): undefined => undefined;
-    const callbackStyle = (_ctx: unknown, callback: () => void): void => callback();
+    const early = (): undefined => undefined;
     hook.tap({ name: 'late', stage: 100 }, late);
     hook.tap({ name: 'middle', stage: 0 }, () => undefined);
-    hook.tapAsync({ name: 'early', stage: -100, direct } as { name: string; stage: number }, callbackStyle);
-    hook.tapPromise({ name: 'before-middle', before: 'middle' }, async () => undefined);
-    const taps = hook.taps as unknown as { name: string; type: string; fn: unknown; direct?: unknown }[];
+    hook.tap({ name: 'early', stage: -100 }, early);
+    hook.tap({ name: 'before-middle', before: 'middle' }, () => undefined);
+    const taps = hook.taps as unknown as { name: string; fn: unknown }[];
     const order = taps.map((tap) => tap.name);
     assert.deepEqual(order, ['early', 'before-middle', 'middle', 'late'], broken(TAPABLE, `taps are in the order ${order.join(', ')}`));
-    assert.deepEqual(taps.map((tap) => tap.type), ['async', 'promise', 'sync', 'sync'], broken(TAPABLE, 'a tap\'s type is not the verb it was added with'));
-    assert.equal(taps[0]!.fn, callbackStyle, broken(TAPABLE, 'tap.fn is not the function given'));
+    assert.equal(taps[0]!.fn, early, broken(TAPABLE, 'tap.fn is not the function given'));
     assert.equal(taps[3]!.fn, late, broken(TAPABLE, 'tap.fn is not the function given'));
-    assert.equal(taps[0]!.direct, direct, broken(TAPABLE, 'an extra tap option (the core\'s `direct`) is not kept on the tap'));
+  });
+
+  test('a pipeline\'s plan runs the taps in the order tapable sorted them', () => {
+    const stages = createStages();
+    const ran: string[] = [];
+    stages.access.tap({ name: 'second', stage: 0 }, () => void ran.push('second'));
+    stages.access.tap({ name: 'first', stage: -10 }, () => void ran.push('first'));
+    const plan = buildPlan(stages);
+    for (const tap of plan.access!) (tap as (ctx: unknown) => unknown)({});
+    assert.deepEqual(ran, ['first', 'second'], broken(TAPABLE, `the plan ran ${ran.join(', ')}`));
   });
 });
 
