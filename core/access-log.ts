@@ -29,12 +29,16 @@ export interface AccessLine {
   code: string | undefined;
   /** Who asked (ctx.consumer's name, else its id), when an auth plugin established it. */
   consumer?: string;
+  /** ctx.clientIp: the peer, or the real IP a trusted proxy gave. */
+  clientIp?: string;
+  /** The client's User-Agent, cut to 200 characters (core/flow.ts) and redacted. */
+  userAgent?: string;
 }
 
 // Every key of AccessLine, checked by the compiler: a field added to the line but not here would
 // escape the check for a serializer or redaction on it.
 const LINE_KEYS: Record<keyof AccessLine, true> = {
-  requestId: true, method: true, path: true, route: true, upstream: true, status: true, ms: true, bytes: true, attempts: true, code: true, consumer: true,
+  requestId: true, method: true, path: true, route: true, upstream: true, status: true, ms: true, bytes: true, attempts: true, code: true, consumer: true, clientIp: true, userAgent: true,
 };
 
 /** The keys of AccessLine; plugins' logField() keys come on top. */
@@ -130,6 +134,8 @@ function lineFields(line: AccessLine): string {
   out += `,"status":${jsonNumber(line.status)},"ms":${jsonNumber(line.ms)},"bytes":${jsonNumber(line.bytes)},"attempts":${jsonNumber(line.attempts)}`;
   if (line.code !== undefined) out += `,"code":${jsonString(line.code)}`;
   if (line.consumer !== undefined) out += `,"consumer":${jsonString(line.consumer)}`;
+  if (line.clientIp !== undefined) out += `,"clientIp":${jsonString(line.clientIp)}`;
+  if (line.userAgent !== undefined) out += `,"userAgent":${jsonString(line.userAgent)}`;
   return out;
 }
 

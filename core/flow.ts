@@ -292,6 +292,17 @@ function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, comple
     attempts: ctx.tried.length,
     code: ctx.error?.code,
     consumer: ctx.consumer?.name ?? ctx.consumer?.id,
+    clientIp: ctx.clientIp,
+    userAgent: userAgentOf(ctx, pipeline),
   };
   rt.accessLog(level, line, ctx.logFields, 'request');
+}
+
+/** Longest User-Agent kept on an access line: enough to tell clients apart, bounded against abuse. */
+const USER_AGENT_LIMIT = 200;
+
+function userAgentOf(ctx: RequestContext, pipeline: Pipeline): string | undefined {
+  const given = ctx.req.headers['user-agent'];
+  if (given === undefined) return undefined;
+  return redactString(given.length > USER_AGENT_LIMIT ? given.slice(0, USER_AGENT_LIMIT) : given, pipeline.loaded.secrets);
 }

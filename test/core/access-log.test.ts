@@ -36,6 +36,8 @@ const LINES: { level: AccessLevel; line: AccessLine; extra?: Record<string, unkn
   { level: 'info', line: { requestId: 'c3', method: 'GET', path: '/a"b\\c\u0001d\u00e9\u2028/\ud83d\ude00', route: 'r"1', upstream: 'u\n', status: 200, ms: Number.NaN, bytes: Infinity, attempts: 1, code: undefined } },
   // pino escapes strings of 42 characters and more with JSON.stringify, shorter ones itself.
   { level: 'warn', line: { requestId: 'e5', method: undefined, path: `/${'x'.repeat(60)}"q"\\`, route: 'r', upstream: 'u', status: 499, ms: -0, bytes: 0, attempts: 0, code: 'SY_ERR_CLIENT_ABORTED' } },
+  // Who asked, from where, with what: a User-Agent may carry anything a client puts in it.
+  { level: 'info', line: { requestId: 'f6', method: 'GET', path: '/v1', route: 'r', upstream: 'u', status: 200, ms: 2, bytes: 5, attempts: 1, code: undefined, consumer: 'alice', clientIp: '::ffff:127.0.0.1', userAgent: 'Mozilla/5.0 "quoted" \\ \u0007' } },
   { level: 'info', line: { requestId: 'd4', method: 'GET', path: '/', route: 'r', upstream: 'u', status: 200, ms: 3, bytes: 10, attempts: 1, code: undefined }, extra: { apiKey: 'team-a', user: undefined, admitted: true, weight: 2 } },
 ];
 

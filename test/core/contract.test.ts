@@ -169,6 +169,7 @@ describe('ctx.consumer: who is asking', () => {
       assert.equal(await as('bob-secret-22'), 200, 'bob has a counter of his own');
       const lines = sy.logs.filter((l) => l.msg === 'request');
       assert.deepEqual(lines.map((l) => l.consumer), ['alice', 'alice', 'alice', 'bob']);
+      assert.ok(lines.every((l) => l.clientIp === '127.0.0.1' && l.userAgent === 'node'), 'each line says who asked from where, with what');
       assert.ok(!JSON.stringify(sy.logs).includes('alice-secret-1'));
     } finally {
       await sy.stop();
