@@ -86,12 +86,12 @@ function spliceWorks(): boolean {
  * matches REQUEST_ID).
  *
  * The whole head goes through writeHead instead, as for any other answer, when a name is in both
- * `headers` and the head (the value in `headers` wins, as setResponseHeader() promises). Plugins
- * that change answers do it in `beforeSend`, and an answer with beforeSend taps never comes here
- * (core/send.ts), so nothing else can have a hand on this response.
+ * `headers` and the head (the value in `headers` wins, as setResponseHeader() promises), or when
+ * a header was set with res.setHeader(): writeHead must merge it, each name once. Plugins change
+ * answers in `beforeSend`, and an answer with beforeSend taps never comes here (core/send.ts).
  */
 export function writePreparedHead(res: ServerResponse, status: number, head: PreparedHead, headers: OutgoingHttpHeaders, requestId: string): boolean {
-  if (!headSplicing.enabled || namesAny(headers, head.headers)) {
+  if (!headSplicing.enabled || res.getHeaderNames().length > 0 || namesAny(headers, head.headers)) {
     res.writeHead(status, Object.assign({}, head.headers, { 'x-request-id': requestId }, headers));
     return false;
   }
