@@ -112,7 +112,7 @@ export async function startProxy(config: object | string | PresetConfig, options
     return yard.stop();
   };
   running.add(stop);
-  const proxy: RunningProxy = {
+  return {
     url: `http://127.0.0.1:${yard.port}`,
     port: yard.port,
     yard,
@@ -124,7 +124,6 @@ export async function startProxy(config: object | string | PresetConfig, options
     writeConfig,
     stop,
   };
-  return proxy;
 }
 
 function catalogOf(definitions: Record<string, PluginDefinition<never>>): PluginCatalog {
