@@ -17,6 +17,8 @@ import { LineBatchWriter } from './log-writer.js';
 import { Pipeline, type ReloadStatus, type Runtime } from './pipeline.js';
 import { handleAdminRequest, handleRequest } from './flow.js';
 import { handleUpgrade } from './upgrade.js';
+import { injectRequest } from './inject.js';
+import type { InjectRequest, InjectResponse } from './plugin.js';
 import { StateRegistry, StoreFactory, UpstreamHealth } from './state.js';
 
 export interface StartOptions {
@@ -151,6 +153,15 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
   /** The pipeline generation serving new requests (1 at start, +1 per applied reload). */
   get generation(): number {
     return this.pipeline.generation;
+  }
+
+  /**
+   * Runs `request` through this proxy without a socket, the way a plugin's `api.inject()` does:
+   * admin paths go to the admin router, the rest through the pipeline serving now.
+   * @example const res = await yard.inject({ method: 'GET', path: '/items?page=2' });
+   */
+  inject(request: InjectRequest): Promise<InjectResponse> {
+    return injectRequest(this.rt.dispatch, request);
   }
 
   /**

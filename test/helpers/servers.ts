@@ -1,14 +1,11 @@
 // Real servers for tests: upstreams on 127.0.0.1 and Switchyard instances started from a config
-// written to a temporary directory, with their log lines captured for assertions.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+// written to a temporary directory, with their log lines captured for assertions. Proxies come from
+// the shipped test kit; upstreams here hand the handler the request unread, so a test can stream
+// or hold back its body (the kit's upstreams read it first, to record it).
 import http, { type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import YAML from 'yaml';
-import { Switchyard, type Catalogs } from '../../core/index.js';
+import type { Catalogs } from '../../core/index.js';
+import { startProxy, type RunningProxy, type StartProxyOptions } from '../../testing/index.js';
 import { builtinPlugins } from '../../plugins/index.js';
 import { presets } from '../../presets/index.js';
 
@@ -50,50 +47,13 @@ export function echoHandler(name = 'echo'): RequestListener {
   };
 }
 
-export interface RunningSwitchyard {
-  readonly yard: Switchyard;
-  readonly url: string;
-  readonly dir: string;
-  readonly configFile: string;
-  /** Every log line, parsed. */
-  readonly logs: Record<string, unknown>[];
-  /** Rewrites the config file (the watcher reloads it). */
-  writeConfig(config: object | string): void;
-  stop(): Promise<void>;
-}
-
-export interface StartOptions {
-  env?: NodeJS.ProcessEnv;
-  /** Extra files to write next to the config (custom plugins…), by relative name. */
-  files?: Record<string, string>;
-  watch?: boolean;
-  /** The test logger's level (default debug: every line is kept in `logs`). */
-  logLevel?: string;
-}
+/** A proxy started by the plugin authors' test kit (testing/index.ts), which these tests share. */
+export type RunningSwitchyard = Pick<RunningProxy, 'yard' | 'url' | 'dir' | 'configFile' | 'logs' | 'writeConfig' | 'stop'>;
+export type StartOptions = StartProxyOptions;
 
 /** Writes `config` as YAML to a fresh temp dir and starts Switchyard on a free port. */
-export async function startSwitchyard(config: object | string, options: StartOptions = {}): Promise<RunningSwitchyard> {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-'));
-  const configFile = join(dir, 'switchyard.yaml');
-  const write = (value: object | string) => writeFileSync(configFile, typeof value === 'string' ? value : YAML.stringify(value));
-  for (const [name, content] of Object.entries(options.files ?? {})) writeFileSync(join(dir, name), content);
-  write(config);
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  const logger = pino({ level: options.logLevel ?? 'debug' }, sink);
-  const yard = await Switchyard.start({
-    source: { file: configFile, port: 0, host: '127.0.0.1' },
-    catalogs,
-    env: { ...options.env },
-    logger,
-    watch: options.watch ?? false,
-  });
-  return { yard, url: `http://127.0.0.1:${yard.port}`, dir, configFile, logs, writeConfig: write, stop: () => yard.stop() };
+export function startSwitchyard(config: object | string, options: StartOptions = {}): Promise<RunningSwitchyard> {
+  return startProxy(config, options);
 }
 
 /** A minimal config with one prefix route to the given upstreams. */
