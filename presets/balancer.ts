@@ -4,10 +4,11 @@
 // Composition only: every behaviour is a plugin. The variables are documented in presets/balancer.md.
 import type { Preset } from '../core/index.js';
 import { ALGORITHMS } from '../plugins/balancer/algorithms.js';
-import { envPort, envString, PresetEnvError } from './env.js';
+import { envBoolean, envPort, envString, PresetEnvError } from './env.js';
+import { SPEEDMIMI_ALGORITHMS } from './speedmimi.js';
 
 export const balancer: Preset = {
-  description: 'general load-balancing reverse proxy: BACKEND_SERVERS (url|weight|priority|region or a JSON array), LB_ALGORITHM, RETRY_METHODS, HEALTH_PATH, HEALTH_TIMEOUT, CACHE_TTLS, RATE_LIMIT, CORS_ORIGINS, ADMIN_KEY, PORT (8080)',
+  description: 'general load-balancing reverse proxy: BACKEND_SERVERS (url|weight|priority|region or a JSON array), LB_ALGORITHM, RETRY_METHODS, HEALTH_PATH, HEALTH_TIMEOUT, LB_USE_REPORTS, ADMIN_PORT, CACHE_TTLS, RATE_LIMIT, CORS_ORIGINS, ADMIN_KEY, PORT (8080)',
   build(env) {
     const cacheTtls = parseCacheTtls(env);
     const cacheBypass = envList(env, 'CACHE_BYPASS');
@@ -15,11 +16,19 @@ export const balancer: Preset = {
     const rateLimit = parseRateLimit(env);
     const corsOrigins = envList(env, 'CORS_ORIGINS');
     const backends = parseBackends(env);
+    const balancing = algorithm(env);
+    const useReports = envBoolean(env, 'LB_USE_REPORTS', balancing.reports);
+    // Only latency and p2c weigh the reports in: anything else would take them and change nothing.
+    if (useReports && !REPORT_ALGORITHMS.includes(balancing.algorithm)) {
+      throw new PresetEnvError('LB_USE_REPORTS', `is on, but LB_ALGORITHM ${balancing.algorithm} does not use load reports; use latency, p2c or performance_least_connections_weight`);
+    }
+    const adminPort = envString(env, 'ADMIN_PORT') === undefined ? undefined : envPort(env, 'ADMIN_PORT', 0);
     return {
       server: {
         port: envPort(env, 'PORT', 8080),
         ...(envString(env, 'STORE_URL') ? { store: envString(env, 'STORE_URL') } : {}),
-        admin: { key: envString(env, 'ADMIN_KEY') },
+        // SpeedMimi served its admin API on a port of its own.
+        admin: { key: envString(env, 'ADMIN_KEY'), ...(adminPort === undefined ? {} : { port: adminPort }) },
       },
       // The plugins below are global, so they also apply to routes a file with `preset: balancer` adds or replaces.
       routes: [{ name: 'backends', match: { pathPrefix: '/' }, upstreams: backends }],
@@ -45,7 +54,8 @@ export const balancer: Preset = {
         {
           name: 'balancer',
           options: {
-            algorithm: algorithm(env),
+            algorithm: balancing.algorithm,
+            reports: { enabled: useReports },
             // Protocol-specific balancing: a WebSocket or SSE client stays on one backend.
             ...(envFlag(env, 'STICKY_STREAMS', true) ? { streamingAlgorithm: 'ip-hash' } : {}),
           },
@@ -140,12 +150,22 @@ function retryOptions(env: NodeJS.ProcessEnv): Record<string, unknown> {
   return { methods: [...new Set(methods)] };
 }
 
-/** Default `priority`: smooth weighted round robin inside the lowest priority level that has a healthy backend. */
-function algorithm(env: NodeJS.ProcessEnv): string {
-  const raw = envString(env, 'LB_ALGORITHM') ?? 'priority';
-  if (!(ALGORITHMS as readonly string[]).includes(raw)) throw new PresetEnvError('LB_ALGORITHM', `is "${raw}"; use one of ${ALGORITHMS.join(', ')}`);
+const REPORT_ALGORITHMS = ['latency', 'p2c'];
+
+/**
+ * Default `priority`: smooth weighted round robin inside the lowest priority level that has a
+ * healthy backend. SpeedMimi's names (least_connections_weight, …) are taken as aliases; the one
+ * built on performance reports turns the reports on unless LB_USE_REPORTS says otherwise.
+ */
+function algorithm(env: NodeJS.ProcessEnv): { algorithm: string; reports: boolean } {
+  const raw = envString(env, 'LB_ALGORITHM')?.trim() ?? 'priority';
+  const alias = SPEEDMIMI_ALGORITHMS[raw];
+  if (alias) return { algorithm: alias.algorithm, reports: alias.reports ?? false };
+  if (!(ALGORITHMS as readonly string[]).includes(raw)) {
+    throw new PresetEnvError('LB_ALGORITHM', `is "${raw}"; use one of ${ALGORITHMS.join(', ')} (or SpeedMimi's ${Object.keys(SPEEDMIMI_ALGORITHMS).join(', ')})`);
+  }
   if (raw === 'header-hash' || raw === 'cookie-hash') throw new PresetEnvError('LB_ALGORITHM', `"${raw}" needs a hash key; use a config file for it`);
-  return raw;
+  return { algorithm: raw, reports: false };
 }
 
 function healthPath(env: NodeJS.ProcessEnv): string {
