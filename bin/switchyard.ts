@@ -3,7 +3,7 @@
 // Exit codes: 0 ok, 1 runtime failure, 2 bad usage or invalid config.
 import cluster from 'node:cluster';
 import { existsSync, readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseArgs, parseEnv } from 'node:util';
 import { ClusterPrimary, parseWorkers, serveAsWorker } from '../core/cluster.js';
 import { ConfigError, loadConfig, Switchyard, type Catalogs, type ConfigSource } from '../core/index.js';
 import { builtinPlugins } from '../plugins/index.js';
@@ -15,7 +15,7 @@ const catalogs: Catalogs = { plugins: builtinPlugins, presets };
 const DEFAULT_CONFIG_FILES = ['switchyard.yaml', 'switchyard.yml', 'switchyard.json'];
 
 const USAGE = `Usage:
-  switchyard start [--preset NAME] [--config FILE] [--port N] [--host H] [--no-watch] [--workers N|auto]
+  switchyard start [--preset NAME] [--config FILE] [--port N] [--host H] [--no-watch] [--workers N|auto] [--env-file FILE]
   switchyard validate FILE [--preset NAME]
   switchyard presets
   switchyard import speedmimi FILE
@@ -28,12 +28,13 @@ import prints a Switchyard config equivalent to another proxy's config file, wit
 setting it could not carry over: switchyard import speedmimi configs/config.yaml > switchyard.yaml
 --workers runs N processes sharing the port (auto: one per CPU); see docs/scaling.md.
 Environment: PORT, HOST (override the config), WORKERS, LOG_LEVEL (info), and whatever the preset reads.
+./.env is read first when it exists (--env-file FILE reads another); variables already set win.
 Presets: ${Object.keys(presets).join(', ')}. Docs: README.md`;
 
 class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
+  const [command, ...rest] = loadEnvFile(argv);
   switch (command) {
     case 'start':
       return start(rest);
@@ -55,6 +56,34 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
+}
+
+/**
+ * Reads `--env-file FILE` (any command), or else ./.env when there is one, into process.env, as
+ * the proxies people migrate from did at start. A variable already set in the environment wins.
+ * Returns the arguments without --env-file.
+ */
+function loadEnvFile(argv: string[]): string[] {
+  const args = [...argv];
+  let file: string | undefined;
+  const at = args.findIndex((arg) => arg === '--env-file' || arg.startsWith('--env-file='));
+  if (at !== -1) {
+    const [flag] = args.splice(at, 1);
+    file = flag!.includes('=') ? flag!.slice('--env-file='.length) : args.splice(at, 1)[0];
+    if (!file) throw new UsageError('--env-file needs a file: --env-file ./production.env');
+  }
+  const path = file ?? '.env';
+  if (file === undefined && !existsSync(path)) return args;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--env-file ${path} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  for (const [name, value] of Object.entries(parseEnv(text))) {
+    if (process.env[name] === undefined) process.env[name] = value;
+  }
+  return args;
 }
 
 function parse(args: string[]) {
