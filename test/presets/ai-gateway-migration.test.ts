@@ -102,6 +102,26 @@ describe('ai-gateway preset for users of the Go AI proxy: mappings in Redis', { 
     const loaded = await loadConfig({ preset: 'ai-gateway' }, catalogs, { API_PROXY_REDIS_URL: 'redis://127.0.0.1:6390/0' });
     assert.equal(loaded.config.server!.store, 'redis://127.0.0.1:6390/0');
   });
+
+  test("the Redis password in API_PROXY_REDIS_URL (redis://:password@host) never shows in GET /config", async () => {
+    await client.configSet('requirepass', 'your_password');
+    try {
+      const gw = await gateway({ API_PROXY_REDIS_URL: `redis://:your_password@127.0.0.1:${redis.port}/0` });
+      try {
+        const res = await fetch(`${gw.url}/config`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+        assert.equal(res.status, 200);
+        const text = await res.text();
+        assert.equal(text.includes('your_password'), false);
+        assert.match(text, /redis:\/\/:\*\*\*@127\.0\.0\.1/);
+        assert.equal(JSON.stringify(gw.logs).includes('your_password'), false, 'nor in the logs');
+      } finally {
+        await gw.stop();
+      }
+    } finally {
+      await client.sendCommand(['AUTH', 'your_password']);
+      await client.configSet('requirepass', '');
+    }
+  });
 });
 
 describe('ai-gateway preset: the performance block of /stats', { timeout: 60000 }, () => {
