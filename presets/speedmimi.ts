@@ -31,7 +31,10 @@ export interface Imported {
 
 /** The YAML `switchyard import speedmimi` prints: a header listing what was not carried over, then the config. */
 export function importedYaml(imported: Imported, file: string): string {
-  const header = [`# Imported from ${file} (SpeedMimi) by \`switchyard import speedmimi\`.`];
+  const header = [
+    `# Imported from ${file} (SpeedMimi) by \`switchyard import speedmimi\`.`,
+    '# The admin API (/api/v1/...) is on the proxy port; its key comes from ADMIN_KEY (environment or .env).',
+  ];
   if (imported.notCarried.length === 0) header.push('# Every setting was carried over.');
   else {
     header.push('# Not carried over:');
@@ -68,6 +71,12 @@ class SpeedMimiImport {
     if (!backends || Object.keys(backends).length === 0) throw new ImportError(this.file, 'backends', 'names no upstream group: nothing to balance');
     const routing = objectAt(source, 'routing', this.file) ?? { default: { path: '/', upstream: Object.keys(backends)[0] } };
     const routes = Object.entries(routing).map(([key, rule]) => this.route(key, rule, backends));
+    // A route takes its group's name; a second rule on the same group needs a name of its own.
+    const named = new Set<string>();
+    for (const [i, route] of routes.entries()) {
+      if (named.has(String(route.config.name))) route.config.name = `${route.source}-${Object.keys(routing)[i]}`;
+      named.add(String(route.config.name));
+    }
     for (const group of Object.keys(backends)) {
       if (!routes.some((r) => r.source === group)) this.skip(`backends.${group}`, 'no routing entry sends traffic to this group');
     }

@@ -131,6 +131,15 @@ describe('switchyard import speedmimi', { timeout: 60000 }, () => {
     assert.equal(validated.status, 0, validated.stderr);
   });
 
+  test('two routing rules on one backend group become two routes with names of their own', () => {
+    const twoRules = SPEEDMIMI_CONFIG.replace('grpc:', '  api:\n    path: "/api"\n    upstream: "default"\n    load_balancer: "weight"\n\ngrpc:');
+    const result = runCli(['import', 'speedmimi', tempFile('config.yaml', twoRules)]);
+    assert.equal(result.status, 0, result.stderr);
+    const config = YAML.parse(result.stdout) as { routes: { name: string; match: { pathPrefix: string } }[] };
+    assert.deepEqual(config.routes.map((r) => [r.name, r.match.pathPrefix]), [['default', '/'], ['default-api', '/api']]);
+    assert.equal(runCli(['validate', tempFile('switchyard.yaml', result.stdout)], { ADMIN_KEY }).status, 0);
+  });
+
   test('a SpeedMimi file it cannot read is refused with the file, the path and the problem, exit 2', () => {
     const bad = tempFile('config.yaml', SPEEDMIMI_CONFIG.replace('load_balancer: "least_connections_weight"', 'load_balancer: "fastest"'));
     const result = runCli(['import', 'speedmimi', bad]);
