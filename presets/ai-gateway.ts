@@ -9,13 +9,14 @@ import { envPort, envString, PresetEnvError } from './env.js';
 const EDGE_PLUGINS = ['cors', 'security-headers'] as const;
 
 export const aiGateway: Preset = {
-  description: 'AI API gateway: live mappings (/openai, /gemini, /claude…), /admin, /stats, /proxy/<url>; PORT (8000), ADMIN_TOKEN',
+  description: 'AI API gateway: live mappings (/openai, /gemini, /claude…), /admin, /stats, /proxy/<url>; PORT (8000), ADMIN_TOKEN, STORE_URL (or API_PROXY_REDIS_URL)',
   build(env) {
     const webProxy = envFlag(env, 'WEB_PROXY', true);
+    const store = storeUrl(env);
     return {
       server: {
         port: envPort(env, 'PORT', 8000),
-        ...(envString(env, 'STORE_URL') ? { store: envString(env, 'STORE_URL') } : {}),
+        ...(store ? { store } : {}),
         admin: { key: envString(env, 'ADMIN_TOKEN') },
         // Long generations: the first byte of a non-streamed answer may take minutes; streams are
         // cut only after a long silence, never for their total length.
@@ -25,7 +26,8 @@ export const aiGateway: Preset = {
       routes: [],
       plugins: [
         ...EDGE_PLUGINS.filter((name) => name in builtinPlugins).map((name) => ({ name })),
-        { name: 'ai-mappings' },
+        // The Go AI proxy kept its table in this hash: imported once when the store is that Redis.
+        { name: 'ai-mappings', options: store && /^rediss?:\/\//.test(store) ? { importRedisHash: GO_PROXY_MAPPINGS_HASH } : {} },
         { name: 'gemini-nothink', options: { enabled: envFlag(env, 'GEMINI_NOTHINK', false) } },
         { name: 'ai-usage' },
         {
@@ -37,6 +39,19 @@ export const aiGateway: Preset = {
     };
   },
 };
+
+const GO_PROXY_MAPPINGS_HASH = 'apiproxy:mappings';
+
+/** STORE_URL, or the Go AI proxy's API_PROXY_REDIS_URL (the same thing under its old name). */
+function storeUrl(env: NodeJS.ProcessEnv): string | undefined {
+  const store = envString(env, 'STORE_URL');
+  const redis = envString(env, 'API_PROXY_REDIS_URL');
+  if (redis !== undefined && !/^rediss?:\/\/\S+$/.test(redis)) throw new PresetEnvError('API_PROXY_REDIS_URL', 'is not a redis:// or rediss:// URL (e.g. redis://:password@localhost:6379/0)');
+  if (store !== undefined && redis !== undefined && store !== redis) {
+    throw new PresetEnvError('API_PROXY_REDIS_URL', 'and STORE_URL are both set and differ; API_PROXY_REDIS_URL is the old name of STORE_URL: give one');
+  }
+  return store ?? redis;
+}
 
 function envFlag(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
   const raw = envString(env, name)?.toLowerCase();

@@ -331,7 +331,8 @@ export function redactString(value: string, secrets: ReadonlySet<string>): strin
   let out = value;
   for (const secret of secrets) if (out.includes(secret)) out = out.split(secret).join('***');
   // Most request paths have neither a URL password (`@`) nor a query: no pattern to look for.
-  if (out.includes('@')) out = out.replace(/(\/\/[^:/@\s]+:)[^@/\s]+@/g, '$1***@');
+  // The user name may be empty: Redis URLs are written redis://:password@host.
+  if (out.includes('@')) out = out.replace(/(\/\/[^:/@\s]*:)[^@/\s]+@/g, '$1***@');
   // A test first: a global replace costs several times a test even when nothing matches.
   if ((out.includes('?') || out.includes('&')) && QUERY_CREDENTIAL.test(out)) out = out.replace(QUERY_CREDENTIALS, '$1***');
   return out;

@@ -25,6 +25,10 @@ const schema = {
     reserved: { type: 'array', items: { type: 'string' }, default: [], description: 'More paths no mapping may take, besides the gateway\'s own.' },
     adminPage: { type: 'boolean', default: true, description: 'Serve the /admin page.' },
     publicList: { type: 'boolean', default: true, description: 'Answer GET /api/mappings/public (names and targets, for the dashboard) without the admin key.' },
+    importRedisHash: {
+      type: 'string', minLength: 1,
+      description: 'A Redis hash of prefix → target (the Go AI proxy keeps its table in apiproxy:mappings), imported once into the table when server.store is on Redis. A mapping of the same name already here is kept.',
+    },
     dropHeaders: {
       type: 'array', items: { type: 'string' }, default: [],
       description: 'More request headers never sent to a provider, besides cookies and the admin token.',
@@ -38,6 +42,9 @@ export default definePlugin<typeof schema>({
   schema,
   async setup(api, options) {
     const table = api.state(() => new MappingTable());
+    const reserved = [...GATEWAY_PATHS, ...options.reserved];
+    // Before the defaults are seeded: on a fresh store the imported table is the user's, not ours.
+    if (options.importRedisHash) await importRedisHash(api, options.importRedisHash, reserved, options.seedDefaults);
     await table.load(api, options.seedDefaults);
     const refresh = setInterval(() => {
       table.load(api, false).catch((err: unknown) => api.log.warn({ err }, 'could not re-read the mappings from the store'));
@@ -68,7 +75,7 @@ export default definePlugin<typeof schema>({
       headers['cache-control'] ??= 'no-cache';
     });
 
-    const admin = new MappingAdmin(api, table, [...GATEWAY_PATHS, ...options.reserved]);
+    const admin = new MappingAdmin(api, table, reserved);
     api.admin({ method: 'GET', path: '/api/mappings', handler: () => ({ status: 200, json: { mappings: table.list() } }) });
     api.admin({ method: 'POST', path: '/api/mappings', handler: (req) => admin.create(req) });
     api.admin({ method: 'PUT', path: '/api/mappings/:name', handler: (req) => admin.update(req) });
@@ -211,6 +218,69 @@ class MappingAdmin {
       if (err instanceof MappingError) return { status: err.status, json: err.toJSON() };
       throw err;
     }
+  }
+}
+
+/**
+ * Imports the Go AI proxy's table, a Redis hash of `"/openai" → "https://api.openai.com"`, once
+ * (a marker in the store says it was done). A name the table already has keeps its mapping; an
+ * entry that is not a valid mapping is skipped; both are logged. A store that cannot be reached
+ * leaves the marker unset, so the next start tries again.
+ */
+async function importRedisHash(api: PluginApi, hash: string, reserved: readonly string[], seedDefaults: boolean): Promise<void> {
+  const url = api.config.server.store ?? '';
+  if (!/^rediss?:\/\//.test(url)) {
+    api.log.warn({ hash }, 'importRedisHash needs server.store on Redis (redis:// or rediss://); nothing imported');
+    return;
+  }
+  const marker = `imported:${hash}`;
+  if (await api.store.get(marker)) return;
+  let entries: Record<string, string>;
+  try {
+    entries = await readRedisHash(url, hash);
+  } catch (err) {
+    api.log.warn({ hash, err: { message: (err as Error).message } }, 'could not read the mappings to import from Redis; trying again at the next start');
+    return;
+  }
+  if (Object.keys(entries).length === 0) return;
+  const stored = await readMappings(api.store);
+  // A fresh store would get the defaults next: the user's own table wins over them.
+  const base = stored ?? (seedDefaults ? DEFAULT_MAPPINGS.map((m) => ({ ...m, updatedAt: Date.now() })) : []);
+  const kept = new Set(stored === undefined ? [] : stored.map((m) => m.name.toLowerCase()));
+  const imported: Mapping[] = [];
+  const skipped: { field: string; reason: string }[] = [];
+  const keptNames: string[] = [];
+  for (const [field, target] of Object.entries(entries)) {
+    try {
+      const name = checkPrefix(field.startsWith('/') ? field : `/${field}`, reserved);
+      if (kept.has(name.toLowerCase())) {
+        keptNames.push(name);
+        continue;
+      }
+      imported.push({ name, prefix: `/${name}`, target: checkTarget(target), updatedAt: Date.now() });
+    } catch (err) {
+      if (!(err instanceof MappingError)) throw err;
+      skipped.push({ field, reason: err.message });
+    }
+  }
+  const importedNames = new Set(imported.map((m) => m.name.toLowerCase()));
+  const next = [...base.filter((m) => !importedNames.has(m.name.toLowerCase())), ...imported];
+  await api.store.set(STORE_KEY, next);
+  await api.store.set(marker, { at: new Date().toISOString(), imported: imported.map((m) => m.prefix) });
+  api.log.info({
+    audit: true, action: 'import', hash, imported: imported.map((m) => ({ prefix: m.prefix, target: m.target })), kept: keptNames, skipped,
+  }, `imported ${imported.length} mapping(s) from the Redis hash ${hash}`);
+}
+
+async function readRedisHash(url: string, hash: string): Promise<Record<string, string>> {
+  const { createClient } = await import('@keyv/redis');
+  const client = createClient({ url, socket: { connectTimeout: 2000, reconnectStrategy: false } });
+  client.on('error', () => undefined); // the failed command below says what went wrong
+  await client.connect();
+  try {
+    return await client.hGetAll(hash);
+  } finally {
+    await client.quit().catch(() => undefined);
   }
 }
 

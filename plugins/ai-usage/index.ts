@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { Reply } from '../../core/index.js';
 import { definePlugin, Stage } from '../../core/index.js';
 import { UsageStats, type Counters } from './counters.js';
+import { RecentLoad } from './performance.js';
 import { usageTee } from './tokens.js';
 
 export const NAME = 'ai-usage';
@@ -31,6 +32,7 @@ export default definePlugin<typeof schema>({
   schema,
   async setup(api, options) {
     const stats = api.state(() => new UsageStats());
+    const recent = api.state(() => new RecentLoad(), 'recent');
     // Logged when syncing starts failing and when it works again, not once a second while the store is away.
     let failing = false;
     const flush = () => stats.sync(api.store).then(
@@ -68,6 +70,7 @@ export default definePlugin<typeof schema>({
     api.hooks.done.tap({ name: NAME, stage: Stage.OBSERVE }, (ctx) => {
       if (!ctx.route || excluded.has(ctx.route.name) || ctx.timings.end === undefined) return;
       const delta: Partial<Counters> = { calls: 1, latencyMsSum: ctx.timings.end, latencyMsMax: ctx.timings.end };
+      recent.record(ctx.timings.end, !ctx.res.writableFinished || ctx.res.statusCode >= 500);
       if (!ctx.res.writableFinished) delta.aborted = 1;
       else {
         const status = ctx.res.statusCode;
@@ -80,7 +83,7 @@ export default definePlugin<typeof schema>({
 
     api.admin({
       method: 'GET', path: '/stats', public: options.publicStats,
-      handler: () => ({ status: 200, headers: { 'cache-control': 'no-store' }, json: { generatedAt: new Date().toISOString(), windows: stats.snapshot() } }),
+      handler: () => ({ status: 200, headers: { 'cache-control': 'no-store' }, json: { generatedAt: new Date().toISOString(), performance: recent.snapshot(), windows: stats.snapshot() } }),
     });
     if (options.dashboard) {
       const page = dashboardPage();

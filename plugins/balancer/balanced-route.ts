@@ -42,6 +42,8 @@ export class BalancedRoute implements BalancedRouteHandle {
   async add(body: unknown): Promise<string> {
     const table = this.table;
     const config = upstreamBody(body);
+    // Stored with the addition, so the tier does not move when the file's tiers change later.
+    if (config.priority === undefined) config.priority = table.defaultPriority;
     const upstream = this.api.createUpstream(config, this.name);
     if (table.find(upstream.id) || table.changes[upstream.id]?.added) throw badRequest(`route ${this.name} already has upstream ${upstream.name}`);
     // Adding back a config-file upstream removed at run time undoes the removal.

@@ -217,6 +217,14 @@ export class RouteTable {
     return this.configured.some((u) => u.id === id);
   }
 
+  /**
+   * The tier an upstream added at run time without a priority joins: the config file's least
+   * preferred one, so it never outranks a configured upstream (0 when the file names none).
+   */
+  get defaultPriority(): number {
+    return this.configured.reduce((tier, u) => Math.max(tier, u.priority), 0);
+  }
+
   configuredUpstream(id: string): Upstream | undefined {
     return this.configured.find((u) => u.id === id);
   }

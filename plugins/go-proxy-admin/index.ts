@@ -101,7 +101,7 @@ class GoProxyAdmin {
     if (!isObject(body)) throw badRequest('give {"upstream"?: "<route>", "url": "http://host:port", "weight"?, "priority"?, "name"?, "meta"?}');
     const { upstream, backend, ...rest } = body;
     const route = this.routeOf(this.routeName(upstream ?? req.query.get('upstream')));
-    return changed(201, route, await route.add(isObject(backend) ? backend : rest));
+    return changed(201, route, await route.add(isObject(backend) ? backendToAdd(backend) : rest));
   }
 
   async removeBackend(req: AdminRequest): Promise<Reply> {
@@ -114,7 +114,9 @@ class GoProxyAdmin {
   async updateBackend(req: AdminRequest): Promise<Reply> {
     const body = await req.json();
     if (!isObject(body)) throw badRequest('give {"upstream"?: "<route>", "backend_id": "<id, name or URL>", "weight"?, "maxConnections"?, "active"?, "draining"?}');
-    const { upstream, backend_id: id, ...patch } = body;
+    // SpeedMimi's shape names the backend inside `backend`: {upstream, backend: {id, weight}}.
+    const { upstream, backend_id: given, ...rest } = body;
+    const { id, patch } = isObject(rest.backend) && given === undefined ? backendToUpdate(rest.backend) : { id: given, patch: rest };
     const name = this.routeName(upstream ?? req.query.get('upstream'));
     const ref = backendId(id ?? req.query.get('backend_id'));
     const route = this.routeOf(name);
@@ -138,15 +140,20 @@ class GoProxyAdmin {
     return { status: 200, json: { upstreams: rows } };
   }
 
-  /** The Go proxy names the backend `backend_id` and its group `upstream`; the balancer's own shape is taken too. */
+  /**
+   * The Go proxy names the backend `backend_id` and its group `upstream`, with the figures flat or
+   * SpeedMimi's way under `performance`; the balancer's own shape is taken too.
+   */
   report(body: unknown): Reply {
     const given = isObject(body) && body.backend_id !== undefined ? fromGoProxy(body) : body;
+    const ignored = isObject(given) && Array.isArray(given.ignored) ? given.ignored : [];
+    if (isObject(given)) delete given.ignored;
     if (!isObject(given) || typeof given.upstream !== 'string') throw badRequest('give {"upstream": "<id, name or URL>", "cpu"?: 0..1, "memory"?: 0..1, "load"?: 0..1, "route"?: "<name>"}');
     const { upstream, route, ...figures } = given;
-    const routes = route === undefined ? [...this.tables.values()] : [this.routeOf(String(route))];
+    const routes = route === undefined ? [...this.tables.values()] : [this.routeOf(this.routeName(String(route)))];
     const updated = routes.flatMap((r) => r.report(upstream, figures));
     if (updated.length === 0) throw notFound(`no balanced upstream "${upstream}"`);
-    return { status: 200, json: { updated } };
+    return { status: 200, json: ignored.length > 0 ? { updated, ignored } : { updated } };
   }
 
   serverStats(): Record<string, unknown> {
@@ -216,8 +223,11 @@ class GoProxyAdmin {
   }
 
   private routeName(value: unknown): string {
+    const only = this.tables.size === 1 ? [...this.tables.keys()][0]! : undefined;
+    // Every SpeedMimi example says ?upstream=default: with one balanced route, that is the one.
+    if (value === 'default' && only !== undefined && !this.tables.has('default')) return only;
     if (typeof value === 'string' && value !== '') return value;
-    if (this.tables.size === 1) return [...this.tables.keys()][0]!;
+    if (only !== undefined) return only;
     throw badRequest(`give upstream=<route> (balanced routes: ${[...this.tables.keys()].join(', ')})`);
   }
 
@@ -234,8 +244,57 @@ function backendId(value: unknown): string {
 }
 
 function fromGoProxy(body: Record<string, unknown>): Record<string, unknown> {
-  const { backend_id: id, upstream, ...figures } = body;
-  return { ...figures, upstream: id, ...(upstream === undefined ? {} : { route: upstream }) };
+  const { backend_id: id, upstream, performance, ...figures } = body;
+  const route = upstream === undefined ? {} : { route: upstream };
+  if (performance === undefined) return { ...figures, upstream: id, ...route };
+  if (!isObject(performance)) throw badRequest('performance must be an object like {"cpu_usage": 45.2, "memory_usage": 67.8, "load_avg_1": 2.1}');
+  return { ...figures, ...fromPerformance(performance), upstream: id, ...route };
+}
+
+/**
+ * SpeedMimi's `performance` block: cpu_usage and memory_usage are percentages (0–100), made 0–1.
+ * A load average has no scale without the backend's core count, so it is taken but not used.
+ */
+function fromPerformance(performance: Record<string, unknown>): Record<string, unknown> {
+  const figures: Record<string, unknown> = {};
+  const ignored: string[] = [];
+  for (const [key, value] of Object.entries(performance)) {
+    if (key === 'cpu_usage' || key === 'memory_usage') {
+      if (typeof value !== 'number' || !(value >= 0 && value <= 100)) throw badRequest(`performance.${key} must be a percentage from 0 to 100`);
+      // Rounded so 67.8 % reads 0.678, not 0.6779999999999999.
+      figures[key === 'cpu_usage' ? 'cpu' : 'memory'] = Math.round(value * 100) / 10_000;
+    } else if (key === 'load_avg_1' || key === 'load_avg_5' || key === 'load_avg_15') {
+      if (typeof value !== 'number' || value < 0) throw badRequest(`performance.${key} must be a number ≥ 0`);
+      ignored.push(`performance.${key}: a load average has no 0–1 scale without the backend's core count; cpu_usage carries the same signal`);
+    } else throw badRequest(`unknown key "performance.${key}" (SpeedMimi's are cpu_usage, memory_usage, load_avg_1)`);
+  }
+  return ignored.length > 0 ? { ...figures, ignored } : figures;
+}
+
+/** SpeedMimi's backend to add, `{id, host, port, weight, scheme?, name?, max_conn?}`, as the balancer's upstream; other shapes pass as they are. */
+function backendToAdd(backend: Record<string, unknown>): Record<string, unknown> {
+  if (backend.host === undefined && backend.port === undefined) return backend;
+  const { id, host, port, scheme = 'http', name, max_conn: maxConn, ...rest } = backend;
+  if (typeof host !== 'string' || host === '') throw badRequest('backend.host must be a host name or IP');
+  if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535) throw badRequest('backend.port must be a port number');
+  if (scheme !== 'http' && scheme !== 'https') throw badRequest('backend.scheme must be http or https');
+  if (id !== undefined && (typeof id !== 'string' || id === '')) throw badRequest('backend.id must be a non-empty string');
+  const meta: Record<string, unknown> = isObject(rest.meta) ? { ...rest.meta } : {};
+  if (name !== undefined) meta.displayName = name;
+  if (maxConn !== undefined) meta.maxConnections = maxConn;
+  delete rest.meta;
+  return {
+    ...rest,
+    url: `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port as number}`,
+    ...(id === undefined ? {} : { name: id }),
+    ...(Object.keys(meta).length > 0 ? { meta } : {}),
+  };
+}
+
+/** SpeedMimi's `backend: {id, weight?, active?, max_conn?}` → which backend, and the change. */
+function backendToUpdate(backend: Record<string, unknown>): { id: unknown; patch: Record<string, unknown> } {
+  const { id, max_conn: maxConn, ...patch } = backend;
+  return { id, patch: maxConn === undefined ? patch : { ...patch, maxConnections: maxConn } };
 }
 
 /** A backend as `GET /api/v1/backends` lists it: everything the balancer shows but its meta. */

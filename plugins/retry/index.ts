@@ -1,5 +1,6 @@
 // Retries with failover: a request whose upstream failed (connection error, timeout, 502/503/504)
-// goes to another upstream, with backoff, within a time budget and a route-wide retry budget.
+// goes to another upstream, with backoff, within a time budget and a route-wide retry budget. A
+// request that never reached an upstream is retried whatever its method: nothing was sent.
 import { definePlugin, RETRY, Stage, type RequestContext, type SwitchyardError, type HealthView } from '../../core/index.js';
 
 const NAME = 'retry';
@@ -22,6 +23,7 @@ const schema = {
     },
     methods: { type: 'array', items: { type: 'string', enum: METHODS }, uniqueItems: true, default: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'] },
     statuses: { type: 'array', items: { type: 'integer', minimum: 500, maximum: 599 }, uniqueItems: true, default: [502, 503, 504] },
+    retryUnsent: { type: 'boolean', default: true, description: 'A request that never reached an upstream (connection refused, DNS failure, connect timeout) is retried whatever its method.' },
     replayLimit: { type: 'integer', minimum: 0, default: 65536, description: 'Request bodies up to this size are buffered so a retry can resend them.' },
     budget: {
       type: 'object',
@@ -38,6 +40,12 @@ const schema = {
   additionalProperties: false,
 } as const;
 
+/**
+ * Causes that mean the connection was never made, so no byte of the request reached the upstream.
+ * A reset or an early close is not among them: the upstream may have read the request.
+ */
+const NOT_CONNECTED_CAUSES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_NODATA', 'EAI_FAIL', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
+
 /** Failures where another upstream may well do better. */
 const RETRYABLE_CODES = new Set(['SY_ERR_UPSTREAM_UNREACHABLE', 'SY_ERR_UPSTREAM_BAD_RESPONSE', 'SY_ERR_UPSTREAM_CONNECT_TIMEOUT', 'SY_ERR_UPSTREAM_TIMEOUT']);
 
@@ -46,6 +54,8 @@ export default definePlugin({
   schema,
   setup(api, options) {
     const methods = new Set<string>(options.methods);
+    // Which requests may need their body again: any, when an unsent one is retried whatever its method.
+    const mayReplay = (method: string) => options.retryUnsent || methods.has(method);
     const statuses = new Set<number>(options.statuses);
     const budget = api.state(() => new RetryBudget(), 'budget');
     const header = options.upstreamHeader.toLowerCase();
@@ -54,7 +64,7 @@ export default definePlugin({
     // Synchronous unless there is a body to buffer: most requests have none.
     api.hooks.preRequest.tapMaybeAsync({ name: NAME, stage: Stage.LIMIT }, (ctx) => {
       budget.add('requests', options.budget.window);
-      if (!ctx.hasBody || ctx.outgoing.body !== undefined || !methods.has(ctx.outgoing.method)) return undefined;
+      if (!ctx.hasBody || ctx.outgoing.body !== undefined || !mayReplay(ctx.outgoing.method)) return undefined;
       const declared = Number(ctx.req.headers['content-length']);
       if (ctx.req.headers['transfer-encoding'] === undefined && Number.isFinite(declared) && declared <= options.replayLimit) {
         return ctx.readBody(options.replayLimit).then(() => undefined);
@@ -63,7 +73,8 @@ export default definePlugin({
     });
 
     api.hooks.error.tapPromise(NAME, async (ctx, error) => {
-      if (!retryable(error, statuses) || !methods.has(ctx.outgoing.method)) return undefined;
+      if (!retryable(error, statuses)) return undefined;
+      if (!methods.has(ctx.outgoing.method) && !(options.retryUnsent && neverSent(error))) return undefined;
       if (ctx.hasBody && ctx.outgoing.body === undefined) return undefined;
       if (ctx.tried.length > options.retries) return undefined;
       let delay = backoff(ctx.tried.length, options.backoff);
@@ -91,6 +102,15 @@ export default definePlugin({
 function retryable(error: SwitchyardError, statuses: ReadonlySet<number>): boolean {
   if (RETRYABLE_CODES.has(error.code)) return true;
   return error.code === 'SY_ERR_UPSTREAM_ERROR_STATUS' && statuses.has(error.details?.status as number);
+}
+
+/** The attempt failed before a connection existed: the upstream cannot have seen the request. */
+function neverSent(error: SwitchyardError): boolean {
+  if (error.code === 'SY_ERR_UPSTREAM_CONNECT_TIMEOUT') return true;
+  if (error.code !== 'SY_ERR_UPSTREAM_UNREACHABLE') return false;
+  // Node gives an AggregateError for a name with several addresses; it carries the same code.
+  const cause = error.cause as (Error & { code?: string }) | undefined;
+  return cause?.code !== undefined && NOT_CONNECTED_CAUSES.has(cause.code);
 }
 
 /** Exponential, with "equal jitter": half fixed, half random, so retries from many clients spread. */

@@ -137,6 +137,22 @@ describe('distribution', { timeout: 60000 }, () => {
       assert.deepEqual(tally(await many(sy.url, 10)), { a: 10 });
     }, tap.file);
   });
+  test("an upstream added at run time without a priority joins the config file's last tier; with one it goes where it is told", async () => {
+    const extra = await startFleet(['d', 'e']);
+    const config = fleetConfig(fleet, [balancer({ algorithm: 'priority' })], { upstreams: [{ priority: 1 }, { priority: 1 }, { priority: 3 }] });
+    try {
+      await withYard(config, async (sy) => {
+        const added = await admin(sy.url, 'POST', '/upstream/main', { url: extra.urls[0], name: 'd', weight: 10 });
+        assert.equal(((await added.json()) as { upstream: { priority: number } }).upstream.priority, 3);
+        assert.deepEqual(tally(await many(sy.url, 8)), { a: 4, b: 4 });
+        const told = await admin(sy.url, 'POST', '/upstream/main', { url: extra.urls[1], name: 'e', priority: 0 });
+        assert.equal(((await told.json()) as { upstream: { priority: number } }).upstream.priority, 0);
+        assert.deepEqual(tally(await many(sy.url, 4)), { e: 4 });
+      });
+    } finally {
+      await extra.close();
+    }
+  });
 });
 
 describe('sticky balancing with consistent hashing', { timeout: 60000 }, () => {

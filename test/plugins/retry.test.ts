@@ -1,5 +1,6 @@
 // The retry plugin: options checking, failover on connection errors and 5xx, what is never retried
-// (4xx, POST unless allowed, bodies past the replay buffer), Retry-After, the retry budget, the
+// (4xx, a POST the upstream may have read unless allowed, bodies past the replay buffer; a POST
+// that never reached an upstream is retried), Retry-After, the retry budget, the
 // X-Upstream header, and no client-visible failure when an upstream dies mid-load.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -124,22 +125,42 @@ describe('failover', { timeout: 60000 }, () => {
 });
 
 describe('what is never retried', { timeout: 60000 }, () => {
-  test('a POST is not retried unless the route allows it; then its body is replayed intact', async () => {
+  test('a POST refused by its upstream is retried elsewhere with its body intact, unless retryUnsent is off', async () => {
     const a = fleet.byName('a');
     await a.kill();
     try {
       await withYard([balancer, retry()], async (sy) => {
-        const answers = await many(sy.url, 2, { init: () => ({ method: 'POST', body: 'payload' }) });
-        assert.deepEqual(answers.map((x) => x.status).sort(), [200, 502]);
-      });
-      await withYard([balancer, retry({ methods: ['GET', 'POST'] })], async (sy) => {
         const answers = await many(sy.url, 4, { init: (i) => ({ method: 'POST', body: `payload-${i}` }) });
         assert.deepEqual(answers.map((x) => x.status), [200, 200, 200, 200]);
         assert.deepEqual(answers.map((x) => (JSON.parse(x.text) as { body: string }).body), ['payload-0', 'payload-1', 'payload-2', 'payload-3']);
       });
+      await withYard([balancer, retry({ retryUnsent: false })], async (sy) => {
+        const answers = await many(sy.url, 2, { init: () => ({ method: 'POST', body: 'payload' }) });
+        assert.deepEqual(answers.map((x) => x.status).sort(), [200, 502]);
+      });
     } finally {
       await a.revive();
     }
+  });
+
+  test('a POST that reached its upstream is not retried unless the route allows it; then its body is replayed intact', async () => {
+    const a = fleet.byName('a');
+    a.mode = 'reset';
+    await withYard([balancer, retry()], async (sy) => {
+      const answers = await many(sy.url, 2, { init: () => ({ method: 'POST', body: 'payload' }) });
+      assert.deepEqual(answers.map((x) => x.status).sort(), [200, 502]);
+    });
+    a.mode = 'fail';
+    await withYard([balancer, retry()], async (sy) => {
+      const answers = await many(sy.url, 2, { init: () => ({ method: 'POST', body: 'payload' }) });
+      assert.deepEqual(answers.map((x) => x.status).sort(), [200, 503]);
+    });
+    a.mode = 'reset';
+    await withYard([balancer, retry({ methods: ['GET', 'POST'] })], async (sy) => {
+      const answers = await many(sy.url, 4, { init: (i) => ({ method: 'POST', body: `payload-${i}` }) });
+      assert.deepEqual(answers.map((x) => x.status), [200, 200, 200, 200]);
+      assert.deepEqual(answers.map((x) => (JSON.parse(x.text) as { body: string }).body), ['payload-0', 'payload-1', 'payload-2', 'payload-3']);
+    });
   });
 
   test('a body larger than the replay buffer is streamed and so not retried', async () => {

@@ -208,7 +208,7 @@ describe('balancer preset: the Go proxy admin API', () => {
     assert.deepEqual(((await call('GET', '/api/v1/backends')).json.backends as unknown[]).length, 3);
 
     // Add, update, disconnect, remove.
-    const added = await call('POST', '/api/v1/backends/add', { upstream: 'backends', url: d, weight: 4, name: 'd' });
+    const added = await call('POST', '/api/v1/backends/add', { upstream: 'backends', url: d, weight: 4, name: 'd', priority: 0 });
     assert.equal(added.status, 201);
     const updated = await call('PUT', '/api/v1/backends/update', { upstream: 'backends', backend_id: b, weight: 7 });
     assert.equal(updated.status, 200);
