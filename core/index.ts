@@ -17,3 +17,4 @@ export { HTTP_TOKEN_PATTERN } from './headers.js';
 export { PreparedHead } from './response-head.js';
 export { cacheClearListeners, CACHE_CLEAR_LISTENERS, type ClearEvent, type ClearListener } from './cache-clears.js';
 export type { InjectRequest, InjectResponse } from './plugin.js';
+export { balancerTables, BALANCER_TABLES, type BalancedRouteHandle, type BalancerTables, type UpstreamStatsRow, type UpstreamView } from './balancer-tables.js';

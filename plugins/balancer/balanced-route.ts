@@ -3,7 +3,7 @@
 // plugins (through `@balancer.tables`, published.ts) both go through these methods.
 import { SwitchyardError, type PluginApi, type UpstreamConfig } from '../../core/index.js';
 import { loadFactor, warmFactor, type PickSettings } from './algorithms.js';
-import type { BalancedRouteHandle, UpstreamStatsRow, UpstreamView } from './published.js';
+import type { BalancedRouteHandle, UpstreamStatsRow, UpstreamView } from '../../core/index.js';
 import { fileEntryOf, type Member, type RouteTable, type RuntimeChange } from './table.js';
 
 /** What a balanced route needs from the balancer instance that serves it. */

@@ -1,9 +1,8 @@
 // Load balancing: picks the upstream for each request (round robin, weights, hashing, latency…),
 // skipping unhealthy and full upstreams; upstreams can be added, changed and drained at run time.
-import { definePlugin } from '../../core/index.js';
+import { balancerTables, definePlugin } from '../../core/index.js';
 import { registerAdmin, type BalancedRoutes } from './admin.js';
 import { Balancer, type BalancerOptions } from './balancer.js';
-import { BALANCER_TABLES, type BalancerTables } from './published.js';
 import { schema } from './schema.js';
 
 const NAME = 'balancer';
@@ -23,7 +22,7 @@ export default definePlugin({
     // Every instance's routes, for the balancer's own admin routes and, through the documented
     // meeting point (published.ts), for plugins that manage upstreams (go-proxy-admin).
     const own = api.shared('routes', (): BalancedRoutes => new Map());
-    const published = api.shared(BALANCER_TABLES, (): BalancerTables => new Map());
+    const published = balancerTables(api);
     for (const route of balancer.routes) {
       own.set(route.name, route);
       published.set(route.name, route);

@@ -3,8 +3,7 @@
 // balancer (/health, /api/health, /api/ip-preference), over the routes the balancer publishes.
 import { copyFile, rename, writeFile } from 'node:fs/promises';
 import YAML from 'yaml';
-import { definePlugin, SwitchyardError, type AdminRequest, type PluginApi, type Reply } from '../../core/index.js';
-import { BALANCER_TABLES, type BalancedRoute, type BalancerTables, type UpstreamView } from './balancer-tables.js';
+import { balancerTables, definePlugin, SwitchyardError, type AdminRequest, type BalancedRouteHandle, type BalancerTables, type PluginApi, type Reply, type UpstreamView } from '../../core/index.js';
 
 const NAME = 'go-proxy-admin';
 
@@ -29,7 +28,7 @@ export default definePlugin({
   schema,
   errors,
   setup(api, options) {
-    const tables = api.shared(BALANCER_TABLES, (): BalancerTables => new Map());
+    const tables = balancerTables(api);
     // One set of paths per applied config, whichever instance comes first (as the options go).
     api.shared('paths', () => {
       registerPaths(api, new GoProxyAdmin(api, tables, options.configFile));
@@ -231,7 +230,7 @@ class GoProxyAdmin {
     throw badRequest(`give upstream=<route> (balanced routes: ${[...this.tables.keys()].join(', ')})`);
   }
 
-  private routeOf(name: string): BalancedRoute {
+  private routeOf(name: string): BalancedRouteHandle {
     const route = this.tables.get(name);
     if (!route) throw notFound(`no balanced route "${name}" (balanced: ${[...this.tables.keys()].join(', ') || 'none'})`);
     return route;
@@ -304,7 +303,7 @@ function listed(view: UpstreamView): Record<string, unknown> {
 }
 
 /** The answer to a change: the upstream as the balancer's own admin routes show it. */
-function changed(status: number, route: BalancedRoute, id: string): Reply {
+function changed(status: number, route: BalancedRouteHandle, id: string): Reply {
   const { url: _url, meta: _meta, ...row } = route.upstream(id);
   return { status, json: { route: route.name, upstream: row } };
 }

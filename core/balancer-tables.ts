@@ -1,13 +1,19 @@
-// What the balancer offers other plugins: its balanced routes, at the cross-plugin shared key
-// `@balancer.tables`. Plugins never import each other, so a plugin that manages the balancer's
-// upstreams (go-proxy-admin) declares the part of these shapes it reads, and the README documents
-// them (plugins/balancer/README.md, "For other plugins"). Change them as you would a public API.
+// The balancer's routes as other plugins see them: the `balancer` plugin publishes each balanced
+// route here, and a plugin that manages its upstreams (go-proxy-admin) reads and calls them.
+// Plugins never import each other; this meeting point is the core's, documented in
+// plugins/balancer/README.md ("For other plugins"). Change it as you would a public API.
+import type { PluginApi } from './plugin.js';
 
-/** The `api.shared` key. Either side may ask first: the value is a plain Map, made empty by whoever does. */
+/** The `api.shared` key; use `balancerTables(api)` rather than the key itself. */
 export const BALANCER_TABLES = '@balancer.tables';
 
 /** Route name → the route's balanced table; filled by each balancer instance for the routes it serves. */
 export type BalancerTables = Map<string, BalancedRouteHandle>;
+
+/** This applied config's balanced routes; either side may ask first (the map starts empty). */
+export function balancerTables(api: PluginApi): BalancerTables {
+  return api.shared(BALANCER_TABLES, (): BalancerTables => new Map());
+}
 
 /**
  * One balanced route. `ref` names an upstream by its id (`<route>/<url>`), name or URL. Bad input
