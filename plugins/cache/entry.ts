@@ -17,9 +17,12 @@ export interface CachedEntry {
   readonly body: Buffer;
   /** Epoch ms when the response was stored. */
   readonly storedAt: number;
-  /** Freshness lifetime in seconds. */
+  /**
+   * Seconds the entry stays fresh after `storedAt`: a configured TTL, or the upstream's freshness
+   * lifetime less the age the response arrived with (RFC 9111 §4.2.3).
+   */
   readonly ttl: number;
-  /** Age the upstream already reported (seconds), added to the time spent here. */
+  /** The age the response arrived with (seconds), added to the time spent here for the Age header. */
   readonly initialAge: number;
   /** Epoch ms after which the entry is of no use even stale; the sweep removes it then. */
   readonly keepUntil: number;

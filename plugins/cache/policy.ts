@@ -68,12 +68,19 @@ function hasQuerySwitch(url: string, name: string): boolean {
   return false;
 }
 
-/** The decision about one upstream response: a TTL to store it with, or why not. */
+/**
+ * The decision about one upstream response: how long it stays fresh from now (`ttl`, seconds) and
+ * the age it arrived with (`initialAge`, whole seconds, for the Age header), or why it is not stored.
+ */
 export type ResponsePolicy =
-  | { store: true; ttl: number }
+  | { store: true; ttl: number; initialAge: number }
   | { store: false; reason: string; validationFailure?: boolean };
 
-export function responsePolicy(status: number, headers: OutgoingHttpHeaders, options: CacheOptions, now: number, pathname = ''): ResponsePolicy {
+/**
+ * `delaySeconds` is how long the exchange took (the request's time so far): the upstream's Age was
+ * true when it sent the response, and the response is at least that much older on arrival.
+ */
+export function responsePolicy(status: number, headers: OutgoingHttpHeaders, options: CacheOptions, now: number, pathname = '', delaySeconds = 0): ResponsePolicy {
   const refuse = (reason: string, validationFailure = false): ResponsePolicy => ({ store: false, reason, validationFailure });
   const negative = status === 404 && options.negativeTtl > 0;
   if (!negative && !options.statuses.includes(status)) return refuse(`status ${status}`);
@@ -94,8 +101,37 @@ export function responsePolicy(status: number, headers: OutgoingHttpHeaders, opt
   }
   const length = headers['content-length'];
   if (length !== undefined && Number(length) > options.maxBodyBytes) return refuse('body too large');
-  const ttl = negative ? options.negativeTtl : ttlFor(type, headers, cc, options, now, pathname);
-  return ttl > 0 ? { store: true, ttl } : refuse('ttl 0');
+  const reported = reportedAge(headers);
+  const lifetime = negative ? undefined : originLifetime(headers, cc, options, now);
+  if (lifetime === undefined) {
+    // A configured TTL counts from now: the upstream's Age is shown, not held against it.
+    const ttl = negative ? options.negativeTtl : configuredTtl(type, options, pathname);
+    return ttl > 0 ? { store: true, ttl, initialAge: Math.floor(reported) } : refuse('ttl 0');
+  }
+  // RFC 9111 §4.2.3: the age on arrival is the larger of what the Age header says (plus the time
+  // the exchange took) and how long ago the origin dated the response.
+  const date = httpDate(headers.date);
+  // Date counts whole seconds: the fraction since the origin's last second is no age.
+  const apparent = date === undefined ? 0 : Math.max(0, Math.floor((now - date) / 1000));
+  const ageOnArrival = Math.max(apparent, reported > 0 ? reported + delaySeconds : 0);
+  if (lifetime <= 0) return refuse('ttl 0');
+  const ttl = lifetime - ageOnArrival;
+  return ttl > 0 ? { store: true, ttl, initialAge: Math.floor(ageOnArrival) } : refuse('stale on arrival');
+}
+
+/** The upstream's Age header in seconds; 0 when absent or not a number. */
+function reportedAge(headers: OutgoingHttpHeaders): number {
+  const value = headers.age;
+  if (value === undefined) return 0;
+  const age = Number(Array.isArray(value) ? value[0] : value);
+  return Number.isFinite(age) && age > 0 ? age : 0;
+}
+
+/** Epoch ms of an HTTP date header, or undefined when absent or invalid. */
+function httpDate(value: OutgoingHttpHeaders[string]): number | undefined {
+  if (value === undefined || Array.isArray(value)) return undefined;
+  const ms = Date.parse(String(value));
+  return Number.isNaN(ms) ? undefined : ms;
 }
 
 export function contentTypeOf(value: OutgoingHttpHeaders[string]): string {
@@ -115,15 +151,16 @@ function matchesType(type: string, pattern: string): boolean {
   return type === p;
 }
 
+/** The upstream's freshness lifetime (seconds) when honoured and given; undefined otherwise. */
+function originLifetime(headers: OutgoingHttpHeaders, cc: CacheControl, options: CacheOptions, now: number): number | undefined {
+  return options.honourUpstreamCacheControl ? upstreamTtl(headers, cc, now) : undefined;
+}
+
 /**
- * The upstream's TTL when honoured; else the longest `ttlByPath` prefix of the path; else the
- * configured TTL for the type (most specific pattern wins); else `ttl`.
+ * The longest `ttlByPath` prefix of the path; else the configured TTL for the type (most
+ * specific pattern wins); else `ttl`.
  */
-function ttlFor(type: string, headers: OutgoingHttpHeaders, cc: CacheControl, options: CacheOptions, now: number, pathname: string): number {
-  if (options.honourUpstreamCacheControl) {
-    const upstream = upstreamTtl(headers, cc, now);
-    if (upstream !== undefined) return upstream;
-  }
+function configuredTtl(type: string, options: CacheOptions, pathname: string): number {
   let byPath: { ttl: number; length: number } | undefined;
   for (const [prefix, ttl] of Object.entries(options.ttlByPath)) {
     if (pathname.startsWith(prefix) && (!byPath || prefix.length > byPath.length)) byPath = { ttl, length: prefix.length };
@@ -145,10 +182,10 @@ function upstreamTtl(headers: OutgoingHttpHeaders, cc: CacheControl, now: number
     if (typeof value === 'string' && /^\d+$/.test(value)) return Number(value);
   }
   if (headers.expires !== undefined) {
-    const expires = Date.parse(String(headers.expires));
-    const date = headers.date !== undefined ? Date.parse(String(headers.date)) : now;
+    const expires = httpDate(headers.expires);
     // An unparseable Expires means "already expired" (RFC 9111 §5.3).
-    return Number.isNaN(expires) ? 0 : Math.max(0, Math.floor((expires - (Number.isNaN(date) ? now : date)) / 1000));
+    if (expires === undefined) return 0;
+    return Math.max(0, Math.floor((expires - (httpDate(headers.date) ?? now)) / 1000));
   }
   return undefined;
 }

@@ -254,7 +254,7 @@ export class ResponseCache implements CacheInstance {
     response.headers['x-cache'] = st.xCache ?? 'MISS';
     if (!st.key || ctx.req.method !== 'GET') return st.flight?.settle();
     const now = clock.now();
-    const decision = responsePolicy(response.status, response.headers, this.options, now, ctx.pathname);
+    const decision = responsePolicy(response.status, response.headers, this.options, now, ctx.pathname, ctx.elapsed() / 1000);
     if (!decision.store) {
       if (decision.validationFailure) {
         st.stats!.validationFailures++;
@@ -264,14 +264,13 @@ export class ResponseCache implements CacheInstance {
       }
       return st.flight?.settle();
     }
-    this.tee(ctx, st, st.key, response.status, response.headers, decision.ttl, now);
+    this.tee(ctx, st, st.key, response.status, response.headers, decision.ttl, decision.initialAge, now);
   }
 
   /** Copies the body on its way to the client; once whole, it becomes an entry in memory. */
-  private tee(ctx: RequestContext, st: RequestState, key: CacheKey, status: number, given: OutgoingHttpHeaders, ttl: number, now: number): void {
+  private tee(ctx: RequestContext, st: RequestState, key: CacheKey, status: number, given: OutgoingHttpHeaders, ttl: number, initialAge: number, now: number): void {
     const headers = storableHeaders(given);
     const declared = given['content-length'];
-    const initialAge = upstreamAge(given);
     ctx.transformResponseBody(new BodyTee(this.options.maxBodyBytes, (body) => {
       // A body shorter than announced was cut off: never keep half a response.
       if (declared !== undefined && Number(declared) !== body.length) return st.flight?.settle();
@@ -312,12 +311,12 @@ export class ResponseCache implements CacheInstance {
     const updated: OutgoingHttpHeaders = { ...response.headers, ...added };
     deleteHeader(updated, 'content-length');
     if (hasBody) updated['content-length'] = String(stored.body.length);
-    const decision = responsePolicy(stored.status, updated, this.options, now, ctx.pathname);
+    const decision = responsePolicy(stored.status, updated, this.options, now, ctx.pathname, ctx.elapsed() / 1000);
     const ttl = decision.store ? decision.ttl : 0;
     // Undefined only for a header Node refuses to write, and writing this answer would fail on it anyway.
     const entry = newEntry({
       id: stored.id, key: stored.key, route: stored.route, vary: stored.vary, status: stored.status, body: stored.body,
-      headers: storableHeaders(updated), storedAt: now, ttl, initialAge: upstreamAge(response.headers), keepUntil: this.keepUntil(now, ttl),
+      headers: storableHeaders(updated), storedAt: now, ttl, initialAge: decision.store ? decision.initialAge : 0, keepUntil: this.keepUntil(now, ttl),
     })!;
     if (decision.store) {
       this.memory.set(entry);
@@ -384,10 +383,4 @@ export class ResponseCache implements CacheInstance {
     this.warmUp.dispose();
     await this.persistent?.flush();
   }
-}
-
-/** The Age the upstream reported (whole seconds), 0 when absent or not a number. */
-function upstreamAge(headers: OutgoingHttpHeaders): number {
-  const age = Number(headers.age);
-  return Number.isFinite(age) && age > 0 ? Math.floor(age) : 0;
 }

@@ -83,3 +83,62 @@ describe('a revalidation whose 304 carries Content-Length (issue 31, item 1)', (
     });
   }
 });
+
+const STANDARDS = { ttl: 0, honourUpstreamCacheControl: true };
+
+/** Asks twice: whether the second request was answered from the cache. */
+async function servedTwice(sy: RunningSwitchyard, path: string): Promise<{ first: string | null; second: string | null }> {
+  const first = (await get(sy, path)).headers.get('x-cache');
+  const second = (await get(sy, path)).headers.get('x-cache');
+  return { first, second };
+}
+
+describe('age on arrival counts against freshness (issue 31, item 2)', () => {
+  test('max-age=3600 with Age: 7200 is stale on arrival: the next request goes to the origin', async () => {
+    const up = await scripted(ok('old news', { 'cache-control': 'max-age=3600', age: '7200' }));
+    const sy = await yard(up, STANDARDS);
+    assert.deepEqual(await servedTwice(sy, '/old'), { first: 'MISS', second: 'MISS' });
+    assert.equal(up.count(), 2);
+  });
+
+  test('max-age=3600 with Age: 1800 is fresh for the 1800 s left, and hits say the age it has', async () => {
+    clock = fakeClock();
+    const up = await scripted(ok('half-way', { 'cache-control': 'max-age=3600', age: '1800' }));
+    const sy = await yard(up, STANDARDS);
+    await get(sy, '/half');
+    clock.advance(1000);
+    const hit = await get(sy, '/half');
+    assert.equal(hit.headers.get('x-cache'), 'HIT');
+    assert.equal(Number(hit.headers.get('age')) >= 2800, true, `Age ${hit.headers.get('age')}`);
+    clock.advance(801);
+    assert.notEqual((await get(sy, '/half')).headers.get('x-cache'), 'HIT', '3601 s old now');
+    assert.equal(up.count(), 2);
+  });
+
+  test('Expires one hour after Date, with Age: 7200, is stale on arrival', async () => {
+    const up = await scripted((_req, res) => {
+      const now = new Date();
+      res.writeHead(200, { 'content-type': 'text/plain', date: now.toUTCString(), expires: new Date(now.getTime() + 3600_000).toUTCString(), age: '7200' });
+      res.end('expired');
+    });
+    const sy = await yard(up, STANDARDS);
+    assert.deepEqual(await servedTwice(sy, '/expires'), { first: 'MISS', second: 'MISS' });
+  });
+
+  test('a Date two hours in the past counts as age (apparent age) against max-age=3600', async () => {
+    const up = await scripted((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', date: new Date(Date.now() - 7200_000).toUTCString(), 'cache-control': 'max-age=3600' });
+      res.end('dated');
+    });
+    const sy = await yard(up, STANDARDS);
+    assert.deepEqual(await servedTwice(sy, '/dated'), { first: 'MISS', second: 'MISS' });
+  });
+
+  test('a configured TTL (forcing mode) counts from arrival: the upstream Age is reported, not held against it', async () => {
+    const up = await scripted(ok('forced', { age: '7200' }));
+    const sy = await yard(up, { ttl: 60 });
+    const { second } = await servedTwice(sy, '/forced');
+    assert.equal(second, 'HIT');
+    assert.equal(Number((await get(sy, '/forced')).headers.get('age')) >= 7200, true);
+  });
+});
