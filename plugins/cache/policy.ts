@@ -3,6 +3,7 @@
 // and conditional requests a cached entry can answer with 304.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { CachedEntry } from './entry.js';
+import { headerDate, parseHttpDate } from './http-date.js';
 import type { CacheOptions } from './index.js';
 
 export type CacheControl = Map<string, string | true>;
@@ -110,7 +111,7 @@ export function responsePolicy(status: number, headers: OutgoingHttpHeaders, opt
   }
   // RFC 9111 §4.2.3: the age on arrival is the larger of what the Age header says (plus the time
   // the exchange took) and how long ago the origin dated the response.
-  const date = httpDate(headers.date);
+  const date = headerDate(headers.date, now);
   // Date counts whole seconds: the fraction since the origin's last second is no age.
   const apparent = date === undefined ? 0 : Math.max(0, Math.floor((now - date) / 1000));
   const ageOnArrival = Math.max(apparent, reported > 0 ? reported + delaySeconds : 0);
@@ -125,13 +126,6 @@ function reportedAge(headers: OutgoingHttpHeaders): number {
   if (value === undefined) return 0;
   const age = Number(Array.isArray(value) ? value[0] : value);
   return Number.isFinite(age) && age > 0 ? age : 0;
-}
-
-/** Epoch ms of an HTTP date header, or undefined when absent or invalid. */
-function httpDate(value: OutgoingHttpHeaders[string]): number | undefined {
-  if (value === undefined || Array.isArray(value)) return undefined;
-  const ms = Date.parse(String(value));
-  return Number.isNaN(ms) ? undefined : ms;
 }
 
 export function contentTypeOf(value: OutgoingHttpHeaders[string]): string {
@@ -182,10 +176,10 @@ function upstreamTtl(headers: OutgoingHttpHeaders, cc: CacheControl, now: number
     if (typeof value === 'string' && /^\d+$/.test(value)) return Number(value);
   }
   if (headers.expires !== undefined) {
-    const expires = httpDate(headers.expires);
+    const expires = headerDate(headers.expires, now);
     // An unparseable Expires means "already expired" (RFC 9111 §5.3).
     if (expires === undefined) return 0;
-    return Math.max(0, Math.floor((expires - (httpDate(headers.date) ?? now)) / 1000));
+    return Math.max(0, Math.floor((expires - (headerDate(headers.date, now) ?? now)) / 1000));
   }
   return undefined;
 }
@@ -206,9 +200,10 @@ export function notModified(headers: IncomingHttpHeaders, entry: CachedEntry): b
   const ims = headers['if-modified-since'];
   const lastModified = entry.headers['last-modified'];
   if (ims === undefined || typeof lastModified !== 'string') return false;
-  const since = Date.parse(ims);
-  const modified = Date.parse(lastModified);
-  return !Number.isNaN(since) && !Number.isNaN(modified) && modified <= since;
+  // An invalid date is ignored (RFC 9110 §13.1.3): the full response is the answer.
+  const since = parseHttpDate(ims);
+  const modified = parseHttpDate(lastModified);
+  return since !== undefined && modified !== undefined && modified <= since;
 }
 
 /**

@@ -142,3 +142,33 @@ describe('age on arrival counts against freshness (issue 31, item 2)', () => {
     assert.equal(Number((await get(sy, '/forced')).headers.get('age')) >= 7200, true);
   });
 });
+
+describe('strict HTTP dates (issue 31, item 3)', () => {
+  for (const expires of ['Sun, 06 Nov 2094 08:49:37 UTC', 'Sun 06 Nov 2094 08:49:37 GMT', 'Sun, 06-Nov-2094 08:49:37 GMT', 'Sun, 06 Nov 2094 8:49:37 GMT', '0']) {
+    test(`an invalid Expires ("${expires}") means already expired: not served from the cache`, async () => {
+      const up = await scripted(ok('invalid expires', { expires }));
+      const sy = await yard(up, STANDARDS);
+      assert.deepEqual(await servedTwice(sy, '/e'), { first: 'MISS', second: 'MISS' });
+      assert.equal(up.count(), 2);
+    });
+  }
+
+  for (const expires of ['Saturday, 01-Jan-50 00:00:00 GMT', 'Sat Jan  1 00:00:00 2050', 'Sat, 01 Jan 2050 00:00:00 GMT']) {
+    test(`a valid far-future Expires ("${expires}") keeps the response fresh`, async () => {
+      const up = await scripted(ok('valid expires', { expires }));
+      const sy = await yard(up, STANDARDS);
+      assert.deepEqual(await servedTwice(sy, '/e'), { first: 'MISS', second: 'HIT' });
+    });
+  }
+
+  test('an invalid If-Modified-Since is ignored: the client gets the full 200, not a 304', async () => {
+    const up = await scripted(ok('dated', { 'last-modified': 'Mon, 01 Jan 2024 00:00:00 GMT', 'cache-control': 'max-age=60' }));
+    const sy = await yard(up, STANDARDS);
+    await get(sy, '/ims');
+    const valid = await get(sy, '/ims', { headers: { 'if-modified-since': 'Tue, 02 Jan 2024 00:00:00 GMT' } });
+    assert.equal(valid.status, 304);
+    const invalid = await get(sy, '/ims', { headers: { 'if-modified-since': 'Tue, 02 Jan 2024 00:00:00 UTC' } });
+    assert.equal(invalid.status, 200);
+    assert.equal(invalid.text, 'dated');
+  });
+});
