@@ -77,7 +77,7 @@ export default definePlugin({
     registerInstance(api, cache, cache.proxyAddress);
 
     api.hooks.cacheLookup.tapMaybeAsync(name, (ctx) => cache.lookup(ctx));
-    api.hooks.postResponse.tap({ name, stage: Stage.OBSERVE }, (ctx) => cache.onResponse(ctx));
+    api.hooks.postResponse.tapMaybeAsync({ name, stage: Stage.OBSERVE }, (ctx) => cache.onResponse(ctx));
     api.hooks.cacheStore.tapMaybeAsync(name, (ctx) => cache.store(ctx));
     api.hooks.error.tap(name, (ctx) => cache.onError(ctx));
     api.hooks.done.tap(name, (ctx) => cache.onDone(ctx));

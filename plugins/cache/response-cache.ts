@@ -44,6 +44,9 @@ const newRequestState = (): RequestState => ({});
 
 const NAME = 'cache';
 
+/** Methods that change nothing at the origin (RFC 9110 §9.2.1); any other may, PURGE aside. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PURGE']);
+
 export class ResponseCache implements CacheInstance {
   readonly route: string;
   readonly memory: MemoryTier;
@@ -223,35 +226,47 @@ export class ResponseCache implements CacheInstance {
   private async purge(ctx: RequestContext): Promise<Reply> {
     const api = this.api;
     if (!api.isAdmin(ctx.req)) throw new SwitchyardError(api.config.server.admin.key ? 'SY_ERR_ADMIN_UNAUTHORIZED' : 'SY_ERR_ADMIN_KEY_NOT_SET');
-    const route = ctx.route!.name;
-    const readable = `GET ${normaliseUrl(ctx.url, this.exclude)}`;
-    const ids = new Set<string>();
-    const ofThisUrl = (id: string, key: string, entryRoute: string) => {
-      const hit = entryRoute === route && key === readable;
-      if (hit) ids.add(id);
-      return hit;
-    };
-    this.memory.deleteWhere((e) => ofThisUrl(e.id, e.key, e.route));
     // The variant this request's headers select, even if the index lost track of it.
-    const direct = cacheKey(route, ctx.url, ctx.req.headers, this.exclude, this.vary).id;
-    if (this.memory.delete(direct)) ids.add(direct);
-    if (this.persistent) {
-      await this.persistent.deleteWhere((id, meta) => ofThisUrl(id, meta.key, meta.route));
-      if (await this.persistent.delete(direct)) ids.add(direct);
+    const direct = cacheKey(ctx.route!.name, ctx.url, ctx.req.headers, this.exclude, this.vary);
+    const removed = await this.evict(direct, true);
+    api.log.info({ audit: 'cache.purge', who: 'admin-key holder', from: ctx.clientIp, key: direct.readable, removed }, 'cache entry purged');
+    return { status: removed > 0 ? 200 : 404, json: { key: direct.readable, purged: removed } };
+  }
+
+  /**
+   * Removes a URL's entries from both tiers: every Vary variant of it, found by its readable key
+   * (a walk over the entries) when variants can exist or `everyVariant` asks for it, else the one
+   * entry its key names. Resolves with how many went.
+   */
+  private async evict(key: CacheKey, everyVariant: boolean): Promise<number> {
+    const ids = new Set<string>();
+    if (everyVariant || this.vary.length > 0) {
+      const ofThisUrl = (id: string, readable: string, route: string) => {
+        const hit = route === key.route && readable === key.readable;
+        if (hit) ids.add(id);
+        return hit;
+      };
+      this.memory.deleteWhere((e) => ofThisUrl(e.id, e.key, e.route));
+      if (this.persistent) await this.persistent.deleteWhere((id, meta) => ofThisUrl(id, meta.key, meta.route));
     }
-    api.log.info({ audit: 'cache.purge', who: 'admin-key holder', from: ctx.clientIp, key: readable, removed: ids.size }, 'cache entry purged');
-    return { status: ids.size > 0 ? 200 : 404, json: { key: readable, purged: ids.size } };
+    if (this.memory.delete(key.id)) ids.add(key.id);
+    if (this.persistent && await this.persistent.delete(key.id)) ids.add(key.id);
+    return ids.size;
   }
 
   // ---- postResponse ----
 
-  /** The upstream answered: renew the entry on a 304, or tee a storable body into a new one. */
-  onResponse(ctx: RequestContext): void {
+  /**
+   * The upstream answered: renew the entry on a 304, or tee a storable body into a new one. The
+   * success of an unsafe method invalidates what it changed before the client hears of it.
+   */
+  onResponse(ctx: RequestContext): Promise<void> | void {
     const st = this.state(ctx);
     const response = ctx.response!;
     if (!st.key && !st.xCache) return;
     if (st.revalidating && response.status === 304) return this.revalidated(ctx, st, st.revalidating);
     response.headers['x-cache'] = st.xCache ?? 'MISS';
+    if (st.xCache === 'BYPASS' && !SAFE_METHODS.has(ctx.req.method!) && response.status >= 200 && response.status < 400) return this.invalidate(ctx);
     if (!st.key || ctx.req.method !== 'GET') return st.flight?.settle();
     const now = clock.now();
     const decision = responsePolicy(response.status, response.headers, this.options, now, ctx.pathname, ctx.elapsed() / 1000);
@@ -344,6 +359,22 @@ export class ResponseCache implements CacheInstance {
     ctx.transformResponseBody(new StoredBody(stored.body), { preservesLength: true });
   }
 
+  /**
+   * RFC 9111 §4.4: after an unsafe request succeeds, the stored responses for its target URI, and
+   * for the Location and Content-Location it answered with when they name the same host, are
+   * gone from both tiers (the store is shared by every instance using it).
+   */
+  private async invalidate(ctx: RequestContext): Promise<void> {
+    const route = ctx.route!.name;
+    const targets = [ctx.url];
+    const headers = ctx.response!.headers;
+    for (const name of ['location', 'content-location']) {
+      const path = sameHostPath(headers[name], ctx);
+      if (path !== undefined && !targets.includes(path)) targets.push(path);
+    }
+    for (const url of targets) await this.evict(cacheKey(route, url, ctx.req.headers, this.exclude, this.vary), false);
+  }
+
   /** When an entry stored now with this lifetime is of no use any more, even stale. */
   private keepUntil(now: number, ttl: number): number {
     return now + (ttl + Math.max(this.options.staleWhileRevalidate, this.options.staleIfError)) * 1000;
@@ -383,4 +414,21 @@ export class ResponseCache implements CacheInstance {
     this.warmUp.dispose();
     await this.persistent?.flush();
   }
+}
+
+/**
+ * The path and query a Location or Content-Location header names, when it is on the host the
+ * request was for (the client's Host, or the upstream's own name); undefined otherwise.
+ */
+function sameHostPath(value: OutgoingHttpHeaders[string], ctx: RequestContext): string | undefined {
+  if (typeof value !== 'string' || value === '') return undefined;
+  const host = ctx.req.headers.host ?? 'localhost';
+  let url: URL;
+  try {
+    url = new URL(value, `http://${host}${ctx.url.startsWith('/') ? ctx.url : `/${ctx.url}`}`);
+  } catch {
+    return undefined;
+  }
+  if (url.host !== host && url.host !== ctx.upstream?.target.host) return undefined;
+  return url.pathname + url.search;
 }

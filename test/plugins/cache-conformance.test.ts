@@ -172,3 +172,60 @@ describe('strict HTTP dates (issue 31, item 3)', () => {
     assert.equal(invalid.text, 'dated');
   });
 });
+
+describe('unsafe methods invalidate (issue 31, item 4)', () => {
+  /** GET answers with the count of requests for the path; anything else with what the test sets. */
+  async function writable(unsafe: Handler): Promise<CountingUpstream & { respond: Handler }> {
+    return scripted((req, res, n) => {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return unsafe(req, res, n);
+      ok(`version ${n}`, { 'cache-control': 'max-age=600' })(req, res, n);
+    });
+  }
+
+  for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'PROPPATCH']) {
+    test(`a successful ${method} makes the next GET of its URL go to the origin, in both tiers`, async () => {
+      const up = await writable((_req, res) => {
+        res.writeHead(204);
+        res.end();
+      });
+      const sy = await yard(up, { ...STANDARDS, persistent: { enabled: true, timeoutMs: 10000 } });
+      assert.deepEqual(await servedTwice(sy, '/item'), { first: 'MISS', second: 'HIT' });
+      const changed = await fetch(`${sy.url}/item`, { method });
+      assert.equal(changed.status, 204);
+      const after = await get(sy, '/item');
+      assert.equal(after.headers.get('x-cache'), 'MISS');
+      assert.equal(after.text, 'version 3', 'asked again (GET, GET, the write, GET)');
+    });
+  }
+
+  test('an unsuccessful POST (500) leaves the stored response alone', async () => {
+    const up = await writable((_req, res) => {
+      res.writeHead(500);
+      res.end();
+    });
+    const sy = await yard(up, STANDARDS);
+    await get(sy, '/kept');
+    assert.equal((await fetch(`${sy.url}/kept`, { method: 'POST' })).status, 500);
+    assert.equal((await get(sy, '/kept')).headers.get('x-cache'), 'HIT');
+  });
+
+  test('Location and Content-Location on the same host are invalidated too; another host is not', async () => {
+    const up = await writable((req, res) => {
+      res.writeHead(201, { location: '/created', 'content-location': `http://${req.headers.host}/described?x=1` });
+      res.end();
+    });
+    const sy = await yard(up, STANDARDS);
+    for (const path of ['/created', '/described?x=1', '/elsewhere']) await get(sy, path);
+    await fetch(`${sy.url}/collection`, { method: 'POST' });
+    assert.equal((await get(sy, '/created')).headers.get('x-cache'), 'MISS');
+    assert.equal((await get(sy, '/described?x=1')).headers.get('x-cache'), 'MISS');
+    assert.equal((await get(sy, '/elsewhere')).headers.get('x-cache'), 'HIT');
+
+    up.respond = (_req, res) => {
+      res.writeHead(201, { location: 'http://other.example/created' });
+      res.end();
+    };
+    await fetch(`${sy.url}/collection`, { method: 'POST' });
+    assert.equal((await get(sy, '/created')).headers.get('x-cache'), 'HIT', 'a Location on another host is not ours to drop');
+  });
+});
