@@ -51,8 +51,8 @@ export const cacheSchema = {
     vary: strings('Request headers that are part of the key; a response varying on any other header (but Accept-Encoding) is not stored.', []),
     honourUpstreamCacheControl: { type: 'boolean', default: false, description: "Use the upstream's s-maxage/max-age/Expires as the TTL." },
     honourClientCacheControl: { type: 'boolean', default: false, description: 'Follow the request: no-cache revalidates, no-store bypasses, only-if-cached answers 504 on a miss.' },
-    staleWhileRevalidate: seconds('After expiry, serve the entry this long while one background refresh runs (seconds).', 0),
-    staleIfError: seconds('After expiry, serve the entry this long when the upstream fails or answers 5xx (seconds).', 0),
+    staleWhileRevalidate: seconds("After expiry, serve the entry this long while one background refresh runs (seconds), for responses that say nothing of it: the origin's own stale-while-revalidate wins, and must-revalidate, proxy-revalidate, s-maxage or no-cache forbid it.", 0),
+    staleIfError: seconds("After expiry, serve the entry this long when the upstream fails or answers 5xx (seconds), for responses that say nothing of it: the origin's own stale-if-error wins, and must-revalidate, proxy-revalidate, s-maxage or no-cache forbid it.", 0),
     revalidate: {
       type: 'boolean', default: true,
       description: "Ask the upstream about an expired entry with If-None-Match/If-Modified-Since from its ETag/Last-Modified; a 304 renews the entry (nginx's proxy_cache_revalidate, on by default here).",

@@ -184,6 +184,34 @@ function upstreamTtl(headers: OutgoingHttpHeaders, cc: CacheControl, now: number
   return undefined;
 }
 
+/** How long past its freshness a stored response may still answer (seconds). */
+export interface StaleAllowance {
+  /** While one background refresh runs (stale-while-revalidate, RFC 5861). */
+  whileRevalidate: number;
+  /** When the upstream fails (stale-if-error, RFC 5861). */
+  ifError: number;
+}
+
+/**
+ * The origin decides first: its own stale-while-revalidate and stale-if-error are what it allows,
+ * and must-revalidate, proxy-revalidate, s-maxage (which implies proxy-revalidate for a shared
+ * cache, RFC 9111 §5.2.2.10) and no-cache forbid stale answers the plugin's options would give.
+ * Only a response that says nothing of it gets the options' defaults. An explicit stale-if-error
+ * holds even then (RFC 5861 §4: "regardless of other freshness information").
+ */
+export function staleAllowance(cacheControl: string | string[] | undefined, options: CacheOptions): StaleAllowance {
+  const cc = parseCacheControl(cacheControl);
+  const forbids = cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('s-maxage') || cc.has('no-cache');
+  return {
+    whileRevalidate: forbids ? 0 : deltaSeconds(cc.get('stale-while-revalidate')) ?? options.staleWhileRevalidate,
+    ifError: deltaSeconds(cc.get('stale-if-error')) ?? (forbids ? 0 : options.staleIfError),
+  };
+}
+
+function deltaSeconds(value: string | true | undefined): number | undefined {
+  return typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : undefined;
+}
+
 /**
  * True when the client already has this entry: If-None-Match matches its ETag (weak comparison),
  * or, without If-None-Match, it has not changed since If-Modified-Since (RFC 9110 §13.1).

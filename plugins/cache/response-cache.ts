@@ -12,7 +12,7 @@ import { freshUntil, newEntry, storableHeaders, type CachedEntry } from './entry
 import type { CacheOptions } from './index.js';
 import { MemoryTier } from './memory-tier.js';
 import { PersistentTier } from './persistent-tier.js';
-import { acceptsEncoding, notModified, NOT_MODIFIED_HEADERS, requestPolicy, responsePolicy, type RequestPolicy } from './policy.js';
+import { acceptsEncoding, notModified, NOT_MODIFIED_HEADERS, requestPolicy, responsePolicy, staleAllowance, type RequestPolicy } from './policy.js';
 import { deleteHeader, fieldsNotRepeated, hasValidators, setValidators, StoredBody } from './revalidate.js';
 import { answer, onlyIfCachedMiss } from './respond.js';
 import { addressOf, configuredAddress, REFRESH_HEADER, refreshHeaders, refreshToken, selfRequest, type ProxyAddress } from './self-request.js';
@@ -134,14 +134,15 @@ export class ResponseCache implements CacheInstance {
     }
     if (found) {
       const late = now - freshUntil(found);
-      if (late < this.options.staleWhileRevalidate * 1000) {
+      const allowed = staleAllowance(found.headers['cache-control'], this.options);
+      if (late < allowed.whileRevalidate * 1000) {
         counters.stale++;
         this.refresh(ctx, st.key!);
         return answer(ctx, found, 'STALE', counters);
       }
       st.xCache = 'EXPIRED';
       counters.expired++;
-      if (late < this.options.staleIfError * 1000) st.stale = found;
+      if (late < allowed.ifError * 1000) st.stale = found;
       st.revalidating = this.revalidatable(ctx, found);
     } else {
       counters.misses++;
@@ -291,7 +292,7 @@ export class ResponseCache implements CacheInstance {
       if (declared !== undefined && Number(declared) !== body.length) return st.flight?.settle();
       const entry = newEntry({
         id: key.id, key: key.readable, route: key.route, vary: key.vary, status, headers, body,
-        storedAt: now, ttl, initialAge, keepUntil: this.keepUntil(now, ttl),
+        storedAt: now, ttl, initialAge, keepUntil: this.keepUntil(now, ttl, headers),
       });
       if (!entry) return st.flight?.settle();
       this.memory.set(entry);
@@ -331,7 +332,7 @@ export class ResponseCache implements CacheInstance {
     // Undefined only for a header Node refuses to write, and writing this answer would fail on it anyway.
     const entry = newEntry({
       id: stored.id, key: stored.key, route: stored.route, vary: stored.vary, status: stored.status, body: stored.body,
-      headers: storableHeaders(updated), storedAt: now, ttl, initialAge: decision.store ? decision.initialAge : 0, keepUntil: this.keepUntil(now, ttl),
+      headers: storableHeaders(updated), storedAt: now, ttl, initialAge: decision.store ? decision.initialAge : 0, keepUntil: this.keepUntil(now, ttl, updated),
     })!;
     if (decision.store) {
       this.memory.set(entry);
@@ -376,8 +377,9 @@ export class ResponseCache implements CacheInstance {
   }
 
   /** When an entry stored now with this lifetime is of no use any more, even stale. */
-  private keepUntil(now: number, ttl: number): number {
-    return now + (ttl + Math.max(this.options.staleWhileRevalidate, this.options.staleIfError)) * 1000;
+  private keepUntil(now: number, ttl: number, headers: OutgoingHttpHeaders): number {
+    const allowed = staleAllowance(headers['cache-control'] as string | string[] | undefined, this.options);
+    return now + (ttl + Math.max(allowed.whileRevalidate, allowed.ifError)) * 1000;
   }
 
   // ---- cacheStore, error, done ----

@@ -229,3 +229,67 @@ describe('unsafe methods invalidate (issue 31, item 4)', () => {
     assert.equal((await get(sy, '/created')).headers.get('x-cache'), 'HIT', 'a Location on another host is not ours to drop');
   });
 });
+
+describe("the origin's directives decide stale answers (issue 31, item 5)", () => {
+  function failing(): Handler {
+    return (_req, res) => {
+      res.writeHead(503, { 'content-type': 'text/plain' });
+      res.end('down');
+    };
+  }
+
+  for (const cacheControl of ['max-age=60, must-revalidate', 'max-age=60, proxy-revalidate', 's-maxage=60']) {
+    test(`"${cacheControl}" is never served stale, whatever staleIfError and staleWhileRevalidate say`, async () => {
+      clock = fakeClock();
+      const up = await scripted(ok('strict', { 'cache-control': cacheControl }));
+      const sy = await yard(up, { ...STANDARDS, staleIfError: 600, staleWhileRevalidate: 600 });
+      await get(sy, '/strict');
+      clock.advance(61);
+      up.respond = failing();
+      const answer = await get(sy, '/strict');
+      assert.equal(answer.status, 503, 'the failure shows: no stale answer');
+      assert.notEqual(answer.headers.get('x-cache'), 'STALE');
+    });
+  }
+
+  test("a response that says nothing gets the plugin's staleIfError", async () => {
+    clock = fakeClock();
+    const up = await scripted(ok('lenient', { 'cache-control': 'max-age=60' }));
+    const sy = await yard(up, { ...STANDARDS, staleIfError: 600 });
+    await get(sy, '/lenient');
+    clock.advance(61);
+    up.respond = failing();
+    const answer = await get(sy, '/lenient');
+    assert.equal(answer.headers.get('x-cache'), 'STALE');
+    assert.equal(answer.text, 'lenient');
+  });
+
+  test("the origin's own stale-if-error is honoured with the plugin's at 0, and its length wins", async () => {
+    clock = fakeClock();
+    const up = await scripted(ok('allowed', { 'cache-control': 'max-age=60, stale-if-error=100' }));
+    const sy = await yard(up, STANDARDS);
+    await get(sy, '/sie');
+    clock.advance(120);
+    up.respond = failing();
+    const within = await get(sy, '/sie');
+    assert.equal(within.headers.get('x-cache'), 'STALE');
+    assert.equal(within.text, 'allowed');
+    clock.advance(60);
+    assert.equal((await get(sy, '/sie')).status, 503, '180 s old: past max-age plus stale-if-error');
+  });
+
+  test("the origin's own stale-while-revalidate is honoured, and a shorter one beats the plugin's", async () => {
+    clock = fakeClock();
+    const up = await scripted(ok('swr', { 'cache-control': 'max-age=60, stale-while-revalidate=30' }));
+    const sy = await yard(up, STANDARDS);
+    await get(sy, '/swr');
+    clock.advance(75);
+    assert.equal((await get(sy, '/swr')).headers.get('x-cache'), 'STALE', 'the plugin allows none; the origin 30 s');
+
+    const up2 = await scripted(ok('swr', { 'cache-control': 'max-age=60, stale-while-revalidate=5' }));
+    const sy2 = await yard(up2, { ...STANDARDS, staleWhileRevalidate: 600 });
+    await get(sy2, '/swr');
+    clock.advance(70);
+    assert.notEqual((await get(sy2, '/swr')).headers.get('x-cache'), 'STALE', '10 s late: past the origin\'s 5 s');
+  });
+});
