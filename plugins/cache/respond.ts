@@ -11,12 +11,13 @@ export function answer(ctx: RequestContext, entry: CachedEntry, xCache: 'HIT' | 
   if (notModified(ctx.req.headers, entry)) {
     stats.notModified++;
     const headers: Record<string, string | string[]> = { age: String(age), 'x-cache': xCache };
+    if (entry.dated !== undefined) headers.date = entry.headers.date!;
     for (const name of NOT_MODIFIED_HEADERS) if (entry.headers[name] !== undefined) headers[name] = entry.headers[name]!;
     return { status: 304, headers };
   }
   // 204 and 304 have no body, and so no Content-Length either (RFC 9110 §8.6).
   const noBody = entry.status === 204 || entry.status === 304;
-  return { status: entry.status, head: answerHead(entry, age, xCache), body: noBody ? undefined : entry.body };
+  return { status: entry.status, head: answerHead(entry, age, xCache), headers: entry.dated, body: noBody ? undefined : entry.body };
 }
 
 /** The entry's prepared head with Age and X-Cache: made once a second or so, not per hit. */

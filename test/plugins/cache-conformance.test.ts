@@ -293,3 +293,36 @@ describe("the origin's directives decide stale answers (issue 31, item 5)", () =
     assert.notEqual((await get(sy2, '/swr')).headers.get('x-cache'), 'STALE', '10 s late: past the origin\'s 5 s');
   });
 });
+
+describe('a hit keeps the stored Date (issue 31, item 6)', () => {
+  const DATE = 'Mon, 01 Jan 2024 00:00:00 GMT';
+
+  test("hits and the cache's own 304s carry the origin's Date, not the time of the answer", async () => {
+    const up = await scripted(ok('dated', { date: DATE, etag: '"d"' }));
+    const sy = await yard(up, { ttl: 60 });
+    assert.equal((await get(sy, '/d')).headers.get('date'), DATE);
+    const hit = await get(sy, '/d');
+    assert.equal(hit.headers.get('x-cache'), 'HIT');
+    assert.equal(hit.headers.get('date'), DATE);
+    const notModified = await get(sy, '/d', { headers: { 'if-none-match': '"d"' } });
+    assert.equal(notModified.status, 304);
+    assert.equal(notModified.headers.get('date'), DATE);
+  });
+
+  test('a revalidation takes the Date of the 304 for the renewed entry', async () => {
+    clock = fakeClock();
+    const up = await scripted(ok('dated', { date: DATE, etag: '"d"' }));
+    const sy = await yard(up, { ttl: 60 });
+    await get(sy, '/r');
+    clock.advance(61);
+    const renewedDate = 'Tue, 02 Jan 2024 00:00:00 GMT';
+    up.respond = (_req, res) => {
+      res.writeHead(304, { etag: '"d"', date: renewedDate });
+      res.end();
+    };
+    assert.equal((await get(sy, '/r')).headers.get('date'), renewedDate);
+    const hit = await get(sy, '/r');
+    assert.equal(hit.headers.get('x-cache'), 'HIT');
+    assert.equal(hit.headers.get('date'), renewedDate);
+  });
+});
