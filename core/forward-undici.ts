@@ -10,7 +10,7 @@ import type { Dispatcher, Pool } from 'undici';
 import type { RequestContext } from './context.js';
 import type { ForwardEngine, PoolOptions, UpstreamResponse } from './engine.js';
 import { SwitchyardError, type ErrorCode } from './errors.js';
-import { codeFor, EMPTY_QUERY_MARK } from './forward.js';
+import { codeFor, EMPTY_QUERY_MARK, writeInterim } from './forward.js';
 import { IS_HOP_BY_HOP, namedByConnection } from './headers.js';
 import type { Upstream } from './types.js';
 
@@ -145,8 +145,11 @@ class Exchange extends Readable implements UpstreamResponse, Dispatcher.Dispatch
   }
 
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    // 1xx interim responses (103 Early Hints) are this hop's: the final head follows.
-    if (status < 200) return true;
+    // An interim response (103 Early Hints): the final head follows.
+    if (status < 200) {
+      writeInterim(this.ctx, status, parseHeaders(rawHeaders));
+      return true;
+    }
     this.status = status;
     this.headers = parseHeaders(rawHeaders, this);
     this.resumeUpstream = resume;

@@ -2,7 +2,7 @@
 // tests here. A scripted origin on 127.0.0.1 answers what each test sets, a real fetch client
 // asks the proxy, and the cache's clock is moved instead of sleeping.
 import assert from 'node:assert/strict';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { afterEach, describe, test } from 'node:test';
 import { routeConfig, startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
 import { cacheConfig, countingUpstream, fakeClock, get, type CountingUpstream } from './cache-support.js';
@@ -325,4 +325,33 @@ describe('a hit keeps the stored Date (issue 31, item 6)', () => {
     assert.equal(hit.headers.get('x-cache'), 'HIT');
     assert.equal(hit.headers.get('date'), renewedDate);
   });
+});
+
+describe('1xx interim responses (issue 31, item 7)', () => {
+  for (const engine of ENGINES) {
+    test(`a 103 Early Hints from the origin reaches the client before the final answer (${engine})`, async () => {
+      const up = await scripted((req, res) => {
+        res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+        ok('final')(req, res, 0);
+      });
+      const sy = await startSwitchyard(routeConfig([up.url], { engine }));
+      running.push(sy);
+      const interim: { statusCode: number; headers: Record<string, unknown> }[] = [];
+      const final = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(`${sy.url}/hints`, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (body += chunk));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        req.on('information', (info) => interim.push({ statusCode: info.statusCode, headers: info.headers }));
+        req.on('error', reject);
+        req.end();
+      });
+      assert.deepEqual(final, { status: 200, body: 'final' });
+      assert.equal(interim.length, 1);
+      assert.equal(interim[0]!.statusCode, 103);
+      assert.equal(interim[0]!.headers.link, '</style.css>; rel=preload; as=style');
+    });
+  }
 });
