@@ -83,6 +83,8 @@ export type ResponsePolicy =
  */
 export function responsePolicy(status: number, headers: OutgoingHttpHeaders, options: CacheOptions, now: number, pathname = '', delaySeconds = 0): ResponsePolicy {
   const refuse = (reason: string, validationFailure = false): ResponsePolicy => ({ store: false, reason, validationFailure });
+  // A part is never the whole: storing it would answer later requests with a fragment.
+  if (status === 206) return refuse('partial content');
   const negative = status === 404 && options.negativeTtl > 0;
   if (!negative && !options.statuses.includes(status)) return refuse(`status ${status}`);
   if (headers['set-cookie'] !== undefined) return refuse('set-cookie');

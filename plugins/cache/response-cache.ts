@@ -191,7 +191,8 @@ export class ResponseCache implements CacheInstance {
           return this.forwardWhole(ctx, st);
         });
       }
-      st.flight = this.flights.start(st.key!.id);
+      // A Range request gets a part from the upstream, which is not stored: others must not wait on it.
+      if (ctx.req.headers.range === undefined) st.flight = this.flights.start(st.key!.id);
     }
     return this.forwardWhole(ctx, st);
   }
@@ -209,6 +210,9 @@ export class ResponseCache implements CacheInstance {
     if (st.revalidating) {
       st.clientConditionals = { 'if-none-match': ctx.req.headers['if-none-match'], 'if-modified-since': ctx.req.headers['if-modified-since'] };
       setValidators(outgoing.headers, st.revalidating);
+      // A changed representation must come whole to replace the entry; the client gets it whole.
+      delete outgoing.headers.range;
+      delete outgoing.headers['if-range'];
     }
     return undefined;
   }

@@ -355,3 +355,82 @@ describe('1xx interim responses (issue 31, item 7)', () => {
     });
   }
 });
+
+describe('Range requests from a stored full response (issue 31, item 8)', () => {
+  const BODY = Buffer.from(Array.from({ length: 1000 }, (_, i) => String.fromCharCode(97 + (i % 26))).join(''));
+
+  async function storedPdf(): Promise<{ up: CountingUpstream & { respond: Handler }; sy: RunningSwitchyard }> {
+    const up = await scripted((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': BODY.length, etag: '"pdf"', 'last-modified': 'Mon, 01 Jan 2024 00:00:00 GMT' });
+      res.end(BODY);
+    });
+    const sy = await yard(up, { ttl: 60 });
+    assert.equal((await get(sy, '/doc.pdf')).headers.get('x-cache'), 'MISS');
+    return { up, sy };
+  }
+
+  async function ranged(sy: RunningSwitchyard, headers: Record<string, string>): Promise<{ status: number; headers: Headers; body: Buffer }> {
+    const res = await fetch(`${sy.url}/doc.pdf`, { headers });
+    return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
+  }
+
+  for (const [range, start, end] of [['bytes=100-199', 100, 199], ['bytes=900-', 900, 999], ['bytes=-100', 900, 999], ['bytes=990-5000', 990, 999]] as const) {
+    test(`"${range}" on a hit is a 206 with bytes ${start}-${end} of the stored body`, async () => {
+      const { up, sy } = await storedPdf();
+      const part = await ranged(sy, { range });
+      assert.equal(part.status, 206);
+      assert.equal(part.headers.get('content-range'), `bytes ${start}-${end}/1000`);
+      assert.equal(part.headers.get('content-length'), String(end - start + 1));
+      assert.equal(part.headers.get('content-type'), 'application/pdf');
+      assert.deepEqual(part.body, BODY.subarray(start, end + 1));
+      assert.equal(up.count(), 1, 'from the cache');
+    });
+  }
+
+  test('a range past the end is a 416 naming the size', async () => {
+    const { sy } = await storedPdf();
+    const none = await ranged(sy, { range: 'bytes=2000-' });
+    assert.equal(none.status, 416);
+    assert.equal(none.headers.get('content-range'), 'bytes */1000');
+    assert.equal(none.body.length, 0);
+  });
+
+  test('If-Range with the strong ETag or the Last-Modified date gets the part; a changed or weak one the whole body', async () => {
+    const { sy } = await storedPdf();
+    assert.equal((await ranged(sy, { range: 'bytes=0-9', 'if-range': '"pdf"' })).status, 206);
+    assert.equal((await ranged(sy, { range: 'bytes=0-9', 'if-range': 'Mon, 01 Jan 2024 00:00:00 GMT' })).status, 206);
+    for (const ifRange of ['"other"', 'W/"pdf"', 'Tue, 02 Jan 2024 00:00:00 GMT']) {
+      const whole = await ranged(sy, { range: 'bytes=0-9', 'if-range': ifRange });
+      assert.equal(whole.status, 200, ifRange);
+      assert.deepEqual(whole.body, BODY);
+    }
+  });
+
+  test('a Range the cache does not read, or several ranges, get the whole stored body', async () => {
+    const { sy } = await storedPdf();
+    for (const range of ['bytes=abc', 'bytes=20-10', 'items=0-1', 'bytes=0-1,5-6']) {
+      const whole = await ranged(sy, { range });
+      assert.equal(whole.status, 200, range);
+      assert.deepEqual(whole.body, BODY);
+    }
+  });
+
+  test("a 206 from the origin is never stored as the full object, even with 206 in statuses", async () => {
+    const up = await scripted((req, res) => {
+      if (req.headers.range === 'bytes=0-9') {
+        res.writeHead(206, { 'content-type': 'application/pdf', 'content-range': 'bytes 0-9/1000', 'content-length': 10, 'cache-control': 'max-age=600' });
+        res.end(BODY.subarray(0, 10));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': BODY.length, 'cache-control': 'max-age=600' });
+      res.end(BODY);
+    });
+    const sy = await yard(up, { ttl: 60, statuses: [200, 206] });
+    const part = await fetch(`${sy.url}/p.pdf`, { headers: { range: 'bytes=0-9' } });
+    assert.equal(part.status, 206);
+    assert.equal((await part.arrayBuffer()).byteLength, 10);
+    const whole = await fetch(`${sy.url}/p.pdf`);
+    assert.equal(whole.headers.get('x-cache'), 'MISS', 'the part was not stored');
+    assert.equal((await whole.arrayBuffer()).byteLength, 1000);
+  });
+});
