@@ -244,19 +244,32 @@ export function notModified(headers: IncomingHttpHeaders, entry: CachedEntry): b
 export function acceptsEncoding(headers: IncomingHttpHeaders, entry: CachedEntry): boolean {
   const coding = entry.headers['content-encoding'];
   if (coding === undefined) return true;
-  const wanted = String(coding).trim().toLowerCase();
-  if (wanted === 'identity' || wanted === '') return true;
-  const accept = headers['accept-encoding'];
+  // Codings applied one after the other (`gzip, br`): the client must read every one.
+  for (const applied of String(coding).split(',')) {
+    const name = canonicalCoding(applied);
+    if (name !== 'identity' && name !== '' && !accepts(headers['accept-encoding'], name)) return false;
+  }
+  return true;
+}
+
+function accepts(accept: string | undefined, wanted: string): boolean {
   if (accept === undefined) return false;
   let star: boolean | undefined;
   for (const part of accept.split(',')) {
     const [name, ...params] = part.trim().toLowerCase().split(';');
     const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
     const allowed = q === undefined || Number(q.slice(2)) > 0;
-    if (name === wanted) return allowed;
-    if (name === '*') star = allowed;
+    const coding = canonicalCoding(name!);
+    if (coding === wanted) return allowed;
+    if (coding === '*') star = allowed;
   }
   return star ?? false;
+}
+
+/** RFC 9110 §8.4.1: x-gzip and x-compress are gzip and compress. */
+function canonicalCoding(name: string): string {
+  const coding = name.trim().toLowerCase();
+  return coding.startsWith('x-') && (coding === 'x-gzip' || coding === 'x-compress') ? coding.slice(2) : coding;
 }
 
 function weak(tag: string): string {

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { afterEach, describe, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { routeConfig, startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
 import { cacheConfig, countingUpstream, fakeClock, get, type CountingUpstream } from './cache-support.js';
 
@@ -432,5 +433,58 @@ describe('Range requests from a stored full response (issue 31, item 8)', () => 
     const whole = await fetch(`${sy.url}/p.pdf`);
     assert.equal(whole.headers.get('x-cache'), 'MISS', 'the part was not stored');
     assert.equal((await whole.arrayBuffer()).byteLength, 1000);
+  });
+});
+
+describe('encodings and Vary (issue 31, item 9)', () => {
+  const PLAIN = 'a body worth compressing '.repeat(20);
+
+  /** The origin encodes as the client asks (gzip or identity) and says it varies on Accept-Encoding. */
+  async function negotiating(): Promise<CountingUpstream & { respond: Handler }> {
+    return scripted((req, res) => {
+      const gzip = /\bgzip\b/.test(req.headers['accept-encoding'] ?? '') && !/gzip;\s*q=0(\.0*)?\b/.test(req.headers['accept-encoding'] ?? '');
+      const body = gzip ? gzipSync(PLAIN) : Buffer.from(PLAIN);
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length, vary: 'Accept-Encoding', ...(gzip ? { 'content-encoding': 'gzip' } : {}) });
+      res.end(body);
+    });
+  }
+
+  test('a stored gzip answer is served only to clients that accept gzip', async () => {
+    const up = await negotiating();
+    const sy = await yard(up, { ttl: 60, honourClientCacheControl: true });
+    const stored = await get(sy, '/z', { headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(stored.text, PLAIN);
+    assert.equal((await get(sy, '/z', { headers: { 'accept-encoding': 'br, gzip' } })).headers.get('x-cache'), 'HIT');
+    for (const accept of ['br', 'gzip;q=0, br', 'identity']) {
+      // The identity answer the last client got replaced the entry: store the gzip one again.
+      await get(sy, '/z', { headers: { 'accept-encoding': 'gzip', 'cache-control': 'no-cache' } });
+      const other = await get(sy, '/z', { headers: { 'accept-encoding': accept } });
+      assert.notEqual(other.headers.get('x-cache'), 'HIT', accept);
+      assert.equal(other.headers.get('content-encoding'), null, `${accept}: the origin's identity answer`);
+      assert.equal(other.text, PLAIN);
+    }
+  });
+
+  test("a response varying on a header outside the plugin's vary option is never stored; one inside is keyed by it", async () => {
+    const up = await scripted((req, res) => ok(`lang ${req.headers['accept-language']}`, { vary: 'Accept-Language' })(req, res, 0));
+    const unkeyed = await yard(up, { ttl: 60 });
+    for (let i = 0; i < 2; i++) assert.equal((await get(unkeyed, '/v', { headers: { 'accept-language': 'fr' } })).headers.get('x-cache'), 'MISS');
+
+    const keyed = await yard(up, { ttl: 60, vary: ['Accept-Language'] });
+    await get(keyed, '/v', { headers: { 'accept-language': 'fr' } });
+    const fr = await get(keyed, '/v', { headers: { 'accept-language': 'fr' } });
+    assert.equal(fr.headers.get('x-cache'), 'HIT');
+    const de = await get(keyed, '/v', { headers: { 'accept-language': 'de' } });
+    assert.equal(de.headers.get('x-cache'), 'MISS');
+    assert.equal(de.text, 'lang de');
+  });
+
+  test('an answer with two codings applied is served only to a client that reads both; x-gzip is gzip', async () => {
+    const { acceptsEncoding } = await import('../../plugins/cache/policy.js');
+    const entry = { headers: { 'content-encoding': 'gzip, br' } } as unknown as Parameters<typeof acceptsEncoding>[1];
+    assert.equal(acceptsEncoding({ 'accept-encoding': 'gzip' }, entry), false);
+    assert.equal(acceptsEncoding({ 'accept-encoding': 'br, x-gzip' }, entry), true);
+    assert.equal(acceptsEncoding({ 'accept-encoding': '*' }, entry), true);
+    assert.equal(acceptsEncoding({ 'accept-encoding': '*, br;q=0' }, entry), false);
   });
 });
