@@ -50,6 +50,10 @@ export const cacheSchema = {
     excludeQueryParams: strings('Query parameters left out of the key, and so never stored or shown.', ['api_key']),
     vary: strings('Request headers that are part of the key; a response varying on any other header (but Accept-Encoding) is not stored.', []),
     honourUpstreamCacheControl: { type: 'boolean', default: false, description: "Use the upstream's s-maxage/max-age/Expires as the TTL." },
+    targetedCacheControl: {
+      ...strings('Response headers targeted at this cache (RFC 9213), first present wins: such a field replaces Cache-Control and Expires for the caching decision; [] ignores them all.', ['cdn-cache-control']),
+      items: { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' },
+    },
     honourClientCacheControl: { type: 'boolean', default: false, description: 'Follow the request: no-cache revalidates, no-store bypasses, only-if-cached answers 504 on a miss.' },
     staleWhileRevalidate: seconds("After expiry, serve the entry this long while one background refresh runs (seconds), for responses that say nothing of it: the origin's own stale-while-revalidate wins, and must-revalidate, proxy-revalidate, s-maxage or no-cache forbid it.", 0),
     staleIfError: seconds("After expiry, serve the entry this long when the upstream fails or answers 5xx (seconds), for responses that say nothing of it: the origin's own stale-if-error wins, and must-revalidate, proxy-revalidate, s-maxage or no-cache forbid it.", 0),
@@ -72,7 +76,9 @@ export default definePlugin({
   schema: cacheSchema,
   setup(api, given: CacheOptions) {
     // Header names compared per request are lower-cased once, here.
-    const cache = new ResponseCache(api, { ...given, bypassHeader: given.bypassHeader.toLowerCase() });
+    const cache = new ResponseCache(api, {
+      ...given, bypassHeader: given.bypassHeader.toLowerCase(), targetedCacheControl: given.targetedCacheControl.map((h) => h.toLowerCase()),
+    });
     exportCacheMetrics(api.metrics, cache.stats);
     registerInstance(api, cache, cache.proxyAddress);
 

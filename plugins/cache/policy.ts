@@ -88,7 +88,7 @@ export function responsePolicy(status: number, headers: OutgoingHttpHeaders, opt
   const negative = status === 404 && options.negativeTtl > 0;
   if (!negative && !options.statuses.includes(status)) return refuse(`status ${status}`);
   if (headers['set-cookie'] !== undefined) return refuse('set-cookie');
-  const cc = parseCacheControl(headers['cache-control'] as string | string[] | undefined);
+  const { cc, targeted } = responseCacheControl(headers, options.targetedCacheControl);
   if (cc.has('private') || cc.has('no-store') || cc.has('no-cache')) return refuse('cache-control');
   const vary = headers.vary === undefined ? [] : String(headers.vary).split(',').map((v) => v.trim().toLowerCase()).filter(Boolean);
   if (vary.includes('*')) return refuse('vary *');
@@ -105,7 +105,7 @@ export function responsePolicy(status: number, headers: OutgoingHttpHeaders, opt
   const length = headers['content-length'];
   if (length !== undefined && Number(length) > options.maxBodyBytes) return refuse('body too large');
   const reported = reportedAge(headers);
-  const lifetime = negative ? undefined : originLifetime(headers, cc, options, now);
+  const lifetime = negative ? undefined : originLifetime(headers, cc, targeted, options, now);
   if (lifetime === undefined) {
     // A configured TTL counts from now: the upstream's Age is shown, not held against it.
     const ttl = negative ? options.negativeTtl : configuredTtl(type, options, pathname);
@@ -147,10 +147,37 @@ function matchesType(type: string, pattern: string): boolean {
   return type === p;
 }
 
-/** The upstream's freshness lifetime (seconds) when honoured and given; undefined otherwise. */
-function originLifetime(headers: OutgoingHttpHeaders, cc: CacheControl, options: CacheOptions, now: number): number | undefined {
-  return options.honourUpstreamCacheControl ? upstreamTtl(headers, cc, now) : undefined;
+/**
+ * The directives this cache follows for a response. A field targeted at it (RFC 9213: the first
+ * of `targets`, CDN-Cache-Control by default, present with a value that parses) replaces
+ * Cache-Control, and Expires with it; otherwise Cache-Control.
+ */
+export function responseCacheControl(headers: Readonly<OutgoingHttpHeaders>, targets: readonly string[]): { cc: CacheControl; targeted: boolean } {
+  for (const name of targets) {
+    const value = headers[name] as string | string[] | undefined;
+    if (value === undefined) continue;
+    const cc = parseCacheControl(value);
+    if (cc.size > 0 && validDirectives(cc)) return { cc, targeted: true };
+  }
+  return { cc: parseCacheControl(headers['cache-control'] as string | string[] | undefined), targeted: false };
 }
+
+/** A targeted field is a structured dictionary: names are tokens, values integers or tokens. */
+function validDirectives(cc: CacheControl): boolean {
+  for (const [name, value] of cc) {
+    if (!/^[a-z*][a-z0-9_\-.*]*$/.test(name)) return false;
+    if (value !== true && !/^[\w\-.:%*/!#$&'+^`|~]*$/.test(value)) return false;
+  }
+  return true;
+}
+
+/** The upstream's freshness lifetime (seconds) when honoured and given; undefined otherwise. */
+function originLifetime(headers: OutgoingHttpHeaders, cc: CacheControl, targeted: boolean, options: CacheOptions, now: number): number | undefined {
+  if (!options.honourUpstreamCacheControl) return undefined;
+  return upstreamTtl(targeted ? NO_EXPIRES : headers, cc, now);
+}
+
+const NO_EXPIRES: OutgoingHttpHeaders = Object.freeze({});
 
 /**
  * The longest `ttlByPath` prefix of the path; else the configured TTL for the type (most
@@ -201,8 +228,8 @@ export interface StaleAllowance {
  * Only a response that says nothing of it gets the options' defaults. An explicit stale-if-error
  * holds even then (RFC 5861 §4: "regardless of other freshness information").
  */
-export function staleAllowance(cacheControl: string | string[] | undefined, options: CacheOptions): StaleAllowance {
-  const cc = parseCacheControl(cacheControl);
+export function staleAllowance(headers: Readonly<OutgoingHttpHeaders>, options: CacheOptions): StaleAllowance {
+  const { cc } = responseCacheControl(headers, options.targetedCacheControl);
   const forbids = cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('s-maxage') || cc.has('no-cache');
   return {
     whileRevalidate: forbids ? 0 : deltaSeconds(cc.get('stale-while-revalidate')) ?? options.staleWhileRevalidate,

@@ -134,7 +134,7 @@ export class ResponseCache implements CacheInstance {
     }
     if (found) {
       const late = now - freshUntil(found);
-      const allowed = staleAllowance(found.headers['cache-control'], this.options);
+      const allowed = staleAllowance(found.headers, this.options);
       if (late < allowed.whileRevalidate * 1000) {
         counters.stale++;
         this.refresh(ctx, st.key!);
@@ -382,7 +382,7 @@ export class ResponseCache implements CacheInstance {
 
   /** When an entry stored now with this lifetime is of no use any more, even stale. */
   private keepUntil(now: number, ttl: number, headers: OutgoingHttpHeaders): number {
-    const allowed = staleAllowance(headers['cache-control'] as string | string[] | undefined, this.options);
+    const allowed = staleAllowance(headers, this.options);
     return now + (ttl + Math.max(allowed.whileRevalidate, allowed.ifError)) * 1000;
   }
 

@@ -488,3 +488,44 @@ describe('encodings and Vary (issue 31, item 9)', () => {
     assert.equal(acceptsEncoding({ 'accept-encoding': '*, br;q=0' }, entry), false);
   });
 });
+
+describe('CDN-Cache-Control, a field targeted at this cache (issue 31, item 10)', () => {
+  test('CDN-Cache-Control replaces Cache-Control: max-age there stores what Cache-Control keeps private', async () => {
+    const up = await scripted(ok('for the edge only', { 'cache-control': 'private, max-age=0', 'cdn-cache-control': 'max-age=600' }));
+    const sy = await yard(up, STANDARDS);
+    const { second } = await servedTwice(sy, '/edge');
+    assert.equal(second, 'HIT');
+    assert.equal((await get(sy, '/edge')).headers.get('cache-control'), 'private, max-age=0', 'the client still gets the origin\'s Cache-Control');
+  });
+
+  test('CDN-Cache-Control: no-store is not stored though Cache-Control allows it, and it beats Expires too', async () => {
+    const up = await scripted(ok('not at the edge', { 'cache-control': 'max-age=600', expires: 'Sat, 01 Jan 2050 00:00:00 GMT', 'cdn-cache-control': 'no-store' }));
+    const sy = await yard(up, STANDARDS);
+    assert.deepEqual(await servedTwice(sy, '/no-edge'), { first: 'MISS', second: 'MISS' });
+  });
+
+  test('the freshness of CDN-Cache-Control counts, not the longer Cache-Control one', async () => {
+    clock = fakeClock();
+    const up = await scripted(ok('short at the edge', { 'cache-control': 'max-age=3600', 'cdn-cache-control': 'max-age=60' }));
+    const sy = await yard(up, STANDARDS);
+    await get(sy, '/short');
+    clock.advance(61);
+    assert.notEqual((await get(sy, '/short')).headers.get('x-cache'), 'HIT');
+  });
+
+  test('an invalid CDN-Cache-Control is ignored, and targetedCacheControl: [] ignores a valid one', async () => {
+    const up = await scripted(ok('cc decides', { 'cache-control': 'max-age=600', 'cdn-cache-control': 'no-store, "bad" directive' }));
+    const sy = await yard(up, STANDARDS);
+    assert.equal((await servedTwice(sy, '/invalid')).second, 'HIT');
+
+    const up2 = await scripted(ok('cc decides', { 'cache-control': 'max-age=600', 'cdn-cache-control': 'no-store' }));
+    const untargeted = await yard(up2, { ...STANDARDS, targetedCacheControl: [] });
+    assert.equal((await servedTwice(untargeted, '/off')).second, 'HIT');
+  });
+
+  test('another targeted field can be listed first (Surrogate-Control style names)', async () => {
+    const up = await scripted(ok('ours', { 'cache-control': 'no-store', 'switchyard-cache-control': 'max-age=600' }));
+    const sy = await yard(up, { ...STANDARDS, targetedCacheControl: ['Switchyard-Cache-Control', 'CDN-Cache-Control'] });
+    assert.equal((await servedTwice(sy, '/ours')).second, 'HIT');
+  });
+});
