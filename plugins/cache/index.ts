@@ -15,7 +15,7 @@ const strings = (description: string, fallback: readonly string[]) => ({ type: '
 export const cacheSchema = {
   type: 'object',
   properties: {
-    ttl: seconds('How long a response stays fresh (seconds), unless a rule below says otherwise.', 300),
+    ttl: seconds("Forcing mode's TTL: how long a response stays fresh (seconds), unless a rule below says otherwise; with honourUpstreamCacheControl only for responses giving no lifetime (0: not stored).", 300),
     ttlByContentType: {
       type: 'object', additionalProperties: { type: 'number', minimum: 0 }, default: {},
       description: 'TTL in seconds per content type, e.g. { "application/json": 3600, "image/*": 86400 }; the most specific pattern wins.',
@@ -49,7 +49,10 @@ export const cacheSchema = {
     bypassQuery: { type: 'string', default: 'nocache', description: 'A request with this query parameter skips the cache; "" turns it off.' },
     excludeQueryParams: strings('Query parameters left out of the key, and so never stored or shown.', ['api_key']),
     vary: strings('Request headers that are part of the key; a response varying on any other header (but Accept-Encoding) is not stored.', []),
-    honourUpstreamCacheControl: { type: 'boolean', default: false, description: "Use the upstream's s-maxage/max-age/Expires as the TTL." },
+    honourUpstreamCacheControl: {
+      type: 'boolean', default: false,
+      description: "Standards mode: the upstream's s-maxage/max-age/Expires, less the age it arrived with, is the TTL; false (forcing mode) overrides them with the TTL options.",
+    },
     targetedCacheControl: {
       ...strings('Response headers targeted at this cache (RFC 9213), first present wins: such a field replaces Cache-Control and Expires for the caching decision; [] ignores them all.', ['cdn-cache-control']),
       items: { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' },

@@ -2,9 +2,11 @@
 // tests here. A scripted origin on 127.0.0.1 answers what each test sets, a real fetch client
 // asks the proxy, and the cache's clock is moved instead of sleeping.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { afterEach, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
+import YAML from 'yaml';
 import { routeConfig, startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
 import { cacheConfig, countingUpstream, fakeClock, get, type CountingUpstream } from './cache-support.js';
 
@@ -527,5 +529,44 @@ describe('CDN-Cache-Control, a field targeted at this cache (issue 31, item 10)'
     const up = await scripted(ok('ours', { 'cache-control': 'no-store', 'switchyard-cache-control': 'max-age=600' }));
     const sy = await yard(up, { ...STANDARDS, targetedCacheControl: ['Switchyard-Cache-Control', 'CDN-Cache-Control'] });
     assert.equal((await servedTwice(sy, '/ours')).second, 'HIT');
+  });
+});
+
+describe("the README's two modes (issue 31, item 11)", () => {
+  /** The cache options of the README's first example: the standards mode. */
+  function readmeStandardsOptions(): Record<string, unknown> {
+    const readme = readFileSync(new URL('../../../plugins/cache/README.md', import.meta.url), 'utf8');
+    const block = /```yaml\n([\s\S]*?)```/.exec(readme)![1]!;
+    const config = YAML.parse(block) as { routes: { plugins: { name: string; options: Record<string, unknown> }[] }[] };
+    return config.routes[0]!.plugins.find((p) => p.name === 'cache')!.options;
+  }
+
+  test('the first example is the standards mode: only what the origin says is fresh is stored, for as long as it says', async () => {
+    clock = fakeClock();
+    const options = readmeStandardsOptions();
+    assert.equal(options.honourUpstreamCacheControl, true);
+    const up = await scripted((req, res) => {
+      const headers: Record<string, Record<string, string>> = {
+        '/fresh': { 'cache-control': 'max-age=60' },
+        '/zero': { 'cache-control': 'max-age=0' },
+        '/expired': { expires: 'Mon, 01 Jan 2024 00:00:00 GMT' },
+        '/silent': {},
+      };
+      ok(req.url!, headers[req.url!])(req, res, 0);
+    });
+    const sy = await yard(up, options);
+    assert.deepEqual(await servedTwice(sy, '/fresh'), { first: 'MISS', second: 'HIT' });
+    for (const path of ['/zero', '/expired', '/silent']) assert.deepEqual(await servedTwice(sy, path), { first: 'MISS', second: 'MISS' }, path);
+    clock.advance(61);
+    assert.notEqual((await get(sy, '/fresh')).headers.get('x-cache'), 'HIT');
+  });
+
+  test('no options is the forcing mode: every storable answer is kept for 300 s, max-age=0 and expired ones too', async () => {
+    clock = fakeClock();
+    const up = await scripted((req, res) => ok(req.url!, req.url === '/zero' ? { 'cache-control': 'max-age=0' } : { expires: 'Mon, 01 Jan 2024 00:00:00 GMT' })(req, res, 0));
+    const sy = await yard(up, {});
+    for (const path of ['/zero', '/expired']) assert.deepEqual(await servedTwice(sy, path), { first: 'MISS', second: 'HIT' }, path);
+    clock.advance(301);
+    assert.notEqual((await get(sy, '/zero')).headers.get('x-cache'), 'HIT');
   });
 });
