@@ -18,6 +18,7 @@ import { stripHopByHop } from './headers.js';
 const DEADLINE_TICK_MS = 50;
 
 const kAttempt = Symbol('switchyard.attempt');
+type WithAttempt = IncomingMessage & { [kAttempt]?: Attempt };
 const kInterimTo = Symbol('switchyard.interimTo');
 type InterimSource = ClientRequest & { [kInterimTo]?: RequestContext };
 
@@ -45,7 +46,7 @@ export function writeInterim(ctx: RequestContext, status: number, headers: Incom
     // A Link Node will not write is dropped: the hints are only hints.
   }
 }
-type WithAttempt = IncomingMessage & { [kAttempt]?: Attempt };
+
 /** Set on an upgrade request once the upstream answered it (101 or not): the client's socket is no longer ours to answer on. */
 const kUpgradeAnswered = Symbol('switchyard.upgradeAnswered');
 type WithUpgrade = IncomingMessage & { [kUpgradeAnswered]?: boolean };
