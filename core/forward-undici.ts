@@ -10,7 +10,7 @@ import type { Dispatcher, Pool } from 'undici';
 import type { RequestContext } from './context.js';
 import type { ForwardEngine, PoolOptions, UpstreamResponse } from './engine.js';
 import { SwitchyardError, type ErrorCode } from './errors.js';
-import { codeFor, EMPTY_QUERY_MARK } from './forward.js';
+import { codeFor, EMPTY_QUERY_MARK, writeInterim } from './forward.js';
 import { IS_HOP_BY_HOP, namedByConnection } from './headers.js';
 import type { Upstream } from './types.js';
 
@@ -145,11 +145,18 @@ class Exchange extends Readable implements UpstreamResponse, Dispatcher.Dispatch
   }
 
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void): boolean {
-    // 1xx interim responses (103 Early Hints) are this hop's: the final head follows.
-    if (status < 200) return true;
+    // An interim response (103 Early Hints): the final head follows.
+    if (status < 200) {
+      writeInterim(this.ctx, status, parseHeaders(rawHeaders));
+      return true;
+    }
     this.status = status;
     this.headers = parseHeaders(rawHeaders, this);
     this.resumeUpstream = resume;
+    // A 204 or 304 has no body whatever its headers say (RFC 9110 §6.4.1), so it is whole with
+    // its head. undici still holds its empty body against a Content-Length (legal on a 304: the
+    // length of the representation) and fails it afterwards; that failure is no concern of ours.
+    if (status === 204 || status === 304) this.endBody();
     if (!this.settled) {
       this.settled = true;
       this.resolve(this);
@@ -164,6 +171,7 @@ class Exchange extends Readable implements UpstreamResponse, Dispatcher.Dispatch
   }
 
   onComplete(rawTrailers: string[] | Buffer[] | null): void {
+    if (this.complete) return;
     this.complete = true;
     if (rawTrailers && rawTrailers.length > 0) this.trailers = parseHeaders(rawTrailers);
     this.push(null);
@@ -174,6 +182,7 @@ class Exchange extends Readable implements UpstreamResponse, Dispatcher.Dispatch
       this.settle(this.failure ?? toSwitchyardError(err));
       return;
     }
+    if (this.complete) return;
     // Mid-body: the pipeline sees a body that closed before it was complete and cuts the client off.
     if ((err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT') this.ctx.error ??= new SwitchyardError('SY_ERR_UPSTREAM_IDLE_TIMEOUT', undefined, { cause: err });
     this.destroy();
@@ -194,6 +203,11 @@ class Exchange extends Readable implements UpstreamResponse, Dispatcher.Dispatch
       this.abortUpstream?.(this.failure);
     }
     callback(err);
+  }
+
+  private endBody(): void {
+    this.complete = true;
+    this.push(null);
   }
 
   private settle(err: SwitchyardError): void {

@@ -19,6 +19,34 @@ const DEADLINE_TICK_MS = 50;
 
 const kAttempt = Symbol('switchyard.attempt');
 type WithAttempt = IncomingMessage & { [kAttempt]?: Attempt };
+const kInterimTo = Symbol('switchyard.interimTo');
+type InterimSource = ClientRequest & { [kInterimTo]?: RequestContext };
+
+/** An upstream's 1xx (node:http's 'information'), passed on; one function for every request. */
+function forwardInformation(this: InterimSource, info: { statusCode: number; headers: IncomingHttpHeaders }): void {
+  const ctx = this[kInterimTo];
+  if (ctx) writeInterim(ctx, info.statusCode, info.headers);
+}
+
+/**
+ * A 1xx goes on to the client (RFC 9110 §15.2) where Node can write one: 102 Processing, and 103
+ * Early Hints with its Link. Never to an HTTP/1.0 client, nor after the final head. Both engines.
+ */
+export function writeInterim(ctx: RequestContext, status: number, headers: IncomingHttpHeaders): void {
+  const { req, res } = ctx;
+  if (res.headersSent || res.destroyed || req.httpVersionMajor !== 1 || req.httpVersionMinor < 1) return;
+  if (status === 102) {
+    res.writeProcessing();
+    return;
+  }
+  if (status !== 103 || headers.link === undefined) return;
+  try {
+    res.writeEarlyHints(headers as Record<string, string | string[]>);
+  } catch {
+    // A Link Node will not write is dropped: the hints are only hints.
+  }
+}
+
 /** Set on an upgrade request once the upstream answered it (101 or not): the client's socket is no longer ours to answer on. */
 const kUpgradeAnswered = Symbol('switchyard.upgradeAnswered');
 type WithUpgrade = IncomingMessage & { [kUpgradeAnswered]?: boolean };
@@ -98,6 +126,8 @@ class Attempt {
       proxyReq.destroy();
       return;
     }
+    (proxyReq as InterimSource)[kInterimTo] = this.ctx;
+    proxyReq.on('information', forwardInformation);
     // The socket may already be assigned by the time http-proxy-3 hands over the request.
     if (proxyReq.socket) this.watchConnection(proxyReq.socket);
     else proxyReq.once('socket', (socket: Socket) => this.watchConnection(socket));

@@ -17,20 +17,29 @@ export interface CachedEntry {
   readonly body: Buffer;
   /** Epoch ms when the response was stored. */
   readonly storedAt: number;
-  /** Freshness lifetime in seconds. */
+  /**
+   * Seconds the entry stays fresh after `storedAt`: a configured TTL, or the upstream's freshness
+   * lifetime less the age the response arrived with (RFC 9111 §4.2.3).
+   */
   readonly ttl: number;
-  /** Age the upstream already reported (seconds), added to the time spent here. */
+  /** The age the response arrived with (seconds), added to the time spent here for the Age header. */
   readonly initialAge: number;
   /** Epoch ms after which the entry is of no use even stale; the sweep removes it then. */
   readonly keepUntil: number;
   /** `headers`, checked and serialised once for every hit to replay. */
   readonly head: PreparedHead;
+  /**
+   * The stored Date as the headers a hit hands Node beside its prepared head (which never holds a
+   * Date): with one given, Node does not write the time of the answer instead (RFC 9111 §4: a
+   * stored response keeps its Date; Age says how old it is). Made once, not per hit.
+   */
+  readonly dated: Readonly<OutgoingHttpHeaders> | undefined;
   /** The last answer's head with its Age and X-Cache (respond.ts): the next reuses it while they stay the same. */
   lastAnswer: { age: number; xCache: string; head: PreparedHead } | undefined;
 }
 
 /** What an entry is made of; the rest is derived from it. */
-export type EntryFields = Omit<CachedEntry, 'head' | 'lastAnswer'>;
+export type EntryFields = Omit<CachedEntry, 'head' | 'dated' | 'lastAnswer'>;
 
 /**
  * An entry with its prepared head; undefined when a header could not be written (a name or value
@@ -45,14 +54,15 @@ export function newEntry(f: EntryFields): CachedEntry | undefined {
   }
   return {
     id: f.id, key: f.key, route: f.route, vary: f.vary, status: f.status, headers: f.headers, body: f.body,
-    storedAt: f.storedAt, ttl: f.ttl, initialAge: f.initialAge, keepUntil: f.keepUntil, head, lastAnswer: undefined,
+    storedAt: f.storedAt, ttl: f.ttl, initialAge: f.initialAge, keepUntil: f.keepUntil, head,
+    dated: typeof f.headers.date === 'string' ? Object.freeze({ date: f.headers.date }) : undefined, lastAnswer: undefined,
   };
 }
 
 /** Headers that describe one connection or one exchange, never a stored response. */
 const NOT_STORED = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer',
-  'transfer-encoding', 'upgrade', 'content-length', 'set-cookie', 'age', 'x-cache', 'x-request-id', 'date',
+  'transfer-encoding', 'upgrade', 'content-length', 'set-cookie', 'age', 'x-cache', 'x-request-id',
 ]);
 
 /** The response headers worth replaying from the cache. */

@@ -3,6 +3,7 @@
 // and conditional requests a cached entry can answer with 304.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { CachedEntry } from './entry.js';
+import { headerDate, parseHttpDate } from './http-date.js';
 import type { CacheOptions } from './index.js';
 
 export type CacheControl = Map<string, string | true>;
@@ -68,17 +69,26 @@ function hasQuerySwitch(url: string, name: string): boolean {
   return false;
 }
 
-/** The decision about one upstream response: a TTL to store it with, or why not. */
+/**
+ * The decision about one upstream response: how long it stays fresh from now (`ttl`, seconds) and
+ * the age it arrived with (`initialAge`, whole seconds, for the Age header), or why it is not stored.
+ */
 export type ResponsePolicy =
-  | { store: true; ttl: number }
+  | { store: true; ttl: number; initialAge: number }
   | { store: false; reason: string; validationFailure?: boolean };
 
-export function responsePolicy(status: number, headers: OutgoingHttpHeaders, options: CacheOptions, now: number, pathname = ''): ResponsePolicy {
+/**
+ * `delaySeconds` is how long the exchange took (the request's time so far): the upstream's Age was
+ * true when it sent the response, and the response is at least that much older on arrival.
+ */
+export function responsePolicy(status: number, headers: OutgoingHttpHeaders, options: CacheOptions, now: number, pathname = '', delaySeconds = 0): ResponsePolicy {
   const refuse = (reason: string, validationFailure = false): ResponsePolicy => ({ store: false, reason, validationFailure });
+  // A part is never the whole: storing it would answer later requests with a fragment.
+  if (status === 206) return refuse('partial content');
   const negative = status === 404 && options.negativeTtl > 0;
   if (!negative && !options.statuses.includes(status)) return refuse(`status ${status}`);
   if (headers['set-cookie'] !== undefined) return refuse('set-cookie');
-  const cc = parseCacheControl(headers['cache-control'] as string | string[] | undefined);
+  const { cc, targeted } = responseCacheControl(headers, options.targetedCacheControl);
   if (cc.has('private') || cc.has('no-store') || cc.has('no-cache')) return refuse('cache-control');
   const vary = headers.vary === undefined ? [] : String(headers.vary).split(',').map((v) => v.trim().toLowerCase()).filter(Boolean);
   if (vary.includes('*')) return refuse('vary *');
@@ -94,8 +104,30 @@ export function responsePolicy(status: number, headers: OutgoingHttpHeaders, opt
   }
   const length = headers['content-length'];
   if (length !== undefined && Number(length) > options.maxBodyBytes) return refuse('body too large');
-  const ttl = negative ? options.negativeTtl : ttlFor(type, headers, cc, options, now, pathname);
-  return ttl > 0 ? { store: true, ttl } : refuse('ttl 0');
+  const reported = reportedAge(headers);
+  const lifetime = negative ? undefined : originLifetime(headers, cc, targeted, options, now);
+  if (lifetime === undefined) {
+    // A configured TTL counts from now: the upstream's Age is shown, not held against it.
+    const ttl = negative ? options.negativeTtl : configuredTtl(type, options, pathname);
+    return ttl > 0 ? { store: true, ttl, initialAge: Math.floor(reported) } : refuse('ttl 0');
+  }
+  // RFC 9111 §4.2.3: the age on arrival is the larger of what the Age header says (plus the time
+  // the exchange took) and how long ago the origin dated the response.
+  const date = headerDate(headers.date, now);
+  // Date counts whole seconds: the fraction since the origin's last second is no age.
+  const apparent = date === undefined ? 0 : Math.max(0, Math.floor((now - date) / 1000));
+  const ageOnArrival = Math.max(apparent, reported > 0 ? reported + delaySeconds : 0);
+  if (lifetime <= 0) return refuse('ttl 0');
+  const ttl = lifetime - ageOnArrival;
+  return ttl > 0 ? { store: true, ttl, initialAge: Math.floor(ageOnArrival) } : refuse('stale on arrival');
+}
+
+/** The upstream's Age header in seconds; 0 when absent or not a number. */
+function reportedAge(headers: OutgoingHttpHeaders): number {
+  const value = headers.age;
+  if (value === undefined) return 0;
+  const age = Number(Array.isArray(value) ? value[0] : value);
+  return Number.isFinite(age) && age > 0 ? age : 0;
 }
 
 export function contentTypeOf(value: OutgoingHttpHeaders[string]): string {
@@ -116,14 +148,42 @@ function matchesType(type: string, pattern: string): boolean {
 }
 
 /**
- * The upstream's TTL when honoured; else the longest `ttlByPath` prefix of the path; else the
- * configured TTL for the type (most specific pattern wins); else `ttl`.
+ * The directives this cache follows for a response. A field targeted at it (RFC 9213: the first
+ * of `targets`, CDN-Cache-Control by default, present with a value that parses) replaces
+ * Cache-Control, and Expires with it; otherwise Cache-Control.
  */
-function ttlFor(type: string, headers: OutgoingHttpHeaders, cc: CacheControl, options: CacheOptions, now: number, pathname: string): number {
-  if (options.honourUpstreamCacheControl) {
-    const upstream = upstreamTtl(headers, cc, now);
-    if (upstream !== undefined) return upstream;
+export function responseCacheControl(headers: Readonly<OutgoingHttpHeaders>, targets: readonly string[]): { cc: CacheControl; targeted: boolean } {
+  for (const name of targets) {
+    const value = headers[name] as string | string[] | undefined;
+    if (value === undefined) continue;
+    const cc = parseCacheControl(value);
+    if (cc.size > 0 && validDirectives(cc)) return { cc, targeted: true };
   }
+  return { cc: parseCacheControl(headers['cache-control'] as string | string[] | undefined), targeted: false };
+}
+
+/** A targeted field is a structured dictionary: names are tokens, values integers or tokens. */
+function validDirectives(cc: CacheControl): boolean {
+  for (const [name, value] of cc) {
+    if (!/^[a-z*][a-z0-9_\-.*]*$/.test(name)) return false;
+    if (value !== true && !/^[\w\-.:%*/!#$&'+^`|~]*$/.test(value)) return false;
+  }
+  return true;
+}
+
+/** The upstream's freshness lifetime (seconds) when honoured and given; undefined otherwise. */
+function originLifetime(headers: OutgoingHttpHeaders, cc: CacheControl, targeted: boolean, options: CacheOptions, now: number): number | undefined {
+  if (!options.honourUpstreamCacheControl) return undefined;
+  return upstreamTtl(targeted ? NO_EXPIRES : headers, cc, now);
+}
+
+const NO_EXPIRES: OutgoingHttpHeaders = Object.freeze({});
+
+/**
+ * The longest `ttlByPath` prefix of the path; else the configured TTL for the type (most
+ * specific pattern wins); else `ttl`.
+ */
+function configuredTtl(type: string, options: CacheOptions, pathname: string): number {
   let byPath: { ttl: number; length: number } | undefined;
   for (const [prefix, ttl] of Object.entries(options.ttlByPath)) {
     if (pathname.startsWith(prefix) && (!byPath || prefix.length > byPath.length)) byPath = { ttl, length: prefix.length };
@@ -145,12 +205,40 @@ function upstreamTtl(headers: OutgoingHttpHeaders, cc: CacheControl, now: number
     if (typeof value === 'string' && /^\d+$/.test(value)) return Number(value);
   }
   if (headers.expires !== undefined) {
-    const expires = Date.parse(String(headers.expires));
-    const date = headers.date !== undefined ? Date.parse(String(headers.date)) : now;
+    const expires = headerDate(headers.expires, now);
     // An unparseable Expires means "already expired" (RFC 9111 §5.3).
-    return Number.isNaN(expires) ? 0 : Math.max(0, Math.floor((expires - (Number.isNaN(date) ? now : date)) / 1000));
+    if (expires === undefined) return 0;
+    return Math.max(0, Math.floor((expires - (headerDate(headers.date, now) ?? now)) / 1000));
   }
   return undefined;
+}
+
+/** How long past its freshness a stored response may still answer (seconds). */
+export interface StaleAllowance {
+  /** While one background refresh runs (stale-while-revalidate, RFC 5861). */
+  whileRevalidate: number;
+  /** When the upstream fails (stale-if-error, RFC 5861). */
+  ifError: number;
+}
+
+/**
+ * The origin decides first: its own stale-while-revalidate and stale-if-error are what it allows,
+ * and must-revalidate, proxy-revalidate, s-maxage (which implies proxy-revalidate for a shared
+ * cache, RFC 9111 §5.2.2.10) and no-cache forbid stale answers the plugin's options would give.
+ * Only a response that says nothing of it gets the options' defaults. An explicit stale-if-error
+ * holds even then (RFC 5861 §4: "regardless of other freshness information").
+ */
+export function staleAllowance(headers: Readonly<OutgoingHttpHeaders>, options: CacheOptions): StaleAllowance {
+  const { cc } = responseCacheControl(headers, options.targetedCacheControl);
+  const forbids = cc.has('must-revalidate') || cc.has('proxy-revalidate') || cc.has('s-maxage') || cc.has('no-cache');
+  return {
+    whileRevalidate: forbids ? 0 : deltaSeconds(cc.get('stale-while-revalidate')) ?? options.staleWhileRevalidate,
+    ifError: deltaSeconds(cc.get('stale-if-error')) ?? (forbids ? 0 : options.staleIfError),
+  };
+}
+
+function deltaSeconds(value: string | true | undefined): number | undefined {
+  return typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : undefined;
 }
 
 /**
@@ -169,9 +257,10 @@ export function notModified(headers: IncomingHttpHeaders, entry: CachedEntry): b
   const ims = headers['if-modified-since'];
   const lastModified = entry.headers['last-modified'];
   if (ims === undefined || typeof lastModified !== 'string') return false;
-  const since = Date.parse(ims);
-  const modified = Date.parse(lastModified);
-  return !Number.isNaN(since) && !Number.isNaN(modified) && modified <= since;
+  // An invalid date is ignored (RFC 9110 §13.1.3): the full response is the answer.
+  const since = parseHttpDate(ims);
+  const modified = parseHttpDate(lastModified);
+  return since !== undefined && modified !== undefined && modified <= since;
 }
 
 /**
@@ -182,19 +271,32 @@ export function notModified(headers: IncomingHttpHeaders, entry: CachedEntry): b
 export function acceptsEncoding(headers: IncomingHttpHeaders, entry: CachedEntry): boolean {
   const coding = entry.headers['content-encoding'];
   if (coding === undefined) return true;
-  const wanted = String(coding).trim().toLowerCase();
-  if (wanted === 'identity' || wanted === '') return true;
-  const accept = headers['accept-encoding'];
+  // Codings applied one after the other (`gzip, br`): the client must read every one.
+  for (const applied of String(coding).split(',')) {
+    const name = canonicalCoding(applied);
+    if (name !== 'identity' && name !== '' && !accepts(headers['accept-encoding'], name)) return false;
+  }
+  return true;
+}
+
+function accepts(accept: string | undefined, wanted: string): boolean {
   if (accept === undefined) return false;
   let star: boolean | undefined;
   for (const part of accept.split(',')) {
     const [name, ...params] = part.trim().toLowerCase().split(';');
     const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
     const allowed = q === undefined || Number(q.slice(2)) > 0;
-    if (name === wanted) return allowed;
-    if (name === '*') star = allowed;
+    const coding = canonicalCoding(name!);
+    if (coding === wanted) return allowed;
+    if (coding === '*') star = allowed;
   }
   return star ?? false;
+}
+
+/** RFC 9110 §8.4.1: x-gzip and x-compress are gzip and compress. */
+function canonicalCoding(name: string): string {
+  const coding = name.trim().toLowerCase();
+  return coding.startsWith('x-') && (coding === 'x-gzip' || coding === 'x-compress') ? coding.slice(2) : coding;
 }
 
 function weak(tag: string): string {

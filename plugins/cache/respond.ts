@@ -1,9 +1,11 @@
 // Answers the cache gives itself: a stored response replayed (with Age and X-Cache), a 304 when
-// the client already holds it, and the 504 of an `only-if-cached` miss.
+// the client already holds it, a part of it for a Range request, and the 504 of an
+// `only-if-cached` miss.
 import type { PreparedHead, Reply, RequestContext } from '../../core/index.js';
 import { clock } from './clock.js';
 import { ageOf, type CachedEntry } from './entry.js';
 import { notModified, NOT_MODIFIED_HEADERS } from './policy.js';
+import { byteRange, ifRangeHolds } from './range.js';
 import type { RouteStats } from './stats.js';
 
 export function answer(ctx: RequestContext, entry: CachedEntry, xCache: 'HIT' | 'STALE', stats: RouteStats): Reply {
@@ -11,12 +13,34 @@ export function answer(ctx: RequestContext, entry: CachedEntry, xCache: 'HIT' | 
   if (notModified(ctx.req.headers, entry)) {
     stats.notModified++;
     const headers: Record<string, string | string[]> = { age: String(age), 'x-cache': xCache };
+    if (entry.dated !== undefined) headers.date = entry.headers.date!;
     for (const name of NOT_MODIFIED_HEADERS) if (entry.headers[name] !== undefined) headers[name] = entry.headers[name]!;
     return { status: 304, headers };
   }
+  const head = answerHead(entry, age, xCache);
+  if (ctx.req.headers.range !== undefined && entry.status === 200 && ctx.req.method === 'GET') {
+    const partial = partialAnswer(ctx, entry, head);
+    if (partial !== undefined) return partial;
+  }
   // 204 and 304 have no body, and so no Content-Length either (RFC 9110 §8.6).
   const noBody = entry.status === 204 || entry.status === 304;
-  return { status: entry.status, head: answerHead(entry, age, xCache), body: noBody ? undefined : entry.body };
+  return { status: entry.status, head, headers: entry.dated, body: noBody ? undefined : entry.body };
+}
+
+/** A Range request's answer from the stored body: 206 or 416, or undefined for the whole body. */
+function partialAnswer(ctx: RequestContext, entry: CachedEntry, head: PreparedHead): Reply | undefined {
+  if (!ifRangeHolds(ctx.req.headers['if-range'], entry)) return undefined;
+  const size = entry.body.length;
+  const range = byteRange(ctx.req.headers.range!, size);
+  if (range === undefined) return undefined;
+  const headers: Record<string, string> = {};
+  if (entry.dated !== undefined) headers.date = entry.headers.date as string;
+  if (range === 'unsatisfiable') {
+    headers['content-range'] = `bytes */${size}`;
+    return { status: 416, headers, body: '' };
+  }
+  headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
+  return { status: 206, head, headers, body: entry.body.subarray(range.start, range.end + 1) };
 }
 
 /** The entry's prepared head with Age and X-Cache: made once a second or so, not per hit. */

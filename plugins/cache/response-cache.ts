@@ -1,0 +1,440 @@
+// One cache instance (the plugin on one route, or global): its tiers, counters and flights, and a
+// method per stage it takes part in. index.ts makes it and taps the stages; the order of the
+// methods here is the order a request meets them.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { SwitchyardError, type PluginApi, type Reply, type RequestContext } from '../../core/index.js';
+import type { CacheInstance } from './admin.js';
+import { BodyTee } from './body-tee.js';
+import { cacheKey, keyMaker, normaliseUrl, type CacheKey } from './cache-key.js';
+import { clock } from './clock.js';
+import { Flights, type Flight } from './coalesce.js';
+import { freshUntil, newEntry, storableHeaders, type CachedEntry } from './entry.js';
+import type { CacheOptions } from './index.js';
+import { MemoryTier } from './memory-tier.js';
+import { PersistentTier } from './persistent-tier.js';
+import { acceptsEncoding, notModified, NOT_MODIFIED_HEADERS, requestPolicy, responsePolicy, staleAllowance, type RequestPolicy } from './policy.js';
+import { deleteHeader, fieldsNotRepeated, hasValidators, setValidators, StoredBody } from './revalidate.js';
+import { answer, onlyIfCachedMiss } from './respond.js';
+import { addressOf, configuredAddress, REFRESH_HEADER, refreshHeaders, refreshToken, selfRequest, type ProxyAddress } from './self-request.js';
+import { createWarmUp, type WarmUp } from './warm-up.js';
+import { CacheStats, type RouteStats, type Tier } from './stats.js';
+import type { WarmResult } from './admin.js';
+
+/** What the cache remembers about one request between its stages. */
+interface RequestState {
+  key?: CacheKey;
+  xCache?: 'MISS' | 'BYPASS' | 'EXPIRED';
+  /** An expired entry that may still answer if the upstream fails. */
+  stale?: CachedEntry;
+  /** The stored entry the upstream request is conditional on: a 304 renews and serves it. */
+  revalidating?: CachedEntry;
+  /**
+   * The client's own conditionals, kept when the cache's replace them: an engine may hand the
+   * outgoing headers to `ctx.req` (http-proxy does), so `ctx.req.headers` is not the client's then.
+   */
+  clientConditionals?: IncomingHttpHeaders;
+  flight?: Flight;
+  /** The complete response, to write to the persistent tier once it went out. */
+  entry?: CachedEntry;
+  stats?: RouteStats;
+}
+
+// One function for every request, so asking for the scratch space makes no closure.
+const newRequestState = (): RequestState => ({});
+
+const NAME = 'cache';
+
+/** Methods that change nothing at the origin (RFC 9110 §9.2.1); any other may, PURGE aside. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PURGE']);
+
+export class ResponseCache implements CacheInstance {
+  readonly route: string;
+  readonly memory: MemoryTier;
+  readonly persistent: PersistentTier | undefined;
+  readonly stats: CacheStats;
+  readonly flights: Flights;
+  readonly exclude: ReadonlySet<string>;
+  private readonly vary: readonly string[];
+  private readonly keyOf: (route: string, url: string, headers: IncomingHttpHeaders) => CacheKey;
+  /** The proxy's own address, once a request showed it: refreshes and warm-up go there. */
+  private readonly seen: { address?: ProxyAddress };
+  private readonly refreshing = new Set<string>();
+  private readonly warmUp: WarmUp;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(private readonly api: PluginApi, private readonly options: CacheOptions) {
+    this.route = api.route?.name ?? '*';
+    this.memory = api.state(() => new MemoryTier(options.memory), 'memory');
+    this.memory.resize(options.memory);
+    this.persistent = options.persistent.enabled ? PersistentTier.for(api.store, api.log) : undefined;
+    if (this.persistent) this.persistent.timeoutMs = options.persistent.timeoutMs;
+    this.stats = api.state(() => new CacheStats(), 'stats');
+    this.flights = api.state(() => new Flights(), 'flights');
+    this.seen = api.state((): { address?: ProxyAddress } => ({}), 'address');
+    this.exclude = new Set(options.excludeQueryParams.map((p) => p.toLowerCase()));
+    this.vary = options.vary.map((h) => h.toLowerCase());
+    this.keyOf = keyMaker(this.exclude, this.vary);
+    this.warmUp = createWarmUp(api, options.warmup, this.proxyAddress);
+    this.sweeper = setInterval(() => this.sweep(), options.sweepInterval * 1000);
+    this.sweeper.unref();
+  }
+
+  readonly proxyAddress = (): ProxyAddress | undefined => this.seen.address ?? configuredAddress(this.api.config.server.host, this.api.config.server.port);
+
+  warm(fallback: ProxyAddress | undefined): Promise<WarmResult[]> {
+    return this.warmUp.warm(fallback);
+  }
+
+  private state(ctx: RequestContext): RequestState {
+    return ctx.scratch<RequestState>(NAME, newRequestState);
+  }
+
+  // ---- cacheLookup ----
+
+  /** A memory hit answers synchronously; only a store read or a coalesced wait makes a promise. */
+  lookup(ctx: RequestContext): Reply | undefined | Promise<Reply | undefined> {
+    if (ctx.req.method === 'PURGE') return this.purge(ctx);
+    this.seen.address ??= addressOf(ctx.req);
+    this.warmUp.onRequest();
+    const st = this.state(ctx);
+    const counters = st.stats = this.stats.route(ctx.route!.name);
+    const own = ctx.req.headers[REFRESH_HEADER] !== undefined;
+    const ours = own && ctx.req.headers[REFRESH_HEADER] === refreshToken;
+    if (own) delete ctx.outgoing.headers[REFRESH_HEADER];
+    const policy = requestPolicy(ctx.req.method ?? 'GET', ctx.pathname, ctx.url, ctx.req.headers, this.options);
+    // The cache's own refresh or warm-up request goes to the upstream and stores what it gets.
+    if (ours) Object.assign(policy, { lookup: false, onlyIfCached: false });
+    if (policy.bypass) {
+      st.xCache = 'BYPASS';
+      counters.bypassed++;
+      return undefined;
+    }
+    const key = st.key = this.keyOf(ctx.route!.name, ctx.url, ctx.req.headers);
+    if (!policy.lookup) return this.validateOnly(ctx, st, policy);
+    const inMemory = this.memory.get(key.id);
+    if (inMemory) {
+      this.persistent?.touch(key.id);
+      return this.lookedUp(ctx, st, policy, inMemory, 'memory');
+    }
+    if (!this.persistent) return this.lookedUp(ctx, st, policy, undefined, 'memory');
+    return this.persistent.get(key.id).then((stored) => {
+      if (stored) this.memory.set(stored);
+      return this.lookedUp(ctx, st, policy, stored, 'persistent');
+    });
+  }
+
+  /** What a lookup found decides: a fresh hit answers, a stale one may, anything else goes upstream. */
+  private lookedUp(ctx: RequestContext, st: RequestState, policy: RequestPolicy, found: CachedEntry | undefined, tier: Tier): Reply | undefined | Promise<Reply | undefined> {
+    const counters = st.stats!;
+    if (found && !acceptsEncoding(ctx.req.headers, found)) found = undefined;
+    const now = clock.now();
+    if (found && now < freshUntil(found)) {
+      counters.hit(tier, found.body.length);
+      return answer(ctx, found, 'HIT', counters);
+    }
+    if (found) {
+      const late = now - freshUntil(found);
+      const allowed = staleAllowance(found.headers, this.options);
+      if (late < allowed.whileRevalidate * 1000) {
+        counters.stale++;
+        this.refresh(ctx, st.key!);
+        return answer(ctx, found, 'STALE', counters);
+      }
+      st.xCache = 'EXPIRED';
+      counters.expired++;
+      if (late < allowed.ifError * 1000) st.stale = found;
+      st.revalidating = this.revalidatable(ctx, found);
+    } else {
+      counters.misses++;
+    }
+    if (policy.onlyIfCached) return onlyIfCachedMiss(ctx);
+    return this.goUpstream(ctx, st, policy);
+  }
+
+  /**
+   * A request that must not be answered from the cache (the cache's own background refresh or
+   * warm-up, a client's `no-cache`) still asks the upstream conditionally when an entry with
+   * validators is there: a 304 renews that entry instead of sending the whole body again.
+   */
+  private validateOnly(ctx: RequestContext, st: RequestState, policy: RequestPolicy): undefined | Promise<Reply | undefined> {
+    if (!this.options.revalidate || ctx.req.method !== 'GET') return this.goUpstream(ctx, st, policy);
+    const id = st.key!.id;
+    const inMemory = this.memory.get(id);
+    if (inMemory || !this.persistent) {
+      st.revalidating = this.revalidatable(ctx, inMemory);
+      return this.goUpstream(ctx, st, policy);
+    }
+    return this.persistent.get(id).then((stored) => {
+      st.revalidating = this.revalidatable(ctx, stored);
+      return this.goUpstream(ctx, st, policy);
+    });
+  }
+
+  /** The stored entry a conditional request may be built from, if revalidation applies to it. */
+  private revalidatable(ctx: RequestContext, entry: CachedEntry | undefined): CachedEntry | undefined {
+    if (!this.options.revalidate || !entry || ctx.req.method !== 'GET') return undefined;
+    return hasValidators(entry) && acceptsEncoding(ctx.req.headers, entry) ? entry : undefined;
+  }
+
+  /** A miss: join a request already on its way for this key, or lead one. */
+  private goUpstream(ctx: RequestContext, st: RequestState, policy: RequestPolicy): undefined | Promise<Reply | undefined> {
+    if (ctx.req.method !== 'GET') return undefined;
+    if (this.options.coalesce && policy.lookup) {
+      const leader = this.flights.get(st.key!.id);
+      if (leader) {
+        return this.flights.wait(leader, this.options.coalesceWaitMs).then((entry) => {
+          if (entry && acceptsEncoding(ctx.req.headers, entry)) {
+            st.stats!.coalesced++;
+            st.stats!.bytesServed.memory += entry.body.length;
+            return answer(ctx, entry, 'HIT', st.stats!);
+          }
+          return this.forwardWhole(ctx, st);
+        });
+      }
+      // A Range request gets a part from the upstream, which is not stored: others must not wait on it.
+      if (ctx.req.headers.range === undefined) st.flight = this.flights.start(st.key!.id);
+    }
+    return this.forwardWhole(ctx, st);
+  }
+
+  /**
+   * The client's conditionals never go upstream: the cache needs the whole body to store, and
+   * answers conditionals itself. When revalidating, the conditionals sent are the cache's own,
+   * built from the stored entry's validators.
+   */
+  private forwardWhole(ctx: RequestContext, st: RequestState): undefined {
+    const outgoing = ctx.outgoing;
+    if (!st.revalidating && outgoing.headers['if-none-match'] === undefined && outgoing.headers['if-modified-since'] === undefined) return undefined;
+    delete outgoing.headers['if-none-match'];
+    delete outgoing.headers['if-modified-since'];
+    if (st.revalidating) {
+      st.clientConditionals = { 'if-none-match': ctx.req.headers['if-none-match'], 'if-modified-since': ctx.req.headers['if-modified-since'] };
+      setValidators(outgoing.headers, st.revalidating);
+      // A changed representation must come whole to replace the entry; the client gets it whole.
+      delete outgoing.headers.range;
+      delete outgoing.headers['if-range'];
+    }
+    return undefined;
+  }
+
+  /** Stale-while-revalidate: one refresh per key at a time, through the proxy itself. */
+  private refresh(ctx: RequestContext, key: CacheKey): void {
+    const address = addressOf(ctx.req);
+    if (!address || this.refreshing.has(key.id)) return;
+    this.refreshing.add(key.id);
+    selfRequest(address, ctx.url, refreshHeaders(ctx.req.headers))
+      .catch((err: unknown) => this.api.log.warn({ key: key.readable, err: (err as Error).message }, 'background refresh failed'))
+      .finally(() => this.refreshing.delete(key.id));
+  }
+
+  /** PURGE <url> with the admin key evicts that URL's entries (every Vary variant) from both tiers. */
+  private async purge(ctx: RequestContext): Promise<Reply> {
+    const api = this.api;
+    if (!api.isAdmin(ctx.req)) throw new SwitchyardError(api.config.server.admin.key ? 'SY_ERR_ADMIN_UNAUTHORIZED' : 'SY_ERR_ADMIN_KEY_NOT_SET');
+    // The variant this request's headers select, even if the index lost track of it.
+    const direct = cacheKey(ctx.route!.name, ctx.url, ctx.req.headers, this.exclude, this.vary);
+    const removed = await this.evict(direct, true);
+    api.log.info({ audit: 'cache.purge', who: 'admin-key holder', from: ctx.clientIp, key: direct.readable, removed }, 'cache entry purged');
+    return { status: removed > 0 ? 200 : 404, json: { key: direct.readable, purged: removed } };
+  }
+
+  /**
+   * Removes a URL's entries from both tiers: every Vary variant of it, found by its readable key
+   * (a walk over the entries) when variants can exist or `everyVariant` asks for it, else the one
+   * entry its key names. Resolves with how many went.
+   */
+  private async evict(key: CacheKey, everyVariant: boolean): Promise<number> {
+    const ids = new Set<string>();
+    if (everyVariant || this.vary.length > 0) {
+      const ofThisUrl = (id: string, readable: string, route: string) => {
+        const hit = route === key.route && readable === key.readable;
+        if (hit) ids.add(id);
+        return hit;
+      };
+      this.memory.deleteWhere((e) => ofThisUrl(e.id, e.key, e.route));
+      if (this.persistent) await this.persistent.deleteWhere((id, meta) => ofThisUrl(id, meta.key, meta.route));
+    }
+    if (this.memory.delete(key.id)) ids.add(key.id);
+    if (this.persistent && await this.persistent.delete(key.id)) ids.add(key.id);
+    return ids.size;
+  }
+
+  // ---- postResponse ----
+
+  /**
+   * The upstream answered: renew the entry on a 304, or tee a storable body into a new one. The
+   * success of an unsafe method invalidates what it changed before the client hears of it.
+   */
+  onResponse(ctx: RequestContext): Promise<void> | void {
+    const st = this.state(ctx);
+    const response = ctx.response!;
+    if (!st.key && !st.xCache) return;
+    if (st.revalidating && response.status === 304) return this.revalidated(ctx, st, st.revalidating);
+    response.headers['x-cache'] = st.xCache ?? 'MISS';
+    if (st.xCache === 'BYPASS' && !SAFE_METHODS.has(ctx.req.method!) && response.status >= 200 && response.status < 400) return this.invalidate(ctx);
+    if (!st.key || ctx.req.method !== 'GET') return st.flight?.settle();
+    const now = clock.now();
+    const decision = responsePolicy(response.status, response.headers, this.options, now, ctx.pathname, ctx.elapsed() / 1000);
+    if (!decision.store) {
+      if (decision.validationFailure) {
+        st.stats!.validationFailures++;
+        ctx.log.debug({ key: st.key.readable, reason: decision.reason }, 'response not cached: validation failed');
+      } else {
+        st.stats!.uncacheable++;
+      }
+      return st.flight?.settle();
+    }
+    this.tee(ctx, st, st.key, response.status, response.headers, decision.ttl, decision.initialAge, now);
+  }
+
+  /** Copies the body on its way to the client; once whole, it becomes an entry in memory. */
+  private tee(ctx: RequestContext, st: RequestState, key: CacheKey, status: number, given: OutgoingHttpHeaders, ttl: number, initialAge: number, now: number): void {
+    const headers = storableHeaders(given);
+    const declared = given['content-length'];
+    ctx.transformResponseBody(new BodyTee(this.options.maxBodyBytes, (body) => {
+      // A body shorter than announced was cut off: never keep half a response.
+      if (declared !== undefined && Number(declared) !== body.length) return st.flight?.settle();
+      const entry = newEntry({
+        id: key.id, key: key.readable, route: key.route, vary: key.vary, status, headers, body,
+        storedAt: now, ttl, initialAge, keepUntil: this.keepUntil(now, ttl, headers),
+      });
+      if (!entry) return st.flight?.settle();
+      this.memory.set(entry);
+      st.stats!.stored++;
+      st.entry = entry;
+      st.flight?.settle(entry);
+    }), { preservesLength: true });
+  }
+
+  /**
+   * The upstream answered the conditional request with 304: the stored entry is still good. It
+   * is renewed — the 304's header fields replace the stored ones of the same name (RFC 9111
+   * §4.3.4; Content-Length stays the stored body's, hop-by-hop fields never got this far), and
+   * its lifetime starts again, from the updated headers as for a new response — and written to
+   * both tiers (memory now, the store in cacheStore). Coalesced requests get it too.
+   *
+   * The client must not see the upstream's 304 (unless its own conditional matches): the core
+   * writes whatever head `ctx.response` holds once postResponse is over, and streams the
+   * upstream body through the transforms added here. So this tap turns the head into the stored
+   * one in place (status, the stored fields the 304 did not repeat, the stored body's
+   * Content-Length) and adds a transform that drops the 304's empty body and emits the stored
+   * body. Taps after this one (compression, at a later stage) see a 200 and the stored body, as
+   * on a miss; transforms added before it see the 304's empty body, whose output is dropped.
+   */
+  private revalidated(ctx: RequestContext, st: RequestState, stored: CachedEntry): void {
+    const response = ctx.response!;
+    const counters = st.stats!;
+    counters.revalidated++;
+    const now = clock.now();
+    const added = fieldsNotRepeated(stored, response.headers);
+    const hasBody = stored.status !== 204;
+    const updated: OutgoingHttpHeaders = { ...response.headers, ...added };
+    deleteHeader(updated, 'content-length');
+    if (hasBody) updated['content-length'] = String(stored.body.length);
+    const decision = responsePolicy(stored.status, updated, this.options, now, ctx.pathname, ctx.elapsed() / 1000);
+    const ttl = decision.store ? decision.ttl : 0;
+    // Undefined only for a header Node refuses to write, and writing this answer would fail on it anyway.
+    const entry = newEntry({
+      id: stored.id, key: stored.key, route: stored.route, vary: stored.vary, status: stored.status, body: stored.body,
+      headers: storableHeaders(updated), storedAt: now, ttl, initialAge: decision.store ? decision.initialAge : 0, keepUntil: this.keepUntil(now, ttl, updated),
+    })!;
+    if (decision.store) {
+      this.memory.set(entry);
+      st.entry = entry;
+      st.flight?.settle(entry);
+    } else {
+      // The updated headers forbid storing it (no-store now, a TTL of 0): served once, not kept.
+      counters.uncacheable++;
+      st.flight?.settle();
+    }
+    response.headers['x-cache'] = 'REVALIDATED';
+    if (notModified(st.clientConditionals ?? {}, entry)) {
+      // The client holds it too: the upstream's 304 goes on, with the entry's validators and
+      // freshness fields. It has no body, and no Content-Length describing one.
+      counters.notModified++;
+      for (const name of NOT_MODIFIED_HEADERS) if (entry.headers[name] !== undefined) response.headers[name] = entry.headers[name];
+      deleteHeader(response.headers, 'content-length');
+      return;
+    }
+    response.status = stored.status;
+    Object.assign(response.headers, added);
+    deleteHeader(response.headers, 'content-length');
+    if (!hasBody) return;
+    response.headers['content-length'] = String(stored.body.length);
+    ctx.transformResponseBody(new StoredBody(stored.body), { preservesLength: true });
+  }
+
+  /**
+   * RFC 9111 §4.4: after an unsafe request succeeds, the stored responses for its target URI, and
+   * for the Location and Content-Location it answered with when they name the same host, are
+   * gone from both tiers (the store is shared by every instance using it).
+   */
+  private async invalidate(ctx: RequestContext): Promise<void> {
+    const route = ctx.route!.name;
+    const targets = [ctx.url];
+    const headers = ctx.response!.headers;
+    for (const name of ['location', 'content-location']) {
+      const path = sameHostPath(headers[name], ctx);
+      if (path !== undefined && !targets.includes(path)) targets.push(path);
+    }
+    for (const url of targets) await this.evict(cacheKey(route, url, ctx.req.headers, this.exclude, this.vary), false);
+  }
+
+  /** When an entry stored now with this lifetime is of no use any more, even stale. */
+  private keepUntil(now: number, ttl: number, headers: OutgoingHttpHeaders): number {
+    const allowed = staleAllowance(headers, this.options);
+    return now + (ttl + Math.max(allowed.whileRevalidate, allowed.ifError)) * 1000;
+  }
+
+  // ---- cacheStore, error, done ----
+
+  /** Only a response that was stored in memory goes on to the persistent tier; the rest need no promise. */
+  store(ctx: RequestContext): Promise<void> | undefined {
+    const st = this.state(ctx);
+    if (st.entry && this.persistent) return this.persistent.set(st.entry, this.options.persistent).then(() => undefined);
+    return undefined;
+  }
+
+  /** The upstream failed: an expired entry still within staleIfError answers instead. */
+  onError(ctx: RequestContext): Reply | undefined {
+    const st = this.state(ctx);
+    st.flight?.settle();
+    if (!st.stale) return undefined;
+    st.stats!.stale++;
+    return answer(ctx, st.stale, 'STALE', st.stats!);
+  }
+
+  /** Whatever happened, requests waiting on this one's flight stop waiting. */
+  onDone(ctx: RequestContext): void {
+    this.state(ctx).flight?.settle();
+  }
+
+  private sweep(): void {
+    const now = clock.now();
+    this.memory.sweep(now);
+    void this.persistent?.sweep(now);
+  }
+
+  async dispose(): Promise<void> {
+    clearInterval(this.sweeper);
+    this.warmUp.dispose();
+    await this.persistent?.flush();
+  }
+}
+
+/**
+ * The path and query a Location or Content-Location header names, when it is on the host the
+ * request was for (the client's Host, or the upstream's own name); undefined otherwise.
+ */
+function sameHostPath(value: OutgoingHttpHeaders[string], ctx: RequestContext): string | undefined {
+  if (typeof value !== 'string' || value === '') return undefined;
+  const host = ctx.req.headers.host ?? 'localhost';
+  let url: URL;
+  try {
+    url = new URL(value, `http://${host}${ctx.url.startsWith('/') ? ctx.url : `/${ctx.url}`}`);
+  } catch {
+    return undefined;
+  }
+  if (url.host !== host && url.host !== ctx.upstream?.target.host) return undefined;
+  return url.pathname + url.search;
+}

@@ -1,0 +1,572 @@
+// The cache as RFC 9111 asks an HTTP cache to behave (issue 31): each item of the issue has its
+// tests here. A scripted origin on 127.0.0.1 answers what each test sets, a real fetch client
+// asks the proxy, and the cache's clock is moved instead of sleeping.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { afterEach, describe, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import YAML from 'yaml';
+import { routeConfig, startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
+import { cacheConfig, countingUpstream, fakeClock, get, type CountingUpstream } from './cache-support.js';
+
+const ENGINES = ['undici', 'http-proxy'] as const;
+
+const running: { stop(): Promise<void> }[] = [];
+let clock: ReturnType<typeof fakeClock> | undefined;
+afterEach(async () => {
+  clock?.restore();
+  clock = undefined;
+  for (const r of running.splice(0).reverse()) await r.stop();
+});
+
+type Handler = (req: IncomingMessage, res: ServerResponse, n: number) => void;
+
+/** An origin whose answer each test sets (and changes between requests) through `respond`. */
+async function scripted(respond: Handler): Promise<CountingUpstream & { respond: Handler }> {
+  const script = { respond };
+  const up = await countingUpstream((req, res, n) => script.respond(req, res, n));
+  running.push({ stop: () => up.close() });
+  return Object.defineProperty(up, 'respond', { get: () => script.respond, set: (next: Handler) => { script.respond = next; } }) as CountingUpstream & { respond: Handler };
+}
+
+/** A 200 with `body` and the given headers (Content-Length added). */
+function ok(body: string, headers: Record<string, string> = {}): Handler {
+  return (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), ...headers });
+    res.end(body);
+  };
+}
+
+async function yard(up: CountingUpstream, options: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<RunningSwitchyard> {
+  const sy = await startSwitchyard(cacheConfig(up.url, { persistent: { enabled: false }, ...options }, {}, extra));
+  running.push(sy);
+  return sy;
+}
+
+describe('a revalidation whose 304 carries Content-Length (issue 31, item 1)', () => {
+  for (const engine of ENGINES) {
+    test(`the client gets the whole stored body, not a cut-off answer (${engine})`, async () => {
+      clock = fakeClock();
+      const body = 'the stored representation';
+      const up = await scripted(ok(body, { etag: '"a"' }));
+      const sy = await yard(up, { ttl: 60 }, { engine });
+      assert.equal((await get(sy, '/doc')).text, body);
+      clock.advance(61);
+      // Legal (RFC 9110 §8.6): the length of the representation the 304 stands for.
+      up.respond = (_req, res) => {
+        res.writeHead(304, { etag: '"a"', 'content-length': String(Buffer.byteLength(body)) });
+        res.end();
+      };
+      const renewed = await get(sy, '/doc');
+      assert.equal(renewed.status, 200);
+      assert.equal(renewed.headers.get('x-cache'), 'REVALIDATED');
+      assert.equal(renewed.text, body);
+      assert.equal(up.seen[1]!.headers['if-none-match'], '"a"');
+      assert.equal((await get(sy, '/doc')).headers.get('x-cache'), 'HIT', 'the renewed entry was stored');
+    });
+
+    test(`a client's own conditional passed through gets the origin's 304 with Content-Length, and the proxy keeps answering (${engine})`, async () => {
+      const up = await scripted((req, res) => {
+        if (req.headers['if-none-match'] === '"b"') {
+          res.writeHead(304, { etag: '"b"', 'content-length': '11' });
+          res.end();
+          return;
+        }
+        ok('hello world', { etag: '"b"' })(req, res, 0);
+      });
+      const sy = await startSwitchyard(routeConfig([up.url], { engine }));
+      running.push(sy);
+      for (let i = 0; i < 3; i++) {
+        const answer = await get(sy, '/plain', { headers: { 'if-none-match': '"b"' } });
+        assert.equal(answer.status, 304);
+        assert.equal(answer.text, '');
+      }
+      assert.equal((await get(sy, '/plain')).text, 'hello world');
+    });
+  }
+});
+
+const STANDARDS = { ttl: 0, honourUpstreamCacheControl: true };
+
+/** Asks twice: whether the second request was answered from the cache. */
+async function servedTwice(sy: RunningSwitchyard, path: string): Promise<{ first: string | null; second: string | null }> {
+  const first = (await get(sy, path)).headers.get('x-cache');
+  const second = (await get(sy, path)).headers.get('x-cache');
+  return { first, second };
+}
+
+describe('age on arrival counts against freshness (issue 31, item 2)', () => {
+  test('max-age=3600 with Age: 7200 is stale on arrival: the next request goes to the origin', async () => {
+    const up = await scripted(ok('old news', { 'cache-control': 'max-age=3600', age: '7200' }));
+    const sy = await yard(up, STANDARDS);
+    assert.deepEqual(await servedTwice(sy, '/old'), { first: 'MISS', second: 'MISS' });
+    assert.equal(up.count(), 2);
+  });
+
+  test('max-age=3600 with Age: 1800 is fresh for the 1800 s left, and hits say the age it has', async () => {
+    clock = fakeClock();
+    const up = await scripted(ok('half-way', { 'cache-control': 'max-age=3600', age: '1800' }));
+    const sy = await yard(up, STANDARDS);
+    await get(sy, '/half');
+    clock.advance(1000);
+    const hit = await get(sy, '/half');
+    assert.equal(hit.headers.get('x-cache'), 'HIT');
+    assert.equal(Number(hit.headers.get('age')) >= 2800, true, `Age ${hit.headers.get('age')}`);
+    clock.advance(801);
+    assert.notEqual((await get(sy, '/half')).headers.get('x-cache'), 'HIT', '3601 s old now');
+    assert.equal(up.count(), 2);
+  });
+
+  test('Expires one hour after Date, with Age: 7200, is stale on arrival', async () => {
+    const up = await scripted((_req, res) => {
+      const now = new Date();
+      res.writeHead(200, { 'content-type': 'text/plain', date: now.toUTCString(), expires: new Date(now.getTime() + 3600_000).toUTCString(), age: '7200' });
+      res.end('expired');
+    });
+    const sy = await yard(up, STANDARDS);
+    assert.deepEqual(await servedTwice(sy, '/expires'), { first: 'MISS', second: 'MISS' });
+  });
+
+  test('a Date two hours in the past counts as age (apparent age) against max-age=3600', async () => {
+    const up = await scripted((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', date: new Date(Date.now() - 7200_000).toUTCString(), 'cache-control': 'max-age=3600' });
+      res.end('dated');
+    });
+    const sy = await yard(up, STANDARDS);
+    assert.deepEqual(await servedTwice(sy, '/dated'), { first: 'MISS', second: 'MISS' });
+  });
+
+  test('a configured TTL (forcing mode) counts from arrival: the upstream Age is reported, not held against it', async () => {
+    const up = await scripted(ok('forced', { age: '7200' }));
+    const sy = await yard(up, { ttl: 60 });
+    const { second } = await servedTwice(sy, '/forced');
+    assert.equal(second, 'HIT');
+    assert.equal(Number((await get(sy, '/forced')).headers.get('age')) >= 7200, true);
+  });
+});
+
+describe('strict HTTP dates (issue 31, item 3)', () => {
+  for (const expires of ['Sun, 06 Nov 2094 08:49:37 UTC', 'Sun 06 Nov 2094 08:49:37 GMT', 'Sun, 06-Nov-2094 08:49:37 GMT', 'Sun, 06 Nov 2094 8:49:37 GMT', '0']) {
+    test(`an invalid Expires ("${expires}") means already expired: not served from the cache`, async () => {
+      const up = await scripted(ok('invalid expires', { expires }));
+      const sy = await yard(up, STANDARDS);
+      assert.deepEqual(await servedTwice(sy, '/e'), { first: 'MISS', second: 'MISS' });
+      assert.equal(up.count(), 2);
+    });
+  }
+
+  for (const expires of ['Saturday, 01-Jan-50 00:00:00 GMT', 'Sat Jan  1 00:00:00 2050', 'Sat, 01 Jan 2050 00:00:00 GMT']) {
+    test(`a valid far-future Expires ("${expires}") keeps the response fresh`, async () => {
+      const up = await scripted(ok('valid expires', { expires }));
+      const sy = await yard(up, STANDARDS);
+      assert.deepEqual(await servedTwice(sy, '/e'), { first: 'MISS', second: 'HIT' });
+    });
+  }
+
+  test('an invalid If-Modified-Since is ignored: the client gets the full 200, not a 304', async () => {
+    const up = await scripted(ok('dated', { 'last-modified': 'Mon, 01 Jan 2024 00:00:00 GMT', 'cache-control': 'max-age=60' }));
+    const sy = await yard(up, STANDARDS);
+    await get(sy, '/ims');
+    const valid = await get(sy, '/ims', { headers: { 'if-modified-since': 'Tue, 02 Jan 2024 00:00:00 GMT' } });
+    assert.equal(valid.status, 304);
+    const invalid = await get(sy, '/ims', { headers: { 'if-modified-since': 'Tue, 02 Jan 2024 00:00:00 UTC' } });
+    assert.equal(invalid.status, 200);
+    assert.equal(invalid.text, 'dated');
+  });
+});
+
+describe('unsafe methods invalidate (issue 31, item 4)', () => {
+  /** GET answers with the count of requests for the path; anything else with what the test sets. */
+  async function writable(unsafe: Handler): Promise<CountingUpstream & { respond: Handler }> {
+    return scripted((req, res, n) => {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return unsafe(req, res, n);
+      ok(`version ${n}`, { 'cache-control': 'max-age=600' })(req, res, n);
+    });
+  }
+
+  for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'PROPPATCH']) {
+    test(`a successful ${method} makes the next GET of its URL go to the origin, in both tiers`, async () => {
+      const up = await writable((_req, res) => {
+        res.writeHead(204);
+        res.end();
+      });
+      const sy = await yard(up, { ...STANDARDS, persistent: { enabled: true, timeoutMs: 10000 } });
+      assert.deepEqual(await servedTwice(sy, '/item'), { first: 'MISS', second: 'HIT' });
+      const changed = await fetch(`${sy.url}/item`, { method });
+      assert.equal(changed.status, 204);
+      const after = await get(sy, '/item');
+      assert.equal(after.headers.get('x-cache'), 'MISS');
+      assert.equal(after.text, 'version 3', 'asked again (GET, GET, the write, GET)');
+    });
+  }
+
+  test('an unsuccessful POST (500) leaves the stored response alone', async () => {
+    const up = await writable((_req, res) => {
+      res.writeHead(500);
+      res.end();
+    });
+    const sy = await yard(up, STANDARDS);
+    await get(sy, '/kept');
+    assert.equal((await fetch(`${sy.url}/kept`, { method: 'POST' })).status, 500);
+    assert.equal((await get(sy, '/kept')).headers.get('x-cache'), 'HIT');
+  });
+
+  test('Location and Content-Location on the same host are invalidated too; another host is not', async () => {
+    const up = await writable((req, res) => {
+      res.writeHead(201, { location: '/created', 'content-location': `http://${req.headers.host}/described?x=1` });
+      res.end();
+    });
+    const sy = await yard(up, STANDARDS);
+    for (const path of ['/created', '/described?x=1', '/elsewhere']) await get(sy, path);
+    await fetch(`${sy.url}/collection`, { method: 'POST' });
+    assert.equal((await get(sy, '/created')).headers.get('x-cache'), 'MISS');
+    assert.equal((await get(sy, '/described?x=1')).headers.get('x-cache'), 'MISS');
+    assert.equal((await get(sy, '/elsewhere')).headers.get('x-cache'), 'HIT');
+
+    up.respond = (_req, res) => {
+      res.writeHead(201, { location: 'http://other.example/created' });
+      res.end();
+    };
+    await fetch(`${sy.url}/collection`, { method: 'POST' });
+    assert.equal((await get(sy, '/created')).headers.get('x-cache'), 'HIT', 'a Location on another host is not ours to drop');
+  });
+});
+
+describe("the origin's directives decide stale answers (issue 31, item 5)", () => {
+  function failing(): Handler {
+    return (_req, res) => {
+      res.writeHead(503, { 'content-type': 'text/plain' });
+      res.end('down');
+    };
+  }
+
+  for (const cacheControl of ['max-age=60, must-revalidate', 'max-age=60, proxy-revalidate', 's-maxage=60']) {
+    test(`"${cacheControl}" is never served stale, whatever staleIfError and staleWhileRevalidate say`, async () => {
+      clock = fakeClock();
+      const up = await scripted(ok('strict', { 'cache-control': cacheControl }));
+      const sy = await yard(up, { ...STANDARDS, staleIfError: 600, staleWhileRevalidate: 600 });
+      await get(sy, '/strict');
+      clock.advance(61);
+      up.respond = failing();
+      const answer = await get(sy, '/strict');
+      assert.equal(answer.status, 503, 'the failure shows: no stale answer');
+      assert.notEqual(answer.headers.get('x-cache'), 'STALE');
+    });
+  }
+
+  test("a response that says nothing gets the plugin's staleIfError", async () => {
+    clock = fakeClock();
+    const up = await scripted(ok('lenient', { 'cache-control': 'max-age=60' }));
+    const sy = await yard(up, { ...STANDARDS, staleIfError: 600 });
+    await get(sy, '/lenient');
+    clock.advance(61);
+    up.respond = failing();
+    const answer = await get(sy, '/lenient');
+    assert.equal(answer.headers.get('x-cache'), 'STALE');
+    assert.equal(answer.text, 'lenient');
+  });
+
+  test("the origin's own stale-if-error is honoured with the plugin's at 0, and its length wins", async () => {
+    clock = fakeClock();
+    const up = await scripted(ok('allowed', { 'cache-control': 'max-age=60, stale-if-error=100' }));
+    const sy = await yard(up, STANDARDS);
+    await get(sy, '/sie');
+    clock.advance(120);
+    up.respond = failing();
+    const within = await get(sy, '/sie');
+    assert.equal(within.headers.get('x-cache'), 'STALE');
+    assert.equal(within.text, 'allowed');
+    clock.advance(60);
+    assert.equal((await get(sy, '/sie')).status, 503, '180 s old: past max-age plus stale-if-error');
+  });
+
+  test("the origin's own stale-while-revalidate is honoured, and a shorter one beats the plugin's", async () => {
+    clock = fakeClock();
+    const up = await scripted(ok('swr', { 'cache-control': 'max-age=60, stale-while-revalidate=30' }));
+    const sy = await yard(up, STANDARDS);
+    await get(sy, '/swr');
+    clock.advance(75);
+    assert.equal((await get(sy, '/swr')).headers.get('x-cache'), 'STALE', 'the plugin allows none; the origin 30 s');
+
+    const up2 = await scripted(ok('swr', { 'cache-control': 'max-age=60, stale-while-revalidate=5' }));
+    const sy2 = await yard(up2, { ...STANDARDS, staleWhileRevalidate: 600 });
+    await get(sy2, '/swr');
+    clock.advance(70);
+    assert.notEqual((await get(sy2, '/swr')).headers.get('x-cache'), 'STALE', '10 s late: past the origin\'s 5 s');
+  });
+});
+
+describe('a hit keeps the stored Date (issue 31, item 6)', () => {
+  const DATE = 'Mon, 01 Jan 2024 00:00:00 GMT';
+
+  test("hits and the cache's own 304s carry the origin's Date, not the time of the answer", async () => {
+    const up = await scripted(ok('dated', { date: DATE, etag: '"d"' }));
+    const sy = await yard(up, { ttl: 60 });
+    assert.equal((await get(sy, '/d')).headers.get('date'), DATE);
+    const hit = await get(sy, '/d');
+    assert.equal(hit.headers.get('x-cache'), 'HIT');
+    assert.equal(hit.headers.get('date'), DATE);
+    const notModified = await get(sy, '/d', { headers: { 'if-none-match': '"d"' } });
+    assert.equal(notModified.status, 304);
+    assert.equal(notModified.headers.get('date'), DATE);
+  });
+
+  test('a revalidation takes the Date of the 304 for the renewed entry', async () => {
+    clock = fakeClock();
+    const up = await scripted(ok('dated', { date: DATE, etag: '"d"' }));
+    const sy = await yard(up, { ttl: 60 });
+    await get(sy, '/r');
+    clock.advance(61);
+    const renewedDate = 'Tue, 02 Jan 2024 00:00:00 GMT';
+    up.respond = (_req, res) => {
+      res.writeHead(304, { etag: '"d"', date: renewedDate });
+      res.end();
+    };
+    assert.equal((await get(sy, '/r')).headers.get('date'), renewedDate);
+    const hit = await get(sy, '/r');
+    assert.equal(hit.headers.get('x-cache'), 'HIT');
+    assert.equal(hit.headers.get('date'), renewedDate);
+  });
+});
+
+describe('1xx interim responses (issue 31, item 7)', () => {
+  for (const engine of ENGINES) {
+    test(`a 103 Early Hints from the origin reaches the client before the final answer (${engine})`, async () => {
+      const up = await scripted((req, res) => {
+        res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+        ok('final')(req, res, 0);
+      });
+      const sy = await startSwitchyard(routeConfig([up.url], { engine }));
+      running.push(sy);
+      const interim: { statusCode: number; headers: Record<string, unknown> }[] = [];
+      const final = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(`${sy.url}/hints`, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (body += chunk));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        req.on('information', (info) => interim.push({ statusCode: info.statusCode, headers: info.headers }));
+        req.on('error', reject);
+        req.end();
+      });
+      assert.deepEqual(final, { status: 200, body: 'final' });
+      assert.equal(interim.length, 1);
+      assert.equal(interim[0]!.statusCode, 103);
+      assert.equal(interim[0]!.headers.link, '</style.css>; rel=preload; as=style');
+    });
+  }
+});
+
+describe('Range requests from a stored full response (issue 31, item 8)', () => {
+  const BODY = Buffer.from(Array.from({ length: 1000 }, (_, i) => String.fromCharCode(97 + (i % 26))).join(''));
+
+  async function storedPdf(): Promise<{ up: CountingUpstream & { respond: Handler }; sy: RunningSwitchyard }> {
+    const up = await scripted((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': BODY.length, etag: '"pdf"', 'last-modified': 'Mon, 01 Jan 2024 00:00:00 GMT' });
+      res.end(BODY);
+    });
+    const sy = await yard(up, { ttl: 60 });
+    assert.equal((await get(sy, '/doc.pdf')).headers.get('x-cache'), 'MISS');
+    return { up, sy };
+  }
+
+  async function ranged(sy: RunningSwitchyard, headers: Record<string, string>): Promise<{ status: number; headers: Headers; body: Buffer }> {
+    const res = await fetch(`${sy.url}/doc.pdf`, { headers });
+    return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
+  }
+
+  for (const [range, start, end] of [['bytes=100-199', 100, 199], ['bytes=900-', 900, 999], ['bytes=-100', 900, 999], ['bytes=990-5000', 990, 999]] as const) {
+    test(`"${range}" on a hit is a 206 with bytes ${start}-${end} of the stored body`, async () => {
+      const { up, sy } = await storedPdf();
+      const part = await ranged(sy, { range });
+      assert.equal(part.status, 206);
+      assert.equal(part.headers.get('content-range'), `bytes ${start}-${end}/1000`);
+      assert.equal(part.headers.get('content-length'), String(end - start + 1));
+      assert.equal(part.headers.get('content-type'), 'application/pdf');
+      assert.deepEqual(part.body, BODY.subarray(start, end + 1));
+      assert.equal(up.count(), 1, 'from the cache');
+    });
+  }
+
+  test('a range past the end is a 416 naming the size', async () => {
+    const { sy } = await storedPdf();
+    const none = await ranged(sy, { range: 'bytes=2000-' });
+    assert.equal(none.status, 416);
+    assert.equal(none.headers.get('content-range'), 'bytes */1000');
+    assert.equal(none.body.length, 0);
+  });
+
+  test('If-Range with the strong ETag or the Last-Modified date gets the part; a changed or weak one the whole body', async () => {
+    const { sy } = await storedPdf();
+    assert.equal((await ranged(sy, { range: 'bytes=0-9', 'if-range': '"pdf"' })).status, 206);
+    assert.equal((await ranged(sy, { range: 'bytes=0-9', 'if-range': 'Mon, 01 Jan 2024 00:00:00 GMT' })).status, 206);
+    for (const ifRange of ['"other"', 'W/"pdf"', 'Tue, 02 Jan 2024 00:00:00 GMT']) {
+      const whole = await ranged(sy, { range: 'bytes=0-9', 'if-range': ifRange });
+      assert.equal(whole.status, 200, ifRange);
+      assert.deepEqual(whole.body, BODY);
+    }
+  });
+
+  test('a Range the cache does not read, or several ranges, get the whole stored body', async () => {
+    const { sy } = await storedPdf();
+    for (const range of ['bytes=abc', 'bytes=20-10', 'items=0-1', 'bytes=0-1,5-6']) {
+      const whole = await ranged(sy, { range });
+      assert.equal(whole.status, 200, range);
+      assert.deepEqual(whole.body, BODY);
+    }
+  });
+
+  test("a 206 from the origin is never stored as the full object, even with 206 in statuses", async () => {
+    const up = await scripted((req, res) => {
+      if (req.headers.range === 'bytes=0-9') {
+        res.writeHead(206, { 'content-type': 'application/pdf', 'content-range': 'bytes 0-9/1000', 'content-length': 10, 'cache-control': 'max-age=600' });
+        res.end(BODY.subarray(0, 10));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': BODY.length, 'cache-control': 'max-age=600' });
+      res.end(BODY);
+    });
+    const sy = await yard(up, { ttl: 60, statuses: [200, 206] });
+    const part = await fetch(`${sy.url}/p.pdf`, { headers: { range: 'bytes=0-9' } });
+    assert.equal(part.status, 206);
+    assert.equal((await part.arrayBuffer()).byteLength, 10);
+    const whole = await fetch(`${sy.url}/p.pdf`);
+    assert.equal(whole.headers.get('x-cache'), 'MISS', 'the part was not stored');
+    assert.equal((await whole.arrayBuffer()).byteLength, 1000);
+  });
+});
+
+describe('encodings and Vary (issue 31, item 9)', () => {
+  const PLAIN = 'a body worth compressing '.repeat(20);
+
+  /** The origin encodes as the client asks (gzip or identity) and says it varies on Accept-Encoding. */
+  async function negotiating(): Promise<CountingUpstream & { respond: Handler }> {
+    return scripted((req, res) => {
+      const gzip = /\bgzip\b/.test(req.headers['accept-encoding'] ?? '') && !/gzip;\s*q=0(\.0*)?\b/.test(req.headers['accept-encoding'] ?? '');
+      const body = gzip ? gzipSync(PLAIN) : Buffer.from(PLAIN);
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length, vary: 'Accept-Encoding', ...(gzip ? { 'content-encoding': 'gzip' } : {}) });
+      res.end(body);
+    });
+  }
+
+  test('a stored gzip answer is served only to clients that accept gzip', async () => {
+    const up = await negotiating();
+    const sy = await yard(up, { ttl: 60, honourClientCacheControl: true });
+    const stored = await get(sy, '/z', { headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(stored.text, PLAIN);
+    assert.equal((await get(sy, '/z', { headers: { 'accept-encoding': 'br, gzip' } })).headers.get('x-cache'), 'HIT');
+    for (const accept of ['br', 'gzip;q=0, br', 'identity']) {
+      // The identity answer the last client got replaced the entry: store the gzip one again.
+      await get(sy, '/z', { headers: { 'accept-encoding': 'gzip', 'cache-control': 'no-cache' } });
+      const other = await get(sy, '/z', { headers: { 'accept-encoding': accept } });
+      assert.notEqual(other.headers.get('x-cache'), 'HIT', accept);
+      assert.equal(other.headers.get('content-encoding'), null, `${accept}: the origin's identity answer`);
+      assert.equal(other.text, PLAIN);
+    }
+  });
+
+  test("a response varying on a header outside the plugin's vary option is never stored; one inside is keyed by it", async () => {
+    const up = await scripted((req, res) => ok(`lang ${req.headers['accept-language']}`, { vary: 'Accept-Language' })(req, res, 0));
+    const unkeyed = await yard(up, { ttl: 60 });
+    for (let i = 0; i < 2; i++) assert.equal((await get(unkeyed, '/v', { headers: { 'accept-language': 'fr' } })).headers.get('x-cache'), 'MISS');
+
+    const keyed = await yard(up, { ttl: 60, vary: ['Accept-Language'] });
+    await get(keyed, '/v', { headers: { 'accept-language': 'fr' } });
+    const fr = await get(keyed, '/v', { headers: { 'accept-language': 'fr' } });
+    assert.equal(fr.headers.get('x-cache'), 'HIT');
+    const de = await get(keyed, '/v', { headers: { 'accept-language': 'de' } });
+    assert.equal(de.headers.get('x-cache'), 'MISS');
+    assert.equal(de.text, 'lang de');
+  });
+
+  test('an answer with two codings applied is served only to a client that reads both; x-gzip is gzip', async () => {
+    const { acceptsEncoding } = await import('../../plugins/cache/policy.js');
+    const entry = { headers: { 'content-encoding': 'gzip, br' } } as unknown as Parameters<typeof acceptsEncoding>[1];
+    assert.equal(acceptsEncoding({ 'accept-encoding': 'gzip' }, entry), false);
+    assert.equal(acceptsEncoding({ 'accept-encoding': 'br, x-gzip' }, entry), true);
+    assert.equal(acceptsEncoding({ 'accept-encoding': '*' }, entry), true);
+    assert.equal(acceptsEncoding({ 'accept-encoding': '*, br;q=0' }, entry), false);
+  });
+});
+
+describe('CDN-Cache-Control, a field targeted at this cache (issue 31, item 10)', () => {
+  test('CDN-Cache-Control replaces Cache-Control: max-age there stores what Cache-Control keeps private', async () => {
+    const up = await scripted(ok('for the edge only', { 'cache-control': 'private, max-age=0', 'cdn-cache-control': 'max-age=600' }));
+    const sy = await yard(up, STANDARDS);
+    const { second } = await servedTwice(sy, '/edge');
+    assert.equal(second, 'HIT');
+    assert.equal((await get(sy, '/edge')).headers.get('cache-control'), 'private, max-age=0', 'the client still gets the origin\'s Cache-Control');
+  });
+
+  test('CDN-Cache-Control: no-store is not stored though Cache-Control allows it, and it beats Expires too', async () => {
+    const up = await scripted(ok('not at the edge', { 'cache-control': 'max-age=600', expires: 'Sat, 01 Jan 2050 00:00:00 GMT', 'cdn-cache-control': 'no-store' }));
+    const sy = await yard(up, STANDARDS);
+    assert.deepEqual(await servedTwice(sy, '/no-edge'), { first: 'MISS', second: 'MISS' });
+  });
+
+  test('the freshness of CDN-Cache-Control counts, not the longer Cache-Control one', async () => {
+    clock = fakeClock();
+    const up = await scripted(ok('short at the edge', { 'cache-control': 'max-age=3600', 'cdn-cache-control': 'max-age=60' }));
+    const sy = await yard(up, STANDARDS);
+    await get(sy, '/short');
+    clock.advance(61);
+    assert.notEqual((await get(sy, '/short')).headers.get('x-cache'), 'HIT');
+  });
+
+  test('an invalid CDN-Cache-Control is ignored, and targetedCacheControl: [] ignores a valid one', async () => {
+    const up = await scripted(ok('cc decides', { 'cache-control': 'max-age=600', 'cdn-cache-control': 'no-store, "bad" directive' }));
+    const sy = await yard(up, STANDARDS);
+    assert.equal((await servedTwice(sy, '/invalid')).second, 'HIT');
+
+    const up2 = await scripted(ok('cc decides', { 'cache-control': 'max-age=600', 'cdn-cache-control': 'no-store' }));
+    const untargeted = await yard(up2, { ...STANDARDS, targetedCacheControl: [] });
+    assert.equal((await servedTwice(untargeted, '/off')).second, 'HIT');
+  });
+
+  test('another targeted field can be listed first (Surrogate-Control style names)', async () => {
+    const up = await scripted(ok('ours', { 'cache-control': 'no-store', 'switchyard-cache-control': 'max-age=600' }));
+    const sy = await yard(up, { ...STANDARDS, targetedCacheControl: ['Switchyard-Cache-Control', 'CDN-Cache-Control'] });
+    assert.equal((await servedTwice(sy, '/ours')).second, 'HIT');
+  });
+});
+
+describe("the README's two modes (issue 31, item 11)", () => {
+  /** The cache options of the README's first example: the standards mode. */
+  function readmeStandardsOptions(): Record<string, unknown> {
+    const readme = readFileSync(new URL('../../../plugins/cache/README.md', import.meta.url), 'utf8');
+    const block = /```yaml\n([\s\S]*?)```/.exec(readme)![1]!;
+    const config = YAML.parse(block) as { routes: { plugins: { name: string; options: Record<string, unknown> }[] }[] };
+    return config.routes[0]!.plugins.find((p) => p.name === 'cache')!.options;
+  }
+
+  test('the first example is the standards mode: only what the origin says is fresh is stored, for as long as it says', async () => {
+    clock = fakeClock();
+    const options = readmeStandardsOptions();
+    assert.equal(options.honourUpstreamCacheControl, true);
+    const up = await scripted((req, res) => {
+      const headers: Record<string, Record<string, string>> = {
+        '/fresh': { 'cache-control': 'max-age=60' },
+        '/zero': { 'cache-control': 'max-age=0' },
+        '/expired': { expires: 'Mon, 01 Jan 2024 00:00:00 GMT' },
+        '/silent': {},
+      };
+      ok(req.url!, headers[req.url!])(req, res, 0);
+    });
+    const sy = await yard(up, options);
+    assert.deepEqual(await servedTwice(sy, '/fresh'), { first: 'MISS', second: 'HIT' });
+    for (const path of ['/zero', '/expired', '/silent']) assert.deepEqual(await servedTwice(sy, path), { first: 'MISS', second: 'MISS' }, path);
+    clock.advance(61);
+    assert.notEqual((await get(sy, '/fresh')).headers.get('x-cache'), 'HIT');
+  });
+
+  test('no options is the forcing mode: every storable answer is kept for 300 s, max-age=0 and expired ones too', async () => {
+    clock = fakeClock();
+    const up = await scripted((req, res) => ok(req.url!, req.url === '/zero' ? { 'cache-control': 'max-age=0' } : { expires: 'Mon, 01 Jan 2024 00:00:00 GMT' })(req, res, 0));
+    const sy = await yard(up, {});
+    for (const path of ['/zero', '/expired']) assert.deepEqual(await servedTwice(sy, path), { first: 'MISS', second: 'HIT' }, path);
+    clock.advance(301);
+    assert.notEqual((await get(sy, '/zero')).headers.get('x-cache'), 'HIT');
+  });
+});
