@@ -3,14 +3,13 @@
 // several routes; the routes are registered once per applied config and see every instance.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AdminRequest, PluginApi, Reply } from '../../core/index.js';
-import { SwitchyardError } from '../../core/index.js';
+import { cacheClearListeners, SwitchyardError, type ClearEvent } from '../../core/index.js';
 import { normaliseUrl } from './cache-key.js';
 import { clock } from './clock.js';
 import type { Flights } from './coalesce.js';
 import { freshUntil } from './entry.js';
 import type { MemoryTier } from './memory-tier.js';
 import type { PersistentTier } from './persistent-tier.js';
-import type { ProxyAddress } from './self-request.js';
 import { totalOf, type CacheStats } from './stats.js';
 
 export interface WarmResult {
@@ -28,30 +27,14 @@ export interface CacheInstance {
   readonly flights: Flights;
   /** Query parameters left out of keys, so a `?key=` given with them still finds the entry. */
   readonly exclude: ReadonlySet<string>;
-  warm(fallback: ProxyAddress | undefined): Promise<WarmResult[]>;
+  warm(): Promise<WarmResult[]>;
 }
-
-/** What a clear listener hears: the clear's selector and the request's headers. */
-export interface ClearEvent {
-  readonly type: 'memory' | 'disk' | 'all';
-  readonly query: URLSearchParams;
-  readonly headers: IncomingHttpHeaders;
-}
-/** Returns what it did, reported in the clear's answer under `cascade`. */
-export type ClearListener = (event: ClearEvent) => unknown[] | Promise<unknown[]>;
-
-/**
- * Plugins that must act on a clear (proxy-chain clears nested proxies) add a listener to this
- * shared set: `api.shared(CLEAR_LISTENERS, () => new Set())`. Plugins never import each other; the
- * key is the meeting point.
- */
-export const CLEAR_LISTENERS = '@cache.clear-listeners';
 
 /** Adds an instance; the first one of an applied config registers the admin routes. */
-export function registerInstance(api: PluginApi, instance: CacheInstance, adminAddress: () => ProxyAddress | undefined): void {
+export function registerInstance(api: PluginApi, instance: CacheInstance): void {
   const instances = api.shared('instances', () => {
     const all = new Map<string, CacheInstance>();
-    addAdminRoutes(api, all, adminAddress);
+    addAdminRoutes(api, all);
     return all;
   });
   instances.set(instance.route, instance);
@@ -67,7 +50,7 @@ interface KeyRow {
   tiers: string[];
 }
 
-function addAdminRoutes(api: PluginApi, instances: Map<string, CacheInstance>, adminAddress: () => ProxyAddress | undefined): void {
+function addAdminRoutes(api: PluginApi, instances: Map<string, CacheInstance>): void {
   const all = () => [...instances.values()];
   const persistentOf = () => all().find((i) => i.persistent)?.persistent;
 
@@ -108,7 +91,7 @@ function addAdminRoutes(api: PluginApi, instances: Map<string, CacheInstance>, a
       audit: 'cache.clear', who: 'admin-key holder', from: req.raw.socket.remoteAddress, forwardedFor: req.raw.headers['x-forwarded-for'],
       userAgent: req.raw.headers['user-agent'], type, prefix, key, route, removed,
     }, 'cache cleared');
-    const listeners = [...api.shared(CLEAR_LISTENERS, () => new Set<ClearListener>())];
+    const listeners = [...cacheClearListeners(api)];
     if (listeners.length === 0) return ok({ cleared: type, removed });
     const event: ClearEvent = { type, query: req.query, headers: req.raw.headers };
     const cascade = await Promise.all(listeners.map(async (listener) => {
@@ -121,20 +104,15 @@ function addAdminRoutes(api: PluginApi, instances: Map<string, CacheInstance>, a
     return ok({ cleared: type, removed, cascade: cascade.flat() });
   } });
 
-  api.admin({ method: 'POST', path: '/cache/warm', handler: async (req) => {
+  api.admin({ method: 'POST', path: '/cache/warm', handler: async () => {
     const results: Record<string, WarmResult[]> = {};
-    for (const instance of all()) results[instance.route] = await instance.warm(adminAddress() ?? fallbackAddress(req));
+    for (const instance of all()) results[instance.route] = await instance.warm();
     return ok({ warmed: results });
   } });
 }
 
 function ok(json: unknown): Reply {
   return { status: 200, json };
-}
-
-function fallbackAddress(req: AdminRequest): ProxyAddress | undefined {
-  const { localAddress, localPort } = req.raw.socket;
-  return localAddress && localPort ? { host: localAddress.replace(/^::ffff:/, ''), port: localPort } : undefined;
 }
 
 /** Every entry either tier holds, once, sorted by key. */

@@ -74,16 +74,21 @@ export const cacheSchema = {
 
 export type CacheOptions = FromSchema<typeof cacheSchema>;
 
+export const errors = {
+  SY_ERR_CACHE_ONLY_IF_CACHED: { status: 504, message: 'not in the cache, and the request said only-if-cached (cache plugin)' },
+} as const;
+
 export default definePlugin({
   name,
   schema: cacheSchema,
+  errors,
   setup(api, given: CacheOptions) {
     // Header names compared per request are lower-cased once, here.
     const cache = new ResponseCache(api, {
       ...given, bypassHeader: given.bypassHeader.toLowerCase(), targetedCacheControl: given.targetedCacheControl.map((h) => h.toLowerCase()),
     });
     exportCacheMetrics(api.metrics, cache.stats);
-    registerInstance(api, cache, cache.proxyAddress);
+    registerInstance(api, cache);
 
     api.hooks.cacheLookup.tapMaybeAsync(name, (ctx) => cache.lookup(ctx));
     api.hooks.postResponse.tapMaybeAsync({ name, stage: Stage.OBSERVE }, (ctx) => cache.onResponse(ctx));

@@ -52,6 +52,3 @@ function answerHead(entry: CachedEntry, age: number, xCache: string): PreparedHe
   return head;
 }
 
-export function onlyIfCachedMiss(ctx: RequestContext): Reply {
-  return { status: 504, json: { error: 'not in the cache, and the request said only-if-cached', code: 'SY_ERR_CACHE_ONLY_IF_CACHED', requestId: ctx.id } };
-}

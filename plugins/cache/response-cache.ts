@@ -14,8 +14,8 @@ import { MemoryTier } from './memory-tier.js';
 import { PersistentTier } from './persistent-tier.js';
 import { acceptsEncoding, notModified, NOT_MODIFIED_HEADERS, requestPolicy, responsePolicy, staleAllowance, type RequestPolicy } from './policy.js';
 import { deleteHeader, fieldsNotRepeated, hasValidators, setValidators, StoredBody } from './revalidate.js';
-import { answer, onlyIfCachedMiss } from './respond.js';
-import { addressOf, configuredAddress, REFRESH_HEADER, refreshHeaders, refreshToken, selfRequest, type ProxyAddress } from './self-request.js';
+import { answer } from './respond.js';
+import { isOwnRefresh, REFRESH_HEADER, refreshHeaders, selfRequest } from './self-request.js';
 import { createWarmUp, type WarmUp } from './warm-up.js';
 import { CacheStats, type RouteStats, type Tier } from './stats.js';
 import type { WarmResult } from './admin.js';
@@ -56,8 +56,6 @@ export class ResponseCache implements CacheInstance {
   readonly exclude: ReadonlySet<string>;
   private readonly vary: readonly string[];
   private readonly keyOf: (route: string, url: string, headers: IncomingHttpHeaders) => CacheKey;
-  /** The proxy's own address, once a request showed it: refreshes and warm-up go there. */
-  private readonly seen: { address?: ProxyAddress };
   private readonly refreshing = new Set<string>();
   private readonly warmUp: WarmUp;
   private readonly sweeper: NodeJS.Timeout;
@@ -70,19 +68,16 @@ export class ResponseCache implements CacheInstance {
     if (this.persistent) this.persistent.timeoutMs = options.persistent.timeoutMs;
     this.stats = api.state(() => new CacheStats(), 'stats');
     this.flights = api.state(() => new Flights(), 'flights');
-    this.seen = api.state((): { address?: ProxyAddress } => ({}), 'address');
     this.exclude = new Set(options.excludeQueryParams.map((p) => p.toLowerCase()));
     this.vary = options.vary.map((h) => h.toLowerCase());
     this.keyOf = keyMaker(this.exclude, this.vary);
-    this.warmUp = createWarmUp(api, options.warmup, this.proxyAddress);
+    this.warmUp = createWarmUp(api, options.warmup);
     this.sweeper = setInterval(() => this.sweep(), options.sweepInterval * 1000);
     this.sweeper.unref();
   }
 
-  readonly proxyAddress = (): ProxyAddress | undefined => this.seen.address ?? configuredAddress(this.api.config.server.host, this.api.config.server.port);
-
-  warm(fallback: ProxyAddress | undefined): Promise<WarmResult[]> {
-    return this.warmUp.warm(fallback);
+  warm(): Promise<WarmResult[]> {
+    return this.warmUp.warm();
   }
 
   private state(ctx: RequestContext): RequestState {
@@ -94,12 +89,11 @@ export class ResponseCache implements CacheInstance {
   /** A memory hit answers synchronously; only a store read or a coalesced wait makes a promise. */
   lookup(ctx: RequestContext): Reply | undefined | Promise<Reply | undefined> {
     if (ctx.req.method === 'PURGE') return this.purge(ctx);
-    this.seen.address ??= addressOf(ctx.req);
     this.warmUp.onRequest();
     const st = this.state(ctx);
     const counters = st.stats = this.stats.route(ctx.route!.name);
     const own = ctx.req.headers[REFRESH_HEADER] !== undefined;
-    const ours = own && ctx.req.headers[REFRESH_HEADER] === refreshToken;
+    const ours = own && isOwnRefresh(ctx);
     if (own) delete ctx.outgoing.headers[REFRESH_HEADER];
     const policy = requestPolicy(ctx.req.method ?? 'GET', ctx.pathname, ctx.url, ctx.req.headers, this.options);
     // The cache's own refresh or warm-up request goes to the upstream and stores what it gets.
@@ -147,7 +141,7 @@ export class ResponseCache implements CacheInstance {
     } else {
       counters.misses++;
     }
-    if (policy.onlyIfCached) return onlyIfCachedMiss(ctx);
+    if (policy.onlyIfCached) return ctx.refuse('SY_ERR_CACHE_ONLY_IF_CACHED');
     return this.goUpstream(ctx, st, policy);
   }
 
@@ -219,10 +213,9 @@ export class ResponseCache implements CacheInstance {
 
   /** Stale-while-revalidate: one refresh per key at a time, through the proxy itself. */
   private refresh(ctx: RequestContext, key: CacheKey): void {
-    const address = addressOf(ctx.req);
-    if (!address || this.refreshing.has(key.id)) return;
+    if (this.refreshing.has(key.id)) return;
     this.refreshing.add(key.id);
-    selfRequest(address, ctx.url, refreshHeaders(ctx.req.headers))
+    selfRequest(this.api, ctx.url, refreshHeaders(ctx.req.headers))
       .catch((err: unknown) => this.api.log.warn({ key: key.readable, err: (err as Error).message }, 'background refresh failed'))
       .finally(() => this.refreshing.delete(key.id));
   }

@@ -1,59 +1,30 @@
 // Requests the cache sends through its own proxy: background refreshes (stale-while-revalidate)
 // and warm-up. Going through the proxy rather than straight to the upstream means every other
-// plugin (key injection, balancing, auth headers) applies to them as to a client's request.
-import { randomBytes } from 'node:crypto';
-import http, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
-import type { IncomingMessage } from 'node:http';
+// plugin (key injection, balancing, auth headers) applies to them as to a client's request. They
+// run in-process (api.inject): no address to find, no port, no TLS to get past.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { PluginApi, RequestContext } from '../../core/index.js';
 
-/** Marks a request as the cache's own: skip the lookup, store the answer. */
+/** Marks a request as the cache's own: skip the lookup, store the answer. Believed only on a
+ *  request made in-process (`ctx.injected`): a client cannot force refreshes with it. */
 export const REFRESH_HEADER = 'x-switchyard-cache-refresh';
-/** Only a request carrying this process's token is believed (clients cannot force refreshes). */
-export const refreshToken = randomBytes(16).toString('hex');
 
-export interface ProxyAddress {
-  host: string;
-  port: number;
+/** Whether this request is the cache's own refresh or warm-up. */
+export function isOwnRefresh(ctx: RequestContext): boolean {
+  return ctx.injected && ctx.req.headers[REFRESH_HEADER] !== undefined;
 }
 
-/** Where a request arrived: the proxy's own listening address, seen from its socket. */
-export function addressOf(req: IncomingMessage): ProxyAddress | undefined {
-  const { localAddress, localPort } = req.socket;
-  if (!localAddress || !localPort) return undefined;
-  return { host: dialable(localAddress), port: localPort };
-}
-
-/** The configured listen address, when it is fixed (not port 0). */
-export function configuredAddress(host: string | undefined, port: number | undefined): ProxyAddress | undefined {
-  return port ? { host: dialable(host ?? '127.0.0.1'), port } : undefined;
-}
-
-function dialable(host: string): string {
-  if (host === '0.0.0.0' || host === '::' || host === '') return '127.0.0.1';
-  return host.startsWith('::ffff:') ? host.slice('::ffff:'.length) : host;
-}
-
-const DROPPED = ['if-none-match', 'if-modified-since', 'cache-control', 'pragma', 'content-length', 'transfer-encoding', 'connection', 'keep-alive'];
+const DROPPED = ['if-none-match', 'if-modified-since', 'cache-control', 'pragma', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'host'];
 
 /** The headers a refresh of the client's request sends: the client's, minus conditionals. */
-export function refreshHeaders(client: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const headers: OutgoingHttpHeaders = { ...client };
-  for (const name of DROPPED) delete headers[name];
+export function refreshHeaders(client: IncomingHttpHeaders): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(client)) if (value !== undefined && !DROPPED.includes(name)) headers[name] = value;
   return headers;
 }
 
-/** GETs `path` through the proxy and reads the body to the end; resolves with the status. */
-export function selfRequest(address: ProxyAddress, path: string, headers: OutgoingHttpHeaders = {}, timeoutMs = 60_000): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({
-      host: address.host, port: address.port, method: 'GET', path, agent: false, timeout: timeoutMs,
-      headers: { ...headers, [REFRESH_HEADER]: refreshToken },
-    }, (res) => {
-      res.resume();
-      res.once('end', () => resolve(res.statusCode ?? 0));
-      res.once('error', reject);
-    });
-    req.once('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.once('error', reject);
-    req.end();
-  });
+/** GETs `path` through the proxy, in-process; resolves with the status. */
+export async function selfRequest(api: PluginApi, path: string, headers: Record<string, string | string[]> = {}): Promise<number> {
+  const answer = await api.inject({ method: 'GET', path, headers: { ...headers, [REFRESH_HEADER]: '1' } });
+  return answer.status;
 }

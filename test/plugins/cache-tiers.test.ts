@@ -258,12 +258,27 @@ describe('expiry and stale answers', () => {
 
   test('stale-while-revalidate serves the old entry at once and refreshes it once in the background', async () => {
     clock = fakeClock();
-    const up = await upstream();
+    // The refresh's answer is held until the stale answers are in: in-process, a refresh can be
+    // quicker than a client's next request, and this test is about what the waiting clients get.
+    let releaseRefresh!: () => void;
+    const refreshHeld = new Promise<void>((resolve) => {
+      releaseRefresh = resolve;
+    });
+    const up = await upstream((req, res, n) => {
+      const answer = () => {
+        const body = JSON.stringify({ n });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      };
+      if (n === 1) answer();
+      else void refreshHeld.then(answer);
+    });
     const sy = await yard(up, { ttl: 60, staleWhileRevalidate: 600 }, 'memory://');
     await get(sy, '/swr');
     clock.advance(90);
     const stale = await Promise.all([get(sy, '/swr'), get(sy, '/swr'), get(sy, '/swr')]);
-    assert.ok(stale.every((r) => r.headers.get('x-cache') === 'STALE' && r.json().n === 1));
+    assert.ok(stale.every((r) => r.headers.get('x-cache') === 'STALE' && r.json().n === 1), JSON.stringify(stale.map((r) => [r.headers.get('x-cache'), r.json().n])));
+    releaseRefresh();
     await eventually('the background refresh stored a new entry', async () => (await get(sy, '/swr')).headers.get('x-cache') === 'HIT');
     assert.equal((await get(sy, '/swr')).json().n, 2);
     assert.equal(up.count('/swr'), 2, 'one refresh for three stale answers');
@@ -285,20 +300,30 @@ describe('expiry and stale answers', () => {
 });
 
 describe('warm-up', () => {
-  test('POST /cache/warm fetches the configured paths into the cache', async () => {
+  test('warm-up fetches the configured paths at start, and POST /cache/warm fetches them again', async () => {
     const up = await upstream();
     const sy = await yard(up, { ttl: 60, warmup: ['/hot/1', '/hot/2?lang=en'] }, 'memory://');
+    await eventually('the start warm-up fetched both paths', () => up.count() === 2);
     const warmed = await get(sy, '/cache/warm', { method: 'POST', headers: ADMIN });
     assert.deepEqual(warmed.json(), { warmed: { main: [{ path: '/hot/1', status: 200 }, { path: '/hot/2?lang=en', status: 200 }] } });
+    assert.equal(up.count(), 4, 'a warm-up refreshes what is stored');
     assert.equal((await get(sy, '/hot/1')).headers.get('x-cache'), 'HIT');
     assert.equal((await get(sy, '/hot/2?lang=en')).headers.get('x-cache'), 'HIT');
-    assert.equal(up.count(), 2);
+    assert.equal(up.count(), 4);
   });
 
-  test('with the port chosen at start, warm-up runs when the first request shows the address', async () => {
+  test('a client cannot pass for the cache\'s own refresh with its header', async () => {
+    const up = await upstream();
+    const sy = await yard(up, { ttl: 60 }, 'memory://');
+    await get(sy, '/own');
+    const forged = await get(sy, '/own', { headers: { 'x-switchyard-cache-refresh': '1' } });
+    assert.equal(forged.headers.get('x-cache'), 'HIT', 'the header means nothing on a client\'s request');
+    assert.equal(up.count('/own'), 1);
+  });
+
+  test('with the port chosen at start (0), warm-up needs no request to find the proxy', async () => {
     const up = await upstream();
     const sy = await yard(up, { ttl: 60, warmup: ['/early'] }, 'memory://');
-    await get(sy, '/anything');
     await eventually('/early was fetched', () => up.count('/early') === 1);
     await eventually('/early is cached', async () => (await keys(sy)).keys.some((k) => k.key === 'GET /early'));
     assert.equal((await get(sy, '/early')).headers.get('x-cache'), 'HIT');
