@@ -250,22 +250,26 @@ describe('TLS', () => {
 });
 
 describe('audit log', () => {
-  test('every protected admin call, allowed or refused, is written to the audit file without the key', async () => {
+  test('every protected admin call, allowed or refused (no key, a wrong key), is written to the audit file without either key', async () => {
     const key = 'audit-admin-key-0123456789';
+    const wrongKey = 'audit-wrong-key-9876543210';
     const sy = await startSwitchyard(routeConfig([upstream.url], {}, { admin: { key, auditLog: './audit/audit.log' } }));
     try {
       assert.equal((await fetch(`${sy.url}/config`)).status, 401);
+      assert.equal((await fetch(`${sy.url}/config`, { headers: { authorization: `Bearer ${wrongKey}` } })).status, 401);
       assert.equal((await fetch(`${sy.url}/config`, { headers: { authorization: `Bearer ${key}` } })).status, 200);
       assert.equal((await fetch(`${sy.url}/status`)).status, 200);
     } finally {
       await sy.stop();
     }
     const text = readFileSync(join(sy.dir, 'audit', 'audit.log'), 'utf8');
-    assert.ok(!text.includes(key));
+    assert.ok(!text.includes(key), 'the admin key is not in the audit file');
+    assert.ok(!text.includes(wrongKey), 'the wrong key is not in the audit file');
     const entries = text.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
-    assert.deepEqual(entries.map((e) => [e.action, e.outcome, e.clientIp, e.audit]), [
-      ['GET /config', 'refused', '127.0.0.1', true],
-      ['GET /config', 'ok', '127.0.0.1', true],
+    assert.deepEqual(entries.map((e) => [e.action, e.outcome, e.code, e.clientIp, e.audit]), [
+      ['GET /config', 'refused', 'SY_ERR_ADMIN_UNAUTHORIZED', '127.0.0.1', true],
+      ['GET /config', 'refused', 'SY_ERR_ADMIN_UNAUTHORIZED', '127.0.0.1', true],
+      ['GET /config', 'ok', undefined, '127.0.0.1', true],
     ], 'public routes are not audited');
   });
 });
