@@ -126,7 +126,7 @@ describe('plugin failures', () => {
     }
   });
 
-  test('a plugin that throws in setup fails the start with its name', async () => {
+  test('a plugin that throws in setup fails the start with its own error', async () => {
     const broken = pluginSource('broken', `throw new Error('cannot start');`);
     await assert.rejects(
       startSwitchyard(routeConfig([upstream.url], { plugins: [{ path: './broken.mjs' }] }), { files: { 'broken.mjs': broken } }),
@@ -144,7 +144,7 @@ describe('plugin failures', () => {
 });
 
 describe('upstream choice and retries', () => {
-  test('selectUpstream taps choose among the healthy upstreams', async () => {
+  test('a selectUpstream tap chooses which of the route\'s upstreams takes the request', async () => {
     const second = await startUpstream(echoHandler('two'));
     const last = pluginSource('pick-last', `api.hooks.selectUpstream.tap('pick-last', (ctx, candidates) => candidates[candidates.length - 1]);`);
     const sy = await startSwitchyard(routeConfig([upstream.url, second.url], { plugins: [{ path: './last.mjs' }] }), { files: { 'last.mjs': last } });
@@ -157,7 +157,7 @@ describe('upstream choice and retries', () => {
     }
   });
 
-  test('without a selectUpstream tap the first healthy upstream takes the request', async () => {
+  test('without a selectUpstream tap the first listed upstream takes the request', async () => {
     const second = await startUpstream(echoHandler('two'));
     const sy = await startSwitchyard(routeConfig([second.url, upstream.url]));
     try {

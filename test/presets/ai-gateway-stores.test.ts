@@ -47,9 +47,13 @@ describe('ai-gateway with a SQLite store', () => {
         const openai = stats.windows[window]!.mappings.openai!;
         assert.deepEqual([openai.calls, openai.inputTokens, openai.outputTokens], [2, 22, 8], window);
       }
+      const listed = await (await fetch(`${second.url}/api/mappings`, { headers: auth })).json() as { mappings: { name: string; target: string }[] };
+      assert.equal(listed.mappings.find((m) => m.name === 'openai')?.target, fake.url, 'the changed mapping is still there');
+      const receivedBefore = fake.received.length;
       const res = await chat(second.url);
-      assert.equal(res.status, 200, 'the changed mapping is still there');
+      assert.equal(res.status, 200);
       await res.arrayBuffer();
+      assert.equal(fake.received.length, receivedBefore + 1, 'the call went to the changed target');
     } finally {
       await second.stop();
     }
@@ -98,7 +102,7 @@ describe('ai-gateway with a shared Redis store', { skip: hasRedis ? false : 'red
   });
   after(() => stopProcess(redis));
 
-  test('two gateway processes see each other\'s mapping changes within a second', async () => {
+  test('two gateway processes see each other\'s mapping changes: one creates, the other routes it; one deletes, the other drops it', async () => {
     const a = await startGateway({ STORE_URL: redisUrl });
     const b = await startGateway({ STORE_URL: redisUrl });
     try {
