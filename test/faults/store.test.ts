@@ -3,14 +3,12 @@
 // is the store's return. (Unlinking the database file is no fault on Linux: SQLite keeps reading
 // and writing the file it holds open, so no test pretends it is one.)
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startLoad } from '../helpers/load.js';
 import { noRedis, startRedis } from '../helpers/redis.js';
 import { startSwitchyard, startUpstream, until, type RunningSwitchyard, type RunningUpstream } from '../helpers/servers.js';
+import { lockSqlite, type SqliteLock } from '../helpers/sqlite-lock.js';
 import { logEvents } from '../helpers/wire.js';
 
 let upstream: RunningUpstream;
@@ -91,43 +89,21 @@ describe('SQLite store failing', { timeout: 60000 }, () => {
   test('the database locked by another process during load: requests keep flowing, each outage is logged once, the store is back once the lock is gone', async () => {
     const sy = await startSwitchyard(config('sqlite://./data/store.sqlite'));
     const lines = logEvents(sy);
-    let locker: ChildProcess | undefined;
+    let lock: SqliteLock | undefined;
     try {
       await underLoad(sy, async () => {
-        locker = await lockDatabase(join(sy.dir, 'data', 'store.sqlite'));
+        lock = await lockSqlite(join(sy.dir, 'data', 'store.sqlite'));
       }, lines);
       assertLoggedOncePerOutage(sy);
-      await unlock(locker);
+      await lock?.release();
       await backAfterRepair(sy, lines);
     } finally {
       // Unlocked first: stopping flushes the cache's index to the store, which would wait on the lock.
-      await unlock(locker);
+      await lock?.release();
       await sy.stop();
     }
   });
 });
-
-async function unlock(locker: ChildProcess | undefined): Promise<void> {
-  if (!locker || locker.exitCode !== null || locker.signalCode !== null) return;
-  const exited = once(locker, 'exit');
-  locker.kill('SIGKILL');
-  await exited;
-}
-
-/** Another process holding an exclusive lock on the database until it is killed. */
-async function lockDatabase(file: string): Promise<ChildProcess> {
-  const script = `const sqlite3 = require(${JSON.stringify(createRequire(import.meta.url).resolve('sqlite3'))});
-const db = new sqlite3.Database(${JSON.stringify(file)});
-db.exec('BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS lock_holder (x); INSERT INTO lock_holder VALUES (1);', (err) => {
-  if (err) { console.error(err.message); process.exit(1); }
-  console.log('locked');
-});
-setInterval(() => {}, 1 << 30);`;
-  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
-  assert.equal(chunk.toString().trim(), 'locked');
-  return child;
-}
 
 describe('Redis store failing', { timeout: 60000, skip: noRedis }, () => {
   test('Redis stopped during load: the cache and a degradable shared rate limit keep answering', async () => {
