@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../core/index.js';
 import { catalogs, echoHandler, pluginSource, routeConfig, startSwitchyard, startUpstream, type RunningUpstream } from '../helpers/servers.js';
-import { createTestCa, type TestCa } from '../helpers/tls.js';
+import { createTestCa, noOpenssl, type TestCa } from '../helpers/tls.js';
 
 let upstream: RunningUpstream;
 let hits = 0;
@@ -176,7 +176,7 @@ function httpsGet(url: string, ca: string): Promise<{ status: number; body: stri
   });
 }
 
-describe('TLS', () => {
+describe('TLS', { skip: noOpenssl }, () => {
   let ca: TestCa;
   before(() => { ca = createTestCa(); });
 

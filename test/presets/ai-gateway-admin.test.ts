@@ -1,16 +1,15 @@
 // The /admin page driven in headless Chromium: log in with the token, add, edit and delete a
 // mapping (confirming the delete), and see a refused change explained inline.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Page, type Request } from 'playwright-core';
 import { startFakeProvider, type FakeProvider } from '../helpers/ai-providers.js';
 import { startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
+import { CHROMIUM, missing } from '../helpers/tools.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'browser-admin-token-0123456789';
 
-describe('ai-gateway /admin page in Chromium', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get install chromium)` }, () => {
+describe('ai-gateway /admin page in Chromium', { skip: missing('chromium') }, () => {
   let browser: Browser;
   let page: Page;
   let gw: RunningSwitchyard;

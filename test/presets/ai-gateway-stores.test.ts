@@ -1,7 +1,7 @@
 // The ai-gateway preset and its store: stats and mappings survive a restart (SQLite), and two
 // gateway processes sharing one redis-server see each other's mapping changes.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { KEYS, startFakeProvider, type FakeProvider } from '../helpers/ai-providers.js';
+import { noRedis } from '../helpers/redis.js';
 import { startSwitchyard } from '../helpers/servers.js';
 import { closedPort } from '../helpers/wire.js';
 
@@ -84,9 +85,7 @@ async function stopProcess(child: ChildProcess | undefined): Promise<void> {
   await exited;
 }
 
-const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
-
-describe('ai-gateway with a shared Redis store', { skip: hasRedis ? false : 'redis-server is not installed (apt-get install redis-server)' }, () => {
+describe('ai-gateway with a shared Redis store', { skip: noRedis }, () => {
   let redis: ChildProcess | undefined;
   let redisUrl = '';
   before(async () => {
