@@ -222,6 +222,30 @@ describe('TLS', { skip: noOpenssl }, () => {
     }
   });
 
+  test('a half-renewed pair answers POST /config/reload-tls with 500 SY_ERR_TLS_RELOAD_FAILED, and the previous certificate stays in use', async () => {
+    const serial = ca.issue(join(ca.dir, 'half.pem'), join(ca.dir, 'half.key'));
+    const config = routeConfig([upstream.url], {}, { tls: { cert: join(ca.dir, 'half.pem'), key: join(ca.dir, 'half.key') }, admin: { key: 'reload-tls-admin-key' } });
+    const sy = await startSwitchyard(config);
+    const url = `https://127.0.0.1:${sy.yard.port}`;
+    try {
+      // A new certificate next to the old key: the pair no longer matches.
+      ca.issue(join(ca.dir, 'half.pem'), join(ca.dir, 'other.key'));
+      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        https.request(`${url}/config/reload-tls`, { method: 'POST', ca: ca.ca, agent: false, headers: { 'x-api-key': 'reload-tls-admin-key' } }, (res) => {
+          let body = '';
+          res.on('data', (chunk: Buffer) => { body += chunk.toString('utf8'); });
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        }).on('error', reject).end();
+      });
+      assert.equal(answer.status, 500);
+      assert.equal((JSON.parse(answer.body) as { code: string }).code, 'SY_ERR_TLS_RELOAD_FAILED');
+      assert.ok(sy.logs.some((l) => l.msg === 'TLS certificate reload failed; the previous certificate stays in use'));
+      assert.equal((await httpsGet(`${url}/d`, ca.ca)).serial, serial, 'the previous certificate still serves');
+    } finally {
+      await sy.stop();
+    }
+  });
+
   test('https upstreams are verified: a custom CA is trusted, an unknown one answers 502, insecure skips the check', async () => {
     ca.issue(join(ca.dir, 'up.pem'), join(ca.dir, 'up.key'));
     const secure = https.createServer({ cert: readFileSync(join(ca.dir, 'up.pem')), key: readFileSync(join(ca.dir, 'up.key')) }, echoHandler('tls-upstream'));
