@@ -69,6 +69,8 @@ export interface StartOptions {
   watch?: boolean;
   /** The test logger's level (default debug: every line is kept in `logs`). */
   logLevel?: string;
+  /** A fixed port, as real deployments have (default 0: any free one). */
+  port?: number;
 }
 
 /** Writes `config` as YAML to a fresh temp dir and starts Switchyard on a free port. */
@@ -87,7 +89,7 @@ export async function startSwitchyard(config: object | string, options: StartOpt
   });
   const logger = pino({ level: options.logLevel ?? 'debug' }, sink);
   const yard = await Switchyard.start({
-    source: { file: configFile, port: 0, host: '127.0.0.1' },
+    source: { file: configFile, port: options.port ?? 0, host: '127.0.0.1' },
     catalogs,
     env: { ...options.env },
     logger,
