@@ -131,9 +131,38 @@ describe('--workers shutdown', () => {
   });
 });
 
+describe('--workers on the embedded SQLite store', () => {
+  test('two workers writing one SQLite file at once enforce one shared rate limit', async () => {
+    const store = `sqlite://${join(mkdtempSync(join(tmpdir(), 'switchyard-workers-sqlite-')), 'store.sqlite')}`;
+    const configFile = writeConfig({
+      ...config('v1'),
+      server: { store, host: '127.0.0.1' },
+      routes: [{
+        name: 'main', match: { pathPrefix: '/' }, upstreams: [{ url: upstream.url }],
+        plugins: [{ path: './whoami.mjs', options: { tag: 'v1' } }, { name: 'rate-limit', options: { limits: [{ count: 20, window: '1h' }], store: 'shared' } }],
+      }],
+    }, { 'whoami.mjs': WHOAMI });
+    const cluster = await startProcess(['start', '--config', configFile, '--port', '0', '--workers', '2', '--no-watch']);
+    try {
+      // First until both workers have answered (each has opened the store), then the rest at once,
+      // each on its own connection: both workers write the counters in the file concurrently.
+      const first = await answersFromWorkers(cluster.port, '/', 2, 10);
+      assert.equal(pidsOf(first).size, 2, 'both workers counted requests');
+      const rest = await Promise.all(Array.from({ length: 60 - first.length }, () => request(cluster.port, '/')));
+      const statuses = [...first, ...rest].map((a) => a.status);
+      assert.equal(statuses.filter((s) => s === 200).length, 20, `statuses: ${statuses.join(',')}`);
+      assert.equal(statuses.filter((s) => s === 429).length, 40);
+      assert.ok(!cluster.lines.some((line) => /SQLITE_BUSY|database is locked/.test(JSON.stringify(line))), 'no write gave up on a locked file');
+    } finally {
+      assert.equal(await cluster.stop(), 0);
+    }
+  });
+});
+
 describe('--workers drain timeout', () => {
   // Blocks its worker's event loop (bounded at 60 s) on /spin, after saying so on stdout: a
-  // worker that cannot drain, whatever shutdownTimeout says.
+  // worker that cannot drain, whatever shutdownTimeout says. Last in the file: the spinning core
+  // would slow the SQLite test's concurrent writes on a small machine.
   const SPIN = pluginSource('spin', `
     api.hooks.access.tap('spin', (ctx) => {
       if (ctx.pathname !== '/spin') return;
@@ -164,34 +193,6 @@ describe('--workers drain timeout', () => {
       assert.ok(await stuck instanceof Error, 'the stuck request got no answer');
     } finally {
       await cluster.stop();
-    }
-  });
-});
-
-describe('--workers on the embedded SQLite store', () => {
-  test('two workers writing one SQLite file at once enforce one shared rate limit', async () => {
-    const store = `sqlite://${join(mkdtempSync(join(tmpdir(), 'switchyard-workers-sqlite-')), 'store.sqlite')}`;
-    const configFile = writeConfig({
-      ...config('v1'),
-      server: { store, host: '127.0.0.1' },
-      routes: [{
-        name: 'main', match: { pathPrefix: '/' }, upstreams: [{ url: upstream.url }],
-        plugins: [{ path: './whoami.mjs', options: { tag: 'v1' } }, { name: 'rate-limit', options: { limits: [{ count: 20, window: '1h' }], store: 'shared' } }],
-      }],
-    }, { 'whoami.mjs': WHOAMI });
-    const cluster = await startProcess(['start', '--config', configFile, '--port', '0', '--workers', '2', '--no-watch']);
-    try {
-      // First until both workers have answered (each has opened the store), then the rest at once,
-      // each on its own connection: both workers write the counters in the file concurrently.
-      const first = await answersFromWorkers(cluster.port, '/', 2, 10);
-      assert.equal(pidsOf(first).size, 2, 'both workers counted requests');
-      const rest = await Promise.all(Array.from({ length: 60 - first.length }, () => request(cluster.port, '/')));
-      const statuses = [...first, ...rest].map((a) => a.status);
-      assert.equal(statuses.filter((s) => s === 200).length, 20, `statuses: ${statuses.join(',')}`);
-      assert.equal(statuses.filter((s) => s === 429).length, 40);
-      assert.ok(!cluster.lines.some((line) => /SQLITE_BUSY|database is locked/.test(JSON.stringify(line))), 'no write gave up on a locked file');
-    } finally {
-      assert.equal(await cluster.stop(), 0);
     }
   });
 });
