@@ -313,6 +313,9 @@ function toSwitchyardError(err: Error & { code?: string }): SwitchyardError {
 }
 
 function undiciCode(err: Error & { code?: string }): ErrorCode {
+  // undici's parser errors usually carry no code (it looks the llhttp error number up in a map keyed
+  // by name), so the name is what says the upstream spoke something other than HTTP.
+  if (err.name === 'HTTPParserError') return 'SY_ERR_UPSTREAM_BAD_RESPONSE';
   switch (err.code) {
     case 'UND_ERR_CONNECT_TIMEOUT': return 'SY_ERR_UPSTREAM_CONNECT_TIMEOUT';
     case 'UND_ERR_HEADERS_TIMEOUT': return 'SY_ERR_UPSTREAM_TIMEOUT';

@@ -36,6 +36,8 @@ export interface StartProxyOptions {
   watch?: boolean;
   /** The lowest level captured in `logs` (default debug). */
   logLevel?: string;
+  /** A fixed port, as real deployments have (default 0: any free one). */
+  port?: number;
 }
 
 export interface RunningProxy {
@@ -101,7 +103,7 @@ export async function startProxy(config: object | string | PresetConfig, options
     },
   };
   const yard = await Switchyard.start({
-    source: { file: configFile, port: 0, host: '127.0.0.1' },
+    source: { file: configFile, port: options.port ?? 0, host: '127.0.0.1' },
     catalogs: { plugins: { ...builtinPlugins, ...catalogOf(options.plugins ?? {}) }, presets },
     env: { ...presetEnv, ...options.env },
     logger: pino({ level: options.logLevel ?? 'debug' }, sink),

@@ -85,7 +85,8 @@ export async function loadConfig(source: ConfigSource, catalogs: Catalogs, env: 
   if (presetName !== undefined) {
     const preset = catalogs.presets[presetName];
     if (!preset) {
-      throw new ConfigError(label, [`preset: there is no preset "${presetName}" (presets: ${Object.keys(catalogs.presets).join(', ') || 'none'})`], 'SY_ERR_PRESET_NOT_FOUND');
+      const problem = `preset: there is no preset "${presetName}" (presets: ${Object.keys(catalogs.presets).join(', ') || 'none'})`;
+      throw new ConfigError(label, [redactString(problem, secrets)], 'SY_ERR_PRESET_NOT_FOUND');
     }
     const built = presetConfig(preset, presetName, env, label);
     // A preset reads its secrets straight from the environment: mask them as `${VAR}` values are.

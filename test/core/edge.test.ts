@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../core/index.js';
 import { catalogs, echoHandler, pluginSource, routeConfig, startSwitchyard, startUpstream, type RunningUpstream } from '../helpers/servers.js';
-import { createTestCa, type TestCa } from '../helpers/tls.js';
+import { createTestCa, noOpenssl, type TestCa } from '../helpers/tls.js';
 
 let upstream: RunningUpstream;
 let hits = 0;
@@ -176,7 +176,7 @@ function httpsGet(url: string, ca: string): Promise<{ status: number; body: stri
   });
 }
 
-describe('TLS', () => {
+describe('TLS', { skip: noOpenssl }, () => {
   let ca: TestCa;
   before(() => { ca = createTestCa(); });
 
@@ -222,6 +222,30 @@ describe('TLS', () => {
     }
   });
 
+  test('a half-renewed pair answers POST /config/reload-tls with 500 SY_ERR_TLS_RELOAD_FAILED, and the previous certificate stays in use', async () => {
+    const serial = ca.issue(join(ca.dir, 'half.pem'), join(ca.dir, 'half.key'));
+    const config = routeConfig([upstream.url], {}, { tls: { cert: join(ca.dir, 'half.pem'), key: join(ca.dir, 'half.key') }, admin: { key: 'reload-tls-admin-key' } });
+    const sy = await startSwitchyard(config);
+    const url = `https://127.0.0.1:${sy.yard.port}`;
+    try {
+      // A new certificate next to the old key: the pair no longer matches.
+      ca.issue(join(ca.dir, 'half.pem'), join(ca.dir, 'other.key'));
+      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        https.request(`${url}/config/reload-tls`, { method: 'POST', ca: ca.ca, agent: false, headers: { 'x-api-key': 'reload-tls-admin-key' } }, (res) => {
+          let body = '';
+          res.on('data', (chunk: Buffer) => { body += chunk.toString('utf8'); });
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        }).on('error', reject).end();
+      });
+      assert.equal(answer.status, 500);
+      assert.equal((JSON.parse(answer.body) as { code: string }).code, 'SY_ERR_TLS_RELOAD_FAILED');
+      assert.ok(sy.logs.some((l) => l.msg === 'TLS certificate reload failed; the previous certificate stays in use'));
+      assert.equal((await httpsGet(`${url}/d`, ca.ca)).serial, serial, 'the previous certificate still serves');
+    } finally {
+      await sy.stop();
+    }
+  });
+
   test('https upstreams are verified: a custom CA is trusted, an unknown one answers 502, insecure skips the check', async () => {
     ca.issue(join(ca.dir, 'up.pem'), join(ca.dir, 'up.key'));
     const secure = https.createServer({ cert: readFileSync(join(ca.dir, 'up.pem')), key: readFileSync(join(ca.dir, 'up.key')) }, echoHandler('tls-upstream'));
@@ -250,22 +274,26 @@ describe('TLS', () => {
 });
 
 describe('audit log', () => {
-  test('every protected admin call, allowed or refused, is written to the audit file without the key', async () => {
+  test('every protected admin call, allowed or refused (no key, a wrong key), is written to the audit file without either key', async () => {
     const key = 'audit-admin-key-0123456789';
+    const wrongKey = 'audit-wrong-key-9876543210';
     const sy = await startSwitchyard(routeConfig([upstream.url], {}, { admin: { key, auditLog: './audit/audit.log' } }));
     try {
       assert.equal((await fetch(`${sy.url}/config`)).status, 401);
+      assert.equal((await fetch(`${sy.url}/config`, { headers: { authorization: `Bearer ${wrongKey}` } })).status, 401);
       assert.equal((await fetch(`${sy.url}/config`, { headers: { authorization: `Bearer ${key}` } })).status, 200);
       assert.equal((await fetch(`${sy.url}/status`)).status, 200);
     } finally {
       await sy.stop();
     }
     const text = readFileSync(join(sy.dir, 'audit', 'audit.log'), 'utf8');
-    assert.ok(!text.includes(key));
+    assert.ok(!text.includes(key), 'the admin key is not in the audit file');
+    assert.ok(!text.includes(wrongKey), 'the wrong key is not in the audit file');
     const entries = text.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
-    assert.deepEqual(entries.map((e) => [e.action, e.outcome, e.clientIp, e.audit]), [
-      ['GET /config', 'refused', '127.0.0.1', true],
-      ['GET /config', 'ok', '127.0.0.1', true],
+    assert.deepEqual(entries.map((e) => [e.action, e.outcome, e.code, e.clientIp, e.audit]), [
+      ['GET /config', 'refused', 'SY_ERR_ADMIN_UNAUTHORIZED', '127.0.0.1', true],
+      ['GET /config', 'refused', 'SY_ERR_ADMIN_UNAUTHORIZED', '127.0.0.1', true],
+      ['GET /config', 'ok', undefined, '127.0.0.1', true],
     ], 'public routes are not audited');
   });
 });

@@ -45,6 +45,38 @@ describe('stage order', () => {
   });
 });
 
+describe('tap order by name', () => {
+  // Like trail, but may ask to run after a named tap instead of giving a stage number.
+  const follower = pluginSource('follower', `
+    api.hooks.preRequest.tap({ name: options.label, after: options.after }, (ctx) => {
+      const before = ctx.outgoing.headers['x-trail'];
+      ctx.outgoing.headers['x-trail'] = before ? before + ',' + options.label : options.label;
+    });`);
+
+  test('a tap with after: runs after the named tap, even one with a later stage number', async () => {
+    const config = routeConfig([upstream.url], {
+      plugins: [
+        { path: './trail.mjs', options: { label: 'anchor', stage: 50 } },
+        { path: './trail.mjs', options: { label: 'middle', stage: 10 } },
+        { path: './follower.mjs', options: { label: 'follower', after: 'anchor' } },
+      ],
+    });
+    const sy = await startSwitchyard(config, { files: { 'trail.mjs': trail, 'follower.mjs': follower } });
+    try {
+      const body = await (await fetch(`${sy.url}/x`)).json() as { headers: Record<string, string> };
+      // Without after: the follower (stage 0) would run first.
+      assert.equal(body.headers['x-trail'], 'middle,anchor,follower');
+    } finally {
+      await sy.stop();
+    }
+  });
+
+  test('after: naming a tap not registered before it fails the start, naming both', async () => {
+    const config = routeConfig([upstream.url], { plugins: [{ path: './follower.mjs', options: { label: 'follower', after: 'nobody' } }] });
+    await assert.rejects(startSwitchyard(config, { files: { 'follower.mjs': follower } }), /plugin "follower" wants to run after "nobody" in stage "preRequest", which is not registered before it/);
+  });
+});
+
 describe('answering early', () => {
   const gate = pluginSource('gate', `
     const seen = api.state(() => ({ preRequest: 0, postResponse: 0, done: [] }));
@@ -126,7 +158,7 @@ describe('plugin failures', () => {
     }
   });
 
-  test('a plugin that throws in setup fails the start with its name', async () => {
+  test('a plugin that throws in setup fails the start with its own error', async () => {
     const broken = pluginSource('broken', `throw new Error('cannot start');`);
     await assert.rejects(
       startSwitchyard(routeConfig([upstream.url], { plugins: [{ path: './broken.mjs' }] }), { files: { 'broken.mjs': broken } }),
@@ -144,7 +176,7 @@ describe('plugin failures', () => {
 });
 
 describe('upstream choice and retries', () => {
-  test('selectUpstream taps choose among the healthy upstreams', async () => {
+  test('a selectUpstream tap chooses which of the route\'s upstreams takes the request', async () => {
     const second = await startUpstream(echoHandler('two'));
     const last = pluginSource('pick-last', `api.hooks.selectUpstream.tap('pick-last', (ctx, candidates) => candidates[candidates.length - 1]);`);
     const sy = await startSwitchyard(routeConfig([upstream.url, second.url], { plugins: [{ path: './last.mjs' }] }), { files: { 'last.mjs': last } });
@@ -157,7 +189,7 @@ describe('upstream choice and retries', () => {
     }
   });
 
-  test('without a selectUpstream tap the first healthy upstream takes the request', async () => {
+  test('without a selectUpstream tap the first listed upstream takes the request', async () => {
     const second = await startUpstream(echoHandler('two'));
     const sy = await startSwitchyard(routeConfig([second.url, upstream.url]));
     try {

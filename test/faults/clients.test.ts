@@ -94,12 +94,15 @@ describe('a client that leaves early', { timeout: 60000 }, () => {
 });
 
 describe('slowloris', { timeout: 60000 }, () => {
-  test('a head dribbled byte by byte is cut off at headersTimeout while others are served', async () => {
-    const sy = await startSwitchyard(routeConfig([upstream.url], {}, { limits: { headersTimeout: 500 } }));
+  test('a head dribbled byte by byte is cut off at headersTimeout, not before and not long after, while others are served', async () => {
+    const headersTimeout = 500;
+    const sy = await startSwitchyard(routeConfig([upstream.url], {}, { limits: { headersTimeout } }));
     try {
       const socket = net.connect(sy.yard.port, '127.0.0.1');
       socket.on('error', () => {});
       await once(socket, 'connect');
+      // Taken before the first byte goes out: the server's clock for this head cannot start earlier.
+      const started = performance.now();
       socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n');
       let received = '';
       socket.on('data', (c: Buffer) => { received += c.toString('latin1'); });
@@ -111,6 +114,10 @@ describe('slowloris', { timeout: 60000 }, () => {
       } finally {
         clearInterval(dribble);
       }
+      const cutAfter = performance.now() - started;
+      assert.ok(cutAfter >= headersTimeout, `cut after ${Math.round(cutAfter)} ms, before headersTimeout (${headersTimeout} ms)`);
+      // The server checks every headersTimeout / 4; four times the timeout leaves room for a busy machine.
+      assert.ok(cutAfter < headersTimeout * 4, `cut after ${Math.round(cutAfter)} ms, long after headersTimeout (${headersTimeout} ms)`);
       assert.ok(received === '' || received.startsWith('HTTP/1.1 408'), `got ${received.slice(0, 40)}`);
       await stillServing(sy);
     } finally {

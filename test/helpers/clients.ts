@@ -1,40 +1,65 @@
-// Clients and upstreams for the plugin tests: curl run asynchronously (the Switchyard under test
-// lives in this process, so a blocking spawnSync would starve it; skipped where curl is missing), an echo upstream that counts what reached it, and a one-route config with plugins.
-import { execFile, spawnSync } from 'node:child_process';
+// Clients and upstreams for the plugin tests: requests written byte for byte on a raw socket (so
+// repeated and empty headers and dot segments reach the proxy as written; no curl needed), an echo
+// upstream that counts what reached it, and a one-route config with plugins.
+import { Buffer } from 'node:buffer';
 import { echoHandler, routeConfig, startUpstream, type RunningUpstream } from './servers.js';
+import { parseResponse, rawExchange } from './wire.js';
 
-/** Undefined when curl is there; otherwise the reason to give `test(…, { skip })`. */
-export const noCurl: string | undefined = spawnSync('curl', ['--version']).status === 0 ? undefined : 'curl is not installed';
-
-export interface CurlResult {
+export interface RawResult {
   status: number;
   /** Header lines as sent, lower-cased names, repeats kept. */
   headers: [string, string][];
   body: string;
 }
 
-/** Runs `curl -sS -i` with the given arguments and parses the last response it printed. */
-export async function curl(args: string[]): Promise<CurlResult> {
-  const out = await new Promise<{ stdout: string }>((resolve, reject) => {
-    execFile('curl', ['-sS', '-i', '--max-time', '10', ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`curl failed: ${stderr || err.message}`));
-      else resolve({ stdout });
-    });
-  });
-  // With -i every response head is printed (100 Continue too): keep the last one.
-  const parts = out.stdout.split(/\r\n\r\n/);
-  let headIndex = 0;
-  for (let i = 0; i < parts.length; i++) if (/^HTTP\/[\d.]+ \d{3}/.test(parts[i]!)) headIndex = i;
-  const [statusLine, ...lines] = parts[headIndex]!.split('\r\n');
-  const headers = lines.map((line) => {
-    const colon = line.indexOf(':');
-    return [line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim()] as [string, string];
-  });
-  return { status: Number(statusLine!.split(' ')[1]), headers, body: parts.slice(headIndex + 1).join('\r\n\r\n') };
+/** @deprecated the old name, kept while tests still import it. */
+export type CurlResult = RawResult;
+
+/**
+ * Sends one request exactly as given on a fresh connection (`Connection: close`) and parses the
+ * answer. Header lines go out in order, repeats and empty values included; the path is not
+ * normalised.
+ */
+export async function rawRequest(url: string, options: { method?: string; headers?: [string, string][] } = {}): Promise<RawResult> {
+  const target = new URL(url);
+  const path = url.slice(url.indexOf('/', target.protocol.length + 2)) || '/';
+  const lines = [`${options.method ?? 'GET'} ${path} HTTP/1.1`, `Host: ${target.host}`, ...(options.headers ?? []).map(([name, value]) => `${name}: ${value}`), 'Connection: close'];
+  const raw = await rawExchange(Number(target.port), `${lines.join('\r\n')}\r\n\r\n`);
+  const response = parseResponse(raw);
+  return { status: response.status, headers: response.headers, body: response.body.toString('utf8') };
 }
 
-/** Every value of `name` in a curl result. */
-export function headerValues(result: CurlResult, name: string): string[] {
+/**
+ * The curl-style arguments older tests pass (`-H 'Name: value'`, `-H 'Name;'` for an empty value,
+ * `-X METHOD`, `-u user:password`, `--path-as-is`, then the URL), sent through rawRequest: no curl
+ * binary is involved.
+ * @deprecated use rawRequest.
+ */
+export async function curl(args: string[]): Promise<RawResult> {
+  const headers: [string, string][] = [];
+  let method: string | undefined;
+  let url: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '-H') {
+      const header = args[++i]!;
+      const colon = header.indexOf(':');
+      headers.push(colon === -1 ? [header.replace(/;$/, ''), ''] : [header.slice(0, colon).trim(), header.slice(colon + 1).trim()]);
+    } else if (arg === '-X') method = args[++i];
+    else if (arg === '-u') headers.push(['Authorization', `Basic ${Buffer.from(args[++i]!).toString('base64')}`]);
+    else if (arg === '--path-as-is') continue;
+    else if (arg.startsWith('-')) throw new Error(`curl-style option ${arg} is not supported by the raw client`);
+    else url = arg;
+  }
+  if (!url) throw new Error('no URL given');
+  return rawRequest(url, { method, headers });
+}
+
+/** @deprecated curl is no longer used: always undefined, so old `{ skip: noCurl }` guards never skip. */
+export const noCurl: string | undefined = undefined;
+
+/** Every value of `name` in a raw result. */
+export function headerValues(result: RawResult, name: string): string[] {
   return result.headers.filter(([n]) => n === name).map(([, v]) => v);
 }
 

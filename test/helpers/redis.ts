@@ -1,10 +1,11 @@
 // A throwaway redis-server for tests: a free port on 127.0.0.1, nothing written to disk, stopped
-// by the test. Tests skip themselves where redis-server is not installed.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+// by the test. Tests skip themselves where redis-server is not installed (and fail under CI=true).
+import { spawn, type ChildProcess } from 'node:child_process';
 import net, { type AddressInfo } from 'node:net';
+import { missing } from './tools.js';
 
-/** Undefined when redis-server is there; otherwise the reason to give `test(…, { skip })`. */
-export const noRedis: string | undefined = spawnSync('redis-server', ['--version']).status === 0 ? undefined : 'redis-server is not installed';
+/** Undefined when redis-server is there; otherwise the reason to give `test(…, { skip })` (see tools.ts). */
+export const noRedis: string | undefined = missing('redis-server');
 
 export interface RunningRedis {
   readonly url: string;

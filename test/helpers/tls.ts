@@ -4,6 +4,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { missing } from './tools.js';
+
+/** Undefined when openssl is there; otherwise the reason to skip the TLS tests (see tools.ts). */
+export const noOpenssl: string | undefined = missing('openssl');
 
 export interface TestCa {
   readonly dir: string;

@@ -11,6 +11,7 @@ import { StoreFactory } from '../../core/state.js';
 import { UsageStats } from '../../plugins/ai-usage/counters.js';
 import { usageTee, type TokenUsage } from '../../plugins/ai-usage/tokens.js';
 import { noRedis, startRedis } from '../helpers/redis.js';
+import { lockSqlite, type SqliteLock } from '../helpers/sqlite-lock.js';
 
 /** Pushes `body` through the tee in the given chunk size; resolves with what passed and what was counted. */
 async function tee(kind: 'sse' | 'json', body: Buffer, size: number, encoding?: string): Promise<{ out: Buffer; usage: TokenUsage }> {
@@ -87,24 +88,28 @@ describe('ai-usage: counters', () => {
     assert.equal(a.snapshot(now).total.calls, 4, 'a reads back what b added after a\'s own write');
   });
 
-  test('a sync that fails keeps its deltas for the next one, which still runs', async () => {
-    const store = new Keyv();
-    const stats = new UsageStats();
-    await stats.sync(store);
-    const set = store.set.bind(store);
-    let failures = 1;
-    store.set = (async (...args: Parameters<typeof store.set>) => {
-      if (failures-- > 0) throw new Error('store away');
-      return set(...args);
-    }) as typeof store.set;
-    stats.record('m', '/e', { calls: 1 });
-    await assert.rejects(stats.sync(store), /store away/);
-    assert.equal(stats.snapshot().total.calls, 1, 'still counted in memory');
-    stats.record('m', '/e', { calls: 1 });
-    await stats.sync(store);
-    const fresh = new UsageStats();
-    await fresh.sync(store);
-    assert.equal(fresh.snapshot().total.calls, 2, 'written once each, nothing lost');
+  test('a sync that fails (the SQLite file locked by another process) keeps its deltas for the next one, which still runs', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'ai-usage-lock-')), 'store.sqlite');
+    const factory = await StoreFactory.create(`sqlite://${file}`, tmpdir());
+    const lock: { held?: SqliteLock } = {};
+    try {
+      const store = factory.open('plugin:ai-usage');
+      const stats = new UsageStats();
+      await stats.sync(store);
+      stats.record('m', '/e', { calls: 1 });
+      lock.held = await lockSqlite(file);
+      await assert.rejects(stats.sync(store), /SQLITE_BUSY/);
+      assert.equal(stats.snapshot().total.calls, 1, 'still counted in memory');
+      await lock.held.release();
+      stats.record('m', '/e', { calls: 1 });
+      await stats.sync(store);
+      const fresh = new UsageStats();
+      await fresh.sync(store);
+      assert.equal(fresh.snapshot().total.calls, 2, 'written once each, nothing lost');
+    } finally {
+      await lock.held?.release();
+      await factory.close();
+    }
   });
 
   test('past 200 endpoints in what the store holds, new ones count under (other)', async () => {

@@ -320,6 +320,22 @@ describe('when upstreams are down or full', { timeout: 60000 }, () => {
     }, tap.file);
   });
 
+  test('panic mode ends when one upstream is healthy again: it alone takes the traffic, and the end is logged once', async () => {
+    const tap = healthTap();
+    await withYard(fleetConfig(fleet, [balancer({})], { globalPlugins: [tap.plugin] }), async (sy) => {
+      for (const m of fleet.members) tap.health().set(upstreamRef(m), false, 'test');
+      assert.deepEqual(tally(await many(sy.url, 30)), { a: 10, b: 10, c: 10 }, 'in panic mode');
+      const [first] = fleet.members;
+      tap.health().set(upstreamRef(first!), true);
+      assert.deepEqual(tally(await many(sy.url, 30)), { a: 30 }, 'only the healthy one once it is back');
+      const over = sy.logs.filter((l) => l.msg === 'panic mode over: a healthy upstream is back');
+      assert.equal(over.length, 1);
+      assert.equal(over[0]!.route, 'main');
+      for (const m of fleet.members) tap.health().set(upstreamRef(m), true);
+      assert.deepEqual(tally(await many(sy.url, 30)), { a: 10, b: 10, c: 10 }, 'all again once all are healthy');
+    }, tap.file);
+  });
+
   test('failFast: with every upstream unhealthy the route answers 503 at once, naming it', async () => {
     const tap = healthTap();
     await withYard(fleetConfig(fleet, [balancer({ failFast: true })], { globalPlugins: [tap.plugin] }), async (sy) => {

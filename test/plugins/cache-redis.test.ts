@@ -1,15 +1,15 @@
 // The cache over a real redis-server (started here on a free port, nothing saved to disk): a
 // store shared by two instances, and a Redis that stops mid-run and comes back.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { after, afterEach, before, describe, test } from 'node:test';
+import { noRedis } from '../helpers/redis.js';
 import { startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
 import { cacheConfig, countingUpstream, eventually, get, info, keys, type CountingUpstream } from './cache-support.js';
 
-const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
-const skip = hasRedis ? false : 'redis-server is not on PATH (CI installs Debian\'s redis-server package)';
+const skip = noRedis;
 
 /** A redis-server of our own; `start` resolves once it accepts connections. */
 class RedisProcess {

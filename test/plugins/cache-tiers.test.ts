@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import KeyvSqlite from '@keyv/sqlite';
 import Keyv from 'keyv';
-import { startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
+import { startSwitchyard, until, type RunningSwitchyard } from '../helpers/servers.js';
+import { closedPort } from '../helpers/wire.js';
 import { ADMIN, cacheConfig, countingUpstream, eventually, fakeClock, get, info, keys, type CountingUpstream } from './cache-support.js';
 
 const running: { stop(): Promise<void> }[] = [];
@@ -319,6 +320,19 @@ describe('warm-up', () => {
     const forged = await get(sy, '/own', { headers: { 'x-switchyard-cache-refresh': '1' } });
     assert.equal(forged.headers.get('x-cache'), 'HIT', 'the header means nothing on a client\'s request');
     assert.equal(up.count('/own'), 1);
+  });
+
+  test('on a fixed port, as deployed, warm-up fetches the paths at start, before any request arrives', async () => {
+    const up = await upstream();
+    const port = await closedPort();
+    const sy = await startSwitchyard(cacheConfig(up.url, { ttl: 60, warmup: ['/early', '/also?x=1'], persistent: { timeoutMs: 10000 } }, { store: 'memory://' }), { port });
+    running.push(sy);
+    assert.equal(sy.yard.port, port);
+    await until(() => up.count('/early') === 1 && up.count('/also') === 1, up.server, 'request');
+    await eventually('both are cached', async () => (await keys(sy)).keys.length === 2);
+    assert.equal((await get(sy, '/early')).headers.get('x-cache'), 'HIT');
+    assert.equal((await get(sy, '/also?x=1')).headers.get('x-cache'), 'HIT');
+    assert.equal(up.count(), 2, 'the upstream was asked once per path');
   });
 
   test('with the port chosen at start (0), warm-up needs no request to find the proxy', async () => {

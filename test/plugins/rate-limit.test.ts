@@ -409,16 +409,23 @@ describe('rate-limit with store: shared', () => {
     }
   });
 
-  test('Redis down: allowDegradation lets requests through', { skip: noRedis }, async () => {
+  test('Redis down: allowDegradation lets requests through, otherwise they fail with a 500', { skip: noRedis }, async () => {
     const redis = await startRedis();
     await redis.stop();
-    const sy = await startSwitchyard(config(redis.url, 'shared', { allowDegradation: true }));
+    const open = await startSwitchyard(config(redis.url, 'shared', { allowDegradation: true }));
+    const closed = await startSwitchyard(config(redis.url, 'shared'));
     try {
-      const res = await fetch(`${sy.url}/x`);
-      assert.equal(res.status, 200);
-      await res.arrayBuffer();
+      const passed = await fetch(`${open.url}/x`);
+      assert.equal(passed.status, 200);
+      assert.equal(passed.headers.get('x-ratelimit-limit'), null, 'nothing was counted');
+      await passed.arrayBuffer();
+      assert.ok(open.logs.some((l) => /allowDegradation/.test(String(l.msg))));
+      const failed = await fetch(`${closed.url}/x`);
+      assert.equal(failed.status, 500);
+      assert.equal((await failed.json() as { code: string }).code, 'SY_ERR_PLUGIN_FAILED');
     } finally {
-      await sy.stop();
+      await open.stop();
+      await closed.stop();
     }
   });
 });

@@ -180,6 +180,53 @@ describe('web-proxy: SSRF guard', () => {
     assert.equal(hits, 0, 'nothing reached the local site');
   });
 
+  test('IPv4-mapped IPv6 forms of loopback, metadata and private addresses are refused', async () => {
+    let hits = 0;
+    site.server.on('request', () => hits++);
+    const targets = [
+      `http://[::ffff:127.0.0.1]:${site.port}/page`,
+      `http://[::ffff:7f00:1]:${site.port}/page`,
+      `http://[0:0:0:0:0:ffff:127.0.0.1]:${site.port}/page`,
+      'http://[::ffff:169.254.169.254]/latest/meta-data/',
+      'http://[::ffff:10.0.0.1]/',
+      'http://[::ffff:192.168.1.1]/',
+    ];
+    for (const target of targets) {
+      const res = await fetch(`${strict.url}/proxy/${target}`);
+      assert.equal(res.status, 403, target);
+      const body = await res.json() as { code: string; error: string };
+      assert.equal(body.code, 'SY_WEB_PROXY_BLOCKED', target);
+      assert.match(body.error, /private or local/, target);
+    }
+    assert.equal(hits, 0, 'nothing reached the local site');
+  });
+
+  test('denyHosts refuses a host, by name or by *. pattern, even one allowHosts lets through', async () => {
+    const denying = await startSwitchyard({
+      server: { store: 'memory://' },
+      plugins: [{ name: 'web-proxy', options: { allowHosts: ['127.0.0.1', 'localhost'], denyHosts: ['localhost', '*.denied.test'] } }],
+    });
+    let hits = 0;
+    const count = () => hits++;
+    site.server.on('request', count);
+    try {
+      for (const target of [`http://localhost:${site.port}/page`, 'http://a.denied.test/', 'http://deep.a.denied.test/x']) {
+        const res = await fetch(`${denying.url}/proxy/${target}`);
+        assert.equal(res.status, 403, target);
+        const body = await res.json() as { code: string; error: string };
+        assert.equal(body.code, 'SY_WEB_PROXY_BLOCKED', target);
+        assert.match(body.error, /is denied/, target);
+      }
+      assert.equal(hits, 0, 'nothing reached the local site');
+      const allowed = await fetch(`${denying.url}/proxy/${site.url}/page`);
+      assert.equal(allowed.status, 200, 'a host not denied is still served');
+      await allowed.arrayBuffer();
+    } finally {
+      site.server.off('request', count);
+      await denying.stop();
+    }
+  });
+
   test('non-http schemes are refused', async () => {
     for (const target of ['ftp://example.com/x', 'file:///etc/passwd']) {
       const res = await fetch(`${strict.url}/proxy/${target}`);

@@ -1,16 +1,15 @@
 // The /admin page driven in headless Chromium: log in with the token, add, edit and delete a
 // mapping (confirming the delete), and see a refused change explained inline.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page, type Request } from 'playwright-core';
 import { startFakeProvider, type FakeProvider } from '../helpers/ai-providers.js';
 import { startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
+import { CHROMIUM, missing } from '../helpers/tools.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'browser-admin-token-0123456789';
 
-describe('ai-gateway /admin page in Chromium', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get install chromium)` }, () => {
+describe('ai-gateway /admin page in Chromium', { skip: missing('chromium') }, () => {
   let browser: Browser;
   let page: Page;
   let gw: RunningSwitchyard;
@@ -75,16 +74,31 @@ describe('ai-gateway /admin page in Chromium', { skip: existsSync(CHROMIUM) ? fa
     const edited = (await api('GET', '/api/mappings')).json.mappings!.find((m) => m.name === 'browser');
     assert.deepEqual([edited?.target, edited?.nothink], [`${fake.url}/v2`, true]);
 
-    // Dismissing the confirmation keeps the mapping; accepting it deletes.
-    page.once('dialog', (dialog) => void dialog.dismiss());
-    await page.click(`${row} .delete`);
-    assert.ok((await api('GET', '/api/mappings')).json.mappings!.some((m) => m.name === 'browser'));
-    page.once('dialog', (dialog) => {
-      assert.match(dialog.message(), /Delete the mapping \/browser/);
-      void dialog.accept();
-    });
-    await page.click(`${row} .delete`);
-    await page.waitForSelector(row, { state: 'detached' });
+    // Dismissing the confirmation keeps the mapping; accepting it deletes. Every DELETE the page
+    // sends is recorded: the page's script runs one event at a time, so a DELETE the dismissal
+    // sent would be on record before the accepted one's answer arrives.
+    const deletes: string[] = [];
+    const recordDelete = (request: Request) => {
+      if (request.method() === 'DELETE') deletes.push(new URL(request.url()).pathname);
+    };
+    page.on('request', recordDelete);
+    try {
+      const dismissed = new Promise<void>((resolve) => page.once('dialog', (dialog) => void dialog.dismiss().then(resolve)));
+      await page.click(`${row} .delete`);
+      await dismissed;
+      assert.ok((await api('GET', '/api/mappings')).json.mappings!.some((m) => m.name === 'browser'), 'the dismissed confirmation keeps the mapping');
+      page.once('dialog', (dialog) => {
+        assert.match(dialog.message(), /Delete the mapping \/browser/);
+        void dialog.accept();
+      });
+      const deleted = page.waitForResponse((response) => response.request().method() === 'DELETE');
+      await page.click(`${row} .delete`);
+      assert.equal((await deleted).status(), 200);
+      await page.waitForSelector(row, { state: 'detached' });
+      assert.deepEqual(deletes, ['/api/mappings/browser'], 'only the accepted confirmation sent a DELETE');
+    } finally {
+      page.off('request', recordDelete);
+    }
     assert.ok(!(await api('GET', '/api/mappings')).json.mappings!.some((m) => m.name === 'browser'));
   });
 });

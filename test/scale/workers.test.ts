@@ -158,3 +158,41 @@ describe('--workers on the embedded SQLite store', () => {
     }
   });
 });
+
+describe('--workers drain timeout', () => {
+  // Blocks its worker's event loop (bounded at 60 s) on /spin, after saying so on stdout: a
+  // worker that cannot drain, whatever shutdownTimeout says. Last in the file: the spinning core
+  // would slow the SQLite test's concurrent writes on a small machine.
+  const SPIN = pluginSource('spin', `
+    api.hooks.access.tap('spin', (ctx) => {
+      if (ctx.pathname !== '/spin') return;
+      console.log(JSON.stringify({ msg: 'spinning', pid: process.pid }));
+      const end = Date.now() + 60000;
+      while (Date.now() < end) {}
+    });`);
+  const SHUTDOWN_TIMEOUT = 300;
+  const STOP_GRACE = 5000; // core/cluster.ts: how long past shutdownTimeout the primary waits
+
+  test('a worker that does not drain within shutdownTimeout and the grace is killed, and the primary exits 1', { timeout: 60000 }, async () => {
+    const configFile = writeConfig({
+      server: { store: 'memory://', host: '127.0.0.1', shutdownTimeout: SHUTDOWN_TIMEOUT },
+      routes: [{ name: 'main', match: { pathPrefix: '/' }, upstreams: [{ url: upstream.url }], plugins: [{ path: './spin.mjs' }] }],
+    }, { 'spin.mjs': SPIN });
+    const cluster = await startProcess(['start', '--config', configFile, '--port', '0', '--workers', '1', '--no-watch']);
+    try {
+      const stuck = request(cluster.port, '/spin').catch((err: unknown) => err);
+      await cluster.waitForLine((line) => line.msg === 'spinning');
+      const from = cluster.lines.length;
+      cluster.child.kill('SIGTERM');
+      const draining = await cluster.waitForLine((line) => line.msg === 'shutting down: draining every worker', from);
+      const killed = await cluster.waitForLine((line) => line.msg === 'worker did not drain in time: killing it', from);
+      const waited = Number(killed.time) - Number(draining.time);
+      assert.ok(waited >= SHUTDOWN_TIMEOUT + STOP_GRACE - 5, `killed after ${waited} ms, before shutdownTimeout + the grace`);
+      assert.equal(await cluster.exited, 1);
+      assert.ok(cluster.lines.some((line) => line.msg === 'all workers stopped' && line.clean === false));
+      assert.ok(await stuck instanceof Error, 'the stuck request got no answer');
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
