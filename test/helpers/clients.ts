@@ -55,9 +55,6 @@ export async function curl(args: string[]): Promise<RawResult> {
   return rawRequest(url, { method, headers });
 }
 
-/** @deprecated curl is no longer used: always undefined, so old `{ skip: noCurl }` guards never skip. */
-export const noCurl: string | undefined = undefined;
-
 /** Every value of `name` in a raw result. */
 export function headerValues(result: RawResult, name: string): string[] {
   return result.headers.filter(([n]) => n === name).map(([, v]) => v);

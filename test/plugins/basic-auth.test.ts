@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { parseBasic } from '../../plugins/basic-auth/index.js';
-import { countingUpstream, curl, headerValues, noCurl, withPlugins, type CountingUpstream } from '../helpers/clients.js';
+import { countingUpstream, curl, headerValues, withPlugins, type CountingUpstream } from '../helpers/clients.js';
 import { startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
 
 // htpasswd -nbB alice s3cret-alice (cost 4 to keep the test quick), htpasswd -nbs bob s3cret-bob
@@ -72,7 +72,7 @@ describe('basic-auth on a route', () => {
     }
   });
 
-  test('malformed Authorization headers get a clean 401 with the challenge, never a crash', { skip: noCurl }, async () => {
+  test('malformed Authorization headers get a clean 401 with the challenge, never a crash', async () => {
     for (const value of ['Basic', 'Basic ', 'Basic !!!!', 'Basic ' + 'A'.repeat(5000), 'Basic ' + Buffer.from('no-colon').toString('base64'), 'Basic ' + Buffer.from([0xff, 0xfe, 0x3a, 0x00]).toString('base64'), 'Digest username="alice"', 'Bearer x']) {
       const res = await curl(['-H', `Authorization: ${value}`, `${sy.url}/x`]);
       assert.equal(res.status, 401, value.slice(0, 40));
