@@ -180,6 +180,44 @@ describe('web-proxy: SSRF guard', () => {
     assert.equal(hits, 0, 'nothing reached the local site');
   });
 
+  test('IPv6 forms that reach IPv4 space, site-local and documentation addresses are refused', async () => {
+    const targets = [
+      'http://[::a00:1]/', // IPv4-compatible ::10.0.0.1
+      'http://[::ffff:0:a00:1]/', // SIIT ::ffff:0:10.0.0.1
+      'http://[::ffff:7f00:1]/', // IPv4-mapped 127.0.0.1
+      'http://[64:ff9b::7f00:1]/', // NAT64 well-known prefix, 127.0.0.1
+      'http://[64:ff9b:1::a00:1]/', // NAT64 local-use prefix
+      'http://[2002:7f00:1::1]/', // 6to4 embedding 127.0.0.1
+      'http://[2002:a9fe:a9fe::1]/', // 6to4 embedding 169.254.169.254
+      'http://[fec0::1]/', // deprecated site-local
+      'http://[2001:db8::1]/', // documentation
+      'http://192.0.2.1/', // TEST-NET-1
+      'http://198.51.100.7/', // TEST-NET-2
+      'http://0x7f.1/', // 127.0.0.1 spelled in hex
+    ];
+    for (const target of targets) {
+      const res = await fetch(`${strict.url}/proxy/${target}`);
+      assert.equal(res.status, 403, target);
+      const body = await res.json() as { code: string; error: string };
+      assert.equal(body.code, 'SY_WEB_PROXY_BLOCKED', target);
+      assert.match(body.error, /private or local/, target);
+    }
+  });
+
+  test('denyHosts matches a host however it is spelled: trailing dot, case, international form', async () => {
+    const denying = await startSwitchyard({ server: { store: 'memory://' }, plugins: [{ name: 'web-proxy', options: { denyHosts: ['blocked.example', 'B\u00dcCHER.example.', '*.Deny.Example'] } }] });
+    try {
+      const targets = ['http://blocked.example./x', 'http://BLOCKED.EXAMPLE/x', 'http://xn--bcher-kva.example/', 'http://b\u00fccher.example/', 'http://a.deny.example./'];
+      for (const target of targets) {
+        const res = await fetch(`${denying.url}/proxy/${target}`);
+        assert.equal(res.status, 403, target);
+        assert.match((await res.json() as { error: string }).error, /is denied/, target);
+      }
+    } finally {
+      await denying.stop();
+    }
+  });
+
   test('non-http schemes are refused', async () => {
     for (const target of ['ftp://example.com/x', 'file:///etc/passwd']) {
       const res = await fetch(`${strict.url}/proxy/${target}`);
