@@ -179,6 +179,11 @@ export class RequestContext {
     return this.realIp;
   }
 
+  /** True when the direct peer is one of `server.trustedProxies`, whose forwarding headers are believed. */
+  get fromTrustedProxy(): boolean {
+    return this.settings.clientIp.trustsPeer(this.req);
+  }
+
   /** Extra fields plugins add to this request's access log line; see logField(). */
   logFields: Record<string, unknown> | undefined;
 

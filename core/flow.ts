@@ -93,8 +93,9 @@ function lookUpCache(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route
  */
 export function prepareOutgoing(ctx: RequestContext, outgoing: OutgoingRequest, route: Route, keepUpgrade = false): void {
   if (route.stripPrefix && route.match.pathPrefix) outgoing.path = stripPathPrefix(outgoing.path, route.match.pathPrefix);
-  outgoing.headers = forwardableHeaders(ctx.req.headers, keepUpgrade);
-  setForwardedHeaders(ctx.req, outgoing.headers);
+  const trusted = ctx.fromTrustedProxy;
+  outgoing.headers = forwardableHeaders(ctx.req.headers, keepUpgrade, trusted);
+  setForwardedHeaders(ctx.req, outgoing.headers, trusted);
   outgoing.headers['x-request-id'] = ctx.id;
 }
 

@@ -665,13 +665,13 @@ function forwardingSuite(SERVER: { shutdownTimeout: number; engine: EngineName }
       assert.equal(seen.authorization, 'Bearer end-to-end');
     });
 
-    test('X-Forwarded-For gets the peer appended; X-Forwarded-Proto and -Host say what this hop saw', T, async () => {
+    test('from an untrusted client X-Forwarded-For is the peer; X-Forwarded-Proto and -Host say what this hop saw', T, async () => {
       const { sy } = await proxyTo(defer, echoHandler());
       const headersSeen = async (headers: Record<string, string>) =>
         (JSON.parse((await exchange(`${sy.url}/xf`, { headers })).body.toString()) as { headers: Record<string, string> }).headers;
 
       const chained = await headersSeen({ host: 'front.example:8443', 'x-forwarded-for': '203.0.113.7, 198.51.100.2', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'spoofed.example' });
-      assert.equal(chained['x-forwarded-for'], '203.0.113.7, 198.51.100.2, 127.0.0.1');
+      assert.equal(chained['x-forwarded-for'], '127.0.0.1');
       assert.equal(chained['x-forwarded-proto'], 'http');
       assert.equal(chained['x-forwarded-host'], 'front.example:8443');
 
