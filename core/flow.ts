@@ -13,6 +13,7 @@ import { forwardableHeaders, setForwardedHeaders } from './headers.js';
 import type { Pipeline, Runtime } from './pipeline.js';
 import { runBail, runSeries, then, type Plan } from './plan.js';
 import { redactString } from './config/load.js';
+import { refusedRequestHead } from './request-head.js';
 import { requestIdOf } from './request-id.js';
 import { stripPathPrefix } from './router.js';
 import { answerError, sendReply, sendUpstream } from './send.js';
@@ -20,6 +21,7 @@ import { RETRY } from './stages.js';
 import type { Reply, Route, Upstream } from './types.js';
 
 export function handleRequest(pipeline: Pipeline, rt: Runtime, req: IncomingMessage, res: ServerResponse, injected = false): void {
+  const refused = refusedRequestHead(req);
   const ctx = new RequestContext(req, res, requestIdOf(req), pipeline.contextSettings);
   ctx.injected = injected;
   pipeline.acquire();
@@ -28,6 +30,10 @@ export function handleRequest(pipeline: Pipeline, rt: Runtime, req: IncomingMess
   const bytesBefore = socket.bytesWritten;
   // `on`, not `once`: a response closes once, and once() adds a bound wrapper that removes itself.
   res.on('close', () => finish(pipeline, rt, ctx, socket.bytesWritten - bytesBefore));
+  if (refused !== undefined) {
+    answerError(ctx, pipeline.plan, refused);
+    return;
+  }
   const { maxBodySize } = pipeline.contextSettings;
   if (maxBodySize > 0 && Number(req.headers['content-length'] ?? 0) > maxBodySize) {
     answerError(ctx, pipeline.plan, new SwitchyardError('SY_ERR_BODY_TOO_LARGE', undefined, { details: { limit: maxBodySize } }));

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { LoadedConfig } from './config/load.js';
 import { ConfigWatcher } from './config/watch.js';
 import { Errors } from './errors.js';
+import { MAX_REQUEST_HEADERS } from './request-head.js';
 
 type ServerSettings = LoadedConfig['config']['server'];
 
@@ -34,6 +35,9 @@ export function createListener(server: ServerSettings, baseDir: string, logger: 
   } else {
     listener = http.createServer(options);
   }
+  // Node keeps about this many header lines and silently drops the rest; keeping one more lets
+  // core/request-head.ts see that there were too many and answer 431.
+  listener.maxHeadersCount = MAX_REQUEST_HEADERS + 1;
   listener.on('clientError', answerClientError);
   return { server: listener, tls };
 }

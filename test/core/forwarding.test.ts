@@ -754,7 +754,7 @@ function forwardingSuite(SERVER: { shutdownTimeout: number; engine: EngineName }
 
   // ---- Paths -----------------------------------------------------------------------------------
 
-  describe('the request target is forwarded byte for byte', () => {
+  describe('the request target is forwarded byte for byte, dot segments removed', () => {
     const defer = cleanup();
     let sy: RunningSwitchyard;
 
@@ -777,7 +777,7 @@ function forwardingSuite(SERVER: { shutdownTimeout: number; engine: EngineName }
       defer(() => sy.stop());
     });
 
-    const unchanged = ['/x?', '/x?&', '/x??y', '//double//slash', '/a/../b', '/./c', '/p%2Fq?r=%2F&s=%20', '/q?a=1&&b=&c', '/%7Euser/%E2%82%AC'];
+    const unchanged = ['/x?', '/x?&', '/x??y', '//double//slash', '/p%2Fq?r=%2F&s=%20', '/q?a=1&&b=&c', '/%7Euser/%E2%82%AC', '/.well-known/x?a=/../b'];
     for (const path of unchanged) {
       test(`${path} reaches the upstream unchanged`, T, async () => {
         const raw = await rawExchange(sy.yard.port, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
@@ -785,6 +785,17 @@ function forwardingSuite(SERVER: { shutdownTimeout: number; engine: EngineName }
         assert.equal(res.status, 200);
         assert.equal(res.body.toString('latin1'), path);
         assert.deepEqual(res.headers.filter(([name]) => name === 'x-marker-seen'), [['x-marker-seen', 'false']]);
+      });
+    }
+
+    // Dot segments are the one change (core/request-head.ts): routes, access checks and the
+    // upstream must all see the same path.
+    const normalised: [string, string][] = [['/a/../b', '/b'], ['/./c', '/c'], ['/a/b/..?q=/..', '/a/?q=/..'], ['/..', '/']];
+    for (const [path, forwarded] of normalised) {
+      test(`${path} reaches the upstream as ${forwarded}`, T, async () => {
+        const res = parseResponse(await rawExchange(sy.yard.port, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`));
+        assert.equal(res.status, 200);
+        assert.equal(res.body.toString('latin1'), forwarded);
       });
     }
 
