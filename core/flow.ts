@@ -41,12 +41,24 @@ export function handleRequest(pipeline: Pipeline, rt: Runtime, req: IncomingMess
   }
   let running: Promise<void> | void;
   try {
-    running = run(pipeline, rt, ctx);
+    running = ctx.hasBody && req.headers['transfer-encoding'] !== undefined ? runOnceParsed(pipeline, rt, ctx) : run(pipeline, rt, ctx);
   } catch (err) {
     answerError(ctx, planOf(pipeline, ctx), err);
     return;
   }
   running?.catch((err: unknown) => answerError(ctx, planOf(pipeline, ctx), err));
+}
+
+/**
+ * A chunked body's first chunks often come in the same read as the head, and Node's parser goes
+ * on with them after handing this request over (microtasks run in between). Waiting until that
+ * read is done (setImmediate) lets a malformed chunk be answered 400 (core/listener.ts) before
+ * anything is forwarded: no upstream connection is opened for it.
+ */
+async function runOnceParsed(pipeline: Pipeline, rt: Runtime, ctx: RequestContext): Promise<void> {
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  if (ctx.res.writableEnded || ctx.res.destroyed) return;
+  return run(pipeline, rt, ctx);
 }
 
 /** Serves a request arriving on the separate admin port. */
