@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import zlib from 'node:zlib';
+import { SANDBOX } from '../../plugins/web-proxy/index.js';
 import { startSwitchyard, startUpstream, type RunningSwitchyard, type RunningUpstream } from '../helpers/servers.js';
 
 const PAGE = `<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">
@@ -117,7 +118,7 @@ describe('web-proxy: rewriting', () => {
     assert.ok(html.includes(`@import '${p}/print.css'`));
     assert.ok(html.includes(`"<a href='/not-an-attribute'>"`), 'script text is not markup');
     assert.ok(html.includes('Caf\u00e9 &amp; page'));
-    assert.equal(res.headers.get('content-security-policy'), null);
+    assert.equal(res.headers.get('content-security-policy'), SANDBOX, "the page's own CSP is replaced by the sandbox");
     assert.equal(res.headers.get('strict-transport-security'), null);
     assert.equal(res.headers.get('public-key-pins'), null);
   });
