@@ -61,7 +61,9 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
  * pipelined request, or comes after the answer started, can only close the connection.
  */
 function answerMalformedBody(err: Error & { code?: string }, socket: Duplex, res: ServerResponse): void {
-  if (res.headersSent || !socket.writable || res.req.complete) {
+  // A body cut short (the client left, HPE_INVALID_EOF_STATE) or a reset is a client abort, not malformed.
+  const malformed = err.code !== undefined && err.code.startsWith('HPE_') && err.code !== 'HPE_INVALID_EOF_STATE';
+  if (!malformed || res.headersSent || !socket.writable || res.req.complete) {
     socket.destroy();
     return;
   }
