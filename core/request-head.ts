@@ -88,7 +88,8 @@ function disguisedDotSegment(segment: string): string | undefined {
     decoded = decoded.replaceAll('%25', '%');
   }
   if (decoded.includes('%00')) return 'the path carries an encoded NUL (%00)';
-  decoded = decoded.replaceAll('%2e', '.').replaceAll('%2f', '/').replaceAll('%5c', '/').replaceAll('%3b', ';').replaceAll('\\', '/');
+  // `%c0%ae` is an overlong UTF-8 dot that some old decoders still turn into one.
+  decoded = decoded.replaceAll('%2e', '.').replaceAll('%c0%ae', '.').replaceAll('%2f', '/').replaceAll('%5c', '/').replaceAll('%3b', ';').replaceAll('\\', '/');
   for (const part of decoded.split('/')) {
     const semicolon = part.indexOf(';');
     const name = semicolon === -1 ? part : part.slice(0, semicolon);

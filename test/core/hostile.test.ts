@@ -203,6 +203,7 @@ describe('paths in front of public paths and admin aliases', () => {
       '/public/..;/private', '/public/..;jsessionid=1/private', '/public/%2e%2e/private', '/public/%2E./private',
       '/public/%252e%252e/private', '/public/%25252e%25252e/private', '/public/..%00/private', '/public/x%00',
       '/public/..%2fprivate', '/public/..%5cprivate', '/public/..\\private', '/public/.%2e/private',
+      '/public/%c0%ae%c0%ae/private',
       '/_admin/api/health/..;/config',
     ];
     for (const path of hostile) {
