@@ -33,6 +33,11 @@ export class ClientIpResolver {
     return hops[0] ?? peer;
   }
 
+  /** True when the request's direct peer is one of server.trustedProxies (false at once when none are configured). */
+  trustsPeer(req: IncomingMessage): boolean {
+    return this.trusted !== undefined && this.isTrusted(req.socket?.remoteAddress ?? '');
+  }
+
   private isTrusted(address: string): boolean {
     const family = isIP(address);
     return family !== 0 && this.trusted!.check(address, family === 6 ? 'ipv6' : 'ipv4');

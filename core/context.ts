@@ -82,9 +82,9 @@ export class RequestContext {
   readonly id: string;
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
-  /** The request target exactly as the client sent it (path and query). */
+  /** The request target (path and query) as the client sent it, in origin-form and without dot segments (core/request-head.ts). */
   readonly url: string;
-  /** The request path without its query string, as the client sent it. */
+  /** The request path without its query string. */
   readonly pathname: string;
   /** Whether the client sent a body (so a retry can only resend it if it was buffered). */
   readonly hasBody: boolean;
@@ -177,6 +177,11 @@ export class RequestContext {
   get clientIp(): string {
     this.realIp ??= this.settings.clientIp.resolve(this.req);
     return this.realIp;
+  }
+
+  /** True when the direct peer is one of `server.trustedProxies`, whose forwarding headers are believed. */
+  get fromTrustedProxy(): boolean {
+    return this.settings.clientIp.trustsPeer(this.req);
   }
 
   /** Extra fields plugins add to this request's access log line; see logField(). */

@@ -13,6 +13,7 @@ import { forwardableHeaders, setForwardedHeaders } from './headers.js';
 import type { Pipeline, Runtime } from './pipeline.js';
 import { runBail, runSeries, then, type Plan } from './plan.js';
 import { redactString } from './config/load.js';
+import { refusedRequestHead } from './request-head.js';
 import { requestIdOf } from './request-id.js';
 import { stripPathPrefix } from './router.js';
 import { answerError, sendReply, sendUpstream } from './send.js';
@@ -20,6 +21,7 @@ import { RETRY } from './stages.js';
 import type { Reply, Route, Upstream } from './types.js';
 
 export function handleRequest(pipeline: Pipeline, rt: Runtime, req: IncomingMessage, res: ServerResponse, injected = false): void {
+  const refused = refusedRequestHead(req);
   const ctx = new RequestContext(req, res, requestIdOf(req), pipeline.contextSettings);
   ctx.injected = injected;
   pipeline.acquire();
@@ -28,6 +30,10 @@ export function handleRequest(pipeline: Pipeline, rt: Runtime, req: IncomingMess
   const bytesBefore = socket.bytesWritten;
   // `on`, not `once`: a response closes once, and once() adds a bound wrapper that removes itself.
   res.on('close', () => finish(pipeline, rt, ctx, socket.bytesWritten - bytesBefore));
+  if (refused !== undefined) {
+    answerError(ctx, pipeline.plan, refused);
+    return;
+  }
   const { maxBodySize } = pipeline.contextSettings;
   if (maxBodySize > 0 && Number(req.headers['content-length'] ?? 0) > maxBodySize) {
     answerError(ctx, pipeline.plan, new SwitchyardError('SY_ERR_BODY_TOO_LARGE', undefined, { details: { limit: maxBodySize } }));
@@ -35,12 +41,24 @@ export function handleRequest(pipeline: Pipeline, rt: Runtime, req: IncomingMess
   }
   let running: Promise<void> | void;
   try {
-    running = run(pipeline, rt, ctx);
+    running = ctx.hasBody && req.headers['transfer-encoding'] !== undefined ? runOnceParsed(pipeline, rt, ctx) : run(pipeline, rt, ctx);
   } catch (err) {
     answerError(ctx, planOf(pipeline, ctx), err);
     return;
   }
   running?.catch((err: unknown) => answerError(ctx, planOf(pipeline, ctx), err));
+}
+
+/**
+ * A chunked body's first chunks often come in the same read as the head, and Node's parser goes
+ * on with them after handing this request over (microtasks run in between). Waiting until that
+ * read is done (setImmediate) lets a malformed chunk be answered 400 (core/listener.ts) before
+ * anything is forwarded: no upstream connection is opened for it.
+ */
+async function runOnceParsed(pipeline: Pipeline, rt: Runtime, ctx: RequestContext): Promise<void> {
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  if (ctx.res.writableEnded || ctx.res.destroyed) return;
+  return run(pipeline, rt, ctx);
 }
 
 /** Serves a request arriving on the separate admin port. */
@@ -93,8 +111,9 @@ function lookUpCache(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route
  */
 export function prepareOutgoing(ctx: RequestContext, outgoing: OutgoingRequest, route: Route, keepUpgrade = false): void {
   if (route.stripPrefix && route.match.pathPrefix) outgoing.path = stripPathPrefix(outgoing.path, route.match.pathPrefix);
-  outgoing.headers = forwardableHeaders(ctx.req.headers, keepUpgrade);
-  setForwardedHeaders(ctx.req, outgoing.headers);
+  const trusted = ctx.fromTrustedProxy;
+  outgoing.headers = forwardableHeaders(ctx.req.headers, keepUpgrade, trusted);
+  setForwardedHeaders(ctx.req, outgoing.headers, trusted);
   outgoing.headers['x-request-id'] = ctx.id;
 }
 

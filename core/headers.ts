@@ -15,16 +15,36 @@ const HOP_BY_HOP = [
 export const IS_HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP);
 
 /**
- * The client's headers as they go upstream: without the hop-by-hop ones and those `Connection`
- * names, in a new object built by adding. Deleting from `req.headers` instead would turn it into a
- * slow dictionary for every plugin and engine that reads it after. An upgrade keeps `Upgrade` and
- * `Connection`, which ask the upstream to switch protocols.
+ * Headers a forwarding proxy sets to say who asked and how. Only a trusted proxy's are believed:
+ * from any other peer they are dropped here and setForwardedHeaders() writes what this hop saw.
  */
-export function forwardableHeaders(incoming: IncomingHttpHeaders, keepUpgrade = false): IncomingHttpHeaders {
+const FORWARDING = ['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip'];
+
+// One lookup per header name tells the copying loop below everything it needs.
+const HOP = 1;
+const FROM_PROXY = 2;
+const SPECIAL: ReadonlyMap<string, number> = new Map([
+  ...HOP_BY_HOP.map((name): [string, number] => [name, HOP]),
+  ...FORWARDING.map((name): [string, number] => [name, FROM_PROXY]),
+]);
+
+/**
+ * The client's headers as they go upstream: without the hop-by-hop ones and those `Connection`
+ * names, and without the forwarding headers unless the peer is a trusted proxy, in a new object
+ * built by adding. Deleting from `req.headers` instead would turn it into a slow dictionary for
+ * every plugin and engine that reads it after. An upgrade keeps `Upgrade` and `Connection`, which
+ * ask the upstream to switch protocols.
+ */
+export function forwardableHeaders(incoming: IncomingHttpHeaders, keepUpgrade = false, fromTrustedProxy = false): IncomingHttpHeaders {
   const listed = namedByConnection(incoming.connection, keepUpgrade);
   const out: IncomingHttpHeaders = {};
   for (const name in incoming) {
-    if (IS_HOP_BY_HOP.has(name) ? !(keepUpgrade && (name === 'upgrade' || name === 'connection')) : listed?.includes(name)) continue;
+    const kind = SPECIAL.get(name);
+    if (kind === HOP) {
+      if (!(keepUpgrade && (name === 'upgrade' || name === 'connection'))) continue;
+    } else if ((kind === FROM_PROXY && !fromTrustedProxy) || listed?.includes(name)) {
+      continue;
+    }
     out[name] = incoming[name];
   }
   return out;
@@ -52,11 +72,29 @@ export function stripHopByHop(headers: IncomingHttpHeaders | OutgoingHttpHeaders
   }
 }
 
-/** Appends the peer to X-Forwarded-For; sets X-Forwarded-Proto and -Host to what this hop saw. */
-export function setForwardedHeaders(req: IncomingMessage, headers: IncomingHttpHeaders): void {
+/**
+ * Says who asked, for the upstream (README, "Security model"). From a trusted proxy its
+ * X-Forwarded-For and Forwarded get this hop appended and what it said of the scheme and host
+ * stands; from anyone else (whose forwarding headers forwardableHeaders() dropped) X-Forwarded-For
+ * is the peer, and X-Forwarded-Proto and -Host are what this hop saw.
+ */
+export function setForwardedHeaders(req: IncomingMessage, headers: IncomingHttpHeaders, fromTrustedProxy = false): void {
   const peer = req.socket.remoteAddress ?? '';
+  const proto = req.socket instanceof TLSSocket ? 'https' : 'http';
+  if (!fromTrustedProxy) {
+    headers['x-forwarded-for'] = peer;
+    headers['x-forwarded-proto'] = proto;
+    if (headers.host !== undefined) headers['x-forwarded-host'] = headers.host;
+    return;
+  }
   const previous = headers['x-forwarded-for'];
   headers['x-forwarded-for'] = previous ? `${previous}, ${peer}` : peer;
-  headers['x-forwarded-proto'] = req.socket instanceof TLSSocket ? 'https' : 'http';
-  if (headers.host !== undefined) headers['x-forwarded-host'] = headers.host;
+  headers['x-forwarded-proto'] ??= proto;
+  if (headers['x-forwarded-host'] === undefined && headers.host !== undefined) headers['x-forwarded-host'] = headers.host;
+  if (headers.forwarded !== undefined) headers.forwarded = `${headers.forwarded}, for=${forwardedNode(peer)};proto=${proto}`;
+}
+
+/** An address as RFC 7239 §6 writes a node: IPv6 bracketed and quoted. */
+function forwardedNode(address: string): string {
+  return address.includes(':') ? `"[${address}]"` : address;
 }

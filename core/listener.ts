@@ -1,7 +1,7 @@
 // The client-facing server: HTTP or HTTPS, with the limits that protect it from oversized and slow
 // clients, and certificates that can be renewed on disk without a restart.
 import { readFileSync } from 'node:fs';
-import http, { STATUS_CODES } from 'node:http';
+import http, { STATUS_CODES, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { resolve } from 'node:path';
@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { LoadedConfig } from './config/load.js';
 import { ConfigWatcher } from './config/watch.js';
 import { Errors } from './errors.js';
+import { MAX_REQUEST_HEADERS } from './request-head.js';
 
 type ServerSettings = LoadedConfig['config']['server'];
 
@@ -34,21 +35,51 @@ export function createListener(server: ServerSettings, baseDir: string, logger: 
   } else {
     listener = http.createServer(options);
   }
+  // Node keeps about this many header lines and silently drops the rest; keeping one more lets
+  // core/request-head.ts see that there were too many and answer 431.
+  listener.maxHeadersCount = MAX_REQUEST_HEADERS + 1;
   listener.on('clientError', answerClientError);
   return { server: listener, tls };
 }
 
 /** A malformed, oversized or too slow request costs that client its connection, nothing more. */
 function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
-  if (!socket.writable || (socket as Duplex & { _httpMessage?: unknown })._httpMessage) {
+  const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
+  if (inFlight !== undefined) return answerMalformedBody(err, socket, inFlight);
+  if (!socket.writable) {
     socket.destroy();
     return;
   }
+  const { status, body } = answerFor(err);
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}
+
+/**
+ * The head was fine and the request is being served, but its body is not (a malformed chunk).
+ * When nothing of the answer has gone out yet it becomes a 400, and the body stream is ended
+ * once the answer is out, which aborts any upstream request still reading it. An error that belongs to a later
+ * pipelined request, or comes after the answer started, can only close the connection.
+ */
+function answerMalformedBody(err: Error & { code?: string }, socket: Duplex, res: ServerResponse): void {
+  // A body cut short (the client left, HPE_INVALID_EOF_STATE) or a reset is a client abort, not malformed.
+  const malformed = err.code !== undefined && err.code.startsWith('HPE_') && err.code !== 'HPE_INVALID_EOF_STATE';
+  if (!malformed || res.headersSent || !socket.writable || res.req.complete) {
+    socket.destroy();
+    return;
+  }
+  const { status, body } = answerFor(err);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+  res.end(body);
+  // Node lets go of a request once its answer is finished, and never ends its body: ending it
+  // here (after the answer is out) is what stops an upstream request that is still reading it.
+  res.once('close', () => res.req.destroy());
+}
+
+function answerFor(err: Error & { code?: string }): { status: number; body: string } {
   const error = err.code === 'HPE_HEADER_OVERFLOW' ? Errors.SY_ERR_HEADERS_TOO_LARGE
     : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? Errors.SY_ERR_REQUEST_TIMEOUT
     : Errors.SY_ERR_BAD_REQUEST;
-  const body = JSON.stringify({ error: error.message, code: error.code });
-  socket.end(`HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  return { status: error.status, body: JSON.stringify({ error: error.message, code: error.code }) };
 }
 
 /** The certificate and key files, watched: a renewal applies to the next TLS handshake. */

@@ -226,7 +226,7 @@ function addCoreAdminRoutes(admin: AdminRouter, loaded: LoadedConfig, rt: Runtim
     method: 'GET',
     path: '/status',
     public: true,
-    handler: () => ({
+    handler: (req) => ({
       status: 200,
       json: {
         name: 'switchyard',
@@ -235,7 +235,7 @@ function addCoreAdminRoutes(admin: AdminRouter, loaded: LoadedConfig, rt: Runtim
         preset: loaded.config.preset ?? null,
         generation: current().generation,
         activeRequests: current().activeRequests,
-        lastReload: rt.lastReload,
+        lastReload: admin.isAuthorized(req.raw) ? rt.lastReload : publicReloadStatus(rt.lastReload),
         routes: current().router.all.map((route) => ({
           name: route.name,
           match: route.match,
@@ -262,4 +262,15 @@ function addCoreAdminRoutes(admin: AdminRouter, loaded: LoadedConfig, rt: Runtim
       },
     });
   }
+}
+
+/**
+ * The last reload as anyone may see it: whether it worked, not why it failed nor which file
+ * changed. Both name the config file's absolute path, which tells a stranger about the host; the
+ * admin key sees them in full.
+ */
+function publicReloadStatus(status: ReloadStatus): ReloadStatus {
+  const { error: _error, trigger, ...rest } = status;
+  // The watcher's trigger is `file changed: <path>` (core/server.ts, core/cluster.ts).
+  return { ...rest, trigger: trigger.startsWith('file changed') ? 'file changed' : trigger };
 }

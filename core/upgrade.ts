@@ -9,10 +9,12 @@ import { prepareOutgoing, selectUpstream } from './flow.js';
 import type { Pipeline, Runtime } from './pipeline.js';
 import { runBail } from './plan.js';
 import { redactString } from './config/load.js';
+import { refusedRequestHead } from './request-head.js';
 import { requestIdOf } from './request-id.js';
 import type { Reply, Route } from './types.js';
 
 export function handleUpgrade(pipeline: Pipeline, rt: Runtime, req: IncomingMessage, socket: Duplex, head: Buffer, res: ServerResponse): void {
+  const refused = refusedRequestHead(req);
   const ctx = new RequestContext(req, res, requestIdOf(req), pipeline.contextSettings);
   pipeline.acquire();
   socket.once('close', () => {
@@ -27,6 +29,7 @@ export function handleUpgrade(pipeline: Pipeline, rt: Runtime, req: IncomingMess
   });
   // A socket error must never crash the process; closing is all there is to do.
   socket.on('error', () => socket.destroy());
+  if (refused !== undefined) return refuseUpgrade(ctx, socket, refused);
   upgrade(pipeline, rt, ctx, socket, head).catch((err: unknown) => refuseUpgrade(ctx, socket, err));
 }
 

@@ -31,9 +31,16 @@ const schema = {
 /** Marks a request an alias made, so an alias pointing (through others) at itself fails fast. */
 const HOP_HEADER = 'x-switchyard-admin-alias';
 
-// Per-connection and per-message headers belong to the client's request; the rest (the admin
-// key, the cache-clear linkage headers…) goes to the target as the client sent it.
-const DROPPED = new Set(['host', 'connection', 'keep-alive', 'content-length', 'transfer-encoding', 'expect', 'upgrade']);
+// Per-connection and per-message headers belong to the client's request, and the forwarding
+// headers would let a client speak for the in-process request's origin (which is this proxy);
+// the rest (the admin key, the cache-clear linkage headers…) goes to the target as the client sent it.
+const DROPPED = new Set([
+  'host', 'connection', 'keep-alive', 'content-length', 'transfer-encoding', 'expect', 'upgrade',
+  'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip',
+]);
+
+/** The admin router's own limit for a JSON body (core/admin.ts): an alias takes no more than its target would. */
+const MAX_BODY = 1024 * 1024;
 
 export default definePlugin({
   name: NAME,
@@ -75,8 +82,16 @@ async function askTarget(api: PluginApi, req: AdminRequest, target: string, time
   }
 }
 
+/** The body, refused with 413 as soon as it is larger than MAX_BODY (declared or counted). */
 async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const tooLarge = () => new SwitchyardError('SY_ERR_BODY_TOO_LARGE', undefined, { details: { limit: MAX_BODY } });
+  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY) throw tooLarge();
   const chunks: Buffer[] = [];
-  for await (const chunk of req as AsyncIterable<Buffer>) chunks.push(chunk);
-  return Buffer.concat(chunks);
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size);
 }

@@ -105,22 +105,13 @@ function findKey(keys: readonly Key[], presented: string): Key | undefined {
   return found;
 }
 
+// The core has already turned the path into the one the upstream gets: dot segments removed,
+// disguised ones (`%2e%2e`, `..;`, `%00`) refused with 400 (core/request-head.ts). So
+// `/public/../admin` is matched as `/admin`, which is what is forwarded.
 function pathMatcher(patterns: readonly string[]): (path: string) => boolean {
   const exact = new Set(patterns.filter((p) => !p.endsWith('*')));
   const prefixes = patterns.filter((p) => p.endsWith('*')).map((p) => p.slice(0, -1));
-  return (path) => !hasDotSegments(path) && (exact.has(path) || prefixes.some((prefix) => path.startsWith(prefix)));
-}
-
-// `/public/../admin` starts with `/public/` but an upstream that normalises paths serves /admin:
-// a path with dot segments (plain or percent-encoded) is never public.
-function hasDotSegments(path: string): boolean {
-  let decoded = path;
-  try {
-    decoded = decodeURIComponent(path);
-  } catch {
-    return true;
-  }
-  return /(^|[/\\])\.\.?([/\\]|$)/.test(decoded);
+  return (path) => exact.has(path) || prefixes.some((prefix) => path.startsWith(prefix));
 }
 
 function assertDistinct(keys: readonly Key[]): void {

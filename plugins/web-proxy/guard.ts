@@ -2,28 +2,28 @@
 // Addresses are checked after DNS resolution, inside the socket's own lookup, so a name that
 // resolves differently a moment later (DNS rebinding) cannot slip a private address through.
 import dns from 'node:dns';
-import net, { BlockList } from 'node:net';
+import net from 'node:net';
+import { domainToASCII } from 'node:url';
+import { Address4, Address6 } from 'ip-address';
 
-const blocked = new BlockList();
-for (const [address, prefix] of [
-  ['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12],
-  ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 4], ['240.0.0.0', 4],
-] as const) blocked.addSubnet(address, prefix, 'ipv4');
-for (const [address, prefix] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['64:ff9b::', 96]] as const) blocked.addSubnet(address, prefix, 'ipv6');
-// Cloud metadata services that are not in a private range.
-blocked.addAddress('fd00:ec2::254', 'ipv6');
-
-/** True for loopback, private, link-local (169.254.169.254 metadata), CGNAT, multicast and reserved addresses. */
+/**
+ * True for every address that is not global unicast: loopback, private, link-local (the
+ * 169.254.169.254 metadata service), CGNAT, multicast, documentation, benchmarking, reserved and
+ * unallocated space. Classified by ip-address against the IANA special-purpose registries, which
+ * also unwraps the IPv6 forms that carry an IPv4 address (IPv4-mapped, NAT64 64:ff9b::/96) and
+ * refuses the ones that only reach IPv4 space through a translator or relay whose target we cannot
+ * know (IPv4-compatible ::/96, SIIT ::ffff:0:0:0/96, local-use NAT64 64:ff9b:1::/48, 6to4
+ * 2002::/16, Teredo). Anything that does not parse counts as private.
+ */
 export function isPrivateAddress(address: string): boolean {
   const family = net.isIP(address);
-  if (family === 0) return true;
-  if (family === 6) {
-    // IPv4-mapped (::ffff:10.0.0.1) is checked as the IPv4 address it carries.
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-    if (mapped) return blocked.check(mapped[1]!, 'ipv4');
-    return blocked.check(address, 'ipv6');
+  try {
+    if (family === 4) return !new Address4(address).isGlobal();
+    if (family === 6) return !new Address6(address).isGlobal();
+  } catch {
+    return true;
   }
-  return blocked.check(address, 'ipv4');
+  return true;
 }
 
 export interface GuardOptions {
@@ -38,13 +38,19 @@ export interface GuardOptions {
 export class GuardError extends Error {}
 
 export class Guard {
-  constructor(private readonly options: GuardOptions) {}
+  private readonly allow: readonly string[];
+  private readonly deny: readonly string[];
+
+  constructor(private readonly options: GuardOptions) {
+    this.allow = options.allowHosts.map(normaliseHostPattern);
+    this.deny = options.denyHosts.map(normaliseHostPattern);
+  }
 
   /** Throws GuardError when the URL may not be fetched (scheme, host lists, literal address). */
   checkUrl(url: URL): void {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new GuardError(`the web proxy only fetches http and https URLs, not ${url.protocol}`);
     const host = hostOf(url);
-    if (matchesAny(host, this.options.denyHosts)) throw new GuardError(`host ${host} is denied`);
+    if (matchesAny(host, this.deny)) throw new GuardError(`host ${host} is denied`);
     if (this.allowed(host)) return;
     if (this.options.blockPrivate && net.isIP(host) !== 0 && isPrivateAddress(host)) throw new GuardError(`address ${host} is private or local`);
   }
@@ -75,18 +81,30 @@ export class Guard {
   }
 
   private allowed(host: string): boolean {
-    return matchesAny(host, this.options.allowHosts);
+    return matchesAny(host, this.allow);
   }
 }
 
-/** The host without IPv6 brackets, lower-cased. */
+/**
+ * The host as the lists compare it: without IPv6 brackets and without the trailing dot of a fully
+ * qualified name (`blocked.example.` is `blocked.example`). The URL parser has already lower-cased
+ * it and turned an international name into its ASCII (punycode) form.
+ */
 function hostOf(url: URL): string {
-  return url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  return host.endsWith('.') ? host.slice(0, -1) : host;
+}
+
+/** A configured host (or `*.` pattern) in the same form hostOf() gives: ASCII, lower case, no trailing dot. */
+function normaliseHostPattern(pattern: string): string {
+  let p = pattern.trim();
+  const wildcard = p.startsWith('*.');
+  if (wildcard) p = p.slice(2);
+  if (p.endsWith('.')) p = p.slice(0, -1);
+  const ascii = net.isIP(p.replace(/^\[|\]$/g, '')) !== 0 ? p.replace(/^\[|\]$/g, '').toLowerCase() : domainToASCII(p) || p.toLowerCase();
+  return wildcard ? `*.${ascii}` : ascii;
 }
 
 function matchesAny(host: string, patterns: readonly string[]): boolean {
-  return patterns.some((pattern) => {
-    const p = pattern.trim().toLowerCase();
-    return p.startsWith('*.') ? host.endsWith(p.slice(1)) : host === p;
-  });
+  return patterns.some((p) => (p.startsWith('*.') ? host.endsWith(p.slice(1)) : host === p));
 }

@@ -28,7 +28,17 @@ const FORWARDED = ['accept', 'accept-language', 'user-agent', 'content-type', 'r
 const DROPPED = [
   'content-security-policy', 'content-security-policy-report-only', 'strict-transport-security', 'public-key-pins',
   'public-key-pins-report-only', 'set-cookie', 'x-frame-options', 'connection', 'keep-alive', 'transfer-encoding', 'alt-svc',
+  'service-worker-allowed',
 ];
+
+/**
+ * On every answer of the web proxy. A proxied page is served from the gateway's own origin, the
+ * origin of /admin; the sandbox, without `allow-same-origin`, gives it an opaque origin instead,
+ * so its scripts cannot read the gateway's storage or cookies, nor call its APIs as it, nor
+ * register a service worker. What a browsing page needs (scripts, forms, popups, dialogs,
+ * downloads) stays allowed.
+ */
+export const SANDBOX = 'sandbox allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox allow-modals allow-downloads';
 
 export default definePlugin<typeof schema>({
   name: NAME,
@@ -51,6 +61,10 @@ function refuse(status: number, code: string, error: string): Reply {
 }
 
 async function fetchPage(ctx: RequestContext, guard: Guard, prefix: string): Promise<Reply> {
+  ctx.setResponseHeader('content-security-policy', SANDBOX);
+  // A browser asks for a service worker's script with this header; a proxied site must never get
+  // one installed on the gateway's origin (the sandbox already keeps its pages from asking).
+  if (ctx.req.headers['service-worker'] !== undefined) return refuse(403, 'SY_WEB_PROXY_BLOCKED', 'service workers cannot be registered through the web proxy');
   // Browsers and some clients squeeze `//` to `/` in paths: put the scheme's slashes back.
   const raw = ctx.url.slice(prefix.length + 1).replace(/^(https?):\/(?!\/)/i, '$1://');
   let target: URL;

@@ -83,9 +83,9 @@ describe('live reload', () => {
       assert.equal(res.status, 200);
       assert.equal((await res.json() as { upstream: string }).upstream, 'one');
 
-      const status = await (await fetch(`${sy.url}/status`)).json() as { lastReload: { ok: boolean; error: string }; generation: number };
+      const status = await (await fetch(`${sy.url}/status`)).json() as { lastReload: { ok: boolean; error?: string }; generation: number };
       assert.equal(status.lastReload.ok, false);
-      assert.match(status.lastReload.error, /routes\[0\]\.upstreams\[0\]\.url/);
+      assert.equal(status.lastReload.error, undefined, 'the reason (naming the file) is for the admin key only');
       assert.equal(status.generation, 1);
       assert.ok(sy.logs.some((line) => line.msg === 'config reload rejected; the previous config keeps serving'));
 

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import zlib from 'node:zlib';
+import { SANDBOX } from '../../plugins/web-proxy/index.js';
 import { startSwitchyard, startUpstream, type RunningSwitchyard, type RunningUpstream } from '../helpers/servers.js';
 
 const PAGE = `<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">
@@ -117,7 +118,7 @@ describe('web-proxy: rewriting', () => {
     assert.ok(html.includes(`@import '${p}/print.css'`));
     assert.ok(html.includes(`"<a href='/not-an-attribute'>"`), 'script text is not markup');
     assert.ok(html.includes('Caf\u00e9 &amp; page'));
-    assert.equal(res.headers.get('content-security-policy'), null);
+    assert.equal(res.headers.get('content-security-policy'), SANDBOX, "the page's own CSP is replaced by the sandbox");
     assert.equal(res.headers.get('strict-transport-security'), null);
     assert.equal(res.headers.get('public-key-pins'), null);
   });
@@ -180,6 +181,30 @@ describe('web-proxy: SSRF guard', () => {
     assert.equal(hits, 0, 'nothing reached the local site');
   });
 
+  test('IPv6 forms that reach IPv4 space, site-local and documentation addresses are refused', async () => {
+    const targets = [
+      'http://[::a00:1]/', // IPv4-compatible ::10.0.0.1
+      'http://[::ffff:0:a00:1]/', // SIIT ::ffff:0:10.0.0.1
+      'http://[::ffff:7f00:1]/', // IPv4-mapped 127.0.0.1
+      'http://[64:ff9b::7f00:1]/', // NAT64 well-known prefix, 127.0.0.1
+      'http://[64:ff9b:1::a00:1]/', // NAT64 local-use prefix
+      'http://[2002:7f00:1::1]/', // 6to4 embedding 127.0.0.1
+      'http://[2002:a9fe:a9fe::1]/', // 6to4 embedding 169.254.169.254
+      'http://[fec0::1]/', // deprecated site-local
+      'http://[2001:db8::1]/', // documentation
+      'http://192.0.2.1/', // TEST-NET-1
+      'http://198.51.100.7/', // TEST-NET-2
+      'http://0x7f.1/', // 127.0.0.1 spelled in hex
+    ];
+    for (const target of targets) {
+      const res = await fetch(`${strict.url}/proxy/${target}`);
+      assert.equal(res.status, 403, target);
+      const body = await res.json() as { code: string; error: string };
+      assert.equal(body.code, 'SY_WEB_PROXY_BLOCKED', target);
+      assert.match(body.error, /private or local/, target);
+    }
+  });
+
   test('IPv4-mapped IPv6 forms of loopback, metadata and private addresses are refused', async () => {
     let hits = 0;
     site.server.on('request', () => hits++);
@@ -200,6 +225,7 @@ describe('web-proxy: SSRF guard', () => {
     }
     assert.equal(hits, 0, 'nothing reached the local site');
   });
+
 
   test('denyHosts refuses a host, by name or by *. pattern, even one allowHosts lets through', async () => {
     const denying = await startSwitchyard({
@@ -223,6 +249,21 @@ describe('web-proxy: SSRF guard', () => {
       await allowed.arrayBuffer();
     } finally {
       site.server.off('request', count);
+      await denying.stop();
+    }
+  });
+
+
+  test('denyHosts matches a host however it is spelled: trailing dot, case, international form', async () => {
+    const denying = await startSwitchyard({ server: { store: 'memory://' }, plugins: [{ name: 'web-proxy', options: { denyHosts: ['blocked.example', 'B\u00dcCHER.example.', '*.Deny.Example'] } }] });
+    try {
+      const targets = ['http://blocked.example./x', 'http://BLOCKED.EXAMPLE/x', 'http://xn--bcher-kva.example/', 'http://b\u00fccher.example/', 'http://a.deny.example./'];
+      for (const target of targets) {
+        const res = await fetch(`${denying.url}/proxy/${target}`);
+        assert.equal(res.status, 403, target);
+        assert.match((await res.json() as { error: string }).error, /is denied/, target);
+      }
+    } finally {
       await denying.stop();
     }
   });
