@@ -238,6 +238,22 @@ describe('api.inject: in-process requests', () => {
   });
 });
 
+describe('api.inject during setup', () => {
+  test('answers 503 SY_ERR_NOT_READY: there is no pipeline to run on yet', async () => {
+    const early = pluginSource('early-asker', `
+    const seen = { answer: null };
+    api.inject({ path: '/anything' }).then((res) => { seen.answer = { status: res.status, code: res.json().code }; });
+    api.admin({ method: 'GET', path: '/early-answer', public: true, handler: () => ({ status: 200, json: seen }) });`);
+    const sy = await startSwitchyard({ server: { store: 'memory://' }, plugins: [{ path: './early.mjs' }], routes: [] }, { files: { 'early.mjs': early } });
+    try {
+      const seen = await (await fetch(`${sy.url}/early-answer`)).json() as { answer: { status: number; code: string } };
+      assert.deepEqual(seen.answer, { status: 503, code: 'SY_ERR_NOT_READY' });
+    } finally {
+      await sy.stop();
+    }
+  });
+});
+
 describe('taps', () => {
   test('a tap added after setup ended is refused with a message naming the plugin and stage', async () => {
     const late = pluginSource('late-tapper', `

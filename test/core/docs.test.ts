@@ -1,6 +1,7 @@
 // The README is the contract: every config key of the schema and every error code is documented.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { Errors } from '../../core/index.js';
 import { builtinPlugins } from '../../plugins/index.js';
@@ -49,4 +50,21 @@ test('every error code a built-in plugin declares is in that plugin\'s README, a
     }
   }
   assert.ok(declared >= 8, `the built-in plugins declare their codes (${declared} found)`);
+});
+
+test('every error code, the core\'s and each built-in plugin\'s, is asserted by at least one test', async () => {
+  const root = new URL('../../../test/', import.meta.url).pathname;
+  const sources: string[] = [];
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (path.endsWith('.test.ts') && !path.endsWith('docs.test.ts')) sources.push(readFileSync(path, 'utf8'));
+    }
+  };
+  walk(root);
+  const codes = new Set(Object.keys(Errors));
+  for (const load of Object.values(builtinPlugins)) for (const code of Object.keys((await load()).errors ?? {})) codes.add(code);
+  const untested = [...codes].filter((code) => !sources.some((source) => source.includes(`'${code}'`) || source.includes(`"${code}"`)));
+  assert.deepEqual(untested, [], 'codes no test names');
 });

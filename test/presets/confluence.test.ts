@@ -142,6 +142,11 @@ describe('confluence preset: refused credentials, a PAT, the allowlist', () => {
     };
     assert.equal(await status(`${byPage.url}/proxy/download/attachments/101/diagram.png`), 200);
     assert.equal(await status(`${byPage.url}/proxy/download/attachments/202/other.txt`), 403);
+    const refused = await fetch(`${byPage.url}/proxy/download/attachments/202/other.txt`);
+    assert.equal((await refused.json() as { code: string }).code, 'CONFLUENCE_PAGE_NOT_ALLOWED');
+    const notAttachment = await fetch(`${byPage.url}/proxy/rest/api/content/101`);
+    assert.equal(notAttachment.status, 404);
+    assert.equal((await notAttachment.json() as { code: string }).code, 'CONFLUENCE_NOT_AN_ATTACHMENT', 'the REST API is never reachable with the proxy\'s credentials');
     assert.equal(await status(`${bySpace.url}/proxy/download/attachments/101/diagram.png`), 200);
     assert.equal(await status(`${bySpace.url}/proxy/download/attachments/202/other.txt`), 403);
     assert.equal(await status(`${withKeys.url}/proxy/download/attachments/101/diagram.png`), 401);
