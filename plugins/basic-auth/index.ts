@@ -2,7 +2,7 @@
 // {SHA}; never plain text). Anything else gets a 401 with a WWW-Authenticate challenge.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import bcrypt from 'bcryptjs';
-import { definePlugin, Stage, type RequestContext, type Reply } from '../../core/index.js';
+import { definePlugin, Stage } from '../../core/index.js';
 
 export const name = 'basic-auth';
 

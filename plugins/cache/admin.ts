@@ -1,7 +1,6 @@
 // The cache's admin routes: sizes and hit ratios, key listing and search, clearing (everything
 // only with confirm=yes; a prefix or one key any time), warm-up on demand. The plugin may be on
 // several routes; the routes are registered once per applied config and see every instance.
-import type { IncomingHttpHeaders } from 'node:http';
 import type { AdminRequest, PluginApi, Reply } from '../../core/index.js';
 import { cacheClearListeners, SwitchyardError, type ClearEvent } from '../../core/index.js';
 import { normaliseUrl } from './cache-key.js';

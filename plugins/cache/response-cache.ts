@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { SwitchyardError, type PluginApi, type Reply, type RequestContext } from '../../core/index.js';
 import type { CacheInstance } from './admin.js';
 import { BodyTee } from './body-tee.js';
-import { cacheKey, keyMaker, normaliseUrl, type CacheKey } from './cache-key.js';
+import { cacheKey, keyMaker, type CacheKey } from './cache-key.js';
 import { clock } from './clock.js';
 import { Flights, type Flight } from './coalesce.js';
 import { freshUntil, newEntry, storableHeaders, type CachedEntry } from './entry.js';

@@ -11,8 +11,8 @@ import { Switchyard } from '../../core/index.js';
 import { PresetEnvError } from '../../presets/env.js';
 import { tmdb } from '../../presets/tmdb.js';
 import { IMAGE, startFakeTmdb, V3_KEY, V4_TOKEN, type FakeTmdb } from '../helpers/fake-tmdb.js';
-import { guard, many } from '../helpers/fleet.js';
-import { catalogs, startSwitchyard, until, type RunningSwitchyard } from '../helpers/servers.js';
+import { many } from '../helpers/fleet.js';
+import { catalogs, startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
 
 const ADMIN = 'tmdb-admin-key-for-tests-0123';
 const admin = { 'x-api-key': ADMIN };
