@@ -194,9 +194,10 @@ function cookieKey(ctx: RequestContext, name: string): string | undefined {
 
 /**
  * Peak EWMA (Finagle, Linkerd) cost, EWMA latency × (in flight + 1) ÷ weight, turned into shares
- * by smooth weighted round robin over 1 / cost²: twice the cost, a quarter of the traffic. Not the
- * lowest cost outright: two equal mirrors measure a little apart on any network, and that must
- * not send one of them everything. An upstream not measured yet (cost 0) goes first.
+ * by smooth weighted round robin over 1 / (cost + NOISE_MS)²: twice the cost, about a quarter of
+ * the traffic. Not the lowest cost outright: two equal mirrors measure a little apart on any
+ * network, and that must not send one of them everything. An upstream not measured yet (cost 0)
+ * goes first.
  */
 function peakWeighted(table: RouteTable, candidates: readonly Member[], ctx: RequestContext, s: PickSettings, now: number): Member {
   const clock = table.tick(ctx.startedAt, s.latency.decayTime / IDLE_STEPS_PER_DECAY);

@@ -125,10 +125,12 @@ export class UpstreamStats {
 
   /**
    * Records one finished attempt in the peak EWMA, at `at` on the route's decay clock. A sample
-   * above the figure replaces it at once (a slowing upstream is noticed on its first slow answer);
-   * one below pulls it down by how long ago the last sample came, the more the older that one is,
-   * and by a quarter at least: one stall (a GC pause) must not hold a busy upstream's figure up
-   * for a whole decay time. A failure counts as at least `failurePenalty` ms.
+   * above the figure lifts it at once (a slowing upstream is noticed on its first slow answers),
+   * to at most twice its value per success: on a busy host one answer in twenty may stall for
+   * a hundred milliseconds, and that is not the upstream. A sample below pulls it down, the more
+   * the longer ago the last sample came, and by a quarter at least: one stall must not hold a
+   * busy upstream's figure up for a whole decay time. A failure counts as at least
+   * `failurePenalty` ms, lifting the figure that far at once.
    */
   recordPeak(ms: number, ok: boolean, at: number, tuning: LatencyTuning): void {
     const sample = ok ? Math.max(ms, MIN_SAMPLE_MS) : Math.max(ms, tuning.failurePenalty);
@@ -153,11 +155,6 @@ export class UpstreamStats {
   peakLatency(now: number, tuning: LatencyTuning): number {
     if (this.inFlight > 0) return this.peakMs;
     return this.peakMs * Math.exp((this.peakSampledAt - now) / tuning.decayTime);
-  }
-
-  /** When the peak EWMA was last sampled (decay clock); -Infinity before the first sample. */
-  get peakSampled(): number {
-    return this.peakSampledAt;
   }
 
   /** Attempts finished lately, each fading with the decay time; 0 before the first. */
