@@ -61,6 +61,10 @@ export interface UpstreamView {
   alpha: number;
   /** Short-term average time to the response head, ms; null before the first request. */
   ewmaMs: number | null;
+  /** `latency`, peak-ewma formula: the cost it compares (ms per unit of weight); null otherwise. */
+  cost: number | null;
+  /** `latency`: the upstream's share of the route's traffic lately (0–1); null for other algorithms. */
+  share: number | null;
   requests: number;
   failures: number;
   report: { cpu?: number; memory?: number; load?: number; at: number } | null;

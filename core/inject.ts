@@ -11,7 +11,8 @@ export type Dispatch = (req: IncomingMessage, res: ServerResponse) => void;
 /** Runs `request` through `dispatch` and resolves with the whole answer. */
 export async function injectRequest(dispatch: Dispatch, request: InjectRequest): Promise<InjectResponse> {
   const answer = await inject(dispatch, {
-    method: request.method ?? 'GET',
+    // Its types list the common methods only; it sends any token, PURGE and the like included.
+    method: (request.method ?? 'GET') as inject.InjectOptions['method'],
     url: request.path,
     headers: request.headers,
     payload: request.body,

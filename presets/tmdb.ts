@@ -120,7 +120,9 @@ function singleTypeUpstreams(env: NodeJS.ProcessEnv, type: UpstreamType): string
 
 function route(name: string, prefix: string, kind: UpstreamType, upstreams: string[], credential: ReturnType<typeof tmdbCredential>, s: Settings, env: NodeJS.ProcessEnv): Record<string, unknown> {
   const plugins: Record<string, unknown>[] = [
-    { name: 'balancer', options: { algorithm: 'latency', latency: s.latency } },
+    // The TMDB proxy's own formula: BASE_WEIGHT_MULTIPLIER and the alpha variables mean what
+    // they meant there only in it (presets/tmdb.md, "Balancing").
+    { name: 'balancer', options: { algorithm: 'latency', latency: { formula: 'tmdb-proxy', ...s.latency } } },
     // MAX_SERVER_SWITCHES upstreams at most per request; no retry budget, as today: every
     // failed attempt may switch (health checks take a dead upstream out soon enough).
     {

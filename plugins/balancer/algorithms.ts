@@ -2,7 +2,7 @@
 // tried yet, under their connection limit) from the route table's weights and figures.
 import type { RequestContext } from '../../core/index.js';
 import { HashRing } from './hash-ring.js';
-import type { LatencyTuning, Member, RouteTable } from './table.js';
+import type { LatencyFormula, LatencyTuning, Member, RouteTable } from './table.js';
 
 export const ALGORITHMS = [
   'round-robin', 'weighted', 'random', 'weighted-random', 'least-connections', 'least-connections-weighted',
@@ -38,12 +38,16 @@ const PICKERS: Record<Algorithm, Picker> = {
   'ip-hash': (table, candidates, ctx, s, now) => hashed(table, candidates, ctx.clientIp, now, s),
   'header-hash': (table, candidates, ctx, s, now) => hashed(table, candidates, headerKey(ctx, s.hashKey), now, s),
   'cookie-hash': (table, candidates, ctx, s, now) => hashed(table, candidates, cookieKey(ctx, s.hashKey), now, s),
-  latency: (_table, candidates, _ctx, s, now) => latencyWeighted(candidates, s, now),
+  latency: (table, candidates, ctx, s, now) => peakWeighted(table, candidates, ctx, s, now),
   p2c: (_table, candidates, _ctx, s, now) => powerOfTwo(candidates, s, now),
   priority: (_table, candidates, _ctx, s, now) => lowestTier(candidates, s, now),
 };
 
-export function pickerFor(algorithm: Algorithm): Picker {
+/** The TMDB proxy's formula for `latency` (`latency.formula: tmdb-proxy`). */
+const tmdbProxyLatency: Picker = (_table, candidates, _ctx, s, now) => latencyWeighted(candidates, s, now);
+
+export function pickerFor(algorithm: Algorithm, formula: LatencyFormula): Picker {
+  if (algorithm === 'latency' && formula === 'tmdb-proxy') return tmdbProxyLatency;
   return PICKERS[algorithm];
 }
 
@@ -189,6 +193,66 @@ function cookieKey(ctx: RequestContext, name: string): string | undefined {
 }
 
 /**
+ * Peak EWMA (Finagle, Linkerd) cost, EWMA latency × (in flight + 1) ÷ weight, turned into shares
+ * by smooth weighted round robin over 1 / (cost + NOISE_MS)²: twice the cost, about a quarter of
+ * the traffic. Not the lowest cost outright: two equal mirrors measure a little apart on any
+ * network, and that must not send one of them everything. An upstream not measured yet (cost 0)
+ * goes first.
+ */
+function peakWeighted(table: RouteTable, candidates: readonly Member[], ctx: RequestContext, s: PickSettings, now: number): Member {
+  const clock = table.tick(ctx.startedAt, s.latency.decayTime / IDLE_STEPS_PER_DECAY);
+  // The scratch array is reused (a pick runs to its end without yielding) and only grows.
+  const shares = peakScratch;
+  let total = 0;
+  for (let i = 0; i < candidates.length; i++) {
+    const cost = peakCost(candidates[i]!, clock, s, now);
+    if (cost === 0) return candidates[i]!;
+    const share = 1 / ((cost + NOISE_MS) * (cost + NOISE_MS));
+    shares[i] = share;
+    total += share;
+  }
+  let best = candidates[0]!;
+  let bestValue = -Infinity;
+  for (let i = 0; i < candidates.length; i++) {
+    const member = candidates[i]!;
+    const value = (member.stats.smoothWeight += shares[i]!);
+    if (value > bestValue) {
+      best = member;
+      bestValue = value;
+    }
+  }
+  best.stats.smoothWeight = bestValue - total;
+  return best;
+}
+
+const peakScratch: number[] = [];
+/**
+ * Added to every cost before it becomes a share: differences of a few milliseconds are what a
+ * busy host's scheduling adds to any answer, and must not move traffic much.
+ */
+const NOISE_MS = 5;
+
+/**
+ * How far the decay clock moves per pick at most, as a part of the decay time: below ten picks
+ * per decay time the clock counts picks, not seconds, and a slow upstream is re-measured about
+ * once in 10 × ln(its latency ÷ the fastest's) requests however quiet the route.
+ */
+const IDLE_STEPS_PER_DECAY = 10;
+
+/**
+ * A member's peak-EWMA cost at `clock` (ms per unit of weight). One not measured yet costs
+ * nothing while idle, so it is tried at once, and `failurePenalty` per request in flight until its
+ * first answer, so a busy route does not pile onto an unknown upstream.
+ */
+export function peakCost(m: Member, clock: number, s: PickSettings, now: number): number {
+  const { stats } = m;
+  const pending = stats.inFlight;
+  let latency = stats.peakLatency(clock, s.latency);
+  if (Number.isNaN(latency)) latency = pending === 0 ? 0 : s.latency.failurePenalty;
+  return (latency * (pending + 1)) / (m.settings.weight * inPlayFactors(m, now, s));
+}
+
+/**
  * The TMDB proxy's dynamic-weight balancer: each upstream's combined weight (alpha·dynamic +
  * (1−alpha)·base, from short- and long-term latency averages) picks by probability. An upstream
  * not measured yet gets the others' mean, so it is tried and measured.
@@ -217,6 +281,25 @@ function latencyWeighted(candidates: readonly Member[], s: PickSettings, now: nu
     total += Math.max(share, 0);
   }
   return drawByWeight(candidates, weights, total);
+}
+
+function inService(m: Member): boolean {
+  return m.settings.active && !m.settings.draining;
+}
+
+/** tmdb-proxy: each member's part of the weight the next pick draws by (for /upstream). */
+export function tmdbProxyShares(members: readonly Member[], s: PickSettings, now: number): number[] {
+  let sum = 0;
+  let measured = 0;
+  for (const m of members) {
+    const weight = m.stats.combinedWeight;
+    if (weight !== undefined) {
+      sum += weight;
+      measured++;
+    }
+  }
+  const prior = measured > 0 ? sum / measured : s.latency.maxWeight;
+  return members.map((m) => (inService(m) ? Math.max((m.stats.combinedWeight ?? prior) * m.settings.weight * inPlayFactors(m, now, s), 0) : 0));
 }
 
 /**

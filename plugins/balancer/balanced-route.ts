@@ -2,7 +2,7 @@
 // (add, change, disconnect, remove, load reports). The balancer's own admin routes and other
 // plugins (through `@balancer.tables`, published.ts) both go through these methods.
 import { SwitchyardError, type PluginApi, type UpstreamConfig } from '../../core/index.js';
-import { loadFactor, warmFactor, type PickSettings } from './algorithms.js';
+import { loadFactor, peakCost, tmdbProxyShares, warmFactor, type PickSettings } from './algorithms.js';
 import type { BalancedRouteHandle, UpstreamStatsRow, UpstreamView } from '../../core/index.js';
 import { fileEntryOf, type Member, type RouteTable, type RuntimeChange } from './table.js';
 
@@ -14,6 +14,12 @@ export interface TableOwner {
 }
 
 export type Patch = Partial<Pick<RuntimeChange, 'weight' | 'maxConnections' | 'active' | 'draining'>>;
+
+/** What `GET /upstream` shows of the latency algorithm's view of one upstream. */
+interface LatencyFigures {
+  cost: number | null;
+  share: number | null;
+}
 
 export type LoadFigures = { cpu?: number; memory?: number; load?: number; at: number };
 
@@ -32,11 +38,12 @@ export class BalancedRoute implements BalancedRouteHandle {
   }
 
   upstreams(): UpstreamView[] {
-    return this.table.members.map((m) => this.view(m));
+    const figures = this.latencyFigures();
+    return this.table.members.map((m) => this.view(m, figures));
   }
 
   upstream(ref: string): UpstreamView {
-    return this.view(this.memberOf(ref));
+    return this.view(this.memberOf(ref), this.latencyFigures());
   }
 
   async add(body: unknown): Promise<string> {
@@ -89,13 +96,50 @@ export class BalancedRoute implements BalancedRouteHandle {
 
   /** The row `GET /upstream` shows for the upstream known by `ref`. */
   describe(ref: string): Record<string, unknown> {
-    return this.describeMember(this.memberOf(ref));
+    const member = this.memberOf(ref);
+    return this.describeMember(member, this.latencyFigures().get(member));
   }
 
   /** What `GET /upstream` shows for the whole route. */
   overview(): Record<string, unknown> {
     const table = this.table;
-    return { name: this.name, algorithm: this.algorithm, streamingAlgorithm: this.streamingAlgorithm ?? null, panic: table.panic, upstreams: table.members.map((m) => this.describeMember(m)) };
+    const figures = this.latencyFigures();
+    return {
+      name: this.name,
+      algorithm: this.algorithm,
+      streamingAlgorithm: this.streamingAlgorithm ?? null,
+      latencyFormula: this.usesLatency ? this.settings.latency.formula : null,
+      panic: table.panic,
+      upstreams: table.members.map((m) => this.describeMember(m, figures.get(m))),
+    };
+  }
+
+  private get usesLatency(): boolean {
+    return this.algorithm === 'latency' || this.streamingAlgorithm === 'latency';
+  }
+
+  /**
+   * Each member's cost and share as the latency algorithm sees them now. peak-ewma: the cost it
+   * compares, and the member's share of the attempts finished lately (over about the decay time);
+   * tmdb-proxy: no cost, and the chance the next pick is this member.
+   */
+  private latencyFigures(): Map<Member, LatencyFigures> {
+    const figures = new Map<Member, LatencyFigures>();
+    if (!this.usesLatency) return figures;
+    const { members, decayClock } = this.table;
+    const now = Date.now();
+    const tuning = this.settings.latency;
+    const amounts = tuning.formula === 'peak-ewma'
+      ? members.map((m) => m.stats.finishedLately(decayClock, tuning))
+      : tmdbProxyShares(members, this.settings, now);
+    const total = amounts.reduce((sum, amount) => sum + amount, 0);
+    members.forEach((m, i) => {
+      figures.set(m, {
+        cost: tuning.formula === 'peak-ewma' ? round(peakCost(m, decayClock, this.settings, now)) : null,
+        share: total > 0 ? round(amounts[i]! / total) : null,
+      });
+    });
+    return figures;
   }
 
   private async apply(ref: string, patch: Patch): Promise<string> {
@@ -114,17 +158,17 @@ export class BalancedRoute implements BalancedRouteHandle {
     return member;
   }
 
-  private view(member: Member): UpstreamView {
-    return { ...this.describeMember(member), url: member.upstream.url, meta: { ...member.upstream.meta } } as UpstreamView;
+  private view(member: Member, figures: Map<Member, LatencyFigures>): UpstreamView {
+    return { ...this.describeMember(member, figures.get(member)), url: member.upstream.url, meta: { ...member.upstream.meta } } as UpstreamView;
   }
 
-  private describeMember(member: Member): Record<string, unknown> {
+  private describeMember(member: Member, latency: LatencyFigures | undefined): Record<string, unknown> {
     const { upstream, settings, stats } = member;
     const health = this.api.health.get(upstream);
     const now = Date.now();
     const warm = warmFactor(member, now, this.settings);
     const load = loadFactor(member, now, this.settings);
-    const latencyWeight = this.algorithm === 'latency' ? (stats.combinedWeight ?? null) : null;
+    const latencyWeight = this.algorithm === 'latency' && this.settings.latency.formula === 'tmdb-proxy' ? (stats.combinedWeight ?? null) : null;
     return {
       id: upstream.id,
       name: upstream.name,
@@ -146,6 +190,8 @@ export class BalancedRoute implements BalancedRouteHandle {
       slowStart: warm < 1 ? round(warm) : null,
       alpha: round(stats.alpha),
       ewmaMs: stats.ewma === undefined ? null : round(stats.ewma),
+      cost: latency?.cost ?? null,
+      share: latency?.share ?? null,
       requests: stats.requests,
       failures: stats.failures,
       report: stats.report ?? null,

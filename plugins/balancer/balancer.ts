@@ -32,6 +32,8 @@ export class Balancer {
   private readonly defaults: { maxConnections: number };
   private readonly pickMain: Picker;
   private readonly pickStreaming: Picker | undefined;
+  /** Whether finished attempts feed the peak EWMA: only the latency algorithm's default formula reads it. */
+  private readonly tracksPeak: boolean;
   // Each route's upstreams as they are now, for plugins that follow them (active health checks).
   private readonly live: LiveUpstreams;
   /** Admin writes on their way to the store: the refresh leaves the store alone meanwhile. */
@@ -47,8 +49,9 @@ export class Balancer {
     this.latency = latency;
     this.settings = { hashKey: options.hashKey ?? '', hashReplicas: options.hashReplicas, slowStart: options.slowStart, reports: options.reports, latency };
     this.defaults = { maxConnections: options.maxConnections };
-    this.pickMain = pickerFor(options.algorithm);
-    this.pickStreaming = options.streamingAlgorithm === undefined ? undefined : pickerFor(options.streamingAlgorithm);
+    this.pickMain = pickerFor(options.algorithm, latency.formula);
+    this.pickStreaming = options.streamingAlgorithm === undefined ? undefined : pickerFor(options.streamingAlgorithm, latency.formula);
+    this.tracksPeak = latency.formula === 'peak-ewma' && (options.algorithm === 'latency' || options.streamingAlgorithm === 'latency');
     this.live = liveUpstreams(api);
     const owner = { tableFor: (name: string) => this.tableFor(name, () => this.configuredUpstreams(name)), commit: (table: RouteTable) => this.commit(table) };
     const names = api.route ? [api.route.name] : api.config.routes.map((r) => r.name);
@@ -187,6 +190,7 @@ export class Balancer {
     const start = ctx.timings.upstreamStart ?? 0;
     const head = ctx.timings.firstByte !== undefined && ctx.timings.firstByte >= start ? ctx.timings.firstByte : ctx.elapsed();
     member.stats.record(head - start, outcome === 'ok', this.latency);
+    if (this.tracksPeak) member.stats.recordPeak(head - start, outcome === 'ok', table.decayClock, this.latency);
   }
 
   private tableFor(routeName: string, upstreams: () => readonly Upstream[]): RouteTable {

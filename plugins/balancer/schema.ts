@@ -26,6 +26,11 @@ export const schema = {
     latency: {
       type: 'object',
       properties: {
+        formula: {
+          type: 'string', enum: ['peak-ewma', 'tmdb-proxy'], default: 'peak-ewma',
+          description: 'peak-ewma: the lowest EWMA latency × (in flight + 1) ÷ weight; tmdb-proxy: the TMDB proxy\'s dynamic weights, picked by probability.',
+        },
+        decayTime: { type: 'integer', minimum: 10, maximum: 600000, default: 500, description: 'peak-ewma: ms in which an old sample fades and an idle upstream\'s latency decays, so it is re-measured.' },
         baseWeightMultiplier: { type: 'number', exclusiveMinimum: 0, default: 20 },
         dynamicWeightMultiplier: { type: 'number', exclusiveMinimum: 0, default: 50 },
         alphaInitial: { type: 'number', minimum: 0, maximum: 1, default: 0.5 },

@@ -38,8 +38,14 @@ export interface RuntimeChange {
 
 export type RuntimeChanges = Record<string, RuntimeChange>;
 
+/** How the `latency` algorithm turns latency into a pick (README.md, "The latency algorithm"). */
+export type LatencyFormula = 'peak-ewma' | 'tmdb-proxy';
+
 /** Tuning of the latency figures (the `latency` options). */
 export interface LatencyTuning {
+  formula: LatencyFormula;
+  /** peak-ewma: the time constant (ms) in which an old sample fades and an idle upstream's figure decays. */
+  decayTime: number;
   baseWeightMultiplier: number;
   dynamicWeightMultiplier: number;
   alphaInitial: number;
@@ -53,6 +59,12 @@ export interface LatencyTuning {
 }
 
 const SAMPLES = 1024;
+/** A sample below this (a clock's granularity on loopback) counts as this much. */
+const MIN_SAMPLE_MS = 0.01;
+/** The least part of the way a sample below the peak EWMA pulls it down. */
+const MIN_PULL = 0.25;
+/** How many times higher one successful sample may lift the peak EWMA. */
+const MAX_RISE = 2;
 
 /** Per-upstream counters and latency averages; kept by id, so they outlive membership changes. */
 export class UpstreamStats {
@@ -77,6 +89,12 @@ export class UpstreamStats {
   private base = 0;
   private dynamic = 0;
   private unweighed: LatencyTuning | undefined;
+  // The peak EWMA (the latency algorithm's default formula), kept only where that formula is in
+  // use: ms, when it was last sampled on the route's decay clock, and the attempts finished
+  // lately (decayed alike, for the upstream's share in /upstream).
+  private peakMs = Number.NaN;
+  private peakSampledAt = Number.NEGATIVE_INFINITY;
+  private lately = 0;
 
   constructor(tuning: LatencyTuning) {
     this.alpha = tuning.alphaInitial;
@@ -103,6 +121,45 @@ export class UpstreamStats {
     const step = ok ? tuning.alphaAdjustmentStep : -tuning.alphaAdjustmentStep;
     this.alpha = Math.min(tuning.alphaMax, Math.max(tuning.alphaMin, this.alpha + step));
     this.unweighed = tuning;
+  }
+
+  /**
+   * Records one finished attempt in the peak EWMA, at `at` on the route's decay clock. A sample
+   * above the figure lifts it at once (a slowing upstream is noticed on its first slow answers),
+   * to at most twice its value per success: on a busy host one answer in twenty may stall for
+   * a hundred milliseconds, and that is not the upstream. A sample below pulls it down, the more
+   * the longer ago the last sample came, and by a quarter at least: one stall must not hold a
+   * busy upstream's figure up for a whole decay time. A failure counts as at least
+   * `failurePenalty` ms, lifting the figure that far at once.
+   */
+  recordPeak(ms: number, ok: boolean, at: number, tuning: LatencyTuning): void {
+    const sample = ok ? Math.max(ms, MIN_SAMPLE_MS) : Math.max(ms, tuning.failurePenalty);
+    if (Number.isNaN(this.peakMs)) {
+      this.peakMs = sample;
+      this.lately = 1;
+    } else {
+      const kept = Math.exp((this.peakSampledAt - at) / tuning.decayTime);
+      const pull = 1 - kept > MIN_PULL ? 1 - kept : MIN_PULL;
+      if (sample <= this.peakMs) this.peakMs += (sample - this.peakMs) * pull;
+      else this.peakMs = ok && sample > this.peakMs * MAX_RISE ? this.peakMs * MAX_RISE : sample;
+      this.lately = this.lately * kept + 1;
+    }
+    this.peakSampledAt = at;
+  }
+
+  /**
+   * The peak EWMA as the balancer sees it at `now` (decay clock), NaN before the first sample. An
+   * upstream with nothing in flight looks cheaper the longer it goes without an answer, so a slow
+   * one that recovered is tried again; one with requests in flight is being measured, and keeps it.
+   */
+  peakLatency(now: number, tuning: LatencyTuning): number {
+    if (this.inFlight > 0) return this.peakMs;
+    return this.peakMs * Math.exp((this.peakSampledAt - now) / tuning.decayTime);
+  }
+
+  /** Attempts finished lately, each fading with the decay time; 0 before the first. */
+  finishedLately(now: number, tuning: LatencyTuning): number {
+    return this.lately === 0 ? 0 : this.lately * Math.exp((this.peakSampledAt - now) / tuning.decayTime);
   }
 
   /** From the long-term EWMA, within [1, maxWeight]; 0 before the first sample. */
@@ -157,6 +214,13 @@ export class RouteTable {
   loading: Promise<void> | undefined;
   /** Every upstream is down and traffic is spread over all of them anyway (logged once per entry). */
   panic = false;
+  /**
+   * The clock the peak EWMA decays on, ms. It follows the time between picks, but moves at most
+   * `maxStep` per pick: on a busy route it is the wall clock, and a route that sat idle for a
+   * minute has not forgotten which upstream is fast (every figure would have decayed to nothing).
+   */
+  decayClock = 0;
+  private lastPickAt = 0;
   private configured: readonly Upstream[] = [];
   private synced = false;
 
@@ -200,6 +264,17 @@ export class RouteTable {
     this.synced = true;
     this.version++;
     return dropped;
+  }
+
+  /** Moves the decay clock for a pick made at `at` (performance.now()); answers the clock. */
+  tick(at: number, maxStep: number): number {
+    const step = at - this.lastPickAt;
+    // Picks may come out of arrival order (a retry, a slow plugin): the clock never runs back.
+    if (step > 0) {
+      this.decayClock += step < maxStep ? step : maxStep;
+      this.lastPickAt = at;
+    }
+    return this.decayClock;
   }
 
   /** Re-applies the changes after an admin action, with the config last synced. */

@@ -264,12 +264,12 @@ describe('sticky balancing with consistent hashing', { timeout: 60000 }, () => {
 });
 
 describe('latency-aware algorithms', { timeout: 60000 }, () => {
-  test('latency favours the fast upstream, and /upstream shows the weights it used', async () => {
+  test('latency with the tmdb-proxy formula favours the fast upstream, and /upstream shows the weights it used', async () => {
     const slow = fleet.byName('c');
     slow.delay = 200;
     try {
       // Alpha held low: the base weight (∝ 1/latency) dominates the log-shaped dynamic one.
-      const options = { algorithm: 'latency', latency: { baseWeightMultiplier: 1, dynamicWeightMultiplier: 20, alphaInitial: 0.1, alphaMin: 0.1, alphaMax: 0.2 } };
+      const options = { algorithm: 'latency', latency: { formula: 'tmdb-proxy', baseWeightMultiplier: 1, dynamicWeightMultiplier: 20, alphaInitial: 0.1, alphaMin: 0.1, alphaMax: 0.2 } };
       await withYard(fleetConfig(fleet, [balancer(options)]), async (sy) => {
         const counts = tally(await many(sy.url, 300, { concurrency: 6 }));
         assert.ok(share(counts, 'c', 300) < 0.15, `the slow upstream gets less: ${JSON.stringify(counts)}`);
