@@ -3,6 +3,7 @@
 // program and its Debian package: a CI run never passes by skipping.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { chromium, type Browser } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 
@@ -28,4 +29,15 @@ export function missing(tool: Tool): string | undefined {
   const reason = `${tool} is not installed (apt-get install ${TOOLS[tool].apt})`;
   if (process.env.CI === 'true') throw new Error(`${reason}: with CI=true a missing tool fails the run instead of skipping tests`);
   return reason;
+}
+
+/**
+ * Debian's Chromium, headless. Without the background-networking flags it keeps opening
+ * connections this machine's closed network refuses.
+ */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
 }

@@ -1,12 +1,11 @@
 // The web proxy in headless Chromium: a proxied page runs on the gateway's origin (where /admin
 // keeps its token in sessionStorage), so its scripts must be sandboxed away from that origin.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium, missing } from '../helpers/tools.js';
 import { startSwitchyard, startUpstream, type RunningSwitchyard, type RunningUpstream } from '../helpers/servers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 
 // Sets what an admin page would keep on the gateway's origin.
 const GATEWAY_PAGE = `<!doctype html><title>gateway</title><script>
@@ -36,7 +35,7 @@ const seen = {
 })();
 </script>`;
 
-describe('web-proxy pages in Chromium', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get install chromium)` }, () => {
+describe('web-proxy pages in Chromium', { skip: missing('chromium') }, () => {
   let browser: Browser;
   let page: Page;
   let site: RunningUpstream;
@@ -60,10 +59,7 @@ describe('web-proxy pages in Chromium', { skip: existsSync(CHROMIUM) ? false : `
       routes: [{ name: 'gateway', match: { pathPrefix: '/gateway' }, upstreams: [{ url: site.url }] }],
       plugins: [{ name: 'web-proxy', options: { allowHosts: ['127.0.0.1'] } }],
     });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
+    browser = await launchChromium();
     page = await browser.newPage();
   });
   after(async () => {

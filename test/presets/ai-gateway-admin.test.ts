@@ -2,10 +2,10 @@
 // mapping (confirming the delete), and see a refused change explained inline.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser, type Page, type Request } from 'playwright-core';
+import type { Browser, Page, Request } from 'playwright-core';
 import { startFakeProvider, type FakeProvider } from '../helpers/ai-providers.js';
 import { startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
-import { CHROMIUM, missing } from '../helpers/tools.js';
+import { launchChromium, missing } from '../helpers/tools.js';
 
 const TOKEN = 'browser-admin-token-0123456789';
 
@@ -23,10 +23,7 @@ describe('ai-gateway /admin page in Chromium', { skip: missing('chromium') }, ()
   before(async () => {
     fake = await startFakeProvider();
     gw = await startSwitchyard({ preset: 'ai-gateway', server: { store: 'memory://' } }, { env: { ADMIN_TOKEN: TOKEN } });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
+    browser = await launchChromium();
     page = await browser.newPage();
   });
   after(async () => {
