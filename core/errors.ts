@@ -72,11 +72,6 @@ export function errorSpec(code: string): ErrorSpec | undefined {
   return Object.hasOwn(Errors, code) ? Errors[code as CoreCode] : declared.get(code)?.spec;
 }
 
-/** Every code plugins declared so far, with the plugin: for the docs test and admin output. */
-export function declaredErrors(): ReadonlyMap<string, { plugin: string; spec: ErrorSpec }> {
-  return declared;
-}
-
 /** An error with a stable `code` and, for request-time errors, the HTTP status to answer with. */
 export class SwitchyardError extends Error {
   /** A core code (the table above) or one a plugin declared. */

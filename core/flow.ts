@@ -164,7 +164,7 @@ async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, rou
 }
 
 /** The route's own engine, else the server's (server.engine). */
-function engineFor(pipeline: Pipeline, rt: Runtime, route: Route): ForwardEngine {
+export function engineFor(pipeline: Pipeline, rt: Runtime, route: Route): ForwardEngine {
   return route.engine === undefined ? pipeline.engine : rt.engines[route.engine];
 }
 

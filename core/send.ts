@@ -8,6 +8,7 @@ import type { RequestContext } from './context.js';
 import type { UpstreamResponse } from './engine.js';
 import { PluginError, SwitchyardError } from './errors.js';
 import { runSeries, type Plan } from './plan.js';
+import { STAGE_NAMES } from './stages.js';
 import { endWithPreparedHead, PreparedResponse, writePreparedHead, type PreparedHead } from './response-head.js';
 import type { Reply } from './types.js';
 
@@ -90,10 +91,7 @@ export function answerError(ctx: RequestContext, plan: Plan, err: unknown): void
 }
 
 /** A plan with no taps: what an error answer uses once a beforeSend tap failed. */
-const NO_TAPS = Object.freeze({
-  route: null, access: null, cacheLookup: null, selectUpstream: null, preRequest: null,
-  postResponse: null, beforeSend: null, cacheStore: null, error: null, done: null,
-}) satisfies Plan;
+const NO_TAPS = Object.freeze(Object.fromEntries(STAGE_NAMES.map((stage) => [stage, null]))) as Plan;
 
 /** Runs beforeSend on `ctx.response`, then writes the answer; `abandon` lets go of a body not sent. */
 function passBeforeSend(ctx: RequestContext, taps: NonNullable<Plan['beforeSend']>, status: number, headers: OutgoingHttpHeaders, write: () => void, abandon?: () => void): void | Promise<void> {

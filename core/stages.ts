@@ -49,13 +49,6 @@ export const STAGE_NAMES: readonly StageName[] = [
 ];
 
 /**
- * The global stages a request that matches no route still runs before its 404: who may ask
- * (`access`: auth, limits, CORS preflights, /robots.txt), what every answer carries
- * (`beforeSend`), and the observers (`done`). Nothing that needs a route or an upstream.
- */
-export const UNMATCHED_STAGES: readonly StageName[] = ['access', 'beforeSend', 'done'];
-
-/**
  * Named positions inside a stage, for `tap({ name, stage }, fn)`. Taps run by ascending stage,
  * then in the order plugins are declared in the config (global plugins before route plugins).
  */

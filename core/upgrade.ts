@@ -5,7 +5,7 @@ import { STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type Serv
 import type { Duplex } from 'node:stream';
 import { RequestContext } from './context.js';
 import { SwitchyardError } from './errors.js';
-import { prepareOutgoing, selectUpstream } from './flow.js';
+import { engineFor, prepareOutgoing, selectUpstream } from './flow.js';
 import type { Pipeline, Runtime } from './pipeline.js';
 import { runBail } from './plan.js';
 import { redactString } from './config/load.js';
@@ -49,8 +49,7 @@ async function upgrade(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, soc
     const reply = await runBail<Reply>(plan.preRequest, ctx);
     if (reply) return writeRawReply(socket, reply);
   }
-  const engine = route.engine === undefined ? pipeline.engine : rt.engines[route.engine];
-  engine.upgrade(ctx, socket, head, (err) => {
+  engineFor(pipeline, rt, route).upgrade(ctx, socket, head, (err) => {
     ctx.error = err;
   });
 }
