@@ -1,7 +1,6 @@
 // Clients and upstreams for the plugin tests: requests written byte for byte on a raw socket (so
-// repeated and empty headers and dot segments reach the proxy as written; no curl needed), an echo
+// repeated and empty headers and dot segments reach the proxy as written), an echo
 // upstream that counts what reached it, and a one-route config with plugins.
-import { Buffer } from 'node:buffer';
 import { echoHandler, routeConfig, startUpstream, type RunningUpstream } from './servers.js';
 import { parseResponse, rawExchange } from './wire.js';
 
@@ -11,9 +10,6 @@ export interface RawResult {
   headers: [string, string][];
   body: string;
 }
-
-/** @deprecated the old name, kept while tests still import it. */
-export type CurlResult = RawResult;
 
 /**
  * Sends one request exactly as given on a fresh connection (`Connection: close`) and parses the
@@ -27,32 +23,6 @@ export async function rawRequest(url: string, options: { method?: string; header
   const raw = await rawExchange(Number(target.port), `${lines.join('\r\n')}\r\n\r\n`);
   const response = parseResponse(raw);
   return { status: response.status, headers: response.headers, body: response.body.toString('utf8') };
-}
-
-/**
- * The curl-style arguments older tests pass (`-H 'Name: value'`, `-H 'Name;'` for an empty value,
- * `-X METHOD`, `-u user:password`, `--path-as-is`, then the URL), sent through rawRequest: no curl
- * binary is involved.
- * @deprecated use rawRequest.
- */
-export async function curl(args: string[]): Promise<RawResult> {
-  const headers: [string, string][] = [];
-  let method: string | undefined;
-  let url: string | undefined;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    if (arg === '-H') {
-      const header = args[++i]!;
-      const colon = header.indexOf(':');
-      headers.push(colon === -1 ? [header.replace(/;$/, ''), ''] : [header.slice(0, colon).trim(), header.slice(colon + 1).trim()]);
-    } else if (arg === '-X') method = args[++i];
-    else if (arg === '-u') headers.push(['Authorization', `Basic ${Buffer.from(args[++i]!).toString('base64')}`]);
-    else if (arg === '--path-as-is') continue;
-    else if (arg.startsWith('-')) throw new Error(`curl-style option ${arg} is not supported by the raw client`);
-    else url = arg;
-  }
-  if (!url) throw new Error('no URL given');
-  return rawRequest(url, { method, headers });
 }
 
 /** Every value of `name` in a raw result. */

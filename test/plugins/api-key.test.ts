@@ -1,7 +1,7 @@
 // api-key: missing → 401, wrong → 403, right → forwarded without the key; public paths; names.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { countingUpstream, curl, withPlugins, type CountingUpstream } from '../helpers/clients.js';
+import { countingUpstream, rawRequest, withPlugins, type CountingUpstream } from '../helpers/clients.js';
 import { startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
 
 const KEY_A = 'alpha-0123456789abcdef';
@@ -102,22 +102,22 @@ export default definePlugin({ name: 'who', schema: { type: 'object' }, setup(api
     const notPrefix = await fetch(`${sy.url}/health-page/more`);
     assert.equal(notPrefix.status, 401);
     await notPrefix.arrayBuffer();
-    const res = await curl(['--path-as-is', `${sy.url}/public/../private`]);
+    const res = await rawRequest(`${sy.url}/public/../private`);
     assert.equal(res.status, 401);
-    const encoded = await curl(['--path-as-is', `${sy.url}/public/%2e%2e/private`]);
+    const encoded = await rawRequest(`${sy.url}/public/%2e%2e/private`);
     assert.equal(encoded.status, 400, 'an encoded dot segment is refused before any plugin runs');
     assert.equal((JSON.parse(encoded.body) as { code: string }).code, 'SY_ERR_BAD_REQUEST');
   });
 
   test('malformed Authorization headers get a clean 401, and the proxy keeps serving', async () => {
     for (const value of ['Bearer', 'Bearer ', 'Bearer a b', 'Basic Zm9vOmJhcg==', 'garbage', '\u00ff\u00fe', 'Bearer\t', ' ']) {
-      const res = await curl(['-H', `Authorization: ${value}`, `${sy.url}/items`]);
+      const res = await rawRequest(`${sy.url}/items`, { headers: [['Authorization', value]] });
       assert.equal(res.status, 401, `Authorization: ${JSON.stringify(value)}`);
       assert.equal((JSON.parse(res.body) as { code: string }).code, 'SY_ERR_API_KEY_MISSING');
     }
-    const empty = await curl(['-H', 'X-API-Key;', `${sy.url}/items`]);
+    const empty = await rawRequest(`${sy.url}/items`, { headers: [['X-API-Key', '']] });
     assert.equal(empty.status, 401);
-    const ok = await curl(['-H', `X-API-Key: ${KEY_A}`, `${sy.url}/items`]);
+    const ok = await rawRequest(`${sy.url}/items`, { headers: [['X-API-Key', KEY_A]] });
     assert.equal(ok.status, 200);
   });
 

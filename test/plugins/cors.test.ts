@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { addVary, originMatcher } from '../../plugins/cors/index.js';
-import { countingUpstream, curl, headerValues, withPlugins, type CountingUpstream } from '../helpers/clients.js';
+import { countingUpstream, rawRequest, headerValues, withPlugins, type CountingUpstream } from '../helpers/clients.js';
 import { startSwitchyard, startUpstream, type RunningSwitchyard, type RunningUpstream } from '../helpers/servers.js';
 
 describe('cors options', () => {
@@ -126,20 +126,20 @@ describe('cors on a route', () => {
   });
 
   test('an upstream\'s own CORS headers are replaced: exactly one Access-Control-Allow-Origin', async () => {
-    const allowed = await curl(['-H', 'Origin: https://app.example.com', `${sy.url}/corsy/x`]);
+    const allowed = await rawRequest(`${sy.url}/corsy/x`, { headers: [['Origin', 'https://app.example.com']] });
     assert.equal(allowed.status, 200);
     assert.deepEqual(headerValues(allowed, 'access-control-allow-origin'), ['https://app.example.com']);
     assert.deepEqual(headerValues(allowed, 'access-control-allow-methods'), [], 'only preflights carry allow-methods');
     assert.deepEqual(headerValues(allowed, 'vary'), ['Accept-Encoding, Origin']);
-    const other = await curl(['-H', 'Origin: https://evil.example.com', `${sy.url}/corsy/x`]);
+    const other = await rawRequest(`${sy.url}/corsy/x`, { headers: [['Origin', 'https://evil.example.com']] });
     assert.deepEqual(headerValues(other, 'access-control-allow-origin'), [], 'the upstream\'s * does not leak through for a refused origin');
   });
 
   test('with the defaults any origin gets *, and no Vary is needed', async () => {
-    const res = await curl(['-H', 'Origin: https://anywhere.test', `${wild.url}/x`]);
+    const res = await rawRequest(`${wild.url}/x`, { headers: [['Origin', 'https://anywhere.test']] });
     assert.deepEqual(headerValues(res, 'access-control-allow-origin'), ['*']);
     assert.deepEqual(headerValues(res, 'vary'), ['Accept-Encoding']);
-    const preflight = await curl(['-X', 'OPTIONS', '-H', 'Origin: https://anywhere.test', '-H', 'Access-Control-Request-Method: DELETE', '-H', 'Access-Control-Request-Headers: x-custom', `${wild.url}/x`]);
+    const preflight = await rawRequest(`${wild.url}/x`, { method: 'OPTIONS', headers: [['Origin', 'https://anywhere.test'], ['Access-Control-Request-Method', 'DELETE'], ['Access-Control-Request-Headers', 'x-custom']] });
     assert.equal(preflight.status, 204);
     assert.deepEqual(headerValues(preflight, 'access-control-allow-origin'), ['*']);
     assert.deepEqual(headerValues(preflight, 'access-control-allow-headers'), ['x-custom'], 'with no headers option the requested ones are allowed');

@@ -10,7 +10,7 @@ import KeyvSqlite from '@keyv/sqlite';
 import Keyv from 'keyv';
 import { storeCounters } from '../../plugins/rate-limit/counters.js';
 import { MemoryCounters, parseDuration, RateLimiter, type Algorithm, type Counters, type Limit } from '../../plugins/rate-limit/limiter.js';
-import { countingUpstream, curl, headerValues, withPlugins, type CountingUpstream } from '../helpers/clients.js';
+import { countingUpstream, rawRequest, headerValues, withPlugins, type CountingUpstream } from '../helpers/clients.js';
 import { noRedis, startRedis } from '../helpers/redis.js';
 import { startSwitchyard, startUpstream, type RunningSwitchyard } from '../helpers/servers.js';
 
@@ -160,15 +160,15 @@ describe('rate-limit on a route, in memory', () => {
   test('past the limit: 429 with Retry-After and a JSON error; every response carries X-RateLimit-*', async () => {
     const sy = await startSwitchyard(withPlugins(upstream.url, [{ name: 'rate-limit', options: { limits: [{ count: 2, window: '1h' }], algorithm: 'fixed' } }]));
     try {
-      const first = await curl([`${sy.url}/x`]);
+      const first = await rawRequest(`${sy.url}/x`);
       assert.equal(first.status, 200);
       assert.deepEqual(headerValues(first, 'x-ratelimit-limit'), ['2']);
       assert.deepEqual(headerValues(first, 'x-ratelimit-remaining'), ['1']);
       const reset = Number(headerValues(first, 'x-ratelimit-reset')[0]);
       assert.ok(reset > 0 && reset <= 3600);
-      assert.equal((await curl([`${sy.url}/x`])).status, 200);
+      assert.equal((await rawRequest(`${sy.url}/x`)).status, 200);
       const before = upstream.seen.length;
-      const refused = await curl([`${sy.url}/x`]);
+      const refused = await rawRequest(`${sy.url}/x`);
       assert.equal(refused.status, 429);
       assert.equal(upstream.seen.length, before, 'a refused request never reaches the upstream');
       const retryAfter = Number(headerValues(refused, 'retry-after')[0]);

@@ -1,7 +1,7 @@
 // security-headers: on proxied responses, on Switchyard's own answers, each switchable; robots.txt.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { countingUpstream, curl, headerValues, withPlugins, type CountingUpstream } from '../helpers/clients.js';
+import { countingUpstream, rawRequest, headerValues, withPlugins, type CountingUpstream } from '../helpers/clients.js';
 import { startSwitchyard, startUpstream } from '../helpers/servers.js';
 
 describe('security-headers options', () => {
@@ -36,8 +36,8 @@ describe('security-headers with the defaults', () => {
     const config = withPlugins(lax.url, [{ name: 'security-headers' }, { name: 'api-key', options: { keys: [{ key: 'sec-key-12345' }], publicPaths: ['/open'] } }]);
     const sy = await startSwitchyard(config);
     try {
-      const proxied = await curl([`${sy.url}/open`]);
-      const refused = await curl([`${sy.url}/closed`]);
+      const proxied = await rawRequest(`${sy.url}/open`);
+      const refused = await rawRequest(`${sy.url}/closed`);
       assert.equal(proxied.status, 200);
       assert.equal(refused.status, 401);
       for (const res of [proxied, refused]) {
@@ -45,7 +45,7 @@ describe('security-headers with the defaults', () => {
         assert.deepEqual(headerValues(res, 'strict-transport-security'), [], 'HSTS is off unless configured, and never on plain HTTP by default');
       }
       await lax.close();
-      const failed = await curl([`${sy.url}/open`]);
+      const failed = await rawRequest(`${sy.url}/open`);
       assert.equal(failed.status, 502);
       assert.deepEqual(headerValues(failed, 'x-content-type-options'), ['nosniff']);
     } finally {
