@@ -12,8 +12,8 @@ import { freshUntil, newEntry, storableHeaders, type CachedEntry } from './entry
 import type { CacheOptions } from './index.js';
 import { MemoryTier } from './memory-tier.js';
 import { PersistentTier } from './persistent-tier.js';
-import { acceptsEncoding, notModified, NOT_MODIFIED_HEADERS, requestPolicy, responsePolicy, staleAllowance, type RequestPolicy } from './policy.js';
-import { deleteHeader, fieldsNotRepeated, hasValidators, setValidators, StoredBody } from './revalidate.js';
+import { acceptsEncoding, hasValidatorFields, notModified, NOT_MODIFIED_HEADERS, requestPolicy, responsePolicy, staleAllowance, SURROGATE_CAPABILITY, type RequestPolicy } from './policy.js';
+import { deleteHeader, fieldsNotRepeated, hasValidators, keepRepresentationFields, setValidators, StoredBody } from './revalidate.js';
 import { answer } from './respond.js';
 import { isOwnRefresh, REFRESH_HEADER, refreshHeaders, selfRequest } from './self-request.js';
 import { createWarmUp, type WarmUp } from './warm-up.js';
@@ -44,6 +44,9 @@ const newRequestState = (): RequestState => ({});
 
 const NAME = 'cache';
 
+/** How long past its freshness an entry with a validator is kept to be revalidated (seconds). */
+const REVALIDATION_KEEP_SECONDS = 600;
+
 /** Methods that change nothing at the origin (RFC 9110 §9.2.1); any other may, PURGE aside. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PURGE']);
 
@@ -57,6 +60,8 @@ export class ResponseCache implements CacheInstance {
   private readonly vary: readonly string[];
   private readonly keyOf: (route: string, url: string, headers: IncomingHttpHeaders) => CacheKey;
   private readonly refreshing = new Set<string>();
+  /** Surrogate-Control is read: the upstream is told this cache's device token. */
+  private readonly surrogate: boolean;
   private readonly warmUp: WarmUp;
   private readonly sweeper: NodeJS.Timeout;
 
@@ -71,6 +76,7 @@ export class ResponseCache implements CacheInstance {
     this.exclude = new Set(options.excludeQueryParams.map((p) => p.toLowerCase()));
     this.vary = options.vary.map((h) => h.toLowerCase());
     this.keyOf = keyMaker(this.exclude, this.vary);
+    this.surrogate = options.targetedCacheControl.includes('surrogate-control');
     this.warmUp = createWarmUp(api, options.warmup);
     this.sweeper = setInterval(() => this.sweep(), options.sweepInterval * 1000);
     this.sweeper.unref();
@@ -172,6 +178,7 @@ export class ResponseCache implements CacheInstance {
 
   /** A miss: join a request already on its way for this key, or lead one. */
   private goUpstream(ctx: RequestContext, st: RequestState, policy: RequestPolicy): undefined | Promise<Reply | undefined> {
+    if (this.surrogate) announceSurrogate(ctx.outgoing.headers);
     if (ctx.req.method !== 'GET') return undefined;
     if (this.options.coalesce && policy.lookup) {
       const leader = this.flights.get(st.key!.id);
@@ -289,7 +296,7 @@ export class ResponseCache implements CacheInstance {
       if (declared !== undefined && Number(declared) !== body.length) return st.flight?.settle();
       const entry = newEntry({
         id: key.id, key: key.readable, route: key.route, vary: key.vary, status, headers, body,
-        storedAt: now, ttl, initialAge, keepUntil: this.keepUntil(now, ttl, headers),
+        storedAt: now, ttl, initialAge, keepUntil: this.keepUntil(now, ttl, headers, status),
       });
       if (!entry) return st.flight?.settle();
       this.memory.set(entry);
@@ -321,6 +328,7 @@ export class ResponseCache implements CacheInstance {
     const now = clock.now();
     const added = fieldsNotRepeated(stored, response.headers);
     const hasBody = stored.status !== 204;
+    keepRepresentationFields(stored, response.headers);
     const updated: OutgoingHttpHeaders = { ...response.headers, ...added };
     deleteHeader(updated, 'content-length');
     if (hasBody) updated['content-length'] = String(stored.body.length);
@@ -329,7 +337,7 @@ export class ResponseCache implements CacheInstance {
     // Undefined only for a header Node refuses to write, and writing this answer would fail on it anyway.
     const entry = newEntry({
       id: stored.id, key: stored.key, route: stored.route, vary: stored.vary, status: stored.status, body: stored.body,
-      headers: storableHeaders(updated), storedAt: now, ttl, initialAge: decision.store ? decision.initialAge : 0, keepUntil: this.keepUntil(now, ttl, updated),
+      headers: storableHeaders(updated), storedAt: now, ttl, initialAge: decision.store ? decision.initialAge : 0, keepUntil: this.keepUntil(now, ttl, updated, stored.status),
     })!;
     if (decision.store) {
       this.memory.set(entry);
@@ -374,9 +382,11 @@ export class ResponseCache implements CacheInstance {
   }
 
   /** When an entry stored now with this lifetime is of no use any more, even stale. */
-  private keepUntil(now: number, ttl: number, headers: OutgoingHttpHeaders): number {
+  private keepUntil(now: number, ttl: number, headers: OutgoingHttpHeaders, status: number): number {
     const allowed = staleAllowance(headers, this.options);
-    return now + (ttl + Math.max(allowed.whileRevalidate, allowed.ifError)) * 1000;
+    // An entry a conditional request can check stays to be revalidated (nginx's `inactive`).
+    const revalidation = this.options.revalidate && hasValidatorFields(status, headers) ? REVALIDATION_KEEP_SECONDS : 0;
+    return now + (ttl + Math.max(allowed.whileRevalidate, allowed.ifError, revalidation)) * 1000;
   }
 
   // ---- cacheStore, error, done ----
@@ -413,6 +423,12 @@ export class ResponseCache implements CacheInstance {
     this.warmUp.dispose();
     await this.persistent?.flush();
   }
+}
+
+/** Surrogate-Capability (Edge Architecture 1.0): each surrogate on the way adds its device token. */
+function announceSurrogate(headers: IncomingHttpHeaders): void {
+  const given = headers['surrogate-capability'];
+  headers['surrogate-capability'] = given === undefined ? SURROGATE_CAPABILITY : `${given}, ${SURROGATE_CAPABILITY}`;
 }
 
 /**
