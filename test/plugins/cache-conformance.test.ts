@@ -544,7 +544,7 @@ describe("the README's two modes (issue 31, item 11)", () => {
   test('the first example is the standards mode: only what the origin says is fresh is stored, for as long as it says', async () => {
     clock = fakeClock();
     const options = readmeStandardsOptions();
-    assert.equal(options.honourUpstreamCacheControl, true);
+    assert.equal(options.honourUpstreamCacheControl, undefined, 'the standards mode needs no switch: it is the default');
     const up = await scripted((req, res) => {
       const headers: Record<string, Record<string, string>> = {
         '/fresh': { 'cache-control': 'max-age=60' },
@@ -561,10 +561,26 @@ describe("the README's two modes (issue 31, item 11)", () => {
     assert.notEqual((await get(sy, '/fresh')).headers.get('x-cache'), 'HIT');
   });
 
-  test('no options is the forcing mode: every storable answer is kept for 300 s, max-age=0 and expired ones too', async () => {
+  test('no options is the standards mode: max-age=0, expired and silent answers are not kept for 300 s', async () => {
+    clock = fakeClock();
+    const up = await scripted((req, res) => {
+      const headers: Record<string, Record<string, string>> = {
+        '/fresh': { 'cache-control': 'max-age=60' },
+        '/zero': { 'cache-control': 'max-age=0' },
+        '/expired': { expires: 'Mon, 01 Jan 2024 00:00:00 GMT' },
+        '/silent': {},
+      };
+      ok(req.url!, headers[req.url!])(req, res, 0);
+    });
+    const sy = await yard(up, {});
+    assert.deepEqual(await servedTwice(sy, '/fresh'), { first: 'MISS', second: 'HIT' });
+    for (const path of ['/zero', '/expired', '/silent']) assert.deepEqual(await servedTwice(sy, path), { first: 'MISS', second: 'MISS' }, path);
+  });
+
+  test('forcing mode keeps every storable answer for its ttl, max-age=0 and expired ones too', async () => {
     clock = fakeClock();
     const up = await scripted((req, res) => ok(req.url!, req.url === '/zero' ? { 'cache-control': 'max-age=0' } : { expires: 'Mon, 01 Jan 2024 00:00:00 GMT' })(req, res, 0));
-    const sy = await yard(up, {});
+    const sy = await yard(up, { honourUpstreamCacheControl: false, ttl: 300 });
     for (const path of ['/zero', '/expired']) assert.deepEqual(await servedTwice(sy, path), { first: 'MISS', second: 'HIT' }, path);
     clock.advance(301);
     assert.notEqual((await get(sy, '/zero')).headers.get('x-cache'), 'HIT');
