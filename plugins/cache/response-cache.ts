@@ -64,6 +64,7 @@ export class ResponseCache implements CacheInstance {
   private readonly surrogate: boolean;
   private readonly warmUp: WarmUp;
   private readonly sweeper: NodeJS.Timeout;
+  private readonly stopListening: () => void;
 
   constructor(private readonly api: PluginApi, private readonly options: CacheOptions) {
     this.route = api.route?.name ?? '*';
@@ -80,6 +81,7 @@ export class ResponseCache implements CacheInstance {
     this.warmUp = createWarmUp(api, options.warmup);
     this.sweeper = setInterval(() => this.sweep(), options.sweepInterval * 1000);
     this.sweeper.unref();
+    this.stopListening = api.channel.subscribe((message) => this.invalidatedElsewhere(message));
   }
 
   warm(): Promise<WarmResult[]> {
@@ -378,7 +380,31 @@ export class ResponseCache implements CacheInstance {
       const path = sameHostPath(headers[name], ctx);
       if (path !== undefined && !targets.includes(path)) targets.push(path);
     }
-    for (const url of targets) await this.evict(cacheKey(route, url, ctx.req.headers, this.exclude, this.vary), false);
+    const keys = targets.map((url) => cacheKey(route, url, ctx.req.headers, this.exclude, this.vary));
+    for (const key of keys) await this.evict(key, false);
+    // Every process sharing the store drops its memory copies too, before the client hears back.
+    const message: Invalidation = { route, ids: keys.map((k) => k.id), keys: keys.map((k) => k.readable) };
+    try {
+      await this.api.channel.publish(JSON.stringify(message));
+    } catch (err) {
+      ctx.log.warn({ err: (err as Error).message }, 'invalidation could not be sent to the other instances');
+    }
+  }
+
+  /** Another process (or this one) invalidated entries: the memory copies of this route's go. */
+  private invalidatedElsewhere(text: string): void {
+    let message: Invalidation;
+    try {
+      message = JSON.parse(text) as Invalidation;
+    } catch {
+      return;
+    }
+    if ((this.route !== '*' && message.route !== this.route) || !Array.isArray(message.ids) || !Array.isArray(message.keys)) return;
+    for (const id of message.ids) if (typeof id === 'string') this.memory.delete(id);
+    if (this.vary.length > 0) {
+      const readable = new Set(message.keys);
+      this.memory.deleteWhere((e) => e.route === message.route && readable.has(e.key));
+    }
   }
 
   /** When an entry stored now with this lifetime is of no use any more, even stale. */
@@ -420,9 +446,17 @@ export class ResponseCache implements CacheInstance {
 
   async dispose(): Promise<void> {
     clearInterval(this.sweeper);
+    this.stopListening();
     this.warmUp.dispose();
     await this.persistent?.flush();
   }
+}
+
+/** What an invalidation tells the other processes: the route, and the ids and readable keys that went. */
+interface Invalidation {
+  route: string;
+  ids: string[];
+  keys: string[];
 }
 
 /** Surrogate-Capability (Edge Architecture 1.0): each surrogate on the way adds its device token. */
