@@ -91,13 +91,8 @@ export function responsePolicy(status: number, headers: OutgoingHttpHeaders, opt
   const { cc, targeted } = responseCacheControl(headers, options.targetedCacheControl);
   if (cc.has('private') || cc.has('no-store') || cc.has('no-cache')) return refuse('cache-control');
   const vary = headers.vary === undefined ? [] : String(headers.vary).split(',').map((v) => v.trim().toLowerCase()).filter(Boolean);
+  // Any other Vary makes variants (variants.ts); `*` matches no request.
   if (vary.includes('*')) return refuse('vary *');
-  // Varying on a header the key leaves out would hand one variant to everyone. Accept-Encoding is
-  // the exception: a hit checks that the client accepts the stored encoding (acceptsEncoding).
-  const keyed = new Set(options.vary.map((v) => v.toLowerCase()));
-  keyed.add('accept-encoding');
-  const unkeyed = vary.find((name) => !keyed.has(name));
-  if (unkeyed) return refuse(`vary ${unkeyed} is not in the key`);
   const type = contentTypeOf(headers['content-type']);
   if (status !== 204 && status !== 301 && !contentTypeAllowed(type, options.contentTypes)) {
     return refuse(`content type ${type || '(none)'} is not allowed`, true);
