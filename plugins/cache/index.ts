@@ -56,7 +56,7 @@ export const cacheSchema = {
       description: "Standards mode: the upstream's s-maxage/max-age/Expires, less the age it arrived with, is the TTL; false (forcing mode) overrides them with the TTL options.",
     },
     targetedCacheControl: {
-      ...strings('Response headers targeted at this cache (RFC 9213), first present wins: such a field replaces Cache-Control and Expires for the caching decision; [] ignores them all.', ['cdn-cache-control']),
+      ...strings('Response headers targeted at this cache (RFC 9213, and Surrogate-Control of the Edge Architecture), first present wins: such a field replaces Cache-Control and Expires for the caching decision; [] ignores them all.', ['cdn-cache-control', 'surrogate-control']),
       items: { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' },
     },
     honourClientCacheControl: { type: 'boolean', default: false, description: 'Follow the request: no-cache revalidates, no-store bypasses, only-if-cached answers 504 on a miss.' },

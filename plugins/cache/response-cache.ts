@@ -11,9 +11,9 @@ import { freshUntil, newEntry, storableHeaders, type CachedEntry } from './entry
 import type { CacheOptions } from './index.js';
 import { MemoryTier } from './memory-tier.js';
 import { PersistentTier } from './persistent-tier.js';
-import { acceptsEncoding, notModified, NOT_MODIFIED_HEADERS, requestPolicy, responsePolicy, staleAllowance, type RequestPolicy } from './policy.js';
+import { acceptsEncoding, hasValidatorFields, notModified, NOT_MODIFIED_HEADERS, requestPolicy, responsePolicy, staleAllowance, SURROGATE_CAPABILITY, type RequestPolicy } from './policy.js';
 import { matchOf, sameNames, variantId, varyNames, type VaryMatch } from './variants.js';
-import { deleteHeader, fieldsNotRepeated, hasValidators, setValidators, StoredBody } from './revalidate.js';
+import { deleteHeader, fieldsNotRepeated, hasValidators, keepRepresentationFields, setValidators, StoredBody } from './revalidate.js';
 import { answer } from './respond.js';
 import { isOwnRefresh, REFRESH_HEADER, refreshHeaders, selfRequest } from './self-request.js';
 import { createWarmUp, type WarmUp } from './warm-up.js';
@@ -46,6 +46,9 @@ const newRequestState = (): RequestState => ({});
 
 const NAME = 'cache';
 
+/** How long past its freshness an entry with a validator is kept to be revalidated (seconds). */
+const REVALIDATION_KEEP_SECONDS = 600;
+
 /** Methods that change nothing at the origin (RFC 9110 §9.2.1); any other may, PURGE aside. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PURGE']);
 
@@ -64,6 +67,8 @@ export class ResponseCache implements CacheInstance {
   /** Route and reason of refusals already logged: a user hears of each once, not per request. */
   private readonly refusalsLogged = new Set<string>();
   private readonly refreshing = new Set<string>();
+  /** Surrogate-Control is read: the upstream is told this cache's device token. */
+  private readonly surrogate: boolean;
   private readonly warmUp: WarmUp;
   private readonly sweeper: NodeJS.Timeout;
 
@@ -79,6 +84,7 @@ export class ResponseCache implements CacheInstance {
     this.vary = options.vary.map((h) => h.toLowerCase());
     this.keyed = new Set(this.vary);
     this.keyOf = keyMaker(this.exclude, this.vary);
+    this.surrogate = options.targetedCacheControl.includes('surrogate-control');
     this.warmUp = createWarmUp(api, options.warmup, options.warmupHost);
     this.sweeper = setInterval(() => this.sweep(), options.sweepInterval * 1000);
     this.sweeper.unref();
@@ -223,6 +229,7 @@ export class ResponseCache implements CacheInstance {
 
   /** A miss: join a request already on its way for this key, or lead one. */
   private goUpstream(ctx: RequestContext, st: RequestState, policy: RequestPolicy): undefined | Promise<Reply | undefined> {
+    if (this.surrogate) announceSurrogate(ctx.outgoing.headers);
     if (ctx.req.method !== 'GET') return undefined;
     if (this.options.coalesce && policy.lookup) {
       const leader = this.flights.get(st.key!.id);
@@ -354,7 +361,7 @@ export class ResponseCache implements CacheInstance {
     const at = this.placeOf(st, key, match);
     const entry = newEntry({
       id: at.id, key: key.readable, route: key.route, vary: at.vary, varyNames: match.names, varyValues: match.values,
-      status: sent.status, headers, body: sent.body, storedAt: now, ttl, initialAge, keepUntil: this.keepUntil(now, ttl, headers),
+      status: sent.status, headers, body: sent.body, storedAt: now, ttl, initialAge, keepUntil: this.keepUntil(now, ttl, headers, sent.status),
     });
     if (!entry) return st.flight?.settle();
     this.memory.set(entry);
@@ -431,6 +438,7 @@ export class ResponseCache implements CacheInstance {
     keepVariantFields(stored, response.headers);
     const added = fieldsNotRepeated(stored, response.headers);
     const hasBody = stored.status !== 204;
+    keepRepresentationFields(stored, response.headers);
     const updated: OutgoingHttpHeaders = { ...response.headers, ...added };
     deleteHeader(updated, 'content-length');
     if (hasBody) updated['content-length'] = String(stored.body.length);
@@ -439,7 +447,7 @@ export class ResponseCache implements CacheInstance {
     // Undefined only for a header Node refuses to write, and writing this answer would fail on it anyway.
     const entry = newEntry({
       id: stored.id, key: stored.key, route: stored.route, vary: stored.vary, varyNames: stored.varyNames, varyValues: stored.varyValues, status: stored.status, body: stored.body,
-      headers: storableHeaders(updated), storedAt: now, ttl, initialAge: decision.store ? decision.initialAge : 0, keepUntil: this.keepUntil(now, ttl, updated),
+      headers: storableHeaders(updated), storedAt: now, ttl, initialAge: decision.store ? decision.initialAge : 0, keepUntil: this.keepUntil(now, ttl, updated, stored.status),
     })!;
     if (decision.store) {
       this.memory.set(entry);
@@ -485,9 +493,11 @@ export class ResponseCache implements CacheInstance {
   }
 
   /** When an entry stored now with this lifetime is of no use any more, even stale. */
-  private keepUntil(now: number, ttl: number, headers: OutgoingHttpHeaders): number {
+  private keepUntil(now: number, ttl: number, headers: OutgoingHttpHeaders, status: number): number {
     const allowed = staleAllowance(headers, this.options);
-    return now + (ttl + Math.max(allowed.whileRevalidate, allowed.ifError)) * 1000;
+    // An entry a conditional request can check stays to be revalidated (nginx's `inactive`).
+    const revalidation = this.options.revalidate && hasValidatorFields(status, headers) ? REVALIDATION_KEEP_SECONDS : 0;
+    return now + (ttl + Math.max(allowed.whileRevalidate, allowed.ifError, revalidation)) * 1000;
   }
 
   // ---- cacheStore, error, done ----
@@ -526,6 +536,12 @@ export class ResponseCache implements CacheInstance {
   }
 }
 
+/** Surrogate-Capability (Edge Architecture 1.0): each surrogate on the way adds its device token. */
+function announceSurrogate(headers: IncomingHttpHeaders): void {
+  const given = headers['surrogate-capability'];
+  headers['surrogate-capability'] = given === undefined ? SURROGATE_CAPABILITY : `${given}, ${SURROGATE_CAPABILITY}`;
+}
+
 /**
  * The path and query a Location or Content-Location header names, when it is on the host the
  * request was for (the client's Host, or the upstream's own name); undefined otherwise.
@@ -549,14 +565,12 @@ interface Found {
 }
 
 /**
- * A 304 speaks of the upstream's representation; a stored variant may be an encoding of it made
- * here (its own Content-Encoding, a weak ETag, a Vary naming what a plugin added). Those fields of
- * the variant stay; the 304's others replace the stored ones (RFC 9111 §4.3.4).
+ * A 304 speaks of the upstream's representation; a stored variant's Vary may name what a plugin
+ * added in beforeSend (cors's Origin, compression's Accept-Encoding), and it is what the variant
+ * was matched by: it stays. (Content-Encoding and ETag stay by keepRepresentationFields.)
  */
 function keepVariantFields(stored: CachedEntry, given: OutgoingHttpHeaders): void {
-  for (const name of ['content-encoding', 'vary']) if (stored.headers[name] !== undefined) deleteHeader(given, name);
-  const etag = stored.headers.etag;
-  if (typeof etag === 'string' && etag.startsWith('W/') && given.etag !== undefined && `W/${String(given.etag).replace(/^W\//, '')}` === etag) given.etag = etag;
+  if (stored.headers.vary !== undefined) deleteHeader(given, 'vary');
 }
 
 /** The refusals a user can do something about, and what; the rest (a TTL of 0 by design, a stale arrival) are not worth a line. */

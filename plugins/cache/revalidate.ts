@@ -5,11 +5,11 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { CachedEntry } from './entry.js';
+import { hasValidatorFields } from './policy.js';
 
 /** An entry a conditional request can check: a 2xx (servers ignore conditionals on anything else) with an ETag or Last-Modified. */
 export function hasValidators(entry: CachedEntry): boolean {
-  if (entry.status < 200 || entry.status > 299) return false;
-  return typeof entry.headers.etag === 'string' || typeof entry.headers['last-modified'] === 'string';
+  return hasValidatorFields(entry.status, entry.headers);
 }
 
 /**
@@ -34,6 +34,21 @@ export function fieldsNotRepeated(stored: CachedEntry, given: OutgoingHttpHeader
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(stored.headers)) if (!present.has(name)) out[name] = value;
   return out;
+}
+
+/**
+ * Fields that describe the stored body itself, which a 304 does not change (its validator
+ * already named that body): the stored values stay, whatever the 304 says.
+ */
+const STORED_REPRESENTATION_FIELDS = ['content-encoding', 'content-md5', 'content-range', 'etag'];
+
+/** Puts the stored body's own fields back over those a 304 sent, in place. */
+export function keepRepresentationFields(stored: CachedEntry, headers: OutgoingHttpHeaders): void {
+  for (const name of STORED_REPRESENTATION_FIELDS) {
+    deleteHeader(headers, name);
+    const value = stored.headers[name];
+    if (value !== undefined) headers[name] = value;
+  }
 }
 
 /** Removes a header whatever the case of its name (plugins may have set `Content-Length`). */

@@ -573,3 +573,123 @@ describe("the README's two modes (issue 31, item 11)", () => {
     assert.notEqual((await get(sy, '/zero')).headers.get('x-cache'), 'HIT');
   });
 });
+
+describe('what the public suite (http-cache-tests) found, each fixed and checked here', () => {
+  test('an Age that is not one non-negative integer makes the answer stale; one field listing several counts by its first', async () => {
+    const ages: Record<string, string | string[]> = {
+      '/first-member': '0,7200', '/two-fields': ['0', '0'], '/joined': '0, 0', '/word': 'abc', '/negative': '-7200', '/fraction': '10.0', '/parameter': '0;foo=bar',
+    };
+    const up = await scripted((req, res) => {
+      res.setHeader('age', ages[req.url!]!);
+      ok(req.url!, { 'cache-control': 'max-age=3600' })(req, res, 0);
+    });
+    const sy = await yard(up, STANDARDS);
+    assert.deepEqual(await servedTwice(sy, '/first-member'), { first: 'MISS', second: 'HIT' });
+    for (const path of Object.keys(ages).slice(1)) assert.deepEqual(await servedTwice(sy, path), { first: 'MISS', second: 'MISS' }, path);
+  });
+
+  test('any status the origin gives a lifetime is stored; without one, only the listed statuses are', async () => {
+    const up = await scripted((req, res) => {
+      const lifetime = req.url!.startsWith('/fresh') ? { 'cache-control': 'max-age=60' } : {};
+      res.writeHead(Number(req.url!.slice(-3)), { 'content-type': 'text/plain', ...lifetime });
+      res.end('answer');
+    });
+    const sy = await yard(up, { ...STANDARDS, ttl: 60 });
+    for (const path of ['/fresh/302', '/fresh/307', '/fresh/500', '/fresh/599']) assert.deepEqual(await servedTwice(sy, path), { first: 'MISS', second: 'HIT' }, path);
+    assert.deepEqual(await servedTwice(sy, '/plain/500'), { first: 'MISS', second: 'MISS' });
+    assert.deepEqual(await servedTwice(sy, '/plain/200'), { first: 'MISS', second: 'HIT' });
+  });
+
+  test('must-understand: an unknown status is not stored, a known one is stored despite no-store', async () => {
+    const up = await scripted((req, res) => {
+      res.writeHead(req.url === '/unknown' ? 599 : 200, { 'content-type': 'text/plain', 'cache-control': 'max-age=3600, no-store, must-understand' });
+      res.end('answer');
+    });
+    const sy = await yard(up, STANDARDS);
+    assert.deepEqual(await servedTwice(sy, '/unknown'), { first: 'MISS', second: 'MISS' });
+    assert.deepEqual(await servedTwice(sy, '/known'), { first: 'MISS', second: 'HIT' });
+  });
+
+  test('no-cache, max-age=0 and silent answers with a validator are kept to be revalidated: the next request is conditional', async () => {
+    const headers: Record<string, Record<string, string>> = {
+      '/no-cache': { 'cache-control': 'no-cache', etag: '"n"' },
+      '/zero': { 'cache-control': 'max-age=0', etag: '"z"' },
+      '/silent': { 'last-modified': 'Mon, 01 Jan 2024 00:00:00 GMT' },
+      '/no-validator': { 'cache-control': 'no-cache' },
+    };
+    const up = await scripted((req, res) => {
+      if (req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined) {
+        res.writeHead(304, headers[req.url!]);
+        res.end();
+        return;
+      }
+      ok(`body of ${req.url}`, headers[req.url!])(req, res, 0);
+    });
+    const sy = await yard(up, STANDARDS);
+    for (const path of ['/no-cache', '/zero', '/silent']) {
+      assert.equal((await get(sy, path)).headers.get('x-cache'), 'MISS');
+      const again = await get(sy, path);
+      assert.equal(again.headers.get('x-cache'), 'REVALIDATED', path);
+      assert.equal(again.text, `body of ${path}`);
+    }
+    assert.equal(up.seen.find((s) => s.url === '/no-cache' && s.headers['if-none-match'] === '"n"') !== undefined, true);
+    assert.equal(up.seen.find((s) => s.url === '/silent' && s.headers['if-modified-since'] !== undefined) !== undefined, true);
+    assert.deepEqual(await servedTwice(sy, '/no-validator'), { first: 'MISS', second: 'MISS' });
+    assert.equal(up.seen.filter((s) => s.url === '/no-validator' && s.headers['if-none-match'] === undefined).length, 2);
+  });
+
+  test("a 304 updates the stored fields but not those of the stored body: ETag, Content-Encoding, Content-MD5, Content-Range", async () => {
+    clock = fakeClock();
+    const stored = { 'cache-control': 'max-age=1', etag: '"a"', 'content-md5': 'rL0Y20zC+Fzt72VPzMSk2A==', 'content-range': 'stored-range', 'x-note': 'old' };
+    const up = await scripted(ok('stored body', stored));
+    const sy = await yard(up, STANDARDS);
+    await get(sy, '/doc');
+    clock.advance(2);
+    up.respond = (_req, res) => {
+      res.writeHead(304, { 'cache-control': 'max-age=60', etag: '"b"', 'content-md5': 'N7UdGUp1E+RbVvZSTy1R8g==', 'content-range': 'other', 'x-note': 'new' });
+      res.end();
+    };
+    for (const xCache of ['REVALIDATED', 'HIT']) {
+      const answer = await get(sy, '/doc');
+      assert.equal(answer.headers.get('x-cache'), xCache);
+      assert.equal(answer.headers.get('etag'), '"a"');
+      assert.equal(answer.headers.get('content-md5'), stored['content-md5']);
+      assert.equal(answer.headers.get('content-range'), 'stored-range');
+      assert.equal(answer.headers.get('x-note'), 'new');
+      assert.equal(answer.headers.get('cache-control'), 'max-age=60');
+    }
+  });
+
+  test('Surrogate-Control decides for this cache: its no-store, its directives for this device, not those for another', async () => {
+    const headers: Record<string, Record<string, string>> = {
+      '/no-store': { 'surrogate-control': 'no-store', 'cache-control': 'max-age=3600' },
+      '/for-us': { 'surrogate-control': 'max-age=3600;switchyard', 'cache-control': 'no-store' },
+      '/for-another': { 'surrogate-control': 'max-age=3600;other-device', 'cache-control': 'no-store' },
+    };
+    const up = await scripted((req, res) => ok(req.url!, headers[req.url!])(req, res, 0));
+    const sy = await yard(up, STANDARDS);
+    assert.deepEqual(await servedTwice(sy, '/no-store'), { first: 'MISS', second: 'MISS' });
+    assert.deepEqual(await servedTwice(sy, '/for-us'), { first: 'MISS', second: 'HIT' });
+    assert.deepEqual(await servedTwice(sy, '/for-another'), { first: 'MISS', second: 'MISS' });
+    assert.equal(up.seen[0]!.headers['surrogate-capability'], 'switchyard="Surrogate/1.0"');
+  });
+
+  test('a stored answer in a coding no client could be asked about (not a registered one) is served as it is', async () => {
+    const up = await scripted(ok('encoded', { 'cache-control': 'max-age=60', 'content-encoding': 'origin-private' }));
+    const sy = await yard(up, STANDARDS);
+    // fetch leaves a coding it does not know alone.
+    assert.deepEqual(await servedTwice(sy, '/x'), { first: 'MISS', second: 'HIT' });
+    assert.equal((await get(sy, '/x')).text, 'encoded');
+  });
+
+  test('If-Modified-Since on a stored answer without Last-Modified is judged by its Date', async () => {
+    const up = await scripted(ok('dated', { 'cache-control': 'max-age=60' }));
+    const sy = await yard(up, STANDARDS);
+    const first = await get(sy, '/dated');
+    const date = first.headers.get('date')!;
+    const later = new Date(Date.parse(date) + 3_600_000).toUTCString();
+    const earlier = new Date(Date.parse(date) - 3_600_000).toUTCString();
+    assert.equal((await get(sy, '/dated', { headers: { 'if-modified-since': later } })).status, 304);
+    assert.equal((await get(sy, '/dated', { headers: { 'if-modified-since': earlier } })).status, 200);
+  });
+});
