@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import zlib from 'node:zlib';
+import { encodeWhole, fittedWindow } from '../../plugins/compression/encode.js';
 import { compressible, negotiate } from '../../plugins/compression/index.js';
 import { guard } from '../helpers/fleet.js';
 import { routeConfig, startSwitchyard, startUpstream, type RunningSwitchyard, type RunningUpstream } from '../helpers/servers.js';
@@ -107,6 +108,18 @@ describe('compression: sanity', () => {
     assert.equal(compressible('GET', 200, { 'content-type': 'image/webp' }, ['image/*'], 100), false);
     assert.equal(compressible('GET', 200, { ...ok, 'content-length': '99' }, [], 100), false);
     assert.equal(compressible('GET', 200, { ...ok, 'content-length': '100' }, [], 100), true);
+  });
+
+  test('a body of known length is encoded in one call; brotli gets a window fitted to it, and every size decodes', () => {
+    assert.equal(fittedWindow(100), 10, 'the smallest window brotli has');
+    assert.equal(fittedWindow(64 * 1024), 17, '64 KiB (and the 16 bytes brotli keeps back) fit in 2^17');
+    assert.equal(fittedWindow(1 << 30), 22, 'never more than the default');
+    for (const size of [1, 1000, 1024, 65536, 300_000]) {
+      const body = Buffer.from('{"id":1,"title":"a movie"},'.repeat(Math.ceil(size / 27)).slice(0, size));
+      const settings = { gzipLevel: 6, brotliQuality: 4 };
+      assert.deepEqual(zlib.brotliDecompressSync(encodeWhole('br', settings, body)), body, `br, ${size} bytes`);
+      assert.deepEqual(zlib.gunzipSync(encodeWhole('gzip', settings, body)), body, `gzip, ${size} bytes`);
+    }
   });
 });
 
