@@ -10,8 +10,12 @@ export interface CachedEntry {
   /** Readable key, for admin output. */
   readonly key: string;
   readonly route: string;
-  /** The Vary part of the key (request header values), kept so the id can be checked. */
+  /** What the id is made of beside route and readable key (host, keyed headers, variant values), kept so the id can be checked. */
   readonly vary: string;
+  /** Request headers the response varies on beyond the key (variants.ts), lower case and sorted. */
+  readonly varyNames: readonly string[];
+  /** The storing request's values of `varyNames`: a request with other values is another variant. */
+  readonly varyValues: string;
   readonly status: number;
   readonly headers: Readonly<Record<string, string | string[]>>;
   readonly body: Buffer;
@@ -53,7 +57,7 @@ export function newEntry(f: EntryFields): CachedEntry | undefined {
     return undefined;
   }
   return {
-    id: f.id, key: f.key, route: f.route, vary: f.vary, status: f.status, headers: f.headers, body: f.body,
+    id: f.id, key: f.key, route: f.route, vary: f.vary, varyNames: f.varyNames, varyValues: f.varyValues, status: f.status, headers: f.headers, body: f.body,
     storedAt: f.storedAt, ttl: f.ttl, initialAge: f.initialAge, keepUntil: f.keepUntil, head,
     dated: typeof f.headers.date === 'string' ? Object.freeze({ date: f.headers.date }) : undefined, lastAnswer: undefined,
   };
@@ -93,7 +97,8 @@ export function entrySize(entry: Pick<CachedEntry, 'body' | 'headers' | 'key' | 
   return size;
 }
 
-const FORMAT = 1;
+// 2: entries carry the Vary names and values of their variant.
+const FORMAT = 2;
 
 /** What the persistent tier stores: plain JSON, the body as base64. */
 export interface StoredEntry {
@@ -102,6 +107,8 @@ export interface StoredEntry {
   key: string;
   route: string;
   vary: string;
+  varyNames: string[];
+  varyValues: string;
   status: number;
   headers: Record<string, string | string[]>;
   body: string;
@@ -114,7 +121,8 @@ export interface StoredEntry {
 
 export function encodeEntry(entry: CachedEntry): StoredEntry {
   return {
-    v: FORMAT, id: entry.id, key: entry.key, route: entry.route, vary: entry.vary, status: entry.status,
+    v: FORMAT, id: entry.id, key: entry.key, route: entry.route, vary: entry.vary,
+    varyNames: [...entry.varyNames], varyValues: entry.varyValues, status: entry.status,
     headers: { ...entry.headers }, body: entry.body.toString('base64'), bodyBytes: entry.body.length,
     storedAt: entry.storedAt, ttl: entry.ttl, initialAge: entry.initialAge, keepUntil: entry.keepUntil,
   };
@@ -125,6 +133,7 @@ export function decodeEntry(id: string, raw: unknown): CachedEntry | undefined {
   if (typeof raw !== 'object' || raw === null) return undefined;
   const s = raw as Partial<StoredEntry>;
   if (s.v !== FORMAT || s.id !== id || typeof s.key !== 'string' || typeof s.route !== 'string' || typeof s.vary !== 'string') return undefined;
+  if (!Array.isArray(s.varyNames) || !s.varyNames.every((n) => typeof n === 'string') || typeof s.varyValues !== 'string') return undefined;
   if (!Number.isInteger(s.status) || s.status! < 100 || s.status! > 599) return undefined;
   if (!isNumber(s.storedAt) || !isNumber(s.ttl) || !isNumber(s.initialAge) || !isNumber(s.keepUntil) || !isNumber(s.bodyBytes)) return undefined;
   if (typeof s.body !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(s.body)) return undefined;
@@ -134,7 +143,7 @@ export function decodeEntry(id: string, raw: unknown): CachedEntry | undefined {
   const body = Buffer.from(s.body, 'base64');
   if (body.length !== s.bodyBytes) return undefined;
   return newEntry({
-    id, key: s.key, route: s.route, vary: s.vary, status: s.status!, headers: s.headers, body,
+    id, key: s.key, route: s.route, vary: s.vary, varyNames: s.varyNames, varyValues: s.varyValues, status: s.status!, headers: s.headers, body,
     storedAt: s.storedAt!, ttl: s.ttl!, initialAge: s.initialAge!, keepUntil: s.keepUntil!,
   });
 }

@@ -48,7 +48,9 @@ export const cacheSchema = {
     bypassHeader: { type: 'string', default: 'x-cache-bypass', description: 'A request with this header (any value but 0/false/no) skips the cache; "" turns it off.' },
     bypassQuery: { type: 'string', default: 'nocache', description: 'A request with this query parameter skips the cache; "" turns it off.' },
     excludeQueryParams: strings('Query parameters left out of the key, and so never stored or shown.', ['api_key']),
-    vary: strings('Request headers that are part of the key; a response varying on any other header (but Accept-Encoding) is not stored.', []),
+    vary: strings('Request headers that are part of the key. A response varying on other headers is stored as variants (one per request values of them, RFC 9111 §4.1).', []),
+    maxVariants: { type: 'integer', minimum: 1, default: 16, description: 'Most variants kept per URL (Vary values: encodings, origins, languages…); past it the oldest other variant goes.' },
+    warmupHost: { type: 'string', default: 'localhost', description: 'Host the warm-up requests carry: keys hold the host, so this is the name clients use.' },
     honourUpstreamCacheControl: {
       type: 'boolean', default: true,
       description: "Standards mode (the default): the upstream's s-maxage/max-age/Expires, less the age it arrived with, is the TTL; false (forcing mode) overrides them with the TTL options.",

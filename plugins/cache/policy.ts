@@ -93,13 +93,8 @@ export function responsePolicy(status: number, headers: OutgoingHttpHeaders, opt
   if (mustUnderstand && !UNDERSTOOD_STATUSES.has(status)) return refuse('must-understand');
   if (cc.has('private') || (cc.has('no-store') && !mustUnderstand)) return refuse('cache-control');
   const vary = headers.vary === undefined ? [] : String(headers.vary).split(',').map((v) => v.trim().toLowerCase()).filter(Boolean);
+  // Any other Vary makes variants (variants.ts); `*` matches no request.
   if (vary.includes('*')) return refuse('vary *');
-  // Varying on a header the key leaves out would hand one variant to everyone. Accept-Encoding is
-  // the exception: a hit checks that the client accepts the stored encoding (acceptsEncoding).
-  const keyed = new Set(options.vary.map((v) => v.toLowerCase()));
-  keyed.add('accept-encoding');
-  const unkeyed = vary.find((name) => !keyed.has(name));
-  if (unkeyed) return refuse(`vary ${unkeyed} is not in the key`);
   const negative = status === 404 && options.negativeTtl > 0;
   const lifetime = negative ? undefined : originLifetime(headers, cc, targeted, options, now);
   // `statuses` lists what may be stored on the plugin's TTLs; a status the origin gave a

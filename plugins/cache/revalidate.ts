@@ -12,10 +12,15 @@ export function hasValidators(entry: CachedEntry): boolean {
   return hasValidatorFields(entry.status, entry.headers);
 }
 
-/** Sets If-None-Match / If-Modified-Since from the stored entry's ETag / Last-Modified, in place. */
+/**
+ * Sets If-None-Match / If-Modified-Since from the stored entry's ETag / Last-Modified, in place.
+ * A weak ETag goes in both forms: it may be the upstream's strong one that the compression plugin
+ * weakened on an encoded variant, and an origin comparing strictly (If-None-Match wants the weak
+ * comparison, RFC 9110 §13.1.2, not every origin does it) still recognises its own.
+ */
 export function setValidators(headers: IncomingHttpHeaders, entry: CachedEntry): void {
   const { etag, 'last-modified': lastModified } = entry.headers;
-  if (typeof etag === 'string') headers['if-none-match'] = etag;
+  if (typeof etag === 'string') headers['if-none-match'] = etag.startsWith('W/') ? `${etag.slice(2)}, ${etag}` : etag;
   if (typeof lastModified === 'string') headers['if-modified-since'] = lastModified;
 }
 
