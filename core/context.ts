@@ -6,6 +6,7 @@ import type { Transform } from 'node:stream';
 import type { Logger } from 'pino';
 import type { ClientIpResolver } from './client-ip.js';
 import { errorSpec, SwitchyardError } from './errors.js';
+import { SentBodyCopy, type SentListener } from './sent-body.js';
 import type { Reply, Route, Upstream } from './types.js';
 
 /** What a context takes from the pipeline it runs on. */
@@ -118,6 +119,8 @@ export class RequestContext {
   sendFailed = false;
   /** @internal body transforms added in postResponse or beforeSend */
   responseTransforms: Transform[] | undefined;
+  /** @internal who wants the response as sent (keepSentResponse) */
+  sentListener: { maxBytes: number; listener: SentListener } | undefined;
   /** @internal the upstream request in flight, for an engine that wants to hear when the client left */
   inFlight: { abort(err: SwitchyardError): void } | undefined;
 
@@ -273,6 +276,31 @@ export class RequestContext {
   transformResponseBody(transform: Transform, options?: { preservesLength?: boolean }): void {
     (this.responseTransforms ??= []).push(transform);
     if (this.response && !options?.preservesLength) delete this.response.headers['content-length'];
+  }
+
+  /**
+   * Asks for the upstream's response as the client got it: once its body has passed every
+   * transform (those `beforeSend` taps added included: an encoder's output, say) and ended whole,
+   * `listener` gets the final status, the head as written (less the headers the proxy stands for,
+   * `setResponseHeader`) and the body. Not called for a body over `maxBytes`, one cut short, or a
+   * HEAD. One listener per request (a later call replaces it); from `cacheLookup` to `postResponse`.
+   */
+  keepSentResponse(maxBytes: number, listener: SentListener): void {
+    this.sentListener = { maxBytes, listener };
+  }
+
+  /** @internal the transform that hands keepSentResponse() its copy, last in the chain */
+  sentCopy(): Transform | undefined {
+    const wanted = this.sentListener;
+    if (wanted === undefined || this.req.method === 'HEAD') return undefined;
+    return new SentBodyCopy(wanted.maxBytes, () => {
+      const { status, headers } = this.response!;
+      const own = this.proxyResponseHeaders;
+      if (own === undefined) return { status, headers };
+      const kept: OutgoingHttpHeaders = {};
+      for (const name in headers) if (own[name] === undefined) kept[name] = headers[name];
+      return { status, headers: kept };
+    }, wanted.listener);
   }
 
   /** The body limit the forwarder enforces on a streamed body without Content-Length; 0 = none. */

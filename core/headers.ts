@@ -15,10 +15,16 @@ const HOP_BY_HOP = [
 export const IS_HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP);
 
 /**
- * Headers a forwarding proxy sets to say who asked and how. Only a trusted proxy's are believed:
+ * Headers a forwarding proxy sets to say who asked and how (or, for the last two, what it rewrote
+ * the request line from). Only a trusted proxy's are believed:
  * from any other peer they are dropped here and setForwardedHeaders() writes what this hop saw.
  */
-const FORWARDING = ['forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip'];
+const FORWARDING = [
+  'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip',
+  // IIS's URL Rewrite, Symfony and Laravel take the path from these instead of the request line:
+  // from a stranger they would route around every path check this proxy made.
+  'x-original-url', 'x-rewrite-url',
+];
 
 // One lookup per header name tells the copying loop below everything it needs.
 const HOP = 1;

@@ -3,7 +3,7 @@
 // `beforeSend` taps just before its head is written, so a plugin that stamps, encodes or filters
 // answers sees all of them. With no such taps, answers go out on the fast paths below.
 import type { OutgoingHttpHeaders } from 'node:http';
-import { pipeline as pipeStreams, Readable } from 'node:stream';
+import { pipeline as pipeStreams, Readable, type Transform } from 'node:stream';
 import type { RequestContext } from './context.js';
 import type { UpstreamResponse } from './engine.js';
 import { PluginError, SwitchyardError } from './errors.js';
@@ -127,7 +127,7 @@ function writeAnswer(ctx: RequestContext, body: Body): void {
     res.end();
     return;
   }
-  const transforms = ctx.responseTransforms;
+  const transforms = withSentCopy(ctx);
   if (transforms === undefined && !(body instanceof Readable)) {
     res.end(body);
     return;
@@ -149,7 +149,7 @@ function streamUpstream(ctx: RequestContext, upstreamRes: UpstreamResponse): voi
   // Node sends the head with the first body byte. When none is here yet (an event stream that
   // opens quietly, a long poll) the client must still see the head now.
   if (body.readableLength === 0 && !upstreamRes.complete) res.flushHeaders();
-  const transforms = ctx.responseTransforms;
+  const transforms = withSentCopy(ctx);
   if (!transforms) {
     // Trailers are only looked for when the upstream announced them (RFC 9110 §6.6.2), and go out
     // after the last chunk, before pipe() ends the response (chunked responses only).
@@ -170,6 +170,15 @@ function streamUpstream(ctx: RequestContext, upstreamRes: UpstreamResponse): voi
       res.destroy();
     }
   });
+}
+
+/** The body transforms, and last the copy keepSentResponse() asked for: it sees the bytes as sent. */
+function withSentCopy(ctx: RequestContext): Transform[] | undefined {
+  const transforms = ctx.responseTransforms;
+  if (ctx.sentListener === undefined) return transforms;
+  const copy = ctx.sentCopy();
+  if (copy === undefined) return transforms;
+  return transforms === undefined ? [copy] : [...transforms, copy];
 }
 
 /** Writes a Reply's head, prepared or not, with this request's X-Request-Id; sets `ctx.response`. */

@@ -10,8 +10,12 @@ export interface CachedEntry {
   /** Readable key, for admin output. */
   readonly key: string;
   readonly route: string;
-  /** The Vary part of the key (request header values), kept so the id can be checked. */
+  /** What the id is made of beside route and readable key (host, keyed headers, variant values), kept so the id can be checked. */
   readonly vary: string;
+  /** Request headers the response varies on beyond the key (variants.ts), lower case and sorted. */
+  readonly varyNames: readonly string[];
+  /** The storing request's values of `varyNames`: a request with other values is another variant. */
+  readonly varyValues: string;
   readonly status: number;
   readonly headers: Readonly<Record<string, string | string[]>>;
   readonly body: Buffer;
@@ -26,13 +30,12 @@ export interface CachedEntry {
   readonly initialAge: number;
   /** Epoch ms after which the entry is of no use even stale; the sweep removes it then. */
   readonly keepUntil: number;
-  /** `headers`, checked and serialised once for every hit to replay. */
-  readonly head: PreparedHead;
   /**
-   * The stored Date as the headers a hit hands Node beside its prepared head (which never holds a
-   * Date): with one given, Node does not write the time of the answer instead (RFC 9111 §4: a
-   * stored response keeps its Date; Age says how old it is). Made once, not per hit.
+   * `headers`, checked and serialised once for every hit to replay, the stored Date included: a
+   * hit carries the origin's Date, not the time of the answer (RFC 9111 §4; Age says how old it is).
    */
+  readonly head: PreparedHead;
+  /** The stored Date as headers of their own, for the answers written without the prepared head (304, 416). */
   readonly dated: Readonly<OutgoingHttpHeaders> | undefined;
   /** The last answer's head with its Age and X-Cache (respond.ts): the next reuses it while they stay the same. */
   lastAnswer: { age: number; xCache: string; head: PreparedHead } | undefined;
@@ -48,12 +51,12 @@ export type EntryFields = Omit<CachedEntry, 'head' | 'dated' | 'lastAnswer'>;
 export function newEntry(f: EntryFields): CachedEntry | undefined {
   let head: PreparedHead;
   try {
-    head = PreparedHead.of(f.headers);
+    head = PreparedHead.of(f.headers, true);
   } catch {
     return undefined;
   }
   return {
-    id: f.id, key: f.key, route: f.route, vary: f.vary, status: f.status, headers: f.headers, body: f.body,
+    id: f.id, key: f.key, route: f.route, vary: f.vary, varyNames: f.varyNames, varyValues: f.varyValues, status: f.status, headers: f.headers, body: f.body,
     storedAt: f.storedAt, ttl: f.ttl, initialAge: f.initialAge, keepUntil: f.keepUntil, head,
     dated: typeof f.headers.date === 'string' ? Object.freeze({ date: f.headers.date }) : undefined, lastAnswer: undefined,
   };
@@ -93,7 +96,8 @@ export function entrySize(entry: Pick<CachedEntry, 'body' | 'headers' | 'key' | 
   return size;
 }
 
-const FORMAT = 1;
+// 2: entries carry the Vary names and values of their variant.
+const FORMAT = 2;
 
 /** What the persistent tier stores: plain JSON, the body as base64. */
 export interface StoredEntry {
@@ -102,6 +106,8 @@ export interface StoredEntry {
   key: string;
   route: string;
   vary: string;
+  varyNames: string[];
+  varyValues: string;
   status: number;
   headers: Record<string, string | string[]>;
   body: string;
@@ -114,7 +120,8 @@ export interface StoredEntry {
 
 export function encodeEntry(entry: CachedEntry): StoredEntry {
   return {
-    v: FORMAT, id: entry.id, key: entry.key, route: entry.route, vary: entry.vary, status: entry.status,
+    v: FORMAT, id: entry.id, key: entry.key, route: entry.route, vary: entry.vary,
+    varyNames: [...entry.varyNames], varyValues: entry.varyValues, status: entry.status,
     headers: { ...entry.headers }, body: entry.body.toString('base64'), bodyBytes: entry.body.length,
     storedAt: entry.storedAt, ttl: entry.ttl, initialAge: entry.initialAge, keepUntil: entry.keepUntil,
   };
@@ -125,6 +132,7 @@ export function decodeEntry(id: string, raw: unknown): CachedEntry | undefined {
   if (typeof raw !== 'object' || raw === null) return undefined;
   const s = raw as Partial<StoredEntry>;
   if (s.v !== FORMAT || s.id !== id || typeof s.key !== 'string' || typeof s.route !== 'string' || typeof s.vary !== 'string') return undefined;
+  if (!Array.isArray(s.varyNames) || !s.varyNames.every((n) => typeof n === 'string') || typeof s.varyValues !== 'string') return undefined;
   if (!Number.isInteger(s.status) || s.status! < 100 || s.status! > 599) return undefined;
   if (!isNumber(s.storedAt) || !isNumber(s.ttl) || !isNumber(s.initialAge) || !isNumber(s.keepUntil) || !isNumber(s.bodyBytes)) return undefined;
   if (typeof s.body !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(s.body)) return undefined;
@@ -134,7 +142,7 @@ export function decodeEntry(id: string, raw: unknown): CachedEntry | undefined {
   const body = Buffer.from(s.body, 'base64');
   if (body.length !== s.bodyBytes) return undefined;
   return newEntry({
-    id, key: s.key, route: s.route, vary: s.vary, status: s.status!, headers: s.headers, body,
+    id, key: s.key, route: s.route, vary: s.vary, varyNames: s.varyNames, varyValues: s.varyValues, status: s.status!, headers: s.headers, body,
     storedAt: s.storedAt!, ttl: s.ttl!, initialAge: s.initialAge!, keepUntil: s.keepUntil!,
   });
 }

@@ -15,7 +15,7 @@ const strings = (description: string, fallback: readonly string[]) => ({ type: '
 export const cacheSchema = {
   type: 'object',
   properties: {
-    ttl: seconds("Forcing mode's TTL: how long a response stays fresh (seconds), unless a rule below says otherwise; with honourUpstreamCacheControl only for responses giving no lifetime (0: not stored).", 300),
+    ttl: seconds("How long a response that gives no lifetime of its own stays fresh (seconds; 0: it is not stored), unless a rule below says otherwise; in forcing mode (honourUpstreamCacheControl: false), every response's.", 0),
     ttlByContentType: {
       type: 'object', additionalProperties: { type: 'number', minimum: 0 }, default: {},
       description: 'TTL in seconds per content type, e.g. { "application/json": 3600, "image/*": 86400 }; the most specific pattern wins.',
@@ -48,13 +48,15 @@ export const cacheSchema = {
     bypassHeader: { type: 'string', default: 'x-cache-bypass', description: 'A request with this header (any value but 0/false/no) skips the cache; "" turns it off.' },
     bypassQuery: { type: 'string', default: 'nocache', description: 'A request with this query parameter skips the cache; "" turns it off.' },
     excludeQueryParams: strings('Query parameters left out of the key, and so never stored or shown.', ['api_key']),
-    vary: strings('Request headers that are part of the key; a response varying on any other header (but Accept-Encoding) is not stored.', []),
+    vary: strings('Request headers that are part of the key. A response varying on other headers is stored as variants (one per request values of them, RFC 9111 §4.1).', []),
+    maxVariants: { type: 'integer', minimum: 1, default: 16, description: 'Most variants kept per URL (Vary values: encodings, origins, languages…); past it the oldest other variant goes.' },
+    warmupHost: { type: 'string', default: 'localhost', description: 'Host the warm-up requests carry: keys hold the host, so this is the name clients use.' },
     honourUpstreamCacheControl: {
-      type: 'boolean', default: false,
-      description: "Standards mode: the upstream's s-maxage/max-age/Expires, less the age it arrived with, is the TTL; false (forcing mode) overrides them with the TTL options.",
+      type: 'boolean', default: true,
+      description: "Standards mode (the default): the upstream's s-maxage/max-age/Expires, less the age it arrived with, is the TTL; false (forcing mode) overrides them with the TTL options.",
     },
     targetedCacheControl: {
-      ...strings('Response headers targeted at this cache (RFC 9213), first present wins: such a field replaces Cache-Control and Expires for the caching decision; [] ignores them all.', ['cdn-cache-control']),
+      ...strings('Response headers targeted at this cache (RFC 9213, and Surrogate-Control of the Edge Architecture), first present wins: such a field replaces Cache-Control and Expires for the caching decision; [] ignores them all.', ['cdn-cache-control', 'surrogate-control']),
       items: { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' },
     },
     honourClientCacheControl: { type: 'boolean', default: false, description: 'Follow the request: no-cache revalidates, no-store bypasses, only-if-cached answers 504 on a miss.' },

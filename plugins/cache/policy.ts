@@ -11,12 +11,39 @@ export type CacheControl = Map<string, string | true>;
 export function parseCacheControl(value: string | string[] | number | undefined): CacheControl {
   const out: CacheControl = new Map();
   if (value === undefined) return out;
-  for (const part of String(value).split(',')) {
+  for (const part of directives(String(value))) {
     const eq = part.indexOf('=');
     const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase();
     if (name) out.set(name, eq === -1 ? true : part.slice(eq + 1).trim().replace(/^"|"$/g, ''));
   }
   return out;
+}
+
+/** The comma-separated directives of a field value; a comma inside a quoted string (`no-cache="a, b"`) is no separator. */
+function directives(value: string): string[] {
+  if (!value.includes('"')) return value.split(',');
+  const parts: string[] = [];
+  let start = 0;
+  let quoted = false;
+  for (let i = 0; i < value.length; i++) {
+    if (value[i] === '"') quoted = !quoted;
+    else if (value[i] === ',' && !quoted) {
+      parts.push(value.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(value.slice(start));
+  return parts;
+}
+
+/**
+ * The fields a qualified `no-cache="a, b"` names (RFC 9111 §5.2.2.4): the response may be stored
+ * and reused without them. Undefined for a plain no-cache, or none.
+ */
+export function noCacheFields(cc: CacheControl): string[] | undefined {
+  const value = cc.get('no-cache');
+  if (typeof value !== 'string' || value.trim() === '') return undefined;
+  return value.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean);
 }
 
 /** How the cache treats one request. */
@@ -84,50 +111,82 @@ export type ResponsePolicy =
 export function responsePolicy(status: number, headers: OutgoingHttpHeaders, options: CacheOptions, now: number, pathname = '', delaySeconds = 0): ResponsePolicy {
   const refuse = (reason: string, validationFailure = false): ResponsePolicy => ({ store: false, reason, validationFailure });
   // A part is never the whole: storing it would answer later requests with a fragment.
-  if (status === 206) return refuse('partial content');
-  const negative = status === 404 && options.negativeTtl > 0;
-  if (!negative && !options.statuses.includes(status)) return refuse(`status ${status}`);
+  if (status === 206 || status === 304 || status < 200) return refuse(`status ${status}`);
   if (headers['set-cookie'] !== undefined) return refuse('set-cookie');
   const { cc, targeted } = responseCacheControl(headers, options.targetedCacheControl);
-  if (cc.has('private') || cc.has('no-store') || cc.has('no-cache')) return refuse('cache-control');
+  // must-understand (RFC 9111 §5.2.2.3): a status this cache knows the rules for is stored as
+  // the other directives say, no-store aside; any other status is not stored at all.
+  const mustUnderstand = cc.has('must-understand');
+  if (mustUnderstand && !UNDERSTOOD_STATUSES.has(status)) return refuse('must-understand');
+  if (cc.has('private') || (cc.has('no-store') && !mustUnderstand)) return refuse('cache-control');
   const vary = headers.vary === undefined ? [] : String(headers.vary).split(',').map((v) => v.trim().toLowerCase()).filter(Boolean);
+  // Any other Vary makes variants (variants.ts); `*` matches no request.
   if (vary.includes('*')) return refuse('vary *');
-  // Varying on a header the key leaves out would hand one variant to everyone. Accept-Encoding is
-  // the exception: a hit checks that the client accepts the stored encoding (acceptsEncoding).
-  const keyed = new Set(options.vary.map((v) => v.toLowerCase()));
-  keyed.add('accept-encoding');
-  const unkeyed = vary.find((name) => !keyed.has(name));
-  if (unkeyed) return refuse(`vary ${unkeyed} is not in the key`);
+  const negative = status === 404 && options.negativeTtl > 0;
+  const lifetime = negative ? undefined : originLifetime(headers, cc, targeted, options, now);
+  // `statuses` lists what may be stored on the plugin's TTLs; a status the origin gave a
+  // lifetime of its own is stored whatever it is (RFC 9111 §3: explicit freshness makes it so).
+  if (!negative && lifetime === undefined && !options.statuses.includes(status)) return refuse(`status ${status}`);
   const type = contentTypeOf(headers['content-type']);
   if (status !== 204 && status !== 301 && !contentTypeAllowed(type, options.contentTypes)) {
     return refuse(`content type ${type || '(none)'} is not allowed`, true);
   }
   const length = headers['content-length'];
   if (length !== undefined && Number(length) > options.maxBodyBytes) return refuse('body too large');
-  const reported = reportedAge(headers);
-  const lifetime = negative ? undefined : originLifetime(headers, cc, targeted, options, now);
+  // No-cache, a lifetime of 0, or one used up on arrival: the response may still be stored, but
+  // only to be revalidated before each use — worth it when it has a validator to do that with.
+  const revalidateOnly = (reason: string): ResponsePolicy =>
+    options.revalidate && hasValidatorFields(status, headers) ? { store: true, ttl: 0, initialAge: 0 } : refuse(reason);
+  // A qualified no-cache only keeps its fields out of the stored response (tee drops them).
+  if (cc.has('no-cache') && noCacheFields(cc) === undefined) return revalidateOnly('cache-control');
+  const age = reportedAge(headers);
   if (lifetime === undefined) {
     // A configured TTL counts from now: the upstream's Age is shown, not held against it.
     const ttl = negative ? options.negativeTtl : configuredTtl(type, options, pathname);
-    return ttl > 0 ? { store: true, ttl, initialAge: Math.floor(reported) } : refuse('ttl 0');
+    if (ttl > 0) return { store: true, ttl, initialAge: Math.floor(age ?? 0) };
+    return options.honourUpstreamCacheControl ? revalidateOnly('ttl 0') : refuse('ttl 0');
   }
+  // An Age that is not one non-negative integer cannot be trusted to be small (RFC 9111 §5.1).
+  if (age === undefined) return revalidateOnly('invalid age');
   // RFC 9111 §4.2.3: the age on arrival is the larger of what the Age header says (plus the time
   // the exchange took) and how long ago the origin dated the response.
   const date = headerDate(headers.date, now);
   // Date counts whole seconds: the fraction since the origin's last second is no age.
   const apparent = date === undefined ? 0 : Math.max(0, Math.floor((now - date) / 1000));
-  const ageOnArrival = Math.max(apparent, reported > 0 ? reported + delaySeconds : 0);
-  if (lifetime <= 0) return refuse('ttl 0');
+  const ageOnArrival = Math.max(apparent, age > 0 ? age + delaySeconds : 0);
+  if (lifetime <= 0) return revalidateOnly('ttl 0');
   const ttl = lifetime - ageOnArrival;
-  return ttl > 0 ? { store: true, ttl, initialAge: Math.floor(ageOnArrival) } : refuse('stale on arrival');
+  return ttl > 0 ? { store: true, ttl, initialAge: Math.floor(ageOnArrival) } : revalidateOnly('stale on arrival');
 }
 
-/** The upstream's Age header in seconds; 0 when absent or not a number. */
-function reportedAge(headers: OutgoingHttpHeaders): number {
+/** Statuses whose caching rules this cache knows (for must-understand): RFC 9110's final ones. */
+const UNDERSTOOD_STATUSES: ReadonlySet<number> = new Set([
+  200, 201, 202, 203, 204, 300, 301, 302, 303, 307, 308,
+  400, 401, 403, 404, 405, 406, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426,
+  500, 501, 502, 503, 504, 505,
+]);
+
+/** A 2xx with an ETag or Last-Modified: a conditional request can check it (servers ignore conditionals on anything else). */
+export function hasValidatorFields(status: number, headers: Readonly<OutgoingHttpHeaders>): boolean {
+  if (status < 200 || status > 299) return false;
+  return typeof headers.etag === 'string' || typeof headers['last-modified'] === 'string';
+}
+
+/**
+ * The upstream's Age header in seconds: 0 when absent, undefined when it cannot be trusted. One
+ * field holding a list counts by its first member (RFC 9111 §5.1: `0,7200` is 0). Two Age fields
+ * (two lines, or two joined with ", " on the way, as RFC 9110 §5.3 combines them) mean a cache on
+ * the way added its own without removing the other's: no telling which is true. A value that is
+ * not a non-negative integer (`abc`, `-7200`, `7200.0`, `7200;foo=bar`) is no age either.
+ */
+function reportedAge(headers: OutgoingHttpHeaders): number | undefined {
   const value = headers.age;
   if (value === undefined) return 0;
-  const age = Number(Array.isArray(value) ? value[0] : value);
-  return Number.isFinite(age) && age > 0 ? age : 0;
+  if (Array.isArray(value)) return undefined;
+  const text = String(value);
+  if (text.includes(', ')) return undefined;
+  const first = text.split(',')[0]!.trim();
+  return /^\d+$/.test(first) ? Number(first) : undefined;
 }
 
 export function contentTypeOf(value: OutgoingHttpHeaders[string]): string {
@@ -156,10 +215,36 @@ export function responseCacheControl(headers: Readonly<OutgoingHttpHeaders>, tar
   for (const name of targets) {
     const value = headers[name] as string | string[] | undefined;
     if (value === undefined) continue;
-    const cc = parseCacheControl(value);
+    const cc = name === 'surrogate-control' ? parseSurrogateControl(value) : parseCacheControl(value);
     if (cc.size > 0 && validDirectives(cc)) return { cc, targeted: true };
   }
   return { cc: parseCacheControl(headers['cache-control'] as string | string[] | undefined), targeted: false };
+}
+
+/** The device token this cache announces in Surrogate-Capability, and answers to in Surrogate-Control. */
+export const SURROGATE_TOKEN = 'switchyard';
+export const SURROGATE_CAPABILITY = `${SURROGATE_TOKEN}="Surrogate/1.0"`;
+
+/**
+ * Surrogate-Control (W3C Edge Architecture 1.0): Cache-Control's syntax, but a directive may end
+ * in `;device`, and then applies to that device only. Those for this cache (SURROGATE_TOKEN) and
+ * those for every device are kept; a targeted one beats an untargeted one of the same name.
+ */
+function parseSurrogateControl(value: string | string[]): CacheControl {
+  const out: CacheControl = new Map();
+  const targeted = new Set<string>();
+  for (const part of String(value).split(',')) {
+    const semi = part.indexOf(';');
+    const device = semi === -1 ? undefined : part.slice(semi + 1).trim();
+    if (device !== undefined && device !== SURROGATE_TOKEN) continue;
+    const directive = parseCacheControl(semi === -1 ? part : part.slice(0, semi));
+    for (const [name, given] of directive) {
+      if (device === undefined && targeted.has(name)) continue;
+      if (device !== undefined) targeted.add(name);
+      out.set(name, given);
+    }
+  }
+  return out;
 }
 
 /** A targeted field is a structured dictionary: names are tokens, values integers or tokens. */
@@ -255,7 +340,8 @@ export function notModified(headers: IncomingHttpHeaders, entry: CachedEntry): b
     return wanted.includes('*') || wanted.some((t) => weak(t) === weak(etag));
   }
   const ims = headers['if-modified-since'];
-  const lastModified = entry.headers['last-modified'];
+  // Without a Last-Modified, the stored Date is when it was last known unchanged (RFC 9111 §4.3.2).
+  const lastModified = entry.headers['last-modified'] ?? entry.headers.date;
   if (ims === undefined || typeof lastModified !== 'string') return false;
   // An invalid date is ignored (RFC 9110 §13.1.3): the full response is the answer.
   const since = parseHttpDate(ims);
@@ -274,10 +360,17 @@ export function acceptsEncoding(headers: IncomingHttpHeaders, entry: CachedEntry
   // Codings applied one after the other (`gzip, br`): the client must read every one.
   for (const applied of String(coding).split(',')) {
     const name = canonicalCoding(applied);
-    if (name !== 'identity' && name !== '' && !accepts(headers['accept-encoding'], name)) return false;
+    if (KNOWN_CODINGS.has(name) && !accepts(headers['accept-encoding'], name)) return false;
   }
   return true;
 }
+
+/**
+ * The registered content codings a client may or may not read (IANA's registry, identity aside).
+ * Any other name is the origin's own business with its clients, as it is for a cache that follows
+ * Vary only: the stored answer is served as it is.
+ */
+const KNOWN_CODINGS: ReadonlySet<string> = new Set(['gzip', 'deflate', 'br', 'compress', 'zstd', 'aes128gcm', 'exi', 'pack200-gzip', 'dcb', 'dcz']);
 
 function accepts(accept: string | undefined, wanted: string): boolean {
   if (accept === undefined) return false;

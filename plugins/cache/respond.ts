@@ -5,7 +5,7 @@ import type { PreparedHead, Reply, RequestContext } from '../../core/index.js';
 import { clock } from './clock.js';
 import { ageOf, type CachedEntry } from './entry.js';
 import { notModified, NOT_MODIFIED_HEADERS } from './policy.js';
-import { byteRange, ifRangeHolds } from './range.js';
+import { byteRange, ifRangeHolds, multipartByteranges } from './range.js';
 import type { RouteStats } from './stats.js';
 
 export function answer(ctx: RequestContext, entry: CachedEntry, xCache: 'HIT' | 'STALE', stats: RouteStats): Reply {
@@ -24,7 +24,7 @@ export function answer(ctx: RequestContext, entry: CachedEntry, xCache: 'HIT' | 
   }
   // 204 and 304 have no body, and so no Content-Length either (RFC 9110 §8.6).
   const noBody = entry.status === 204 || entry.status === 304;
-  return { status: entry.status, head, headers: entry.dated, body: noBody ? undefined : entry.body };
+  return { status: entry.status, head, body: noBody ? undefined : entry.body };
 }
 
 /** A Range request's answer from the stored body: 206 or 416, or undefined for the whole body. */
@@ -34,13 +34,20 @@ function partialAnswer(ctx: RequestContext, entry: CachedEntry, head: PreparedHe
   const range = byteRange(ctx.req.headers.range!, size);
   if (range === undefined) return undefined;
   const headers: Record<string, string> = {};
-  if (entry.dated !== undefined) headers.date = entry.headers.date as string;
   if (range === 'unsatisfiable') {
+    if (entry.dated !== undefined) headers.date = entry.headers.date as string;
     headers['content-range'] = `bytes */${size}`;
     return { status: 416, headers, body: '' };
   }
-  headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
-  return { status: 206, head, headers, body: entry.body.subarray(range.start, range.end + 1) };
+  if (range.length === 1) {
+    const { start, end } = range[0]!;
+    headers['content-range'] = `bytes ${start}-${end}/${size}`;
+    return { status: 206, head, headers, body: entry.body.subarray(start, end + 1) };
+  }
+  const type = entry.headers['content-type'];
+  const multipart = multipartByteranges(entry.body, range, typeof type === 'string' ? type : undefined);
+  headers['content-type'] = multipart.contentType;
+  return { status: 206, head, headers, body: multipart.body };
 }
 
 /** The entry's prepared head with Age and X-Cache: made once a second or so, not per hit. */

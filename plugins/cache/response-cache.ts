@@ -2,18 +2,18 @@
 // method per stage it takes part in. index.ts makes it and taps the stages; the order of the
 // methods here is the order a request meets them.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { SwitchyardError, type PluginApi, type Reply, type RequestContext } from '../../core/index.js';
+import { SwitchyardError, type PluginApi, type Reply, type RequestContext, type SentResponse } from '../../core/index.js';
 import type { CacheInstance } from './admin.js';
-import { BodyTee } from './body-tee.js';
-import { cacheKey, keyMaker, type CacheKey } from './cache-key.js';
+import { cacheKey, forwardedPart, keyMaker, type CacheKey } from './cache-key.js';
 import { clock } from './clock.js';
 import { Flights, type Flight } from './coalesce.js';
 import { freshUntil, newEntry, storableHeaders, type CachedEntry } from './entry.js';
 import type { CacheOptions } from './index.js';
 import { MemoryTier } from './memory-tier.js';
 import { PersistentTier } from './persistent-tier.js';
-import { acceptsEncoding, notModified, NOT_MODIFIED_HEADERS, requestPolicy, responsePolicy, staleAllowance, type RequestPolicy } from './policy.js';
-import { deleteHeader, fieldsNotRepeated, hasValidators, setValidators, StoredBody } from './revalidate.js';
+import { acceptsEncoding, hasValidatorFields, noCacheFields, notModified, responseCacheControl, NOT_MODIFIED_HEADERS, requestPolicy, responsePolicy, staleAllowance, SURROGATE_CAPABILITY, type RequestPolicy } from './policy.js';
+import { matchOf, sameNames, variantId, varyNames, type VaryMatch } from './variants.js';
+import { deleteHeader, fieldsNotRepeated, hasValidators, keepRepresentationFields, setValidators, StoredBody } from './revalidate.js';
 import { answer } from './respond.js';
 import { isOwnRefresh, REFRESH_HEADER, refreshHeaders, selfRequest } from './self-request.js';
 import { createWarmUp, type WarmUp } from './warm-up.js';
@@ -34,6 +34,8 @@ interface RequestState {
    */
   clientConditionals?: IncomingHttpHeaders;
   flight?: Flight;
+  /** What the URL's own id held when looked up (null: nothing): where a new variant goes depends on it. */
+  primary?: CachedEntry | null;
   /** The complete response, to write to the persistent tier once it went out. */
   entry?: CachedEntry;
   stats?: RouteStats;
@@ -43,6 +45,9 @@ interface RequestState {
 const newRequestState = (): RequestState => ({});
 
 const NAME = 'cache';
+
+/** How long past its freshness an entry with a validator is kept to be revalidated (seconds). */
+const REVALIDATION_KEEP_SECONDS = 600;
 
 /** Methods that change nothing at the origin (RFC 9110 §9.2.1); any other may, PURGE aside. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PURGE']);
@@ -55,10 +60,18 @@ export class ResponseCache implements CacheInstance {
   readonly flights: Flights;
   readonly exclude: ReadonlySet<string>;
   private readonly vary: readonly string[];
-  private readonly keyOf: (route: string, url: string, headers: IncomingHttpHeaders) => CacheKey;
+  private readonly keyed: ReadonlySet<string>;
+  private readonly keyOf: (route: string, url: string, headers: IncomingHttpHeaders, forwarded?: string) => CacheKey;
+  /** The variant ids stored per URL id besides the URL's own, oldest first: at most maxVariants - 1. */
+  private readonly variantIds = new Map<string, string[]>();
+  /** Route and reason of refusals already logged: a user hears of each once, not per request. */
+  private readonly refusalsLogged = new Set<string>();
   private readonly refreshing = new Set<string>();
+  /** Surrogate-Control is read: the upstream is told this cache's device token. */
+  private readonly surrogate: boolean;
   private readonly warmUp: WarmUp;
   private readonly sweeper: NodeJS.Timeout;
+  private readonly stopListening: () => void;
 
   constructor(private readonly api: PluginApi, private readonly options: CacheOptions) {
     this.route = api.route?.name ?? '*';
@@ -70,10 +83,13 @@ export class ResponseCache implements CacheInstance {
     this.flights = api.state(() => new Flights(), 'flights');
     this.exclude = new Set(options.excludeQueryParams.map((p) => p.toLowerCase()));
     this.vary = options.vary.map((h) => h.toLowerCase());
+    this.keyed = new Set(this.vary);
     this.keyOf = keyMaker(this.exclude, this.vary);
-    this.warmUp = createWarmUp(api, options.warmup);
+    this.surrogate = options.targetedCacheControl.includes('surrogate-control');
+    this.warmUp = createWarmUp(api, options.warmup, options.warmupHost);
     this.sweeper = setInterval(() => this.sweep(), options.sweepInterval * 1000);
     this.sweeper.unref();
+    this.stopListening = api.channel.subscribe((message) => this.invalidatedElsewhere(message));
   }
 
   warm(): Promise<WarmResult[]> {
@@ -98,22 +114,66 @@ export class ResponseCache implements CacheInstance {
     const policy = requestPolicy(ctx.req.method ?? 'GET', ctx.pathname, ctx.url, ctx.req.headers, this.options);
     // The cache's own refresh or warm-up request goes to the upstream and stores what it gets.
     if (ours) Object.assign(policy, { lookup: false, onlyIfCached: false });
+    // A GET or HEAD with a body goes upstream with it, and the key does not hold it: an answer built
+    // from it must not be stored for everyone, nor one stored for everyone answer it.
+    if (ctx.hasBody) policy.bypass ??= 'body';
+    const headers = ctx.req.headers;
+    // What a trusted proxy forwarded of host and scheme is keyed; a path it rewrote is not (and
+    // from anyone else the core drops these headers).
+    const trusted = ctx.fromTrustedProxy;
+    if (trusted && (headers['x-original-url'] !== undefined || headers['x-rewrite-url'] !== undefined)) policy.bypass ??= 'rewritten path';
     if (policy.bypass) {
       st.xCache = 'BYPASS';
       counters.bypassed++;
       return undefined;
     }
-    const key = st.key = this.keyOf(ctx.route!.name, ctx.url, ctx.req.headers);
+    const key = st.key = this.keyOf(ctx.route!.name, ctx.url, headers, trusted ? forwardedPart(headers) : '');
     if (!policy.lookup) return this.validateOnly(ctx, st, policy);
     const inMemory = this.memory.get(key.id);
-    if (inMemory) {
+    // The common hit: the URL's own entry, varying on nothing, or on values this request shares.
+    if (inMemory && (inMemory.varyNames.length === 0 || matchOf(inMemory.varyNames, headers).values === inMemory.varyValues)) {
+      st.primary = inMemory;
       this.persistent?.touch(key.id);
       return this.lookedUp(ctx, st, policy, inMemory, 'memory');
     }
-    if (!this.persistent) return this.lookedUp(ctx, st, policy, undefined, 'memory');
-    return this.persistent.get(key.id).then((stored) => {
+    const found = this.find(st, headers, inMemory);
+    if (!(found instanceof Promise)) return this.lookedUp(ctx, st, policy, found.entry, found.tier);
+    return found.then((f) => this.lookedUp(ctx, st, policy, f.entry, f.tier));
+  }
+
+  /**
+   * The stored response for this request: the URL's own entry when its Vary values are this
+   * request's, else the variant they select (variants.ts). In memory first, then in the store;
+   * synchronous when memory settles it. `inMemory` is what memory holds under the URL's id, when
+   * the caller looked already.
+   */
+  private find(st: RequestState, headers: IncomingHttpHeaders, inMemory?: CachedEntry): Found | Promise<Found> {
+    const id = st.key!.id;
+    const primary = inMemory ?? this.memory.get(id);
+    if (primary || !this.persistent) return this.variantOf(st, headers, primary, 'memory');
+    return this.persistent.get(id).then((stored) => {
       if (stored) this.memory.set(stored);
-      return this.lookedUp(ctx, st, policy, stored, 'persistent');
+      return this.variantOf(st, headers, stored, 'persistent');
+    });
+  }
+
+  private variantOf(st: RequestState, headers: IncomingHttpHeaders, primary: CachedEntry | undefined, tier: Tier): Found | Promise<Found> {
+    st.primary = primary ?? null;
+    if (!primary) return { entry: undefined, tier };
+    if (tier === 'memory') this.persistent?.touch(primary.id);
+    if (primary.varyNames.length === 0) return { entry: primary, tier };
+    const match = matchOf(primary.varyNames, headers);
+    if (match.values === primary.varyValues) return { entry: primary, tier };
+    const { id } = variantId(st.key!, match);
+    const matches = (entry: CachedEntry | undefined) => (entry !== undefined && entry.varyValues === match.values ? entry : undefined);
+    const inMemory = this.memory.get(id);
+    if (inMemory || !this.persistent) {
+      if (inMemory) this.persistent?.touch(id);
+      return { entry: matches(inMemory), tier: 'memory' };
+    }
+    return this.persistent.get(id).then((stored) => {
+      if (stored) this.memory.set(stored);
+      return { entry: matches(stored), tier: 'persistent' as Tier };
     });
   }
 
@@ -152,14 +212,13 @@ export class ResponseCache implements CacheInstance {
    */
   private validateOnly(ctx: RequestContext, st: RequestState, policy: RequestPolicy): undefined | Promise<Reply | undefined> {
     if (!this.options.revalidate || ctx.req.method !== 'GET') return this.goUpstream(ctx, st, policy);
-    const id = st.key!.id;
-    const inMemory = this.memory.get(id);
-    if (inMemory || !this.persistent) {
-      st.revalidating = this.revalidatable(ctx, inMemory);
+    const found = this.find(st, ctx.req.headers);
+    if (!(found instanceof Promise)) {
+      st.revalidating = this.revalidatable(ctx, found.entry);
       return this.goUpstream(ctx, st, policy);
     }
-    return this.persistent.get(id).then((stored) => {
-      st.revalidating = this.revalidatable(ctx, stored);
+    return found.then((f) => {
+      st.revalidating = this.revalidatable(ctx, f.entry);
       return this.goUpstream(ctx, st, policy);
     });
   }
@@ -172,12 +231,14 @@ export class ResponseCache implements CacheInstance {
 
   /** A miss: join a request already on its way for this key, or lead one. */
   private goUpstream(ctx: RequestContext, st: RequestState, policy: RequestPolicy): undefined | Promise<Reply | undefined> {
+    if (this.surrogate) announceSurrogate(ctx.outgoing.headers);
     if (ctx.req.method !== 'GET') return undefined;
     if (this.options.coalesce && policy.lookup) {
       const leader = this.flights.get(st.key!.id);
       if (leader) {
         return this.flights.wait(leader, this.options.coalesceWaitMs).then((entry) => {
-          if (entry && acceptsEncoding(ctx.req.headers, entry)) {
+          // The leader's answer may be another variant than this request's.
+          if (entry && acceptsEncoding(ctx.req.headers, entry) && matchOf(entry.varyNames, ctx.req.headers).values === entry.varyValues) {
             st.stats!.coalesced++;
             st.stats!.bytesServed.memory += entry.body.length;
             return answer(ctx, entry, 'HIT', st.stats!);
@@ -225,7 +286,7 @@ export class ResponseCache implements CacheInstance {
     const api = this.api;
     if (!api.isAdmin(ctx.req)) throw new SwitchyardError(api.config.server.admin.key ? 'SY_ERR_ADMIN_UNAUTHORIZED' : 'SY_ERR_ADMIN_KEY_NOT_SET');
     // The variant this request's headers select, even if the index lost track of it.
-    const direct = cacheKey(ctx.route!.name, ctx.url, ctx.req.headers, this.exclude, this.vary);
+    const direct = cacheKey(ctx.route!.name, ctx.url, ctx.req.headers, this.exclude, this.vary, ctx.fromTrustedProxy ? forwardedPart(ctx.req.headers) : '');
     const removed = await this.evict(direct, true);
     api.log.info({ audit: 'cache.purge', who: 'admin-key holder', from: ctx.clientIp, key: direct.readable, removed }, 'cache entry purged');
     return { status: removed > 0 ? 200 : 404, json: { key: direct.readable, purged: removed } };
@@ -238,7 +299,7 @@ export class ResponseCache implements CacheInstance {
    */
   private async evict(key: CacheKey, everyVariant: boolean): Promise<number> {
     const ids = new Set<string>();
-    if (everyVariant || this.vary.length > 0) {
+    if (everyVariant || this.vary.length > 0 || this.variantIds.size > 0) {
       const ofThisUrl = (id: string, readable: string, route: string) => {
         const hit = route === key.route && readable === key.readable;
         if (hit) ids.add(id);
@@ -275,28 +336,88 @@ export class ResponseCache implements CacheInstance {
       } else {
         st.stats!.uncacheable++;
       }
+      this.refused(ctx, decision.reason);
       return st.flight?.settle();
     }
-    this.tee(ctx, st, st.key, response.status, response.headers, decision.ttl, decision.initialAge, now);
+    const { ttl, initialAge } = decision;
+    // What is kept is what the client got: the body after every transform (an encoder's, in
+    // beforeSend) and the head as written, so a hit replays those bytes instead of encoding again.
+    ctx.keepSentResponse(this.options.maxBodyBytes, (sent) => this.keep(ctx, st, sent, ttl, initialAge, now));
   }
 
-  /** Copies the body on its way to the client; once whole, it becomes an entry in memory. */
-  private tee(ctx: RequestContext, st: RequestState, key: CacheKey, status: number, given: OutgoingHttpHeaders, ttl: number, initialAge: number, now: number): void {
-    const headers = storableHeaders(given);
-    const declared = given['content-length'];
-    ctx.transformResponseBody(new BodyTee(this.options.maxBodyBytes, (body) => {
-      // A body shorter than announced was cut off: never keep half a response.
-      if (declared !== undefined && Number(declared) !== body.length) return st.flight?.settle();
-      const entry = newEntry({
-        id: key.id, key: key.readable, route: key.route, vary: key.vary, status, headers, body,
-        storedAt: now, ttl, initialAge, keepUntil: this.keepUntil(now, ttl, headers),
-      });
-      if (!entry) return st.flight?.settle();
-      this.memory.set(entry);
-      st.stats!.stored++;
-      st.entry = entry;
-      st.flight?.settle(entry);
-    }), { preservesLength: true });
+  /** The response went out whole: it becomes an entry (a variant, if it varies) in memory. */
+  private keep(ctx: RequestContext, st: RequestState, sent: SentResponse, ttl: number, initialAge: number, now: number): void {
+    const key = st.key!;
+    const declared = sent.headers['content-length'];
+    // A body shorter than announced was cut off: never keep half a response.
+    if (declared !== undefined && Number(declared) !== sent.body.length) return st.flight?.settle();
+    const headers = storableHeaders(sent.headers);
+    // A qualified no-cache="a, b" keeps only the fields it names out of the stored response.
+    const unstored = noCacheFields(responseCacheControl(sent.headers, this.options.targetedCacheControl).cc);
+    if (unstored) for (const name of unstored) delete headers[name];
+    const names = varyNames(headers.vary, this.keyed);
+    if (names === undefined) {
+      // Vary: * (a plugin's, in beforeSend): no request can be matched to it (RFC 9111 §4.1).
+      st.stats!.uncacheable++;
+      this.refused(ctx, 'vary *');
+      return st.flight?.settle();
+    }
+    const match = matchOf(names, ctx.req.headers);
+    const at = this.placeOf(st, key, match);
+    const entry = newEntry({
+      id: at.id, key: key.readable, route: key.route, vary: at.vary, varyNames: match.names, varyValues: match.values,
+      status: sent.status, headers, body: sent.body, storedAt: now, ttl, initialAge, keepUntil: this.keepUntil(now, ttl, headers, sent.status),
+    });
+    if (!entry) return st.flight?.settle();
+    this.memory.set(entry);
+    if (at.id !== key.id) this.boundVariants(ctx, key.id, at.id);
+    st.stats!.stored++;
+    st.entry = entry;
+    st.flight?.settle(entry);
+  }
+
+  /**
+   * Where a response with these Vary values is stored: under the URL's own id unless that holds
+   * another variant of the same Vary names, which stays (nginx does likewise); a response whose
+   * Vary names changed replaces it.
+   */
+  private placeOf(st: RequestState, key: CacheKey, match: VaryMatch): { id: string; vary: string } {
+    const primary = st.primary;
+    if (match.names.length === 0 || !primary || !sameNames(primary.varyNames, match.names) || primary.varyValues === match.values) return { id: key.id, vary: key.vary };
+    return variantId(key, match);
+  }
+
+  /** At most maxVariants per URL (its own entry included): the oldest other variant goes first. */
+  private boundVariants(ctx: RequestContext, urlId: string, id: string): void {
+    let ids = this.variantIds.get(urlId);
+    if (ids === undefined) {
+      // Bounded like the memory tier: past it the bookkeeping starts afresh (the tiers bound the entries).
+      if (this.variantIds.size >= this.options.memory.maxEntries) this.variantIds.clear();
+      this.variantIds.set(urlId, ids = []);
+    }
+    const at = ids.indexOf(id);
+    if (at !== -1) ids.splice(at, 1);
+    ids.push(id);
+    while (ids.length > this.options.maxVariants - 1) {
+      const oldest = ids.shift()!;
+      this.memory.delete(oldest);
+      void this.persistent?.delete(oldest);
+      this.refused(ctx, 'too many variants');
+    }
+  }
+
+  /**
+   * Says once per route, at warn, why answers are not stored when a user can change it: an option
+   * of this plugin, or the upstream's headers. Per request it would flood the log.
+   */
+  private refused(ctx: RequestContext, reason: string): void {
+    const kind = refusalKind(reason);
+    if (kind === undefined) return;
+    const route = ctx.route!.name;
+    const seen = `${route}\u0000${kind.kind}`;
+    if (this.refusalsLogged.has(seen)) return;
+    this.refusalsLogged.add(seen);
+    this.api.log.warn({ route, reason, fix: kind.fix }, 'cache: answers on this route are not stored (logged once per route and reason)');
   }
 
   /**
@@ -319,8 +440,10 @@ export class ResponseCache implements CacheInstance {
     const counters = st.stats!;
     counters.revalidated++;
     const now = clock.now();
+    keepVariantFields(stored, response.headers);
     const added = fieldsNotRepeated(stored, response.headers);
     const hasBody = stored.status !== 204;
+    keepRepresentationFields(stored, response.headers);
     const updated: OutgoingHttpHeaders = { ...response.headers, ...added };
     deleteHeader(updated, 'content-length');
     if (hasBody) updated['content-length'] = String(stored.body.length);
@@ -328,8 +451,8 @@ export class ResponseCache implements CacheInstance {
     const ttl = decision.store ? decision.ttl : 0;
     // Undefined only for a header Node refuses to write, and writing this answer would fail on it anyway.
     const entry = newEntry({
-      id: stored.id, key: stored.key, route: stored.route, vary: stored.vary, status: stored.status, body: stored.body,
-      headers: storableHeaders(updated), storedAt: now, ttl, initialAge: decision.store ? decision.initialAge : 0, keepUntil: this.keepUntil(now, ttl, updated),
+      id: stored.id, key: stored.key, route: stored.route, vary: stored.vary, varyNames: stored.varyNames, varyValues: stored.varyValues, status: stored.status, body: stored.body,
+      headers: storableHeaders(updated), storedAt: now, ttl, initialAge: decision.store ? decision.initialAge : 0, keepUntil: this.keepUntil(now, ttl, updated, stored.status),
     })!;
     if (decision.store) {
       this.memory.set(entry);
@@ -370,13 +493,41 @@ export class ResponseCache implements CacheInstance {
       const path = sameHostPath(headers[name], ctx);
       if (path !== undefined && !targets.includes(path)) targets.push(path);
     }
-    for (const url of targets) await this.evict(cacheKey(route, url, ctx.req.headers, this.exclude, this.vary), false);
+    const forwarded = ctx.fromTrustedProxy ? forwardedPart(ctx.req.headers) : '';
+    const keys = targets.map((url) => cacheKey(route, url, ctx.req.headers, this.exclude, this.vary, forwarded));
+    for (const key of keys) await this.evict(key, false);
+    // Every process sharing the store drops its memory copies too, before the client hears back.
+    const message: Invalidation = { route, ids: keys.map((k) => k.id), keys: keys.map((k) => k.readable) };
+    try {
+      await this.api.channel.publish(JSON.stringify(message));
+    } catch (err) {
+      ctx.log.warn({ err: (err as Error).message }, 'invalidation could not be sent to the other instances');
+    }
+  }
+
+  /** Another process (or this one) invalidated entries: the memory copies of this route's go. */
+  private invalidatedElsewhere(text: string): void {
+    let message: Invalidation;
+    try {
+      message = JSON.parse(text) as Invalidation;
+    } catch {
+      return;
+    }
+    if ((this.route !== '*' && message.route !== this.route) || !Array.isArray(message.ids) || !Array.isArray(message.keys)) return;
+    for (const id of message.ids) if (typeof id === 'string') this.memory.delete(id);
+    // Variants are stored under ids of their own: they go by their readable key, as in evict().
+    if (this.vary.length > 0 || this.variantIds.size > 0) {
+      const readable = new Set(message.keys);
+      this.memory.deleteWhere((e) => e.route === message.route && readable.has(e.key));
+    }
   }
 
   /** When an entry stored now with this lifetime is of no use any more, even stale. */
-  private keepUntil(now: number, ttl: number, headers: OutgoingHttpHeaders): number {
+  private keepUntil(now: number, ttl: number, headers: OutgoingHttpHeaders, status: number): number {
     const allowed = staleAllowance(headers, this.options);
-    return now + (ttl + Math.max(allowed.whileRevalidate, allowed.ifError)) * 1000;
+    // An entry a conditional request can check stays to be revalidated (nginx's `inactive`).
+    const revalidation = this.options.revalidate && hasValidatorFields(status, headers) ? REVALIDATION_KEEP_SECONDS : 0;
+    return now + (ttl + Math.max(allowed.whileRevalidate, allowed.ifError, revalidation)) * 1000;
   }
 
   // ---- cacheStore, error, done ----
@@ -410,9 +561,23 @@ export class ResponseCache implements CacheInstance {
 
   async dispose(): Promise<void> {
     clearInterval(this.sweeper);
+    this.stopListening();
     this.warmUp.dispose();
     await this.persistent?.flush();
   }
+}
+
+/** What an invalidation tells the other processes: the route, and the ids and readable keys that went. */
+interface Invalidation {
+  route: string;
+  ids: string[];
+  keys: string[];
+}
+
+/** Surrogate-Capability (Edge Architecture 1.0): each surrogate on the way adds its device token. */
+function announceSurrogate(headers: IncomingHttpHeaders): void {
+  const given = headers['surrogate-capability'];
+  headers['surrogate-capability'] = given === undefined ? SURROGATE_CAPABILITY : `${given}, ${SURROGATE_CAPABILITY}`;
 }
 
 /**
@@ -430,4 +595,28 @@ function sameHostPath(value: OutgoingHttpHeaders[string], ctx: RequestContext): 
   }
   if (url.host !== host && url.host !== ctx.upstream?.target.host) return undefined;
   return url.pathname + url.search;
+}
+
+interface Found {
+  entry: CachedEntry | undefined;
+  tier: Tier;
+}
+
+/**
+ * A 304 speaks of the upstream's representation; a stored variant's Vary may name what a plugin
+ * added in beforeSend (cors's Origin, compression's Accept-Encoding), and it is what the variant
+ * was matched by: it stays. (Content-Encoding and ETag stay by keepRepresentationFields.)
+ */
+function keepVariantFields(stored: CachedEntry, given: OutgoingHttpHeaders): void {
+  if (stored.headers.vary !== undefined) deleteHeader(given, 'vary');
+}
+
+/** The refusals a user can do something about, and what; the rest (a TTL of 0 by design, a stale arrival) are not worth a line. */
+function refusalKind(reason: string): { kind: string; fix: string } | undefined {
+  if (reason.startsWith('status ')) return { kind: 'status', fix: 'the statuses option lists the statuses that may be stored' };
+  if (reason.startsWith('content type ')) return { kind: 'content type', fix: 'the contentTypes option lists the types that may be stored' };
+  if (reason === 'body too large') return { kind: reason, fix: 'raise maxBodyBytes' };
+  if (reason === 'too many variants') return { kind: reason, fix: 'raise maxVariants, or key the header the answers vary on with the vary option' };
+  if (reason === 'set-cookie' || reason === 'cache-control' || reason === 'vary *') return { kind: reason, fix: `the upstream's ${reason} forbids sharing the answer` };
+  return undefined;
 }

@@ -5,17 +5,22 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { CachedEntry } from './entry.js';
+import { hasValidatorFields } from './policy.js';
 
 /** An entry a conditional request can check: a 2xx (servers ignore conditionals on anything else) with an ETag or Last-Modified. */
 export function hasValidators(entry: CachedEntry): boolean {
-  if (entry.status < 200 || entry.status > 299) return false;
-  return typeof entry.headers.etag === 'string' || typeof entry.headers['last-modified'] === 'string';
+  return hasValidatorFields(entry.status, entry.headers);
 }
 
-/** Sets If-None-Match / If-Modified-Since from the stored entry's ETag / Last-Modified, in place. */
+/**
+ * Sets If-None-Match / If-Modified-Since from the stored entry's ETag / Last-Modified, in place.
+ * A weak ETag goes in both forms: it may be the upstream's strong one that the compression plugin
+ * weakened on an encoded variant, and an origin comparing strictly (If-None-Match wants the weak
+ * comparison, RFC 9110 §13.1.2, not every origin does it) still recognises its own.
+ */
 export function setValidators(headers: IncomingHttpHeaders, entry: CachedEntry): void {
   const { etag, 'last-modified': lastModified } = entry.headers;
-  if (typeof etag === 'string') headers['if-none-match'] = etag;
+  if (typeof etag === 'string') headers['if-none-match'] = etag.startsWith('W/') ? `${etag.slice(2)}, ${etag}` : etag;
   if (typeof lastModified === 'string') headers['if-modified-since'] = lastModified;
 }
 
@@ -29,6 +34,21 @@ export function fieldsNotRepeated(stored: CachedEntry, given: OutgoingHttpHeader
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(stored.headers)) if (!present.has(name)) out[name] = value;
   return out;
+}
+
+/**
+ * Fields that describe the stored body itself, which a 304 does not change (its validator
+ * already named that body): the stored values stay, whatever the 304 says.
+ */
+const STORED_REPRESENTATION_FIELDS = ['content-encoding', 'content-md5', 'content-range', 'etag'];
+
+/** Puts the stored body's own fields back over those a 304 sent, in place. */
+export function keepRepresentationFields(stored: CachedEntry, headers: OutgoingHttpHeaders): void {
+  for (const name of STORED_REPRESENTATION_FIELDS) {
+    deleteHeader(headers, name);
+    const value = stored.headers[name];
+    if (value !== undefined) headers[name] = value;
+  }
 }
 
 /** Removes a header whatever the case of its name (plugins may have set `Content-Length`). */

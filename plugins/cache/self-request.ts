@@ -14,9 +14,9 @@ export function isOwnRefresh(ctx: RequestContext): boolean {
   return ctx.injected && ctx.req.headers[REFRESH_HEADER] !== undefined;
 }
 
-const DROPPED = ['if-none-match', 'if-modified-since', 'cache-control', 'pragma', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'host'];
+const DROPPED = ['if-none-match', 'if-modified-since', 'cache-control', 'pragma', 'content-length', 'transfer-encoding', 'connection', 'keep-alive'];
 
-/** The headers a refresh of the client's request sends: the client's, minus conditionals. */
+/** The headers a refresh of the client's request sends: the client's (Host too: it is keyed), minus conditionals. */
 export function refreshHeaders(client: IncomingHttpHeaders): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(client)) if (value !== undefined && !DROPPED.includes(name)) headers[name] = value;

@@ -20,7 +20,7 @@ const STARTING_RETRY_MS = 250;
 /** What an in-process request answers while the proxy is still starting (core/server.ts). */
 const NOT_READY = 503;
 
-export function createWarmUp(api: PluginApi, paths: readonly string[]): WarmUp {
+export function createWarmUp(api: PluginApi, paths: readonly string[], host: string): WarmUp {
   let pending = paths.length > 0;
   let timer: NodeJS.Timeout | undefined;
   let disposed = false;
@@ -30,7 +30,7 @@ export function createWarmUp(api: PluginApi, paths: readonly string[]): WarmUp {
     const results: WarmResult[] = [];
     for (const path of paths) {
       try {
-        results.push({ path, status: await selfRequest(api, path) });
+        results.push({ path, status: await selfRequest(api, path, { host }) });
       } catch (err) {
         results.push({ path, error: (err as Error).message });
       }

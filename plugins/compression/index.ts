@@ -2,14 +2,13 @@
 // flushed per write for chunked bodies, on every answer (proxied, cached, Switchyard's own); event
 // streams, encoded bodies, media and small bodies pass as they are.
 import type { OutgoingHttpHeaders } from 'node:http';
-import type { Transform } from 'node:stream';
-import zlib from 'node:zlib';
 import type { FromSchema } from 'json-schema-to-ts';
 import { definePlugin, Stage, type RequestContext } from '../../core/index.js';
+import { encoderFor, type Encoding } from './encode.js';
 
 export const name = 'compression';
 
-export type Encoding = 'br' | 'gzip';
+export type { Encoding } from './encode.js';
 
 export const schema = {
   type: 'object',
@@ -71,11 +70,12 @@ export default definePlugin({
     // the cache keeps one identity copy and each client gets its own encoding, hits included.
     api.hooks.beforeSend.tap({ name, stage: Stage.OBSERVE }, (ctx) => {
       const response = ctx.response!;
-      // Without a length the body is a stream of unknown size (chunked): flush each write, so
-      // whatever the upstream sent reaches the client now, not when zlib's buffer fills.
-      const chunked = response.headers['content-length'] === undefined;
+      // Without a length the body is a stream of unknown size (chunked): it is encoded as it
+      // comes, each write flushed; with one, in one call (encode.ts).
+      const declared = response.headers['content-length'];
+      const length = declared === undefined ? undefined : Number(declared);
       const encoding = decide(ctx, response.status, response.headers);
-      if (encoding) ctx.transformResponseBody(encoder(encoding, options, chunked));
+      if (encoding) ctx.transformResponseBody(encoderFor(encoding, options, Number.isFinite(length) ? length : undefined));
     });
   },
 });
@@ -125,15 +125,4 @@ function addVary(headers: OutgoingHttpHeaders): void {
   const names = vary.split(',').map((v) => v.trim().toLowerCase());
   if (names.includes('accept-encoding') || names.includes('*')) return;
   headers.vary = vary.trim() ? `${vary}, Accept-Encoding` : 'Accept-Encoding';
-}
-
-function encoder(encoding: Encoding, options: CompressionOptions, flushEachWrite: boolean): Transform {
-  const { constants } = zlib;
-  if (encoding === 'br') {
-    return zlib.createBrotliCompress({
-      params: { [constants.BROTLI_PARAM_QUALITY]: options.brotliQuality },
-      ...(flushEachWrite ? { flush: constants.BROTLI_OPERATION_FLUSH } : {}),
-    });
-  }
-  return zlib.createGzip({ level: options.gzipLevel, ...(flushEachWrite ? { flush: constants.Z_SYNC_FLUSH } : {}) });
 }

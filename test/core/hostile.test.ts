@@ -45,6 +45,9 @@ describe('forwarding headers a client made up', () => {
     'X-Forwarded-For: 203.0.113.66',
     'X-Forwarded-Proto: https',
     'X-Forwarded-Host: evil.example',
+    // IIS URL Rewrite, Symfony and Laravel route by these instead of the request line.
+    'X-Original-URL: /admin/delete-everything',
+    'X-Rewrite-URL: /admin/delete-everything',
   ].join('\r\n');
 
   test('from a peer that is not a trusted proxy, they are dropped or replaced by what this hop saw', async () => {
@@ -56,6 +59,9 @@ describe('forwarding headers a client made up', () => {
     assert.equal(headers.forwarded, undefined);
     assert.equal(headers['x-real-ip'], undefined);
     assert.equal(headers['x-forwarded-port'], undefined);
+    assert.equal(headers['x-original-url'], undefined, 'an upstream would route by it, past every path check made here');
+    assert.equal(headers['x-rewrite-url'], undefined);
+    assert.equal(lastSeen().url, '/who');
     assert.equal(headers['x-forwarded-for'], '127.0.0.1');
     assert.equal(headers['x-forwarded-proto'], 'http');
     assert.equal(headers['x-forwarded-host'], 'front.example');
@@ -70,6 +76,7 @@ describe('forwarding headers a client made up', () => {
     assert.equal(headers.forwarded, 'for=203.0.113.66;host=evil.example;proto=https, for=127.0.0.1;proto=http');
     assert.equal(headers['x-real-ip'], '203.0.113.66');
     assert.equal(headers['x-forwarded-port'], '8443');
+    assert.equal(headers['x-original-url'], '/admin/delete-everything', 'a trusted proxy may have rewritten the path itself');
     assert.equal(headers['x-forwarded-for'], '203.0.113.66, 127.0.0.1');
     assert.equal(headers['x-forwarded-proto'], 'https');
     assert.equal(headers['x-forwarded-host'], 'evil.example');

@@ -46,5 +46,5 @@ test('with Vary, keys are made per request: the header values take part', () => 
   const de = keyOf('api', '/3/movie/550', { 'accept-language': 'de' });
   const fr = keyOf('api', '/3/movie/550', { 'accept-language': 'fr' });
   assert.notEqual(de.id, fr.id);
-  assert.equal(de.vary, '\naccept-language: de');
+  assert.equal(de.vary, '\nhost: \naccept-language: de');
 });

@@ -78,13 +78,37 @@ describe('the cache on Redis', { skip }, () => {
   test('two instances share one Redis: what one stored, the other serves', { timeout: 60_000 }, async () => {
     const one = await yard();
     const two = await yard();
-    assert.equal((await get(one, '/shared')).headers.get('x-cache'), 'MISS');
+    // Behind one name, as instances behind a load balancer are: keys hold the Host.
+    const asServed = { headers: { host: 'api.example' } };
+    assert.equal((await get(one, '/shared', asServed)).headers.get('x-cache'), 'MISS');
     await eventually('the entry reached Redis', async () => (await info(one)).persistent!.entries === 1);
-    const res = await get(two, '/shared');
+    const res = await get(two, '/shared', asServed);
     assert.equal(res.headers.get('x-cache'), 'HIT');
     assert.equal(res.json().n, 1);
     assert.equal((await info(two)).routes.main!.hits.persistent, 1);
     assert.equal(up.count('/shared'), 1);
+  });
+
+  test("an unsafe method through one instance makes the other's next GET a miss, its memory copy included", { timeout: 60_000 }, async () => {
+    const one = await yard();
+    const two = await yard();
+    // Behind one name, as instances behind a load balancer are: keys hold the Host.
+    const asServed = (method = 'GET') => ({ method, headers: { host: 'api.example' } });
+    await eventually('both instances hear invalidations', async () => (await info(one)).invalidations.listening && (await info(two)).invalidations.listening);
+    for (const method of ['POST', 'PUT', 'DELETE']) {
+      const path = `/changed-by-${method}`;
+      assert.equal((await get(one, path, asServed())).headers.get('x-cache'), 'MISS');
+      await eventually('the entry reached Redis', async () => (await keys(one)).keys.some((k) => k.key === `GET ${path}` && k.tiers.includes('persistent')));
+      assert.equal((await get(two, path, asServed())).headers.get('x-cache'), 'HIT');
+      const before = (await info(two)).routes.main!.hits.memory;
+      assert.equal((await get(two, path, asServed())).headers.get('x-cache'), 'HIT');
+      assert.equal((await info(two)).routes.main!.hits.memory, before + 1, 'the second instance holds it in memory');
+
+      assert.equal((await get(one, path, asServed(method))).status, 200);
+      const after = await get(two, path, asServed());
+      assert.equal(after.headers.get('x-cache'), 'MISS', method);
+      assert.equal(up.count(path), 3, 'the GET after the change went to the origin');
+    }
   });
 
   test('with Redis stopped mid-run requests keep flowing from memory, and the store is used again once it is back', { timeout: 60_000 }, async () => {
@@ -111,10 +135,11 @@ describe('the cache on Redis', { skip }, () => {
       return (await info(sy)).persistent!.available;
     }, 15_000);
     assert.ok(sy.logs.some((l) => String(l.msg).includes('reachable again')));
-    await get(sy, '/after');
+    const asServed = { headers: { host: 'api.example' } };
+    await get(sy, '/after', asServed);
     await eventually('/after reached the restarted Redis', async () => (await keys(sy)).keys.some((k) => k.key === 'GET /after' && k.tiers.includes('persistent')));
     const other = await yard();
-    const res = await get(other, '/after');
+    const res = await get(other, '/after', asServed);
     assert.equal(res.headers.get('x-cache'), 'HIT', 'another instance finds it in Redis');
     assert.equal(up.count('/after'), 1);
   });

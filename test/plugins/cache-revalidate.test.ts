@@ -64,10 +64,11 @@ async function origin(given: Partial<Origin> = {}): Promise<{ up: CountingUpstre
   return { up, conf };
 }
 
-async function yard(up: CountingUpstream, options: Record<string, unknown>, store = 'memory://', extra: Record<string, unknown> = {}): Promise<RunningSwitchyard> {
+async function yard(up: CountingUpstream, options: Record<string, unknown>, store = 'memory://', extra: Record<string, unknown> = {}, port?: number): Promise<RunningSwitchyard> {
   // A slow machine must not turn a store write into a store failure (see cache-tiers.test.ts).
   const persistent = { timeoutMs: 10000, ...(options.persistent as Record<string, unknown> | undefined) };
-  const sy = await startSwitchyard(cacheConfig(up.url, { ...options, persistent }, { store }, extra));
+  // A restart takes the same port: keys hold the Host, which names it.
+  const sy = await startSwitchyard(cacheConfig(up.url, { ...options, persistent }, { store }, extra), port === undefined ? {} : { port });
   running.push(sy);
   return sy;
 }
@@ -249,10 +250,11 @@ describe('revalidating an expired entry', () => {
     assert.equal(fromStore.text, first.text);
     assert.equal(fromStore.headers.get('x-asked'), '2');
     assert.equal((await counters(sy)).hits.persistent, 1);
+    const port = sy.yard.port;
     await sy.stop();
     running.splice(running.indexOf(sy), 1);
 
-    const restarted = await yard(up, { ttl: 60 }, store);
+    const restarted = await yard(up, { ttl: 60 }, store, {}, port);
     const afterRestart = await get(restarted, '/kept');
     assert.equal(afterRestart.headers.get('x-cache'), 'HIT');
     assert.equal(afterRestart.text, first.text);
@@ -313,15 +315,29 @@ describe('revalidating an expired entry', () => {
     assert.equal(up.seen[1]!.headers['if-none-match'], '"e1"');
   });
 
-  test('compression after the cache encodes the revalidated body like any other', async () => {
+  test('each encoded variant is revalidated on its own: the 304 renews the stored gzip bytes, which decode to the identity body', async () => {
     clock = fakeClock();
     const { up } = await origin({ headers: { 'x-pad': 'p' } });
     const sy = await yard(up, { ttl: 60 }, 'memory://', { plugins: [{ name: 'compression', options: { threshold: 0 } }] });
     const first = await get(sy, '/z', { headers: { 'accept-encoding': 'identity' } });
+    const encoded = await get(sy, '/z', { headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(encoded.headers.get('x-cache'), 'MISS', 'the gzip variant is another entry');
+    assert.equal(encoded.headers.get('etag'), 'W/"v1"');
     clock.advance(61);
     const renewed = await get(sy, '/z', { headers: { 'accept-encoding': 'gzip' } });
     assert.equal(renewed.headers.get('x-cache'), 'REVALIDATED');
     assert.equal(renewed.headers.get('content-encoding'), 'gzip');
-    assert.equal(renewed.text, first.text, 'fetch decoded the stored body');
+    assert.equal(renewed.headers.get('etag'), 'W/"v1"', "the variant's weak ETag, not the 304's strong one");
+    assert.match(renewed.headers.get('vary') ?? '', /accept-encoding/i);
+    assert.equal(renewed.text, encoded.text, 'fetch decoded the stored bytes');
+    assert.notEqual(encoded.text, first.text, 'the gzip variant came from its own upstream answer');
+    assert.equal(up.seen[2]!.headers['if-none-match'], '"v1", W/"v1"', 'the weak validator in both forms');
+    const again = await get(sy, '/z', { headers: { 'accept-encoding': 'gzip' } });
+    assert.equal(again.headers.get('x-cache'), 'HIT');
+    assert.equal(again.text, encoded.text);
+    const notModified = await get(sy, '/z', { headers: { 'accept-encoding': 'gzip', 'if-none-match': 'W/"v1"' } });
+    assert.equal(notModified.status, 304);
+    assert.equal(notModified.headers.get('etag'), 'W/"v1"');
+    assert.equal(up.count(), 3);
   });
 });

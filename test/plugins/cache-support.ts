@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { clock } from '../../plugins/cache/clock.js';
 import { routeConfig, startUpstream, type RunningSwitchyard, type RunningUpstream } from '../helpers/servers.js';
+import { exchange } from '../helpers/wire.js';
 
 export const ADMIN_KEY = 'cache-test-admin-key';
 export const ADMIN = { 'x-api-key': ADMIN_KEY };
@@ -51,16 +52,31 @@ export interface Answer {
   json<T = Record<string, unknown>>(): T;
 }
 
+/**
+ * fetch() through the proxy. fetch cannot set Host; keys hold it, so a request that names one
+ * (`headers: { host }`, for instances on other ports sharing a store) goes through node:http.
+ */
 export async function get(sy: RunningSwitchyard, path: string, init: RequestInit = {}): Promise<Answer> {
+  const given = init.headers as Record<string, string> | undefined;
+  if (given?.host !== undefined) return withHost(sy, path, init.method ?? 'GET', given);
   const res = await fetch(sy.url + path, init);
   const text = await res.text();
   return { status: res.status, headers: res.headers, text, json: <T>() => JSON.parse(text) as T };
+}
+
+async function withHost(sy: RunningSwitchyard, path: string, method: string, headers: Record<string, string>): Promise<Answer> {
+  const res = await exchange(sy.url + path, { method, headers });
+  const text = res.body.toString('utf8');
+  const answerHeaders = new Headers();
+  for (const [name, value] of Object.entries(res.headers)) if (value !== undefined) answerHeaders.set(name, Array.isArray(value) ? value.join(', ') : value);
+  return { status: res.status, headers: answerHeaders, text, json: <T>() => JSON.parse(text) as T };
 }
 
 export interface CacheInfo {
   memory: { route: string; entries: number; bytes: number }[];
   persistent: { available: boolean; entries: number; bytes: number; corrupted: number; failures: number } | null;
   coalescing: { waiting: number };
+  invalidations: { listening: boolean };
   total: RouteCounters;
   routes: Record<string, RouteCounters>;
 }

@@ -27,11 +27,12 @@ async function upstream(handler?: Parameters<typeof countingUpstream>[0]): Promi
   return up;
 }
 
-async function yard(up: CountingUpstream, options: Record<string, unknown>, store: string): Promise<RunningSwitchyard> {
+async function yard(up: CountingUpstream, options: Record<string, unknown>, store: string, port?: number): Promise<RunningSwitchyard> {
   // These tests are about what the tiers hold, not about a slow store: on a loaded machine a write
   // past the default 1 s store timeout would count as a store failure and skip the write.
   const persistent = { timeoutMs: 10000, ...(options.persistent as Record<string, unknown> | undefined) };
-  const sy = await startSwitchyard(cacheConfig(up.url, { ...options, persistent }, { store }));
+  // A restart takes the same port: keys hold the Host, which names it.
+  const sy = await startSwitchyard(cacheConfig(up.url, { ...options, persistent }, { store }), port === undefined ? {} : { port });
   running.push(sy);
   return sy;
 }
@@ -81,10 +82,11 @@ describe('two tiers', () => {
     const first = await yard(up, { ttl: 3600 }, url);
     await get(first, '/kept?x=1');
     await stored(first, 1);
+    const port = first.yard.port;
     await first.stop();
     running.splice(running.indexOf(first), 1);
 
-    const second = await yard(up, { ttl: 3600 }, url);
+    const second = await yard(up, { ttl: 3600 }, url, port);
     const res = await get(second, '/kept?x=1');
     assert.equal(res.headers.get('x-cache'), 'HIT');
     assert.equal(res.json().n, 1);
@@ -291,7 +293,8 @@ describe('expiry and stale answers', () => {
     const sy = await yard(up, { ttl: 60, sweepInterval: 0.05 }, sqliteUrl().url);
     await get(sy, '/old');
     await stored(sy, 1);
-    clock.advance(61);
+    // Fresh for 60 s; with its ETag it is kept 600 s more, to be revalidated.
+    clock.advance(661);
     await eventually('both tiers are empty', async () => {
       const now = await info(sy);
       return now.memory[0]!.entries === 0 && now.persistent!.entries === 0;
@@ -303,14 +306,16 @@ describe('expiry and stale answers', () => {
 describe('warm-up', () => {
   test('warm-up fetches the configured paths at start, and POST /cache/warm fetches them again', async () => {
     const up = await upstream();
-    const sy = await yard(up, { ttl: 60, warmup: ['/hot/1', '/hot/2?lang=en'] }, 'memory://');
+    const sy = await yard(up, { ttl: 60, warmup: ['/hot/1', '/hot/2?lang=en'], warmupHost: 'api.example' }, 'memory://');
     await eventually('the start warm-up fetched both paths', () => up.count() === 2);
     const warmed = await get(sy, '/cache/warm', { method: 'POST', headers: ADMIN });
     assert.deepEqual(warmed.json(), { warmed: { main: [{ path: '/hot/1', status: 200 }, { path: '/hot/2?lang=en', status: 200 }] } });
     assert.equal(up.count(), 4, 'a warm-up refreshes what is stored');
-    assert.equal((await get(sy, '/hot/1')).headers.get('x-cache'), 'HIT');
-    assert.equal((await get(sy, '/hot/2?lang=en')).headers.get('x-cache'), 'HIT');
+    const asServed = { headers: { host: 'API.example:80' } };
+    assert.equal((await get(sy, '/hot/1', asServed)).headers.get('x-cache'), 'HIT', 'the host as warmed, in other case and with the default port');
+    assert.equal((await get(sy, '/hot/2?lang=en', asServed)).headers.get('x-cache'), 'HIT');
     assert.equal(up.count(), 4);
+    assert.equal((await get(sy, '/hot/1', { headers: { host: 'other.example' } })).headers.get('x-cache'), 'MISS', 'another host is another entry');
   });
 
   test('a client cannot pass for the cache\'s own refresh with its header', async () => {
@@ -325,7 +330,7 @@ describe('warm-up', () => {
   test('on a fixed port, as deployed, warm-up fetches the paths at start, before any request arrives', async () => {
     const up = await upstream();
     const port = await closedPort();
-    const sy = await startSwitchyard(cacheConfig(up.url, { ttl: 60, warmup: ['/early', '/also?x=1'], persistent: { timeoutMs: 10000 } }, { store: 'memory://' }), { port });
+    const sy = await startSwitchyard(cacheConfig(up.url, { ttl: 60, warmup: ['/early', '/also?x=1'], warmupHost: `127.0.0.1:${port}`, persistent: { timeoutMs: 10000 } }, { store: 'memory://' }), { port });
     running.push(sy);
     assert.equal(sy.yard.port, port);
     await until(() => up.count('/early') === 1 && up.count('/also') === 1, up.server, 'request');
@@ -337,9 +342,9 @@ describe('warm-up', () => {
 
   test('with the port chosen at start (0), warm-up needs no request to find the proxy', async () => {
     const up = await upstream();
-    const sy = await yard(up, { ttl: 60, warmup: ['/early'] }, 'memory://');
+    const sy = await yard(up, { ttl: 60, warmup: ['/early'], warmupHost: 'api.example' }, 'memory://');
     await eventually('/early was fetched', () => up.count('/early') === 1);
     await eventually('/early is cached', async () => (await keys(sy)).keys.some((k) => k.key === 'GET /early'));
-    assert.equal((await get(sy, '/early')).headers.get('x-cache'), 'HIT');
+    assert.equal((await get(sy, '/early', { headers: { host: 'api.example' } })).headers.get('x-cache'), 'HIT');
   });
 });

@@ -224,7 +224,7 @@ describe('the cache key', () => {
     assert.equal(up.count(), 2);
   });
 
-  test('Accept-Encoding stays out of the key, and an entry in an encoding the client cannot read is a miss', async () => {
+  test('Accept-Encoding makes variants: the same accepted codings share one, other codings get their own, nobody gets a coding it cannot read', async () => {
     const { up, sy } = await upstreamAnd({ ttl: 60 }, (req, res) => {
       const gzip = /gzip/.test(String(req.headers['accept-encoding']));
       const body = gzipSync('hello');
@@ -239,15 +239,21 @@ describe('the cache key', () => {
       }).on('error', reject);
     });
     assert.equal((await raw({ 'accept-encoding': 'gzip, br' })).xCache, 'MISS');
-    const browser = await raw({ 'accept-encoding': 'br, gzip, deflate' });
-    assert.equal(browser.xCache, 'HIT', 'another Accept-Encoding that takes gzip shares the entry');
+    const reordered = await raw({ 'accept-encoding': 'BR,gzip;q=1' });
+    assert.equal(reordered.xCache, 'HIT', 'the same codings, written otherwise, are the same variant');
+    assert.equal(gunzipSync(reordered.body).toString(), 'hello');
+    const browser = await raw({ 'accept-encoding': 'gzip, deflate, br' });
+    assert.equal(browser.xCache, 'MISS', 'other codings accepted: another variant');
     assert.equal(gunzipSync(browser.body).toString(), 'hello');
     const plain = await raw({});
     assert.equal(plain.xCache, 'MISS', 'gzip is not served to a client that did not ask for it');
     assert.equal(plain.encoding, undefined);
     assert.equal(plain.body.toString(), 'hello');
-    assert.equal((await raw({ 'accept-encoding': 'gzip;q=0' })).xCache, 'HIT', 'the identity entry now stored suits everyone');
-    assert.equal(up.count(), 2);
+    const refusing = await raw({ 'accept-encoding': 'gzip;q=0' });
+    assert.equal(refusing.xCache, 'HIT', 'gzip refused is no coding accepted: the identity variant');
+    assert.equal(refusing.encoding, undefined);
+    assert.equal((await raw({ 'accept-encoding': 'gzip, deflate, br' })).xCache, 'HIT', 'the first variant was kept beside the others');
+    assert.equal(up.count(), 3);
   });
 });
 

@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import zlib from 'node:zlib';
+import { encodeWhole, fittedWindow } from '../../plugins/compression/encode.js';
 import { compressible, negotiate } from '../../plugins/compression/index.js';
 import { guard } from '../helpers/fleet.js';
 import { routeConfig, startSwitchyard, startUpstream, type RunningSwitchyard, type RunningUpstream } from '../helpers/servers.js';
@@ -108,6 +109,18 @@ describe('compression: sanity', () => {
     assert.equal(compressible('GET', 200, { ...ok, 'content-length': '99' }, [], 100), false);
     assert.equal(compressible('GET', 200, { ...ok, 'content-length': '100' }, [], 100), true);
   });
+
+  test('a body of known length is encoded in one call; brotli gets a window fitted to it, and every size decodes', () => {
+    assert.equal(fittedWindow(100), 10, 'the smallest window brotli has');
+    assert.equal(fittedWindow(64 * 1024), 17, '64 KiB (and the 16 bytes brotli keeps back) fit in 2^17');
+    assert.equal(fittedWindow(1 << 30), 22, 'never more than the default');
+    for (const size of [1, 1000, 1024, 65536, 300_000]) {
+      const body = Buffer.from('{"id":1,"title":"a movie"},'.repeat(Math.ceil(size / 27)).slice(0, size));
+      const settings = { gzipLevel: 6, brotliQuality: 4 };
+      assert.deepEqual(zlib.brotliDecompressSync(encodeWhole('br', settings, body)), body, `br, ${size} bytes`);
+      assert.deepEqual(zlib.gunzipSync(encodeWhole('gzip', settings, body)), body, `gzip, ${size} bytes`);
+    }
+  });
 });
 
 describe('compression through a route', () => {
@@ -181,26 +194,35 @@ describe('compression through a route', () => {
     await once(res, 'end');
   });
 
-  test('a cached body is served gzip to a client that asks and identity to one that does not', async () => {
+  test('a cached body is encoded once per coding: hits replay the stored gzip, brotli and identity bytes, each decoding to the body', async () => {
     const hitsBefore = upstreamHits;
     const miss = await rawGet(`${yard.url}/cached`, { 'accept-encoding': 'gzip' });
     assert.equal(miss.headers['x-cache'], 'MISS');
     assert.equal(miss.headers['content-encoding'], 'gzip');
     assert.equal(zlib.gunzipSync(miss.body).toString(), JSON_BODY);
-    const plain = await rawGet(`${yard.url}/cached`);
-    assert.equal(plain.headers['x-cache'], 'HIT');
-    assert.equal(plain.headers['content-encoding'], undefined);
-    assert.equal(plain.body.toString(), JSON_BODY);
-    assert.equal(plain.headers.etag, '"v1"');
-    const gz = await rawGet(`${yard.url}/cached`, { 'accept-encoding': 'gzip' });
-    assert.equal(gz.headers['x-cache'], 'HIT');
-    assert.equal(gz.headers['content-encoding'], 'gzip');
-    assert.match(String(gz.headers.vary), /accept-encoding/i);
-    assert.equal(gz.headers.etag, 'W/"v1"');
-    assert.equal(zlib.gunzipSync(gz.body).toString(), JSON_BODY);
-    const br = await rawGet(`${yard.url}/cached`, { 'accept-encoding': 'br' });
-    assert.equal(br.headers['content-encoding'], 'br');
-    assert.equal(zlib.brotliDecompressSync(br.body).toString(), JSON_BODY);
-    assert.equal(upstreamHits - hitsBefore, 1);
+    const plainMiss = await rawGet(`${yard.url}/cached`);
+    assert.equal(plainMiss.headers['x-cache'], 'MISS', 'the identity variant is its own entry');
+    const brMiss = await rawGet(`${yard.url}/cached`, { 'accept-encoding': 'br' });
+    assert.equal(brMiss.headers['x-cache'], 'MISS');
+    for (let round = 0; round < 2; round++) {
+      const plain = await rawGet(`${yard.url}/cached`);
+      assert.equal(plain.headers['x-cache'], 'HIT');
+      assert.equal(plain.headers['content-encoding'], undefined);
+      assert.equal(plain.body.toString(), JSON_BODY);
+      assert.equal(plain.headers.etag, '"v1"');
+      assert.equal(plain.headers['content-length'], String(Buffer.byteLength(JSON_BODY)));
+      const gz = await rawGet(`${yard.url}/cached`, { 'accept-encoding': 'gzip' });
+      assert.equal(gz.headers['x-cache'], 'HIT');
+      assert.equal(gz.headers['content-encoding'], 'gzip');
+      assert.match(String(gz.headers.vary), /accept-encoding/i);
+      assert.equal(gz.headers.etag, 'W/"v1"');
+      assert.deepEqual(gz.body, miss.body, 'the stored bytes, not a new encoding');
+      assert.equal(gz.headers['content-length'], String(miss.body.length), 'a stored encoding has a length');
+      const br = await rawGet(`${yard.url}/cached`, { 'accept-encoding': 'br' });
+      assert.equal(br.headers['x-cache'], 'HIT');
+      assert.equal(br.headers['content-encoding'], 'br');
+      assert.equal(zlib.brotliDecompressSync(br.body).toString(), JSON_BODY);
+    }
+    assert.equal(upstreamHits - hitsBefore, 3, 'one upstream request per coding');
   });
 });

@@ -91,6 +91,22 @@ describe('balancer preset from environment variables', () => {
     assert.deepEqual(info.keys.map((k) => k.key).sort(), ['GET /usage?day=1', 'GET /v1/models']);
   });
 
+  test("the documented CACHE_TTLS + CORS_ORIGINS example hits: every answer says Vary: Origin, and each origin gets its own stored variant", async () => {
+    const fleet = await fleetOf('a');
+    const { url } = await presetFromEnv({ BACKEND_SERVERS: fleet.urls[0], CACHE_TTLS: '/v1/models=300', CORS_ORIGINS: 'https://app.example.com' });
+    const browser = (origin?: string) => ({ headers: { 'accept-encoding': 'gzip, deflate, br', ...(origin === undefined ? {} : { origin }) } });
+    const seen: string[] = [];
+    for (const origin of ['https://app.example.com', 'https://app.example.com', 'https://evil.example', undefined, 'https://evil.example', 'https://app.example.com', undefined]) {
+      const res = await get(`${url}/v1/models`, browser(origin));
+      assert.match(res.headers.get('vary') ?? '', /Origin/);
+      seen.push(`${res.headers.get('x-cache')} ${res.headers.get('access-control-allow-origin')}`);
+    }
+    assert.deepEqual(seen, [
+      'MISS https://app.example.com', 'HIT https://app.example.com', 'MISS null', 'MISS null', 'HIT null', 'HIT https://app.example.com', 'HIT null',
+    ]);
+    assert.equal(fleet.byName('a').hits, 3, 'one backend request per origin');
+  });
+
   test('RATE_LIMIT refuses with 429 past the limit and keeps refusing for the block duration', async () => {
     const fleet = await fleetOf('a');
     const { url } = await presetFromEnv({ BACKEND_SERVERS: fleet.urls[0], RATE_LIMIT: '3/60s;block=300s', CORS_ORIGINS: 'https://app.example.com' });

@@ -137,6 +137,23 @@ describe('tmdb preset: API with a v3 key, images, cache, admin', () => {
     assert.ok(config.text.includes('"key":"***"'), 'the admin key is shown redacted');
   });
 
+  test('a parameter smuggled behind ; after the excluded api_key is not served the plain path\'s entry', async () => {
+    const plain = await getJson(`${yard.url}/3/movie/556`);
+    assert.equal(plain.headers.get('x-cache'), 'MISS');
+    const before = apiHits().length;
+    const smuggled = await fetch(`${yard.url}/3/movie/556?api_key=not-a-key;cb=EVIL`);
+    await smuggled.arrayBuffer();
+    assert.notEqual(smuggled.headers.get('x-cache'), 'HIT', 'removing api_key must not leave the plain path');
+    assert.equal(smuggled.status, 401, "TMDB's own answer to that query");
+    assert.equal(apiHits().length, before + 1);
+    assert.equal(apiHits().at(-1)!.url.includes('cb=EVIL'), true);
+    const again = await getJson(`${yard.url}/3/movie/556`);
+    assert.equal(again.headers.get('x-cache'), 'HIT');
+    assert.deepEqual(again.json, plain.json);
+    const listed = ((await getJson(`${yard.url}/cache/keys`, admin)).json.keys as { key: string }[]).map((k) => k.key);
+    assert.ok(listed.every((k) => !k.includes('not-a-key')), listed.join(' | '));
+  });
+
   test('admin routes: /stats, /upstream public; cache routes and /config need API_KEY; Go proxy aliases answer', async () => {
     for (const path of ['/health', '/status', '/stats', '/upstream', '/api/health', '/api/stats', '/api/upstream', '/upstream/nested']) {
       const res = await fetch(`${yard.url}${path}`);
