@@ -8,7 +8,7 @@ export { loadConfig, deepMerge, type Catalogs, type ConfigSource, type LoadedCon
 export { buildRoute } from './router.js';
 export { counter, gauge, histogram, type RuntimeInfo } from './metrics.js';
 export type { AdminRequest, AdminRouteSpec } from './admin.js';
-export type { HealthStatus, HealthView, PluginStore, UpstreamHealth } from './state.js';
+export type { HealthStatus, HealthView, PluginStore, StoreChannel, UpstreamHealth } from './state.js';
 export { observeAttempts, UPSTREAM_FAILURE_CODES, type AttemptOutcome } from './attempts.js';
 export { LIVE_UPSTREAMS, LiveUpstreams, liveUpstreams, type LiveUpstreamsListener } from './live-upstreams.js';
 export type { Reply, Route, Upstream } from './types.js';

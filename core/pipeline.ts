@@ -189,6 +189,9 @@ function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | un
     get store() {
       return rt.stores.open(`plugin:${name}`);
     },
+    get channel() {
+      return rt.stores.channel(`plugin:${name}`);
+    },
     health: rt.health.viewFor(name),
     get metrics() {
       return metricsRegistry(rt);

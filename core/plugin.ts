@@ -8,7 +8,7 @@ import type { RouteConfig, SwitchyardConfig, UpstreamConfig } from './config/sch
 import { declareErrors, PluginError, SwitchyardError, type DeclaredError } from './errors.js';
 import type { RuntimeInfo } from './metrics.js';
 import type { StageName, Stages } from './stages.js';
-import type { HealthView, PluginStore } from './state.js';
+import type { HealthView, PluginStore, StoreChannel } from './state.js';
 import type { Route, Upstream } from './types.js';
 
 /** Undoes what `setup` started (timers, sockets). Called once the plugin's last request ended. */
@@ -119,6 +119,13 @@ export interface PluginApi {
   shared<T extends object>(key: string, init: () => T): T;
   /** The persistent key-value store (keyv), namespaced to this plugin. Opened on first use. */
   readonly store: PluginStore;
+  /**
+   * Messages to this plugin in every process sharing `server.store` (Redis pub/sub; within the
+   * process on SQLite and memory://), e.g. to drop what another process changed. Opened on first use.
+   *
+   * @example api.channel.subscribe((message) => forget(message)); await api.channel.publish(id);
+   */
+  readonly channel: StoreChannel;
   /** Upstream health shared with the core's default selection and other plugins; marks carry this plugin's name. */
   readonly health: HealthView;
   /**

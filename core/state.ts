@@ -10,6 +10,21 @@ import type { Upstream } from './types.js';
 /** The persistent store as plugins see it: a keyv instance namespaced to the plugin. */
 export type PluginStore = Keyv;
 
+/**
+ * Messages between the processes sharing `server.store`, one channel per plugin: Redis pub/sub
+ * on a Redis store; within the process on SQLite and memory:// (which no two processes share
+ * live). Delivery is at most once: a process that is not connected when a message goes out
+ * never sees it.
+ */
+export interface StoreChannel {
+  /** Resolves once the store has passed the message on to every subscribed process (this one included). */
+  publish(message: string): Promise<void>;
+  /** `listener` gets every message published from now on; the returned function stops that. */
+  subscribe(listener: (message: string) => void): () => void;
+  /** Whether this process receives messages yet (a Redis subscription takes a round trip to set up). */
+  readonly listening: boolean;
+}
+
 /** The value under `key`, made by `init` and kept on first use. */
 export function getOrCreate<K, V>(map: Map<K, V>, key: K, init: () => V): V {
   let value = map.get(key);
@@ -124,6 +139,7 @@ const REDIS_CONNECT_TIMEOUT = 2000;
  */
 export class StoreFactory {
   private readonly opened = new Map<string, Keyv>();
+  private readonly channels = new Map<string, LocalChannel | RedisChannel>();
 
   private constructor(private readonly url: string, private readonly baseDir: string, private readonly adapters: StoreAdapters) {}
 
@@ -170,8 +186,16 @@ export class StoreFactory {
     return keyv;
   }
 
+  /** The namespace's channel to the other processes on this store; the same instance every time. */
+  channel(namespace: string): StoreChannel {
+    return getOrCreate(this.channels, namespace, () =>
+      this.adapters.redis ? new RedisChannel(this.open(namespace).store as RedisAdapter, `switchyard:${namespace}`) : new LocalChannel());
+  }
+
   /** Disconnects every store; a connection stuck reconnecting to a store that is gone cannot hold up a shutdown. */
   async close(): Promise<void> {
+    for (const channel of this.channels.values()) channel.close();
+    this.channels.clear();
     let timer: NodeJS.Timeout | undefined;
     const giveUp = new Promise<void>((resolve) => { timer = setTimeout(resolve, STORE_CLOSE_TIMEOUT); });
     await Promise.race([Promise.allSettled([...this.opened.values()].map((keyv) => keyv.disconnect())), giveUp]);
@@ -187,6 +211,101 @@ interface StoreAdapters {
 
 interface RedisAdapter {
   getClient(): Promise<unknown>;
+}
+
+/** The part of a node-redis client a channel uses. */
+interface RedisPubSubClient {
+  duplicate(): RedisPubSubClient;
+  connect(): Promise<unknown>;
+  publish(channel: string, message: string): Promise<unknown>;
+  subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
+  on(event: 'error', listener: (err: unknown) => void): unknown;
+  destroy(): void;
+}
+
+/** Listeners of one channel, called with each message in turn. */
+class Listeners {
+  private readonly all = new Set<(message: string) => void>();
+
+  add(listener: (message: string) => void): () => void {
+    this.all.add(listener);
+    return () => {
+      this.all.delete(listener);
+    };
+  }
+
+  deliver(message: string): void {
+    for (const listener of this.all) listener(message);
+  }
+}
+
+/** A channel within this process: SQLite and memory:// have no live link between processes. */
+class LocalChannel implements StoreChannel {
+  private readonly listeners = new Listeners();
+  readonly listening = true;
+
+  publish(message: string): Promise<void> {
+    this.listeners.deliver(message);
+    return Promise.resolve();
+  }
+
+  subscribe(listener: (message: string) => void): () => void {
+    return this.listeners.add(listener);
+  }
+
+  close(): void {}
+}
+
+/**
+ * Redis pub/sub: messages go out on the store's own connection, and arrive on a second one (a
+ * subscribed connection can do nothing else), opened at the first subscribe. node-redis
+ * subscribes again by itself after a reconnect; a first connection that fails is tried again at
+ * the next publish.
+ */
+class RedisChannel implements StoreChannel {
+  private readonly listeners = new Listeners();
+  private subscriber: Promise<RedisPubSubClient | undefined> | undefined;
+  private wanted = false;
+  private closed = false;
+  listening = false;
+
+  constructor(private readonly adapter: RedisAdapter, private readonly name: string) {}
+
+  async publish(message: string): Promise<void> {
+    if (this.wanted) this.subscriber ??= this.listen();
+    const client = (await this.adapter.getClient()) as RedisPubSubClient;
+    await client.publish(this.name, message);
+  }
+
+  subscribe(listener: (message: string) => void): () => void {
+    this.wanted = true;
+    this.subscriber ??= this.listen();
+    return this.listeners.add(listener);
+  }
+
+  private async listen(): Promise<RedisPubSubClient | undefined> {
+    let connection: RedisPubSubClient | undefined;
+    try {
+      connection = ((await this.adapter.getClient()) as RedisPubSubClient).duplicate();
+      // Errors surface as reconnects; without a listener the client's 'error' event would crash.
+      connection.on('error', () => {});
+      await connection.connect();
+      await connection.subscribe(this.name, (message) => this.listeners.deliver(message));
+      if (this.closed) throw new Error('closed');
+      this.listening = true;
+      return connection;
+    } catch {
+      connection?.destroy();
+      this.subscriber = undefined;
+      return undefined;
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.listening = false;
+    void this.subscriber?.then((connection) => connection?.destroy());
+  }
 }
 
 /**

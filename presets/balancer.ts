@@ -40,7 +40,7 @@ export const balancer: Preset = {
         {
           name: 'cache',
           enabled: Object.keys(cacheTtls).length > 0,
-          options: { ttl: 0, ttlByPath: cacheTtls, bypassPaths: cacheBypass, persistent: { enabled: false } },
+          options: { honourUpstreamCacheControl: false, ttl: 0, ttlByPath: cacheTtls, bypassPaths: cacheBypass, persistent: { enabled: false } },
         },
         // On the same level as the cache and after it: the cache keeps the identity body, each client gets its encoding.
         { name: 'compression', enabled: envFlag(env, 'COMPRESSION', true), options: { identityUpstream: true } },

@@ -27,6 +27,8 @@ export const confluence: Preset = {
           {
             name: 'cache',
             options: {
+              // Confluence sends no-cache on its pages: the cache's own TTL decides (forcing mode).
+              honourUpstreamCacheControl: false,
               ttl: envInt(env, 'CACHE_TTL', 3600, 1),
               memory: { maxEntries: envInt(env, 'CACHE_MAX_SIZE', 1000, 1) },
               persistent: { enabled: true, maxEntries: envInt(env, 'CACHE_MAX_SIZE', 1000, 1) },

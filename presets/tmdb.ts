@@ -173,6 +173,8 @@ function imageTestPath(env: NodeJS.ProcessEnv): string {
 
 function cacheOptions(kind: UpstreamType, s: Settings): Record<string, unknown> {
   const common = {
+    // TMDB says little of freshness: the cache's own TTLs decide (forcing mode).
+    honourUpstreamCacheControl: false,
     // DISK_CACHE_TTL: how long an entry is served, from either tier. MEMORY_CACHE_TTL: how long
     // API JSON is (the cache has one freshness per entry, not one per tier; see presets/tmdb.md).
     ttl: s.diskTtl,

@@ -62,6 +62,8 @@ function addAdminRoutes(api: PluginApi, instances: Map<string, CacheInstance>): 
         ? { available: persistent.available, entries: persistent.size, bytes: persistent.bytes, corrupted: persistent.corrupted, failures: persistent.failures }
         : null,
       coalescing: { waiting: all().reduce((n, i) => n + i.flights.waiting, 0) },
+      // Whether invalidations by other instances on the store reach this one yet.
+      invalidations: { listening: api.channel.listening },
       total: total.toJSON(),
       routes: Object.fromEntries(all().flatMap((i) => [...i.stats.routes].map(([route, s]) => [route, s.toJSON()]))),
     });

@@ -15,7 +15,7 @@ const strings = (description: string, fallback: readonly string[]) => ({ type: '
 export const cacheSchema = {
   type: 'object',
   properties: {
-    ttl: seconds("Forcing mode's TTL: how long a response stays fresh (seconds), unless a rule below says otherwise; with honourUpstreamCacheControl only for responses giving no lifetime (0: not stored).", 300),
+    ttl: seconds("How long a response that gives no lifetime of its own stays fresh (seconds; 0: it is not stored), unless a rule below says otherwise; in forcing mode (honourUpstreamCacheControl: false), every response's.", 0),
     ttlByContentType: {
       type: 'object', additionalProperties: { type: 'number', minimum: 0 }, default: {},
       description: 'TTL in seconds per content type, e.g. { "application/json": 3600, "image/*": 86400 }; the most specific pattern wins.',
@@ -52,8 +52,8 @@ export const cacheSchema = {
     maxVariants: { type: 'integer', minimum: 1, default: 16, description: 'Most variants kept per URL (Vary values: encodings, origins, languages…); past it the oldest other variant goes.' },
     warmupHost: { type: 'string', default: 'localhost', description: 'Host the warm-up requests carry: keys hold the host, so this is the name clients use.' },
     honourUpstreamCacheControl: {
-      type: 'boolean', default: false,
-      description: "Standards mode: the upstream's s-maxage/max-age/Expires, less the age it arrived with, is the TTL; false (forcing mode) overrides them with the TTL options.",
+      type: 'boolean', default: true,
+      description: "Standards mode (the default): the upstream's s-maxage/max-age/Expires, less the age it arrived with, is the TTL; false (forcing mode) overrides them with the TTL options.",
     },
     targetedCacheControl: {
       ...strings('Response headers targeted at this cache (RFC 9213, and Surrogate-Control of the Edge Architecture), first present wins: such a field replaces Cache-Control and Expires for the caching decision; [] ignores them all.', ['cdn-cache-control', 'surrogate-control']),

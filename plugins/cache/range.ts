@@ -1,6 +1,8 @@
 // Range requests answered from a stored full response (RFC 9110 §14): one byte range is a 206
-// with Content-Range, a range past the end a 416. A Range the cache cannot read, or one asking for
-// several ranges, gets the whole response: a server may always ignore Range.
+// with Content-Range, several a 206 multipart/byteranges (§14.6), a range past the end a 416. A
+// Range the cache cannot read, or one whose ranges overlap or are too many, gets the whole
+// response: a server may always ignore Range.
+import { randomBytes } from 'node:crypto';
 import type { CachedEntry } from './entry.js';
 import { parseHttpDate } from './http-date.js';
 
@@ -10,15 +12,23 @@ export type RangeChoice =
   | undefined
   /** Nothing it asks for is in the body: 416. */
   | 'unsatisfiable'
-  /** One range, first and last byte positions included. */
-  | { start: number; end: number };
+  /** The ranges in the order asked, first and last byte positions included. */
+  | ByteSpan[];
+
+export interface ByteSpan {
+  start: number;
+  end: number;
+}
+
+/** More ranges than this in one request are answered with the whole body (RFC 9110 §14.2 lets a server refuse many small ones). */
+const MOST_RANGES = 16;
 
 const SPEC = /^(\d*)-(\d*)$/;
 
 export function byteRange(header: string, size: number): RangeChoice {
   const eq = header.indexOf('=');
   if (eq === -1 || header.slice(0, eq).trim().toLowerCase() !== 'bytes') return undefined;
-  const satisfiable: { start: number; end: number }[] = [];
+  const satisfiable: ByteSpan[] = [];
   for (const part of header.slice(eq + 1).split(',')) {
     const spec = part.trim();
     if (spec === '') continue;
@@ -36,7 +46,31 @@ export function byteRange(header: string, size: number): RangeChoice {
     if (start < size) satisfiable.push({ start, end: Math.min(last, size - 1) });
   }
   if (satisfiable.length === 0) return 'unsatisfiable';
-  return satisfiable.length === 1 ? satisfiable[0] : undefined;
+  if (satisfiable.length > MOST_RANGES || overlapping(satisfiable)) return undefined;
+  return satisfiable;
+}
+
+function overlapping(spans: readonly ByteSpan[]): boolean {
+  const sorted = [...spans].sort((a, b) => a.start - b.start);
+  for (let i = 1; i < sorted.length; i++) if (sorted[i]!.start <= sorted[i - 1]!.end) return true;
+  return false;
+}
+
+/**
+ * A multipart/byteranges body (RFC 9110 §14.6): each range as a part with its Content-Type and
+ * Content-Range, between boundary lines. Returns the body and the Content-Type naming the boundary.
+ */
+export function multipartByteranges(body: Buffer, spans: readonly ByteSpan[], type: string | undefined): { contentType: string; body: Buffer } {
+  const boundary = randomBytes(12).toString('hex');
+  const chunks: Buffer[] = [];
+  const typeLine = type === undefined ? '' : `content-type: ${type}\r\n`;
+  for (const { start, end } of spans) {
+    const before = chunks.length === 0 ? '' : '\r\n';
+    chunks.push(Buffer.from(`${before}--${boundary}\r\n${typeLine}content-range: bytes ${start}-${end}/${body.length}\r\n\r\n`, 'latin1'));
+    chunks.push(body.subarray(start, end + 1));
+  }
+  chunks.push(Buffer.from(`\r\n--${boundary}--\r\n`, 'latin1'));
+  return { contentType: `multipart/byteranges; boundary=${boundary}`, body: Buffer.concat(chunks) };
 }
 
 /**

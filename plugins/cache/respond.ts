@@ -5,7 +5,7 @@ import type { PreparedHead, Reply, RequestContext } from '../../core/index.js';
 import { clock } from './clock.js';
 import { ageOf, type CachedEntry } from './entry.js';
 import { notModified, NOT_MODIFIED_HEADERS } from './policy.js';
-import { byteRange, ifRangeHolds } from './range.js';
+import { byteRange, ifRangeHolds, multipartByteranges } from './range.js';
 import type { RouteStats } from './stats.js';
 
 export function answer(ctx: RequestContext, entry: CachedEntry, xCache: 'HIT' | 'STALE', stats: RouteStats): Reply {
@@ -39,8 +39,15 @@ function partialAnswer(ctx: RequestContext, entry: CachedEntry, head: PreparedHe
     headers['content-range'] = `bytes */${size}`;
     return { status: 416, headers, body: '' };
   }
-  headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
-  return { status: 206, head, headers, body: entry.body.subarray(range.start, range.end + 1) };
+  if (range.length === 1) {
+    const { start, end } = range[0]!;
+    headers['content-range'] = `bytes ${start}-${end}/${size}`;
+    return { status: 206, head, headers, body: entry.body.subarray(start, end + 1) };
+  }
+  const type = entry.headers['content-type'];
+  const multipart = multipartByteranges(entry.body, range, typeof type === 'string' ? type : undefined);
+  headers['content-type'] = multipart.contentType;
+  return { status: 206, head, headers, body: multipart.body };
 }
 
 /** The entry's prepared head with Age and X-Cache: made once a second or so, not per hit. */

@@ -71,6 +71,7 @@ export class ResponseCache implements CacheInstance {
   private readonly surrogate: boolean;
   private readonly warmUp: WarmUp;
   private readonly sweeper: NodeJS.Timeout;
+  private readonly stopListening: () => void;
 
   constructor(private readonly api: PluginApi, private readonly options: CacheOptions) {
     this.route = api.route?.name ?? '*';
@@ -88,6 +89,7 @@ export class ResponseCache implements CacheInstance {
     this.warmUp = createWarmUp(api, options.warmup, options.warmupHost);
     this.sweeper = setInterval(() => this.sweep(), options.sweepInterval * 1000);
     this.sweeper.unref();
+    this.stopListening = api.channel.subscribe((message) => this.invalidatedElsewhere(message));
   }
 
   warm(): Promise<WarmResult[]> {
@@ -489,7 +491,32 @@ export class ResponseCache implements CacheInstance {
       if (path !== undefined && !targets.includes(path)) targets.push(path);
     }
     const forwarded = ctx.fromTrustedProxy ? forwardedPart(ctx.req.headers) : '';
-    for (const url of targets) await this.evict(cacheKey(route, url, ctx.req.headers, this.exclude, this.vary, forwarded), false);
+    const keys = targets.map((url) => cacheKey(route, url, ctx.req.headers, this.exclude, this.vary, forwarded));
+    for (const key of keys) await this.evict(key, false);
+    // Every process sharing the store drops its memory copies too, before the client hears back.
+    const message: Invalidation = { route, ids: keys.map((k) => k.id), keys: keys.map((k) => k.readable) };
+    try {
+      await this.api.channel.publish(JSON.stringify(message));
+    } catch (err) {
+      ctx.log.warn({ err: (err as Error).message }, 'invalidation could not be sent to the other instances');
+    }
+  }
+
+  /** Another process (or this one) invalidated entries: the memory copies of this route's go. */
+  private invalidatedElsewhere(text: string): void {
+    let message: Invalidation;
+    try {
+      message = JSON.parse(text) as Invalidation;
+    } catch {
+      return;
+    }
+    if ((this.route !== '*' && message.route !== this.route) || !Array.isArray(message.ids) || !Array.isArray(message.keys)) return;
+    for (const id of message.ids) if (typeof id === 'string') this.memory.delete(id);
+    // Other variants (Vary values, hosts) of those URLs are under other ids: found by readable key.
+    {
+      const readable = new Set(message.keys);
+      this.memory.deleteWhere((e) => e.route === message.route && readable.has(e.key));
+    }
   }
 
   /** When an entry stored now with this lifetime is of no use any more, even stale. */
@@ -531,9 +558,17 @@ export class ResponseCache implements CacheInstance {
 
   async dispose(): Promise<void> {
     clearInterval(this.sweeper);
+    this.stopListening();
     this.warmUp.dispose();
     await this.persistent?.flush();
   }
+}
+
+/** What an invalidation tells the other processes: the route, and the ids and readable keys that went. */
+interface Invalidation {
+  route: string;
+  ids: string[];
+  keys: string[];
 }
 
 /** Surrogate-Capability (Edge Architecture 1.0): each surrogate on the way adds its device token. */

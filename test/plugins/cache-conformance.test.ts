@@ -409,9 +409,41 @@ describe('Range requests from a stored full response (issue 31, item 8)', () => 
     }
   });
 
-  test('a Range the cache does not read, or several ranges, get the whole stored body', async () => {
+  test('several ranges are a 206 multipart/byteranges, each part with its type and Content-Range', async () => {
+    const { up, sy } = await storedPdf();
+    const answer = await ranged(sy, { range: 'bytes=0-9,20-29,-5' });
+    assert.equal(answer.status, 206);
+    const type = answer.headers.get('content-type')!;
+    const boundary = /^multipart\/byteranges; boundary=(\S+)$/.exec(type)?.[1];
+    assert.ok(boundary, type);
+    assert.equal(answer.headers.get('content-range'), null, 'a multipart answer has its ranges in its parts');
+    assert.equal(answer.headers.get('content-length'), String(answer.body.length));
+    const text = answer.body.toString('latin1');
+    assert.ok(text.endsWith(`--${boundary}--\r\n`));
+    const parts = text.split(`--${boundary}`).slice(1, -1).map((part) => {
+      const [head, data] = part.replace(/^\r\n/, '').split('\r\n\r\n') as [string, string];
+      return { head: head.toLowerCase(), data: data.replace(/\r\n$/, '') };
+    });
+    assert.deepEqual(parts.map((p) => p.head), [
+      'content-type: application/pdf\r\ncontent-range: bytes 0-9/1000',
+      'content-type: application/pdf\r\ncontent-range: bytes 20-29/1000',
+      'content-type: application/pdf\r\ncontent-range: bytes 995-999/1000',
+    ]);
+    assert.deepEqual(parts.map((p) => p.data), [BODY.subarray(0, 10), BODY.subarray(20, 30), BODY.subarray(995)].map((b) => b.toString('latin1')));
+    assert.equal(up.count(), 1, 'from the cache');
+    // If-Range that no longer holds: the whole body; ranges all past the end: 416.
+    const whole = await ranged(sy, { range: 'bytes=0-9,20-29', 'if-range': '"other"' });
+    assert.equal(whole.status, 200);
+    assert.deepEqual(whole.body, BODY);
+    assert.equal((await ranged(sy, { range: 'bytes=0-9,20-29', 'if-range': '"pdf"' })).status, 206);
+    const none = await ranged(sy, { range: 'bytes=2000-2010,3000-' });
+    assert.equal(none.status, 416);
+    assert.equal(none.headers.get('content-range'), 'bytes */1000');
+  });
+
+  test('a Range the cache does not read, or overlapping ranges, get the whole stored body', async () => {
     const { sy } = await storedPdf();
-    for (const range of ['bytes=abc', 'bytes=20-10', 'items=0-1', 'bytes=0-1,5-6']) {
+    for (const range of ['bytes=abc', 'bytes=20-10', 'items=0-1', 'bytes=0-10,5-6']) {
       const whole = await ranged(sy, { range });
       assert.equal(whole.status, 200, range);
       assert.deepEqual(whole.body, BODY);
@@ -547,7 +579,7 @@ describe("the README's two modes (issue 31, item 11)", () => {
   test('the first example is the standards mode: only what the origin says is fresh is stored, for as long as it says', async () => {
     clock = fakeClock();
     const options = readmeStandardsOptions();
-    assert.equal(options.honourUpstreamCacheControl, true);
+    assert.equal(options.honourUpstreamCacheControl, undefined, 'the standards mode needs no switch: it is the default');
     const up = await scripted((req, res) => {
       const headers: Record<string, Record<string, string>> = {
         '/fresh': { 'cache-control': 'max-age=60' },
@@ -564,10 +596,26 @@ describe("the README's two modes (issue 31, item 11)", () => {
     assert.notEqual((await get(sy, '/fresh')).headers.get('x-cache'), 'HIT');
   });
 
-  test('no options is the forcing mode: every storable answer is kept for 300 s, max-age=0 and expired ones too', async () => {
+  test('no options is the standards mode: max-age=0, expired and silent answers are not kept for 300 s', async () => {
+    clock = fakeClock();
+    const up = await scripted((req, res) => {
+      const headers: Record<string, Record<string, string>> = {
+        '/fresh': { 'cache-control': 'max-age=60' },
+        '/zero': { 'cache-control': 'max-age=0' },
+        '/expired': { expires: 'Mon, 01 Jan 2024 00:00:00 GMT' },
+        '/silent': {},
+      };
+      ok(req.url!, headers[req.url!])(req, res, 0);
+    });
+    const sy = await yard(up, {});
+    assert.deepEqual(await servedTwice(sy, '/fresh'), { first: 'MISS', second: 'HIT' });
+    for (const path of ['/zero', '/expired', '/silent']) assert.deepEqual(await servedTwice(sy, path), { first: 'MISS', second: 'MISS' }, path);
+  });
+
+  test('forcing mode keeps every storable answer for its ttl, max-age=0 and expired ones too', async () => {
     clock = fakeClock();
     const up = await scripted((req, res) => ok(req.url!, req.url === '/zero' ? { 'cache-control': 'max-age=0' } : { expires: 'Mon, 01 Jan 2024 00:00:00 GMT' })(req, res, 0));
-    const sy = await yard(up, {});
+    const sy = await yard(up, { honourUpstreamCacheControl: false, ttl: 300 });
     for (const path of ['/zero', '/expired']) assert.deepEqual(await servedTwice(sy, path), { first: 'MISS', second: 'HIT' }, path);
     clock.advance(301);
     assert.notEqual((await get(sy, '/zero')).headers.get('x-cache'), 'HIT');

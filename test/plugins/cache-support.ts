@@ -76,6 +76,7 @@ export interface CacheInfo {
   memory: { route: string; entries: number; bytes: number }[];
   persistent: { available: boolean; entries: number; bytes: number; corrupted: number; failures: number } | null;
   coalescing: { waiting: number };
+  invalidations: { listening: boolean };
   total: RouteCounters;
   routes: Record<string, RouteCounters>;
 }

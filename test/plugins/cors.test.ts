@@ -171,7 +171,7 @@ describe('cors with the cache', () => {
     });
     const sy = await startSwitchyard(withPlugins(upstream.url, [
       { name: 'cors', options: { origins: ['https://a.example', 'https://b.example'] } },
-      { name: 'cache', options: { persistent: { enabled: false }, vary: ['accept-encoding', 'origin'] } },
+      { name: 'cache', options: { honourUpstreamCacheControl: false, ttl: 300, persistent: { enabled: false }, vary: ['accept-encoding', 'origin'] } },
     ]));
     try {
       const answers: (string | null)[][] = [];

@@ -211,7 +211,7 @@ describe('plugin counters on the shared registry', { timeout: 60000 }, () => {
     const sy = await yard({
       plugins: [
         { name: 'rate-limit', options: { limits: [{ count: 3, window: '1h' }] } },
-        { name: 'cache', options: { persistent: { enabled: false } } },
+        { name: 'cache', options: { honourUpstreamCacheControl: false, ttl: 300, persistent: { enabled: false } } },
       ],
     });
     try {

@@ -189,7 +189,7 @@ describe('rate-limit on a route, in memory', () => {
     });
     const sy = await startSwitchyard(withPlugins(cacheable.url, [
       { name: 'rate-limit', options: { limits: [{ count: 10, window: '1h' }], algorithm: 'fixed' } },
-      { name: 'cache', options: { persistent: { enabled: false } } },
+      { name: 'cache', options: { honourUpstreamCacheControl: false, ttl: 300, persistent: { enabled: false } } },
     ]));
     try {
       const seen: [string | null, string | null][] = [];
