@@ -30,13 +30,12 @@ export interface CachedEntry {
   readonly initialAge: number;
   /** Epoch ms after which the entry is of no use even stale; the sweep removes it then. */
   readonly keepUntil: number;
-  /** `headers`, checked and serialised once for every hit to replay. */
-  readonly head: PreparedHead;
   /**
-   * The stored Date as the headers a hit hands Node beside its prepared head (which never holds a
-   * Date): with one given, Node does not write the time of the answer instead (RFC 9111 §4: a
-   * stored response keeps its Date; Age says how old it is). Made once, not per hit.
+   * `headers`, checked and serialised once for every hit to replay, the stored Date included: a
+   * hit carries the origin's Date, not the time of the answer (RFC 9111 §4; Age says how old it is).
    */
+  readonly head: PreparedHead;
+  /** The stored Date as headers of their own, for the answers written without the prepared head (304, 416). */
   readonly dated: Readonly<OutgoingHttpHeaders> | undefined;
   /** The last answer's head with its Age and X-Cache (respond.ts): the next reuses it while they stay the same. */
   lastAnswer: { age: number; xCache: string; head: PreparedHead } | undefined;
@@ -52,7 +51,7 @@ export type EntryFields = Omit<CachedEntry, 'head' | 'dated' | 'lastAnswer'>;
 export function newEntry(f: EntryFields): CachedEntry | undefined {
   let head: PreparedHead;
   try {
-    head = PreparedHead.of(f.headers);
+    head = PreparedHead.of(f.headers, true);
   } catch {
     return undefined;
   }

@@ -11,12 +11,39 @@ export type CacheControl = Map<string, string | true>;
 export function parseCacheControl(value: string | string[] | number | undefined): CacheControl {
   const out: CacheControl = new Map();
   if (value === undefined) return out;
-  for (const part of String(value).split(',')) {
+  for (const part of directives(String(value))) {
     const eq = part.indexOf('=');
     const name = (eq === -1 ? part : part.slice(0, eq)).trim().toLowerCase();
     if (name) out.set(name, eq === -1 ? true : part.slice(eq + 1).trim().replace(/^"|"$/g, ''));
   }
   return out;
+}
+
+/** The comma-separated directives of a field value; a comma inside a quoted string (`no-cache="a, b"`) is no separator. */
+function directives(value: string): string[] {
+  if (!value.includes('"')) return value.split(',');
+  const parts: string[] = [];
+  let start = 0;
+  let quoted = false;
+  for (let i = 0; i < value.length; i++) {
+    if (value[i] === '"') quoted = !quoted;
+    else if (value[i] === ',' && !quoted) {
+      parts.push(value.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(value.slice(start));
+  return parts;
+}
+
+/**
+ * The fields a qualified `no-cache="a, b"` names (RFC 9111 §5.2.2.4): the response may be stored
+ * and reused without them. Undefined for a plain no-cache, or none.
+ */
+export function noCacheFields(cc: CacheControl): string[] | undefined {
+  const value = cc.get('no-cache');
+  if (typeof value !== 'string' || value.trim() === '') return undefined;
+  return value.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean);
 }
 
 /** How the cache treats one request. */
@@ -110,7 +137,8 @@ export function responsePolicy(status: number, headers: OutgoingHttpHeaders, opt
   // only to be revalidated before each use — worth it when it has a validator to do that with.
   const revalidateOnly = (reason: string): ResponsePolicy =>
     options.revalidate && hasValidatorFields(status, headers) ? { store: true, ttl: 0, initialAge: 0 } : refuse(reason);
-  if (cc.has('no-cache')) return revalidateOnly('cache-control');
+  // A qualified no-cache only keeps its fields out of the stored response (tee drops them).
+  if (cc.has('no-cache') && noCacheFields(cc) === undefined) return revalidateOnly('cache-control');
   const age = reportedAge(headers);
   if (lifetime === undefined) {
     // A configured TTL counts from now: the upstream's Age is shown, not held against it.

@@ -24,7 +24,7 @@ export function answer(ctx: RequestContext, entry: CachedEntry, xCache: 'HIT' | 
   }
   // 204 and 304 have no body, and so no Content-Length either (RFC 9110 §8.6).
   const noBody = entry.status === 204 || entry.status === 304;
-  return { status: entry.status, head, headers: entry.dated, body: noBody ? undefined : entry.body };
+  return { status: entry.status, head, body: noBody ? undefined : entry.body };
 }
 
 /** A Range request's answer from the stored body: 206 or 416, or undefined for the whole body. */
@@ -34,8 +34,8 @@ function partialAnswer(ctx: RequestContext, entry: CachedEntry, head: PreparedHe
   const range = byteRange(ctx.req.headers.range!, size);
   if (range === undefined) return undefined;
   const headers: Record<string, string> = {};
-  if (entry.dated !== undefined) headers.date = entry.headers.date as string;
   if (range === 'unsatisfiable') {
+    if (entry.dated !== undefined) headers.date = entry.headers.date as string;
     headers['content-range'] = `bytes */${size}`;
     return { status: 416, headers, body: '' };
   }

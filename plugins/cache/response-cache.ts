@@ -11,7 +11,7 @@ import { freshUntil, newEntry, storableHeaders, type CachedEntry } from './entry
 import type { CacheOptions } from './index.js';
 import { MemoryTier } from './memory-tier.js';
 import { PersistentTier } from './persistent-tier.js';
-import { acceptsEncoding, hasValidatorFields, notModified, NOT_MODIFIED_HEADERS, requestPolicy, responsePolicy, staleAllowance, SURROGATE_CAPABILITY, type RequestPolicy } from './policy.js';
+import { acceptsEncoding, hasValidatorFields, noCacheFields, notModified, responseCacheControl, NOT_MODIFIED_HEADERS, requestPolicy, responsePolicy, staleAllowance, SURROGATE_CAPABILITY, type RequestPolicy } from './policy.js';
 import { matchOf, sameNames, variantId, varyNames, type VaryMatch } from './variants.js';
 import { deleteHeader, fieldsNotRepeated, hasValidators, keepRepresentationFields, setValidators, StoredBody } from './revalidate.js';
 import { answer } from './respond.js';
@@ -352,6 +352,9 @@ export class ResponseCache implements CacheInstance {
     // A body shorter than announced was cut off: never keep half a response.
     if (declared !== undefined && Number(declared) !== sent.body.length) return st.flight?.settle();
     const headers = storableHeaders(sent.headers);
+    // A qualified no-cache="a, b" keeps only the fields it names out of the stored response.
+    const unstored = noCacheFields(responseCacheControl(sent.headers, this.options.targetedCacheControl).cc);
+    if (unstored) for (const name of unstored) delete headers[name];
     const names = varyNames(headers.vary, this.keyed);
     if (names === undefined) {
       // Vary: * (a plugin's, in beforeSend): no request can be matched to it (RFC 9111 §4.1).
@@ -512,11 +515,10 @@ export class ResponseCache implements CacheInstance {
     }
     if ((this.route !== '*' && message.route !== this.route) || !Array.isArray(message.ids) || !Array.isArray(message.keys)) return;
     for (const id of message.ids) if (typeof id === 'string') this.memory.delete(id);
-    // Other variants (Vary values, hosts) of those URLs are under other ids: found by readable key.
-    {
-      const readable = new Set(message.keys);
-      this.memory.deleteWhere((e) => e.route === message.route && readable.has(e.key));
-    }
+    // Other variants (Vary values, hosts) are under other ids, some read from the store and so
+    // unknown to variantIds: they go by their readable key, as in evict().
+    const readable = new Set(message.keys);
+    this.memory.deleteWhere((e) => e.route === message.route && readable.has(e.key));
   }
 
   /** When an entry stored now with this lifetime is of no use any more, even stale. */

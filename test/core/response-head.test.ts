@@ -3,12 +3,13 @@
 // writeHead fallback), which must put the same header lines on the wire.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PreparedHead } from '../../core/index.js';
-import { headSplicing } from '../../core/response-head.js';
+import { headSplicing, writePreparedHead } from '../../core/response-head.js';
 import { echoHandler, pluginSource, routeConfig, startSwitchyard, startUpstream, type RunningSwitchyard, type RunningUpstream } from '../helpers/servers.js';
 import { createTestCa, noOpenssl } from '../helpers/tls.js';
 import { parseResponse, readAll } from '../helpers/wire.js';
@@ -35,6 +36,29 @@ describe('PreparedHead.of', () => {
     assert.throws(() => PreparedHead.of({ 'bad name': 'x' }), { code: 'ERR_INVALID_HTTP_TOKEN' });
     assert.throws(() => PreparedHead.of({ 'x-injected': 'a\r\nset-cookie: planted=1' }), { code: 'ERR_INVALID_CHAR' });
     assert.throws(() => PreparedHead.of({ etag: '"v1"' }).with({ age: 'one\ntwo' }), { code: 'ERR_INVALID_CHAR' });
+  });
+
+  test('keeps a Date when asked to, and a reply with that head has that Date line and no other, spliced or not', async () => {
+    const date = 'Thu, 01 Jan 2026 00:00:00 GMT';
+    const head = PreparedHead.of({ date, etag: '"v1"' }, true).with({ age: '3' });
+    assert.equal(head.lines, `date: ${date}\r\netag: "v1"\r\nage: 3\r\n`);
+    const server = http.createServer((_req, res) => {
+      writePreparedHead(res, 200, head, { 'content-length': 2 }, 'req-1');
+      res.end('ok');
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      for (const enabled of [true, false]) {
+        headSplicing.enabled = enabled && PROBED;
+        const raw = await pipelined((server.address() as net.AddressInfo).port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+        const [answer] = responsesIn(raw, ['GET']);
+        assert.deepEqual(answer!.lines.filter(([name]) => name === 'date'), [['date', date]], `splicing ${enabled}`);
+      }
+    } finally {
+      headSplicing.enabled = PROBED;
+      server.close();
+    }
   });
 
   test('with() adds headers after the head and leaves the head as it was', () => {

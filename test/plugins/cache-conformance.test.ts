@@ -686,6 +686,19 @@ describe('what the public suite (http-cache-tests) found, each fixed and checked
     assert.equal(up.seen.filter((s) => s.url === '/no-validator' && s.headers['if-none-match'] === undefined).length, 2);
   });
 
+  test('a qualified no-cache="a, b" stores the answer without the fields it names; a plain no-cache is revalidated', async () => {
+    const up = await scripted((req, res) => {
+      res.setHeader('cache-control', [req.url === '/qualified' ? 'no-cache="a, b"' : 'no-cache', 'max-age=3600']);
+      ok('answer', { a: '1', b: '2', c: '3' })(req, res, 0);
+    });
+    const sy = await yard(up, STANDARDS);
+    await get(sy, '/qualified');
+    const hit = await get(sy, '/qualified');
+    assert.equal(hit.headers.get('x-cache'), 'HIT');
+    assert.deepEqual([hit.headers.get('a'), hit.headers.get('b'), hit.headers.get('c')], [null, null, '3']);
+    assert.deepEqual(await servedTwice(sy, '/plain'), { first: 'MISS', second: 'MISS' });
+  });
+
   test("a 304 updates the stored fields but not those of the stored body: ETag, Content-Encoding, Content-MD5, Content-Range", async () => {
     clock = fakeClock();
     const stored = { 'cache-control': 'max-age=1', etag: '"a"', 'content-md5': 'rL0Y20zC+Fzt72VPzMSk2A==', 'content-range': 'stored-range', 'x-note': 'old' };
