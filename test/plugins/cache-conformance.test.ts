@@ -255,6 +255,20 @@ describe("the origin's directives decide stale answers (issue 31, item 5)", () =
     });
   }
 
+  for (const cacheControl of ['max-age=60, must-revalidate', 'max-age=60, proxy-revalidate', 's-maxage=60', 'max-age=60, no-cache']) {
+    test(`"${cacheControl}" is not served stale when the origin closes the connection either (the suite's stale-close)`, async () => {
+      clock = fakeClock();
+      const up = await scripted(ok('strict', { 'cache-control': cacheControl }));
+      const sy = await yard(up, { ...STANDARDS, staleIfError: 600 });
+      await get(sy, '/closing');
+      clock.advance(61);
+      up.respond = (req) => req.socket.destroy();
+      const answer = await get(sy, '/closing');
+      assert.equal(answer.status, 502, 'the failure shows: no stale answer');
+      assert.notEqual(answer.text, 'strict');
+    });
+  }
+
   test("a response that says nothing gets the plugin's staleIfError", async () => {
     clock = fakeClock();
     const up = await scripted(ok('lenient', { 'cache-control': 'max-age=60' }));
