@@ -11,6 +11,8 @@ import { after, describe, test } from 'node:test';
 import zlib from 'node:zlib';
 import { echoUpstream, startProxy, startUpstream, stopAll } from '../../testing/index.js';
 import { withPlugins } from '../helpers/clients.js';
+import { HashRing } from '../../plugins/balancer/hash-ring.js';
+import { fakeClock } from './cache-support.js';
 import { noRedis, startRedis } from '../helpers/redis.js';
 import { routeConfig, startSwitchyard, type RunningSwitchyard } from '../helpers/servers.js';
 
@@ -349,5 +351,319 @@ describe('proxy-stats options', () => {
     assert.equal((await call(`${moved.url}/stats`)).json().upstream, 'echo', '/stats is proxied like any path');
     const plain = await startSwitchyard(config({}));
     assert.equal((await call(`${plain.url}/stats`)).json().requests, 0);
+  });
+});
+
+describe('cache options', () => {
+  /** A cached route to an upstream that counts requests by path; `hold` keeps answers back until released. */
+  const cached = async (options: Record<string, unknown>) => {
+    const held: (() => void)[] = [];
+    const state = { hold: false, count: new Map<string, number>() };
+    const upstream = await startUpstream((req, res) => {
+      const path = new URL(req.url!, 'http://x').pathname;
+      state.count.set(path, (state.count.get(path) ?? 0) + 1);
+      const send = () => {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end(`${path} #${state.count.get(path)}`);
+      };
+      if (state.hold) held.push(send);
+      else send();
+    });
+    const sy = await startSwitchyard(withPlugins(upstream.url, [{ name: 'cache', options: { ttl: 60, persistent: { enabled: false }, ...options } }], { admin: { key: ADMIN_KEY } }));
+    const release = () => {
+      state.hold = false;
+      for (const send of held.splice(0)) send();
+    };
+    return { sy, upstream, state, release, asked: (path: string) => state.count.get(path) ?? 0 };
+  };
+  const xCache = async (url: string, init: RequestInit = {}) => (await call(url, init)).headers.get('x-cache');
+
+  test('ttlByPath: a path under a short prefix expires on its own TTL while another path keeps the route\'s ttl', async () => {
+    const { sy, asked } = await cached({ ttlByPath: { '/short': 1 } });
+    const clock = fakeClock();
+    try {
+      for (const path of ['/short/a', '/long/a']) assert.equal(await xCache(sy.url + path), 'MISS');
+      clock.advance(2);
+      assert.equal(await xCache(`${sy.url}/short/a`), 'EXPIRED');
+      assert.equal(await xCache(`${sy.url}/long/a`), 'HIT');
+      assert.deepEqual([asked('/short/a'), asked('/long/a')], [2, 1]);
+    } finally {
+      clock.restore();
+    }
+  });
+
+  test('bypassHeader: the configured header skips the cache, and the default one no longer does', async () => {
+    const { sy, asked } = await cached({ bypassHeader: 'X-Skip-Cache' });
+    assert.equal(await xCache(`${sy.url}/a`), 'MISS');
+    assert.equal(await xCache(`${sy.url}/a`, { headers: { 'x-skip-cache': '1' } }), 'BYPASS');
+    assert.equal(await xCache(`${sy.url}/a`, { headers: { 'x-cache-bypass': '1' } }), 'HIT');
+    assert.equal(asked('/a'), 2);
+  });
+
+  test('bypassQuery: the configured parameter skips the cache, and the default one no longer does', async () => {
+    const { sy, asked } = await cached({ bypassQuery: 'fresh' });
+    assert.equal(await xCache(`${sy.url}/a?fresh`), 'BYPASS');
+    assert.equal(await xCache(`${sy.url}/a?fresh=1`), 'BYPASS');
+    assert.equal(await xCache(`${sy.url}/a?nocache`), 'MISS');
+    assert.equal(await xCache(`${sy.url}/a?nocache`), 'HIT');
+    assert.equal(asked('/a'), 3);
+  });
+
+  test('coalesce: false sends every concurrent miss for one key upstream; none waits for another', async () => {
+    const { sy, state, release, asked } = await cached({ coalesce: false });
+    state.hold = true;
+    const answers = Promise.all(Array.from({ length: 5 }, () => xCache(`${sy.url}/same`)));
+    // With coalescing on, only the first would arrive and this would time out.
+    await eventually('all five misses reached the upstream', () => asked('/same') === 5);
+    release();
+    assert.deepEqual(await answers, ['MISS', 'MISS', 'MISS', 'MISS', 'MISS']);
+  });
+
+  test('coalesceWaitMs: a miss waiting on a slow one for the same key gives up after that long and sends its own request', async () => {
+    const { sy, state, release, asked } = await cached({ coalesceWaitMs: 100 });
+    state.hold = true;
+    const leader = xCache(`${sy.url}/slow`);
+    await eventually('the first miss reached the upstream', () => asked('/slow') === 1);
+    const follower = xCache(`${sy.url}/slow`);
+    // With the default 10 s wait, the follower would still be waiting when this bound runs out.
+    await eventually('the follower sent its own request', () => asked('/slow') === 2, 5000);
+    release();
+    assert.deepEqual(await Promise.all([leader, follower]), ['MISS', 'MISS']);
+  });
+});
+
+describe('proxy-chain options', () => {
+  /** A nested proxy as the chain sees one: says it is a proxy on every answer and records the clears it is sent. */
+  const nestedProxy = async (answerClearAfterMs = 0) => {
+    const timers: NodeJS.Timeout[] = [];
+    const upstream = await startUpstream((req, res) => {
+      const send = () => {
+        res.writeHead(200, { 'content-type': 'application/json', 'x-tmdb-proxy': 'nested' });
+        res.end('{"ok":true}');
+      };
+      if (req.url!.startsWith('/cache/clear') && answerClearAfterMs > 0) timers.push(setTimeout(send, answerClearAfterMs));
+      else send();
+    });
+    return { upstream, clears: () => upstream.requests.filter((r) => r.url.startsWith('/cache/clear')), stopTimers: () => timers.forEach(clearTimeout) };
+  };
+  const front = (upstream: string, options: Record<string, unknown>) => startSwitchyard(withPlugins(upstream, [
+    { name: 'proxy-chain', options },
+    { name: 'cache', options: { ttl: 60, persistent: { enabled: false } } },
+  ], { admin: { key: ADMIN_KEY } }));
+  /** A request that teaches the front proxy its upstream is a nested proxy, then a prefix clear there. */
+  const clear = async (sy: RunningSwitchyard, headers: Record<string, string> = {}) => {
+    await call(`${sy.url}/movie/1`);
+    const answer = await call(`${sy.url}/cache/clear?prefix=/movie`, { method: 'POST', headers: { ...ADMIN, ...headers } });
+    assert.equal(answer.status, 200);
+    return answer.json<{ cascade: { ok?: boolean; error?: string; skipped?: string }[] }>().cascade;
+  };
+
+  test('versionHeader: the version goes out under the configured header name instead of the default one', async () => {
+    const upstream = await echoUpstream();
+    const sy = await startSwitchyard(withPlugins(upstream.url, [{ name: 'proxy-chain', options: { versionHeader: 'X-Chain-Version', version: '9.9.9' } }]));
+    const answer = await call(`${sy.url}/x`);
+    assert.equal(answer.headers.get('x-chain-version'), '9.9.9');
+    assert.equal(answer.headers.get('x-tmdb-proxy-version'), null);
+  });
+
+  test('adminPath: the nested-proxy list answers on the configured path; the default path is proxied', async () => {
+    const { upstream } = await nestedProxy();
+    const sy = await front(upstream.url, { adminPath: '/chain/nested' });
+    await call(`${sy.url}/movie/1`);
+    const listed = (await call(`${sy.url}/chain/nested`)).json<{ nested: { url: string; kind: string }[] }>();
+    assert.deepEqual(listed.nested.map((n) => [n.url, n.kind]), [[upstream.url, 'nested']]);
+    assert.deepEqual((await call(`${sy.url}/upstream/nested`)).json(), { ok: true }, 'the default path went to the upstream');
+  });
+
+  test('cascade.hopHeader: the clear passed on counts its hops under the configured header', async () => {
+    const nested = await nestedProxy();
+    const sy = await front(nested.upstream.url, { cascade: { hopHeader: 'X-Clear-Hops' } });
+    assert.equal((await clear(sy))[0]!.ok, true);
+    const sent = nested.clears();
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]!.headers['x-clear-hops'], '1');
+    assert.equal(sent[0]!.headers['x-cache-clear-hops'], undefined);
+  });
+
+  test('cascade.maxHops: a clear that arrives with that many hops goes no further; with the default limit it does', async () => {
+    const nested = await nestedProxy();
+    const limited = await front(nested.upstream.url, { cascade: { maxHops: 2 } });
+    const cascade = await clear(limited, { 'x-cache-clear-hops': '2' });
+    assert.match(cascade[0]!.skipped ?? '', /hop limit reached \(2 of 2\)/);
+    assert.equal(nested.clears().length, 0);
+    const open = await front(nested.upstream.url, {});
+    await clear(open, { 'x-cache-clear-hops': '2' });
+    assert.equal(nested.clears().length, 1);
+    assert.equal(nested.clears()[0]!.headers['x-cache-clear-hops'], '3');
+  });
+
+  test('cascade.adminKey: the nested proxy is sent its own key, not the key this clear was made with', async () => {
+    const nested = await nestedProxy();
+    const withKey = await front(nested.upstream.url, { cascade: { adminKey: 'nested-admin-key' } });
+    await clear(withKey);
+    assert.equal(nested.clears()[0]!.headers['x-api-key'], 'nested-admin-key');
+    const passing = await front(nested.upstream.url, {});
+    await clear(passing);
+    assert.equal(nested.clears()[1]!.headers['x-api-key'], ADMIN_KEY);
+  });
+
+  test('cascade.timeoutMs: a nested proxy slower than the limit is reported failed instead of awaited', async () => {
+    const nested = await nestedProxy(5000);
+    try {
+      const sy = await front(nested.upstream.url, { cascade: { timeoutMs: 200 } });
+      const [result] = await clear(sy);
+      // With the default 10 s limit, the nested answer (after 5 s) would arrive and say ok.
+      assert.equal(result!.ok, false);
+      assert.match(result!.error ?? '', /timeout|aborted/i);
+    } finally {
+      nested.stopTimers();
+    }
+  });
+});
+
+describe('confluence-guard options', () => {
+  /** A Confluence stand-in: files, a page → space API, and a redirect to a single sign-on page. */
+  const confluence = () => startUpstream((req, res) => {
+    const url = new URL(req.url!, 'http://x');
+    if (url.pathname.startsWith('/rest/api/content/')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return void res.end('{"space":{"key":"DOC"}}');
+    }
+    if (url.pathname.startsWith('/download/attachments/2/')) {
+      res.writeHead(302, { location: '/my-sso/start?next=/download' });
+      return void res.end();
+    }
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-disposition': 'attachment; filename="f.txt"' });
+    res.end('file body');
+  });
+  const guarded = (upstream: string, options: Record<string, unknown>) => startSwitchyard(withPlugins(upstream, [{ name: 'confluence-guard', options }]));
+
+  test('loginMarkers: a redirect to a listed single sign-on path is a 502 credentials error; the default markers let it through', async () => {
+    const upstream = await confluence();
+    const custom = await guarded(upstream.url, { loginMarkers: ['/my-sso/'] });
+    const refused = await call(`${custom.url}/download/attachments/2/f.txt`, { redirect: 'manual' });
+    assert.equal(refused.status, 502);
+    assert.equal(refused.json().code, 'CONFLUENCE_CREDENTIALS_REFUSED');
+    const plain = await guarded(upstream.url, {});
+    assert.equal((await call(`${plain.url}/download/attachments/2/f.txt`, { redirect: 'manual' })).status, 302);
+  });
+
+  test('spaceTtl: a page\'s space is looked up again once the TTL ran out; with the default it is remembered', async () => {
+    const upstream = await confluence();
+    const lookups = () => upstream.requests.filter((r) => r.url.startsWith('/rest/api/content/1')).length;
+    const short = await guarded(upstream.url, { allowSpaceKeys: ['DOC'], spaceTtl: 1 });
+    const long = await guarded(upstream.url, { allowSpaceKeys: ['DOC'] });
+    const started = Date.now();
+    for (const sy of [short, long]) assert.equal((await call(`${sy.url}/download/attachments/1/f.txt`)).text, 'file body');
+    assert.equal(lookups(), 2);
+    // The TTL is in seconds of the wall clock: let one and a bit pass.
+    await pause(Math.max(0, started + 1200 - Date.now()));
+    for (const sy of [short, long]) assert.equal((await call(`${sy.url}/download/attachments/1/f.txt`)).text, 'file body');
+    assert.equal(lookups(), 3, 'only the one with spaceTtl: 1 asked again');
+  });
+});
+
+describe('health-check options', () => {
+  test('active.jitter: 0 probes exactly every interval; 1 spreads the probes from none to twice the interval apart', async () => {
+    const gaps: Record<string, number[]> = {};
+    for (const jitter of [0, 1]) {
+      const probes: number[] = [];
+      const upstream = await startUpstream((req, res) => {
+        if (req.url === '/healthz') probes.push(performance.now());
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{}');
+      });
+      const sy = await startSwitchyard(withPlugins(upstream.url, [{ name: 'health-check', options: { active: { interval: 100, timeout: 1000, path: '/healthz', jitter } } }]));
+      await eventually(`16 probes with jitter ${jitter}`, () => probes.length >= 16, 20_000);
+      await sy.stop();
+      gaps[jitter] = probes.slice(1, 16).map((at, i) => at - probes[i]!);
+    }
+    // Timers never fire early, so without jitter no gap is shorter than the interval (1 ms of timer rounding aside).
+    assert.ok(gaps[0]!.every((gap) => gap >= 99), `jitter 0 gaps: ${gaps[0]!.map(Math.round).join(', ')}`);
+    // With jitter 1 each gap is uniform in [0, 200] ms: all 15 at 75 ms or more has a chance of 0.625^15 < 0.1 %.
+    assert.ok(gaps[1]!.some((gap) => gap < 75), `jitter 1 gaps: ${gaps[1]!.map(Math.round).join(', ')}`);
+  });
+});
+
+describe('balancer options', () => {
+  interface Row { id: string; name: string; slowStart: number | null; ewmaMs: number | null; weights: { base: number | null; dynamic: number | null } }
+  const rows = async (sy: RunningSwitchyard) => (await call(`${sy.url}/upstream`)).json<{ routes: { upstreams: Row[] }[] }>().routes[0]!.upstreams;
+  const balanced = (upstreams: { url: string; name: string }[], options: Record<string, unknown>) => startSwitchyard({
+    server: { store: 'memory://', admin: { key: ADMIN_KEY } },
+    routes: [{ name: 'main', match: { pathPrefix: '/' }, upstreams, plugins: [{ name: 'balancer', options }] }],
+  });
+  /** A route to an upstream that answers once and is then closed: one fast success, then failures. */
+  const oneThenGone = async (options: Record<string, unknown>) => {
+    const upstream = await echoUpstream('once');
+    const sy = await balanced([{ url: upstream.url, name: 'once' }], options);
+    assert.equal((await call(`${sy.url}/a`)).status, 200);
+    await upstream.close();
+    assert.equal((await call(`${sy.url}/b`)).status, 502);
+    return (await rows(sy))[0]!;
+  };
+
+  test('hashReplicas: header-hash places keys on a ring of that many points per upstream', async () => {
+    const upstreams = await Promise.all(['a', 'b', 'c'].map((name) => echoUpstream(name)));
+    const sy = await balanced(upstreams.map((u, i) => ({ url: u.url, name: 'abc'[i]! })), { algorithm: 'header-hash', hashKey: 'x-user', hashReplicas: 1 });
+    const members = (await rows(sy)).map((row) => ({ key: row.id, weight: 1, value: row.name }));
+    const users = Array.from({ length: 60 }, (_, i) => `user-${i}`);
+    const expected = (replicas: number) => users.map((user) => new HashRing(members, replicas).lookup(user));
+    assert.notDeepEqual(expected(1), expected(160), 'one point and 160 points per upstream place these keys differently');
+    const got: string[] = [];
+    for (const user of users) got.push((await call(`${sy.url}/x`, { headers: { 'x-user': user } })).json<{ upstream: string }>().upstream);
+    assert.deepEqual(got, expected(1));
+  });
+
+  test('slowStart.aggression: a high aggression starts a joining upstream near its full weight; aggression 1 starts it at the minimum', async () => {
+    const first = await echoUpstream('first');
+    const joining = await echoUpstream('joining');
+    const factors: Record<string, number | null> = {};
+    for (const aggression of [1000, 1]) {
+      const sy = await balanced([{ url: first.url, name: 'first' }], { slowStart: { duration: 600_000, minWeightPercent: 10, aggression } });
+      const added = await call(`${sy.url}/upstream/main`, { method: 'POST', headers: { ...ADMIN, 'content-type': 'application/json' }, body: JSON.stringify({ url: joining.url, name: 'joining' }) });
+      assert.equal(added.status, 201);
+      factors[aggression] = (await rows(sy)).find((row) => row.name === 'joining')!.slowStart;
+      await sy.stop();
+    }
+    // (elapsed / 10 min) ^ (1 / aggression): a few ms in, 0.99 with aggression 1000, the 10 % floor with 1.
+    assert.ok(factors[1000]! > 0.9, `aggression 1000: ${factors[1000]}`);
+    assert.equal(factors[1], 0.1);
+  });
+
+  test('latency.failurePenalty: a failed attempt counts as that many ms in the upstream\'s EWMA', async () => {
+    const sy = await balanced([{ url: 'http://127.0.0.1:9', name: 'gone' }], { latency: { failurePenalty: 70_000 } });
+    assert.equal((await call(`${sy.url}/a`)).status, 502);
+    assert.equal((await rows(sy))[0]!.ewmaMs, 70_000);
+    const plain = await balanced([{ url: 'http://127.0.0.1:9', name: 'gone' }], {});
+    assert.equal((await call(`${plain.url}/a`)).status, 502);
+    assert.equal((await rows(plain))[0]!.ewmaMs, 5000);
+  });
+
+  test('latency.ewmaDecay: the short EWMA keeps that share of the old figure when a new sample comes', async () => {
+    // A success of s ms (well under 1 s), then a failure counted as 100 000 ms: (1 - decay) · 100 000 + decay · s.
+    const half = await oneThenGone({ latency: { ewmaDecay: 0.5, failurePenalty: 100_000 } });
+    assert.ok(half.ewmaMs! >= 50_000 && half.ewmaMs! < 51_000, `ewmaDecay 0.5: ${half.ewmaMs} ms`);
+    const plain = await oneThenGone({ latency: { failurePenalty: 100_000 } });
+    assert.ok(plain.ewmaMs! >= 20_000 && plain.ewmaMs! < 21_000, `default 0.8: ${plain.ewmaMs} ms`);
+  });
+
+  test('latency.baseDecay: the long EWMA, and the base weight drawn from it, follow that decay', async () => {
+    // Long EWMA after (s ms, then a 10 000 ms failure): decay 0.5 gives at least 5000 ms, so a base
+    // weight of at most 20 000 / 5000 = 4; the default 0.98 gives 200 ms plus s, a base weight of 16 or more.
+    const half = await oneThenGone({ latency: { baseDecay: 0.5, failurePenalty: 10_000 } });
+    assert.ok(half.weights.base! <= 4, `baseDecay 0.5: base weight ${half.weights.base}`);
+    const plain = await oneThenGone({ latency: { failurePenalty: 10_000 } });
+    assert.ok(plain.weights.base! >= 10, `default 0.98: base weight ${plain.weights.base}`);
+  });
+
+  test('latency.maxWeight: a fast upstream\'s base and dynamic weights stop at that ceiling', async () => {
+    const upstream = await echoUpstream('fast');
+    const capped = await balanced([{ url: upstream.url, name: 'fast' }], { latency: { maxWeight: 7 } });
+    const plain = await balanced([{ url: upstream.url, name: 'fast' }], {});
+    for (const sy of [capped, plain]) assert.equal((await call(`${sy.url}/a`)).status, 200);
+    const [cappedRow] = await rows(capped);
+    assert.deepEqual([cappedRow!.weights.base, cappedRow!.weights.dynamic], [7, 7]);
+    // An answer under 200 ms gives a base weight over 100 before the ceiling: the default ceiling, 100.
+    assert.equal((await rows(plain))[0]!.weights.base, 100);
   });
 });
