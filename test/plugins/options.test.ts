@@ -214,8 +214,9 @@ describe('ai-usage options', () => {
     await eventually('the reader sees the quick instance\'s call', async () => (await stats(reader)).calls === 1);
     const served = Date.now();
     await call(`${slow.url}/counted/a`);
-    // Past the default flush (1 s) and several of the reader's own: had flushMs been ignored, the call would be there.
-    await pause(Math.max(0, served + 1500 - Date.now()));
+    // Had flushMs been ignored, both would sync every second: the slow one's write and the reader's
+    // read-back after it take at most two seconds; wait a half more.
+    await pause(Math.max(0, served + 2500 - Date.now()));
     assert.equal((await stats(reader)).calls, 1);
     await slow.stop();
     await eventually('the stop flushed the slow instance\'s call', async () => (await stats(reader)).calls === 2);
