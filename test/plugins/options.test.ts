@@ -554,11 +554,11 @@ describe('confluence-guard options', () => {
     const lookups = () => upstream.requests.filter((r) => r.url.startsWith('/rest/api/content/1')).length;
     const short = await guarded(upstream.url, { allowSpaceKeys: ['DOC'], spaceTtl: 1 });
     const long = await guarded(upstream.url, { allowSpaceKeys: ['DOC'] });
-    const started = Date.now();
     for (const sy of [short, long]) assert.equal((await call(`${sy.url}/download/attachments/1/f.txt`)).text, 'file body');
+    // Both lookups were answered before their files: each is remembered until at most a second from now.
     assert.equal(lookups(), 2);
     // The TTL is in seconds of the wall clock: let one and a bit pass.
-    await pause(Math.max(0, started + 1200 - Date.now()));
+    await pause(1100);
     for (const sy of [short, long]) assert.equal((await call(`${sy.url}/download/attachments/1/f.txt`)).text, 'file body');
     assert.equal(lookups(), 3, 'only the one with spaceTtl: 1 asked again');
   });
@@ -581,8 +581,9 @@ describe('health-check options', () => {
     }
     // Timers never fire early, so without jitter no gap is shorter than the interval (1 ms of timer rounding aside).
     assert.ok(gaps[0]!.every((gap) => gap >= 99), `jitter 0 gaps: ${gaps[0]!.map(Math.round).join(', ')}`);
-    // With jitter 1 each gap is uniform in [0, 200] ms: all 15 at 75 ms or more has a chance of 0.625^15 < 0.1 %.
-    assert.ok(gaps[1]!.some((gap) => gap < 75), `jitter 1 gaps: ${gaps[1]!.map(Math.round).join(', ')}`);
+    // With jitter 1 each gap is uniform in [0, 200] ms, so one shorter than the interval, which jitter 0
+    // never gives, comes with a chance of 1 - 0.5^15; a busy machine's timer delays lower that only a little.
+    assert.ok(gaps[1]!.some((gap) => gap < 95), `jitter 1 gaps: ${gaps[1]!.map(Math.round).join(', ')}`);
   });
 });
 
@@ -641,20 +642,22 @@ describe('balancer options', () => {
   });
 
   test('latency.ewmaDecay: the short EWMA keeps that share of the old figure when a new sample comes', async () => {
-    // A success of s ms (well under 1 s), then a failure counted as 100 000 ms: (1 - decay) · 100 000 + decay · s.
-    const half = await oneThenGone({ latency: { ewmaDecay: 0.5, failurePenalty: 100_000 } });
-    assert.ok(half.ewmaMs! >= 50_000 && half.ewmaMs! < 51_000, `ewmaDecay 0.5: ${half.ewmaMs} ms`);
-    const plain = await oneThenGone({ latency: { failurePenalty: 100_000 } });
-    assert.ok(plain.ewmaMs! >= 20_000 && plain.ewmaMs! < 21_000, `default 0.8: ${plain.ewmaMs} ms`);
+    // A success of s ms (under 10 s, however busy the machine), then a failure counted as 1 000 000 ms:
+    // (1 - decay) · 1 000 000 + decay · s.
+    const half = await oneThenGone({ latency: { ewmaDecay: 0.5, failurePenalty: 1_000_000 } });
+    assert.ok(half.ewmaMs! >= 500_000 && half.ewmaMs! < 505_000, `ewmaDecay 0.5: ${half.ewmaMs} ms`);
+    const plain = await oneThenGone({ latency: { failurePenalty: 1_000_000 } });
+    assert.ok(plain.ewmaMs! >= 200_000 && plain.ewmaMs! < 208_000, `default 0.8: ${plain.ewmaMs} ms`);
   });
 
   test('latency.baseDecay: the long EWMA, and the base weight drawn from it, follow that decay', async () => {
     // Long EWMA after (s ms, then a 10 000 ms failure): decay 0.5 gives at least 5000 ms, so a base
-    // weight of at most 20 000 / 5000 = 4; the default 0.98 gives 200 ms plus s, a base weight of 16 or more.
+    // weight of at most 20 000 / 5000 = 4; the default 0.98 gives 200 ms plus 0.98 s, a base weight
+    // of 5 or more while s stays under 3.8 s.
     const half = await oneThenGone({ latency: { baseDecay: 0.5, failurePenalty: 10_000 } });
     assert.ok(half.weights.base! <= 4, `baseDecay 0.5: base weight ${half.weights.base}`);
     const plain = await oneThenGone({ latency: { failurePenalty: 10_000 } });
-    assert.ok(plain.weights.base! >= 10, `default 0.98: base weight ${plain.weights.base}`);
+    assert.ok(plain.weights.base! >= 5, `default 0.98: base weight ${plain.weights.base}`);
   });
 
   test('latency.maxWeight: a fast upstream\'s base and dynamic weights stop at that ceiling', async () => {
@@ -664,7 +667,7 @@ describe('balancer options', () => {
     for (const sy of [capped, plain]) assert.equal((await call(`${sy.url}/a`)).status, 200);
     const [cappedRow] = await rows(capped);
     assert.deepEqual([cappedRow!.weights.base, cappedRow!.weights.dynamic], [7, 7]);
-    // An answer under 200 ms gives a base weight over 100 before the ceiling: the default ceiling, 100.
-    assert.equal((await rows(plain))[0]!.weights.base, 100);
+    // Any answer under 2.8 s weighs more than 7 before the ceiling: the default ceiling (100) lets it show.
+    assert.ok((await rows(plain))[0]!.weights.base! > 7, `default ceiling: base weight ${(await rows(plain))[0]!.weights.base}`);
   });
 });
