@@ -38,6 +38,8 @@ export class Balancer {
   private readonly live: LiveUpstreams;
   /** Admin writes on their way to the store: the refresh leaves the store alone meanwhile. */
   private committing = 0;
+  /** Counts this instance's commits, so a read-back that overlapped one is known to be stale. */
+  private commits = 0;
   private refresher: NodeJS.Timeout | undefined;
   // A route plugin (the usual case) asks for the same table every time: no Map lookup for it.
   private lastRoute: Route | undefined;
@@ -235,6 +237,7 @@ export class Balancer {
     table.resync(this.defaults, this.latency);
     this.live.changed(table.routeName);
     this.committing++;
+    this.commits++;
     try {
       await this.persist(table);
     } finally {
@@ -249,7 +252,10 @@ export class Balancer {
   private async refresh(): Promise<void> {
     for (const table of this.tables.values()) {
       if (this.committing > 0) return; // our own write is on its way; the next round reads it
+      const before = this.commits;
       const saved = await this.api.store.get(storeKey(table.routeName)) as RouteTable['changes'] | undefined;
+      // A change made here while the read was on its way is newer than what the read found.
+      if (this.commits !== before) return;
       if (saved && JSON.stringify(saved) !== JSON.stringify(table.changes)) {
         table.changes = saved;
         table.resync(this.defaults, this.latency);

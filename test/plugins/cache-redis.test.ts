@@ -69,8 +69,12 @@ describe('the cache on Redis', { skip }, () => {
     await up?.close();
   });
 
+  // A store call slower than timeoutMs marks the store unavailable and the cache skips it for a
+  // while. 500 ms was too short when the suite ran two files at once on a busy machine: one slow
+  // answer from a healthy Redis turned the expected persistent HIT into a MISS. The outages below
+  // are a killed process, refused at once, so a long bound does not slow their detection.
   async function yard(store = redis.url): Promise<RunningSwitchyard> {
-    const sy = await startSwitchyard(cacheConfig(up.url, { ttl: 600, persistent: { timeoutMs: 500 } }, { store }));
+    const sy = await startSwitchyard(cacheConfig(up.url, { ttl: 600, persistent: { timeoutMs: 10_000 } }, { store }));
     running.push(sy);
     return sy;
   }
