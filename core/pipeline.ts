@@ -10,7 +10,7 @@ import { redactConfig, redactString, type LoadedConfig, type LoadedPlugin } from
 import type { TimeoutsConfig } from './config/schema.js';
 import { Errors } from './errors.js';
 import type { EngineName, ForwardEngine } from './engine.js';
-import type { TlsCertificates } from './listener.js';
+import type { TlsCertificates, TlsReloadResult } from './listener.js';
 import { metricsRegistry, runtimeInfo } from './metrics.js';
 import { createPluginHooks, type Dispose, type PluginApi } from './plugin.js';
 import { buildRoute, buildUpstream, Router } from './router.js';
@@ -52,6 +52,11 @@ export interface Runtime {
   readonly audit: Logger;
   /** The HTTPS certificates, when serving TLS. */
   tls: TlsCertificates | undefined;
+  /**
+   * Reloads the certificate files: in this process alone, or under --workers in every worker at
+   * once (the primary checks the pair first; core/cluster.ts). Set by the server.
+   */
+  reloadTls: (trigger: string) => Promise<TlsReloadResult>;
   lastReload: ReloadStatus;
   /** Reload attempts that were applied or rejected (an unchanged file is neither). */
   readonly reloads: { ok: number; failed: number };
@@ -251,14 +256,14 @@ function addCoreAdminRoutes(admin: AdminRouter, loaded: LoadedConfig, rt: Runtim
     path: '/config',
     handler: () => ({ status: 200, json: redactConfig(loaded.config, loaded.secrets) }),
   });
-  const { tls } = rt;
-  if (tls) {
+  if (rt.tls) {
     admin.add({
       method: 'POST',
       path: '/config/reload-tls',
-      handler: () => {
-        const result = tls.reload();
-        return { status: result.ok ? 200 : 500, json: result.ok ? { reloaded: true } : { error: result.error, code: Errors.SY_ERR_TLS_RELOAD_FAILED.code } };
+      handler: async () => {
+        const result = await rt.reloadTls('admin');
+        if (!result.ok) return { status: 500, json: { error: result.error, code: Errors.SY_ERR_TLS_RELOAD_FAILED.code } };
+        return { status: 200, json: { reloaded: true, serial: result.serial, ...(result.workers !== undefined ? { workers: result.workers } : {}) } };
       },
     });
   }

@@ -12,7 +12,7 @@ import { loadConfig, redactString, type Catalogs, type ConfigSource, type Loaded
 import { ConfigWatcher } from './config/watch.js';
 import { HttpProxyEngine } from './forward.js';
 import { UndiciEngine } from './forward-undici.js';
-import { createListener } from './listener.js';
+import { createListener, type TlsPair, type TlsReloadResult } from './listener.js';
 import { LineBatchWriter } from './log-writer.js';
 import { Pipeline, type ReloadStatus, type Runtime } from './pipeline.js';
 import { handleAdminRequest, handleRequest } from './flow.js';
@@ -56,7 +56,7 @@ const RESTART_ONLY: readonly [string, (l: LoadedConfig) => unknown][] = [
  * A running Switchyard. Emits `reload` with a ReloadResult after every reload attempt (file
  * change, SIGHUP or reload()), so embedders and tests can wait on it.
  */
-export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ ok: boolean; error?: string }] }> {
+export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [TlsReloadResult & { trigger: string }] }> {
   private pipeline: Pipeline;
   private watcher: ConfigWatcher | undefined;
   private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true });
@@ -84,6 +84,8 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     // reload may move any route to either; WebSocket upgrades always take the http-proxy one.
     const httpProxy = new HttpProxyEngine(pool);
     const stores = await StoreFactory.create(serverConfig.store, loaded.baseDir);
+    // Declared here: rt.reloadTls calls it, and it is made from rt.
+    let yard: Switchyard;
     const rt: Runtime = {
       logger,
       accessLog: accessLogWriter(logger),
@@ -96,6 +98,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
       adminOnOwnPort: serverConfig.admin.port !== undefined,
       audit: createAuditLogger(serverConfig.admin.auditLog, loaded.baseDir, logger),
       tls: undefined,
+      reloadTls: (trigger) => Promise.resolve(yard.reloadTlsHere(trigger)),
       lastReload: { ok: true, at: Date.now(), generation: 1, trigger: 'start' },
       reloads: { ok: 0, failed: 0 },
       // Until the server exists (a plugin's setup), there is no pipeline to serve on yet.
@@ -108,7 +111,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     rt.tls = tls;
     const pipeline = await Pipeline.build(loaded, rt, 1);
     const adminServer = rt.adminOnOwnPort ? http.createServer() : undefined;
-    const yard = new Switchyard(options, rt, pipeline, server, adminServer);
+    yard = new Switchyard(options, rt, pipeline, server, adminServer);
     server.on('request', (req: IncomingMessage, res: ServerResponse) => handleRequest(yard.pipeline, rt, req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(yard.pipeline, rt, req, socket, head, new ServerResponse(req)));
     adminServer?.on('request', (req: IncomingMessage, res: ServerResponse) => handleAdminRequest(yard.pipeline, req, res));
@@ -128,10 +131,34 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     }
     if (options.watch ?? loaded.file !== undefined) {
       await yard.watch(loaded.files);
-      await tls?.watch((result) => yard.emit('tls', result));
+      await tls?.watch((result) => yard.emit('tls', { ...result, trigger: 'file changed' }));
     }
     logger.info({ port: yard.port, host: serverConfig.host, adminPort: yard.adminPort, preset: loaded.config.preset, routes: loaded.config.routes.length }, 'listening');
     return yard;
+  }
+
+  /** Reloads the certificate files in this process (a worker: in this worker only). */
+  reloadTlsHere(trigger: string): TlsReloadResult {
+    const tls = this.rt.tls;
+    if (!tls) return { ok: false, error: 'this server does not serve TLS' };
+    return this.emitTls(tls.reload(), trigger);
+  }
+
+  /** Serves a certificate pair the cluster's primary read and checked (core/cluster.ts). */
+  applyTls(pair: TlsPair, trigger: string): TlsReloadResult {
+    const tls = this.rt.tls;
+    if (!tls) return { ok: false, error: 'this server does not serve TLS' };
+    return this.emitTls(tls.apply(pair), trigger);
+  }
+
+  /** Has `POST /config/reload-tls` go through `reload` (under --workers: the primary, for every worker). */
+  routeTlsReloads(reload: (trigger: string) => Promise<TlsReloadResult>): void {
+    this.rt.reloadTls = reload;
+  }
+
+  private emitTls(result: TlsReloadResult, trigger: string): TlsReloadResult {
+    this.emit('tls', { ...result, trigger });
+    return result;
   }
 
   get port(): number {
