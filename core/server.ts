@@ -113,7 +113,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
     const adminServer = rt.adminOnOwnPort ? http.createServer() : undefined;
     yard = new Switchyard(options, rt, pipeline, server, adminServer);
     server.on('request', (req: IncomingMessage, res: ServerResponse) => handleRequest(yard.pipeline, rt, req, res));
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(yard.pipeline, rt, req, socket, head, new ServerResponse(req)));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(yard.pipeline, rt, req, socket, head));
     adminServer?.on('request', (req: IncomingMessage, res: ServerResponse) => handleAdminRequest(yard.pipeline, req, res));
     rt.dispatch = (req, res) => {
       const current = yard.pipeline;
