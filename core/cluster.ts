@@ -22,13 +22,19 @@ type ToPrimary =
   | { type: 'switchyard:ready'; port: number; adminPort?: number }
   | { type: 'switchyard:reloaded'; id: number; result: ReloadResult }
   | { type: 'switchyard:tls-applied'; id: number; result: TlsReloadResult }
-  | { type: 'switchyard:reload-tls'; id: number; trigger: string };
+  | { type: 'switchyard:reload-tls'; id: number; trigger: string }
+  | { type: 'switchyard:roll'; trigger: string };
 
 /** First restart delay after a crash; it doubles per crash in a row, up to RESTART_MAX_MS. */
 const RESTART_BASE_MS = 250;
 const RESTART_MAX_MS = 15_000;
 /** A worker that stayed up this long counts as healthy: its next crash restarts it at once. */
 const STABLE_AFTER_MS = 30_000;
+/**
+ * A draining worker goes on serving this long (each answer with Connection: close) before it
+ * closes its idle keep-alive connections: a client that sends on one just as it closes would fail.
+ */
+const KEEP_ALIVE_GRACE_MS = 500;
 /** Beyond server.shutdownTimeout, how long the primary waits for a draining worker before killing it. */
 const STOP_GRACE_MS = 5_000;
 
@@ -50,6 +56,13 @@ export interface ClusterOptions {
   watch?: boolean;
 }
 
+/** How a rolling restart went: `replaced` workers were, one at a time. */
+export interface RollResult {
+  ok: boolean;
+  replaced: number;
+  error?: string;
+}
+
 /** The outcome of a cluster-wide reload: `workers` is how many applied it. */
 export interface ClusterReloadResult extends ReloadResult {
   workers: number;
@@ -67,7 +80,7 @@ interface Slot {
  * The primary. `start()` validates the config, forks the workers and resolves once all listen.
  * Emits `reload` after every cluster-wide reload attempt.
  */
-export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]; tls: [TlsReloadResult & { trigger: string }] }> {
+export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]; tls: [TlsReloadResult & { trigger: string }]; roll: [RollResult] }> {
   private readonly logger: Logger;
   private readonly env: NodeJS.ProcessEnv;
   private readonly slots: Slot[] = [];
@@ -139,6 +152,65 @@ export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]
       const result = await this.reloadTlsNow(trigger);
       this.emit('tls', { ...result, trigger });
       return result;
+    });
+  }
+
+  /**
+   * Replaces the workers one at a time: a new one is started and listening before the old one is
+   * told to drain (it stops accepting, its requests and long-lived connections get up to
+   * server.shutdownTimeout, then it closes the rest and exits). So one worker fewer never serves.
+   * A new worker that cannot start (say, the config on disk became invalid) stops the roll; the
+   * old workers keep serving. Config and TLS reloads wait until the roll is over.
+   */
+  roll(trigger = 'manual'): Promise<RollResult> {
+    return this.serially(async () => {
+      const result = await this.rollNow(trigger);
+      this.emit('roll', result);
+      return result;
+    });
+  }
+
+  private async rollNow(trigger: string): Promise<RollResult> {
+    this.logger.info({ trigger, workers: this.slots.length }, 'rolling restart: replacing the workers one at a time');
+    let replaced = 0;
+    for (const [index, slot] of this.slots.entries()) {
+      if (this.stopping) return { ok: false, replaced, error: 'shutting down' };
+      const old = slot.worker;
+      try {
+        await this.fork(slot, index);
+      } catch (err) {
+        // Its exit scheduled a restart of the slot: the old worker keeps it instead.
+        clearTimeout(slot.restartTimer);
+        slot.restartTimer = undefined;
+        if (old && old.process.exitCode === null) slot.worker = old;
+        const error = (err as Error).message;
+        this.logger.error({ trigger, worker: index, error }, 'rolling restart stopped: a new worker did not start; the others keep serving');
+        return { ok: false, replaced, error };
+      }
+      if (old) {
+        const clean = await this.drain(old);
+        this.logger.info({ worker: index, pid: slot.worker?.process.pid, replacedPid: old.process.pid, clean }, 'rolling restart: worker replaced');
+      }
+      replaced++;
+    }
+    this.logger.info({ trigger, replaced, workers: this.pids }, 'rolling restart done');
+    return { ok: true, replaced };
+  }
+
+  /** Asks the worker to drain and resolves once it exited: true when cleanly, false when it had to be killed. */
+  private drain(worker: Worker): Promise<boolean> {
+    if (worker.process.exitCode !== null || worker.process.signalCode !== null) return Promise.resolve(true);
+    const grace = (this.loaded?.config.server.shutdownTimeout ?? 10_000) + STOP_GRACE_MS;
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.logger.warn({ pid: worker.process.pid }, 'worker did not drain in time: killing it');
+        worker.process.kill('SIGKILL');
+      }, grace);
+      worker.once('exit', (code) => {
+        clearTimeout(timer);
+        resolve(code === 0);
+      });
+      send(worker, { type: 'switchyard:stop' });
     });
   }
 
@@ -242,10 +314,14 @@ export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]
       worker.once('exit', (code, signal) => reject(new Error(`worker ${index} exited before listening (code ${code}, signal ${signal})`)));
     });
     ready.catch(() => {}); // a restart's readiness is only logged; the first start awaits it
-    // A worker's `POST /config/reload-tls` reloads every worker, through here.
+    // A worker's `POST /config/reload-tls` reloads every worker, and its `POST /workers/roll`
+    // replaces them all, through here.
     worker.on('message', (message: ToPrimary) => {
-      if (message.type !== 'switchyard:reload-tls') return;
-      void this.reloadTls(message.trigger).then((result) => send(worker, { type: 'switchyard:tls-reloaded', id: message.id, result }));
+      if (message.type === 'switchyard:reload-tls') {
+        void this.reloadTls(message.trigger).then((result) => send(worker, { type: 'switchyard:tls-reloaded', id: message.id, result }));
+      } else if (message.type === 'switchyard:roll') {
+        void this.roll(message.trigger);
+      }
     });
     worker.once('exit', (code, signal) => this.onExit(slot, index, worker, code, signal));
     return ready;
@@ -282,22 +358,9 @@ export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]
   private async stopNow(): Promise<number> {
     await this.watcher?.close();
     await this.tlsWatcher?.close();
-    const grace = (this.loaded?.config.server.shutdownTimeout ?? 10_000) + STOP_GRACE_MS;
     const exits = this.slots.map((slot) => {
       clearTimeout(slot.restartTimer);
-      const worker = slot.worker;
-      if (!worker || worker.process.exitCode !== null) return Promise.resolve(true);
-      return new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => {
-          this.logger.warn({ pid: worker.process.pid }, 'worker did not drain in time: killing it');
-          worker.process.kill('SIGKILL');
-        }, grace);
-        worker.once('exit', (code) => {
-          clearTimeout(timer);
-          resolve(code === 0);
-        });
-        send(worker, { type: 'switchyard:stop' });
-      });
+      return slot.worker ? this.drain(slot.worker) : Promise.resolve(true);
     });
     const clean = (await Promise.all(exits)).every(Boolean);
     this.logger.info({ clean }, 'all workers stopped');
@@ -306,7 +369,7 @@ export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]
 
   /**
    * SIGTERM/SIGINT drain the workers and exit; a second SIGINT kills them; SIGHUP reloads the
-   * config and the certificate files in every worker.
+   * config and the certificate files in every worker; SIGUSR2 replaces the workers one at a time.
    */
   handleSignals(): void {
     const shutdown = (signal: string) => {
@@ -327,6 +390,7 @@ export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]
       void this.reload('SIGHUP');
       if (this.tlsFiles()) void this.reloadTls('SIGHUP');
     });
+    process.on('SIGUSR2', () => void this.roll('SIGUSR2'));
   }
 }
 
@@ -348,6 +412,8 @@ export function serveAsWorker(yard: Switchyard, shutdown: (reason: string) => vo
   };
   const tlsAnswers = new Map<number, (result: TlsReloadResult) => void>();
   let nextTlsId = 1;
+  yard.setKeepAliveGrace(KEEP_ALIVE_GRACE_MS);
+  yard.routeRolls((trigger) => toPrimary({ type: 'switchyard:roll', trigger }));
   yard.routeTlsReloads((trigger) => new Promise((resolve) => {
     const id = nextTlsId++;
     tlsAnswers.set(id, resolve);
@@ -367,5 +433,7 @@ export function serveAsWorker(yard: Switchyard, shutdown: (reason: string) => vo
   });
   // A terminal hangup reaches the whole process group; the primary turns it into one reload of all.
   process.on('SIGHUP', () => {});
+  // SIGUSR2 to the whole group is the primary's (a rolling restart); by default it would end the worker.
+  process.on('SIGUSR2', () => {});
   toPrimary({ type: 'switchyard:ready', port: yard.port, adminPort: yard.adminPort });
 }

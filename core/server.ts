@@ -16,6 +16,7 @@ import { createListener, type TlsPair, type TlsReloadResult } from './listener.j
 import { LineBatchWriter } from './log-writer.js';
 import { Pipeline, type ReloadStatus, type Runtime } from './pipeline.js';
 import { handleAdminRequest, handleRequest } from './flow.js';
+import { endEventStreams } from './send.js';
 import { handleUpgrade } from './upgrade.js';
 import { injectRequest } from './inject.js';
 import type { InjectRequest, InjectResponse } from './plugin.js';
@@ -61,6 +62,9 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
   private watcher: ConfigWatcher | undefined;
   private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true });
   private stopping: Promise<void> | undefined;
+  private keepAliveGraceMs = 0;
+  /** Pipelines replaced by a reload that still serve requests or WebSockets begun on them. */
+  private readonly retiring = new Set<Pipeline>();
 
   private constructor(
     private readonly options: StartOptions,
@@ -99,6 +103,8 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
       audit: createAuditLogger(serverConfig.admin.auditLog, loaded.baseDir, logger),
       tls: undefined,
       reloadTls: (trigger) => Promise.resolve(yard.reloadTlsHere(trigger)),
+      rollWorkers: undefined,
+      tunnels: new Set(),
       lastReload: { ok: true, at: Date.now(), generation: 1, trigger: 'start' },
       reloads: { ok: 0, failed: 0 },
       // Until the server exists (a plugin's setup), there is no pipeline to serve on yet.
@@ -112,7 +118,12 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
     const pipeline = await Pipeline.build(loaded, rt, 1);
     const adminServer = rt.adminOnOwnPort ? http.createServer() : undefined;
     yard = new Switchyard(options, rt, pipeline, server, adminServer);
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => handleRequest(yard.pipeline, rt, req, res));
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      // While draining, every answer tells a keep-alive client to go: its next request then opens
+      // a new connection (to another worker), rather than racing this one's close.
+      if (yard.stopping !== undefined) res.shouldKeepAlive = false;
+      handleRequest(yard.pipeline, rt, req, res);
+    });
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(yard.pipeline, rt, req, socket, head));
     adminServer?.on('request', (req: IncomingMessage, res: ServerResponse) => handleAdminRequest(yard.pipeline, req, res));
     rt.dispatch = (req, res) => {
@@ -149,6 +160,20 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
     const tls = this.rt.tls;
     if (!tls) return { ok: false, error: 'this server does not serve TLS' };
     return this.emitTls(tls.apply(pair), trigger);
+  }
+
+  /**
+   * How long a drain keeps serving, every answer with Connection: close, before it closes the
+   * listener and the idle connections. A worker sets it (core/cluster.ts): its keep-alive clients
+   * then move to the other workers without a request lost to a closing connection.
+   */
+  setKeepAliveGrace(ms: number): void {
+    this.keepAliveGraceMs = ms;
+  }
+
+  /** Has `POST /workers/roll` ask for a rolling restart through `roll` (core/cluster.ts). */
+  routeRolls(roll: (trigger: string) => void): void {
+    this.rt.rollWorkers = roll;
   }
 
   /** Has `POST /config/reload-tls` go through `reload` (under --workers: the primary, for every worker). */
@@ -222,6 +247,8 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
     }
     const needsRestart = RESTART_ONLY.filter(([, read]) => read(loaded) !== read(old.loaded)).map(([name]) => name);
     this.pipeline = next;
+    this.retiring.add(old);
+    void old.drained().then(() => this.retiring.delete(old));
     old.retire();
     this.watcher?.update(loaded.files);
     this.rt.lastReload = { ok: true, at: Date.now(), generation: next.generation, trigger, ...(needsRestart.length > 0 ? { needsRestart } : {}) };
@@ -247,15 +274,27 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
     await this.watcher?.close();
     await this.rt.tls?.close();
     await this.reloading;
+    if (this.keepAliveGraceMs > 0) {
+      // Answers now carry Connection: close, so a busy keep-alive connection leaves after its next
+      // answer; an idle one closed at once could cross a request its client is sending just then.
+      await new Promise((resolve) => setTimeout(resolve, this.keepAliveGraceMs));
+    }
     const closed = Promise.all([closeServer(this.server), this.adminServer ? closeServer(this.adminServer) : undefined]);
     this.server.closeIdleConnections();
     let timer: NodeJS.Timeout | undefined;
     const drained = await Promise.race([
-      this.pipeline.drained().then(() => true),
+      Promise.all([this.pipeline, ...this.retiring].map((pipeline) => pipeline.drained())).then(() => true),
       new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), timeout); }),
     ]);
     clearTimeout(timer);
-    if (!drained) this.rt.logger.warn({ activeRequests: this.pipeline.activeRequests }, 'shutdown timeout: closing the remaining connections');
+    if (!drained) {
+      const activeRequests = [this.pipeline, ...this.retiring].reduce((sum, pipeline) => sum + pipeline.activeRequests, 0);
+      this.rt.logger.warn({ activeRequests, websockets: this.rt.tunnels.size }, 'shutdown timeout: closing the remaining connections');
+    }
+    // An SSE stream ends properly (its client reconnects elsewhere); a WebSocket gets a TCP close
+    // (FIN) on both legs rather than a reset at exit.
+    await endEventStreams(this.server);
+    for (const socket of this.rt.tunnels) socket.end();
     this.server.closeAllConnections();
     this.adminServer?.closeAllConnections();
     await closed;

@@ -78,6 +78,10 @@ async function upgrade(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, soc
     ctx.timings.firstByte = ctx.elapsed();
     ctx.response = { status, headers: {} };
     answered(ctx, status);
+    if (status === 101 && !socket.destroyed) {
+      rt.tunnels.add(socket);
+      socket.once('close', () => rt.tunnels.delete(socket));
+    }
     return;
   }
 }
