@@ -1,6 +1,7 @@
 // Switchyard on every core: a primary process supervises N workers (node:cluster) that share the
 // listening sockets. The primary serves nothing itself: it validates a config change once and has
-// every worker apply it (or none), restarts a crashed worker with backoff, and drains all on SIGTERM.
+// every worker apply it (or none), does the same with renewed TLS certificates, restarts a crashed
+// worker with backoff, replaces the workers one at a time on demand, and drains all on SIGTERM.
 import cluster, { type Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';

@@ -85,7 +85,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
     const { server: serverConfig } = loaded.config;
     const pool = { maxSockets: serverConfig.pool.maxSockets ?? 512, maxFreeSockets: serverConfig.pool.maxFreeSockets ?? 256 };
     // Both engines exist from the start (a pool is only opened on a route's first request), so a
-    // reload may move any route to either; WebSocket upgrades always take the http-proxy one.
+    // reload may move any route to either; both hand WebSocket upgrades to core/forward-upgrade.ts.
     const httpProxy = new HttpProxyEngine(pool);
     const stores = await StoreFactory.create(serverConfig.store, loaded.baseDir);
     // Declared here: rt.reloadTls calls it, and it is made from rt.
