@@ -1,24 +1,41 @@
 // Switchyard on every core: a primary process supervises N workers (node:cluster) that share the
 // listening sockets. The primary serves nothing itself: it validates a config change once and has
-// every worker apply it (or none), restarts a crashed worker with backoff, and drains all on SIGTERM.
+// every worker apply it (or none), does the same with renewed TLS certificates, restarts a crashed
+// worker with backoff, replaces the workers one at a time on demand, and drains all on SIGTERM.
 import cluster, { type Worker } from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfig, redactString, type Catalogs, type ConfigSource, type LoadedConfig } from './config/load.js';
 import { ConfigWatcher } from './config/watch.js';
+import { checkTlsPair, readTlsPair, type TlsPair, type TlsReloadResult } from './listener.js';
 import { createLogger, type ReloadResult, type Switchyard } from './server.js';
 
 /** What the primary tells a worker over the cluster IPC channel. */
-type ToWorker = { type: 'switchyard:reload'; id: number; trigger: string } | { type: 'switchyard:stop' };
+type ToWorker =
+  | { type: 'switchyard:reload'; id: number; trigger: string }
+  | { type: 'switchyard:tls'; id: number; trigger: string; pair: TlsPair }
+  | { type: 'switchyard:tls-reloaded'; id: number; result: TlsReloadResult }
+  | { type: 'switchyard:stop' };
 /** What a worker tells the primary. */
-type ToPrimary = { type: 'switchyard:ready'; port: number; adminPort?: number } | { type: 'switchyard:reloaded'; id: number; result: ReloadResult };
+type ToPrimary =
+  | { type: 'switchyard:ready'; port: number; adminPort?: number }
+  | { type: 'switchyard:reloaded'; id: number; result: ReloadResult }
+  | { type: 'switchyard:tls-applied'; id: number; result: TlsReloadResult }
+  | { type: 'switchyard:reload-tls'; id: number; trigger: string }
+  | { type: 'switchyard:roll'; trigger: string };
 
 /** First restart delay after a crash; it doubles per crash in a row, up to RESTART_MAX_MS. */
 const RESTART_BASE_MS = 250;
 const RESTART_MAX_MS = 15_000;
 /** A worker that stayed up this long counts as healthy: its next crash restarts it at once. */
 const STABLE_AFTER_MS = 30_000;
+/**
+ * A draining worker goes on serving this long (each answer with Connection: close) before it
+ * closes its idle keep-alive connections: a client that sends on one just as it closes would fail.
+ */
+const KEEP_ALIVE_GRACE_MS = 500;
 /** Beyond server.shutdownTimeout, how long the primary waits for a draining worker before killing it. */
 const STOP_GRACE_MS = 5_000;
 
@@ -40,6 +57,13 @@ export interface ClusterOptions {
   watch?: boolean;
 }
 
+/** How a rolling restart went: `replaced` workers were, one at a time. */
+export interface RollResult {
+  ok: boolean;
+  replaced: number;
+  error?: string;
+}
+
 /** The outcome of a cluster-wide reload: `workers` is how many applied it. */
 export interface ClusterReloadResult extends ReloadResult {
   workers: number;
@@ -57,13 +81,15 @@ interface Slot {
  * The primary. `start()` validates the config, forks the workers and resolves once all listen.
  * Emits `reload` after every cluster-wide reload attempt.
  */
-export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult] }> {
+export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]; tls: [TlsReloadResult & { trigger: string }]; roll: [RollResult] }> {
   private readonly logger: Logger;
   private readonly env: NodeJS.ProcessEnv;
   private readonly slots: Slot[] = [];
   private loaded!: LoadedConfig;
   private watcher: ConfigWatcher | undefined;
-  private reloading: Promise<ClusterReloadResult> = Promise.resolve({ ok: true, workers: 0 });
+  private tlsWatcher: ConfigWatcher | undefined;
+  /** Config reloads, TLS reloads and rolling restarts run one at a time, in the order asked. */
+  private queue: Promise<unknown> = Promise.resolve();
   private nextReloadId = 1;
   private stopping: Promise<number> | undefined;
 
@@ -91,6 +117,11 @@ export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]
     if (this.options.watch ?? this.loaded.file !== undefined) {
       this.watcher = new ConfigWatcher(this.loaded.files, (file) => void this.reload(`file changed: ${file}`));
       await this.watcher.ready();
+      const files = this.tlsFiles();
+      if (files) {
+        this.tlsWatcher = new ConfigWatcher([files.cert, files.key], (file) => void this.reloadTls(`file changed: ${file}`));
+        await this.tlsWatcher.ready();
+      }
     }
     this.logger.info({ port: ports[0]!.port, adminPort: ports[0]!.adminPort, workers: this.pids }, 'cluster listening');
   }
@@ -105,11 +136,123 @@ export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]
    * rejected before any worker sees it, so none reloads. Reloads run one at a time.
    */
   reload(trigger = 'manual'): Promise<ClusterReloadResult> {
-    this.reloading = this.reloading.then(() => this.reloadNow(trigger)).then((result) => {
+    return this.serially(async () => {
+      const result = await this.reloadNow(trigger);
       this.emit('reload', result);
       return result;
     });
-    return this.reloading;
+  }
+
+  /**
+   * Reads the certificate and key once, here, and checks that they match; only then does every
+   * worker switch to that same pair (sent over IPC, so a file replaced meanwhile cannot split the
+   * workers). A pair that does not load leaves every worker on the previous one.
+   */
+  reloadTls(trigger = 'manual'): Promise<TlsReloadResult> {
+    return this.serially(async () => {
+      const result = await this.reloadTlsNow(trigger);
+      this.emit('tls', { ...result, trigger });
+      return result;
+    });
+  }
+
+  /**
+   * Replaces the workers one at a time: a new one is started and listening before the old one is
+   * told to drain (it stops accepting, its requests and long-lived connections get up to
+   * server.shutdownTimeout, then it closes the rest and exits). So one worker fewer never serves.
+   * A new worker that cannot start (say, the config on disk became invalid) stops the roll; the
+   * old workers keep serving. Config and TLS reloads wait until the roll is over.
+   */
+  roll(trigger = 'manual'): Promise<RollResult> {
+    return this.serially(async () => {
+      const result = await this.rollNow(trigger);
+      this.emit('roll', result);
+      return result;
+    });
+  }
+
+  private async rollNow(trigger: string): Promise<RollResult> {
+    this.logger.info({ trigger, workers: this.slots.length }, 'rolling restart: replacing the workers one at a time');
+    let replaced = 0;
+    for (const [index, slot] of this.slots.entries()) {
+      if (this.stopping) return { ok: false, replaced, error: 'shutting down' };
+      const old = slot.worker;
+      try {
+        await this.fork(slot, index);
+      } catch (err) {
+        // Its exit scheduled a restart of the slot: the old worker keeps it instead.
+        clearTimeout(slot.restartTimer);
+        slot.restartTimer = undefined;
+        if (old && old.process.exitCode === null) slot.worker = old;
+        const error = (err as Error).message;
+        this.logger.error({ trigger, worker: index, error }, 'rolling restart stopped: a new worker did not start; the others keep serving');
+        return { ok: false, replaced, error };
+      }
+      if (old) {
+        const clean = await this.drain(old);
+        this.logger.info({ worker: index, pid: slot.worker?.process.pid, replacedPid: old.process.pid, clean }, 'rolling restart: worker replaced');
+      }
+      replaced++;
+    }
+    this.logger.info({ trigger, replaced, workers: this.pids }, 'rolling restart done');
+    return { ok: true, replaced };
+  }
+
+  /** Asks the worker to drain and resolves once it exited: true when cleanly, false when it had to be killed. */
+  private drain(worker: Worker): Promise<boolean> {
+    if (worker.process.exitCode !== null || worker.process.signalCode !== null) return Promise.resolve(true);
+    const grace = (this.loaded?.config.server.shutdownTimeout ?? 10_000) + STOP_GRACE_MS;
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.logger.warn({ pid: worker.process.pid }, 'worker did not drain in time: killing it');
+        worker.process.kill('SIGKILL');
+      }, grace);
+      worker.once('exit', (code) => {
+        clearTimeout(timer);
+        resolve(code === 0);
+      });
+      send(worker, { type: 'switchyard:stop' });
+    });
+  }
+
+  private serially<T>(run: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(run);
+    this.queue = next.catch(() => {});
+    return next;
+  }
+
+  private tlsFiles(): { cert: string; key: string } | undefined {
+    const tls = this.loaded.config.server.tls;
+    return tls && { cert: resolve(this.loaded.baseDir, tls.cert), key: resolve(this.loaded.baseDir, tls.key) };
+  }
+
+  private async reloadTlsNow(trigger: string): Promise<TlsReloadResult> {
+    if (this.stopping) return { ok: false, error: 'shutting down', workers: 0 };
+    const files = this.tlsFiles();
+    if (!files) return { ok: false, error: 'the config serves no TLS (server.tls)', workers: 0 };
+    let pair: TlsPair;
+    let serial: string;
+    try {
+      pair = readTlsPair(files.cert, files.key);
+      serial = checkTlsPair(pair);
+    } catch (err) {
+      const error = (err as Error).message;
+      this.logger.error({ trigger, cert: files.cert, error }, 'TLS reload rejected by the primary: no worker reloads, the previous certificate keeps serving');
+      return { ok: false, error, workers: 0 };
+    }
+    const workers = this.liveWorkers();
+    const results = await Promise.all(workers.map((worker) => this.ask<TlsReloadResult>(worker, 'switchyard:tls-applied', (id) => ({ type: 'switchyard:tls', id, trigger, pair }))));
+    const failed = results.flatMap((result, i) => (result.ok ? [] : [{ pid: workers[i]!.process.pid, error: result.error }]));
+    if (failed.length > 0) {
+      this.logger.error({ trigger, failed }, 'TLS reload failed in some workers');
+      return { ok: false, error: failed.map((f) => `worker ${f.pid}: ${f.error}`).join('; '), workers: results.length - failed.length };
+    }
+    this.logger.info({ trigger, serial, workers: results.length }, 'TLS certificate reloaded by every worker');
+    return { ok: true, serial, workers: results.length };
+  }
+
+  private liveWorkers(): Worker[] {
+    return this.slots.flatMap((slot) => (slot.worker ? [slot.worker] : []));
   }
 
   private async reloadNow(trigger: string): Promise<ClusterReloadResult> {
@@ -124,8 +267,8 @@ export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]
     }
     this.loaded = next;
     this.watcher?.update(next.files);
-    const workers = this.slots.flatMap((slot) => (slot.worker ? [slot.worker] : []));
-    const results = await Promise.all(workers.map((worker) => this.askReload(worker, trigger)));
+    const workers = this.liveWorkers();
+    const results = await Promise.all(workers.map((worker) => this.ask<ReloadResult>(worker, 'switchyard:reloaded', (id) => ({ type: 'switchyard:reload', id, trigger }))));
     const failed = results.flatMap((result, i) => (result.ok ? [] : [{ pid: workers[i]!.process.pid, error: result.error }]));
     if (failed.length > 0) {
       // The config passed validation here, so this is a plugin's setup failing in a worker (a store
@@ -138,21 +281,22 @@ export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]
     return { ok: true, workers: results.length, ...(unchanged ? { unchanged } : {}) };
   }
 
-  private askReload(worker: Worker, trigger: string): Promise<ReloadResult> {
+  /** Sends the worker a request and resolves with its answer (a failure if it exits first). */
+  private ask<R extends { ok: boolean; error?: string }>(worker: Worker, answer: 'switchyard:reloaded' | 'switchyard:tls-applied', message: (id: number) => ToWorker): Promise<R> {
     const id = this.nextReloadId++;
     return new Promise((resolve) => {
-      const onMessage = (message: ToPrimary) => {
-        if (message.type === 'switchyard:reloaded' && message.id === id) done(message.result);
+      const onMessage = (reply: ToPrimary) => {
+        if (reply.type === answer && reply.id === id) done(reply.result as R);
       };
-      const onExit = () => done({ ok: false, error: 'the worker exited during the reload' });
-      const done = (result: ReloadResult) => {
+      const onExit = () => done({ ok: false, error: 'the worker exited meanwhile' } as R);
+      const done = (result: R) => {
         worker.off('message', onMessage);
         worker.off('exit', onExit);
         resolve(result);
       };
       worker.on('message', onMessage);
       worker.once('exit', onExit);
-      send(worker, { type: 'switchyard:reload', id, trigger });
+      send(worker, message(id));
     });
   }
 
@@ -171,6 +315,15 @@ export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]
       worker.once('exit', (code, signal) => reject(new Error(`worker ${index} exited before listening (code ${code}, signal ${signal})`)));
     });
     ready.catch(() => {}); // a restart's readiness is only logged; the first start awaits it
+    // A worker's `POST /config/reload-tls` reloads every worker, and its `POST /workers/roll`
+    // replaces them all, through here.
+    worker.on('message', (message: ToPrimary) => {
+      if (message.type === 'switchyard:reload-tls') {
+        void this.reloadTls(message.trigger).then((result) => send(worker, { type: 'switchyard:tls-reloaded', id: message.id, result }));
+      } else if (message.type === 'switchyard:roll') {
+        void this.roll(message.trigger);
+      }
+    });
     worker.once('exit', (code, signal) => this.onExit(slot, index, worker, code, signal));
     return ready;
   }
@@ -205,29 +358,20 @@ export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]
 
   private async stopNow(): Promise<number> {
     await this.watcher?.close();
-    const grace = (this.loaded?.config.server.shutdownTimeout ?? 10_000) + STOP_GRACE_MS;
+    await this.tlsWatcher?.close();
     const exits = this.slots.map((slot) => {
       clearTimeout(slot.restartTimer);
-      const worker = slot.worker;
-      if (!worker || worker.process.exitCode !== null) return Promise.resolve(true);
-      return new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => {
-          this.logger.warn({ pid: worker.process.pid }, 'worker did not drain in time: killing it');
-          worker.process.kill('SIGKILL');
-        }, grace);
-        worker.once('exit', (code) => {
-          clearTimeout(timer);
-          resolve(code === 0);
-        });
-        send(worker, { type: 'switchyard:stop' });
-      });
+      return slot.worker ? this.drain(slot.worker) : Promise.resolve(true);
     });
     const clean = (await Promise.all(exits)).every(Boolean);
     this.logger.info({ clean }, 'all workers stopped');
     return clean ? 0 : 1;
   }
 
-  /** SIGTERM/SIGINT drain the workers and exit; a second SIGINT kills them; SIGHUP reloads all. */
+  /**
+   * SIGTERM/SIGINT drain the workers and exit; a second SIGINT kills them; SIGHUP reloads the
+   * config and the certificate files in every worker; SIGUSR2 replaces the workers one at a time.
+   */
   handleSignals(): void {
     const shutdown = (signal: string) => {
       if (this.stopping) {
@@ -243,7 +387,11 @@ export class ClusterPrimary extends EventEmitter<{ reload: [ClusterReloadResult]
     };
     process.on('SIGTERM', () => shutdown('SIGTERM'));
     process.on('SIGINT', () => shutdown('SIGINT'));
-    process.on('SIGHUP', () => void this.reload('SIGHUP'));
+    process.on('SIGHUP', () => {
+      void this.reload('SIGHUP');
+      if (this.tlsFiles()) void this.reloadTls('SIGHUP');
+    });
+    process.on('SIGUSR2', () => void this.roll('SIGUSR2'));
   }
 }
 
@@ -263,14 +411,30 @@ export function serveAsWorker(yard: Switchyard, shutdown: (reason: string) => vo
     yard.logger.flush();
     process.send?.(message);
   };
+  const tlsAnswers = new Map<number, (result: TlsReloadResult) => void>();
+  let nextTlsId = 1;
+  yard.setKeepAliveGrace(KEEP_ALIVE_GRACE_MS);
+  yard.routeRolls((trigger) => toPrimary({ type: 'switchyard:roll', trigger }));
+  yard.routeTlsReloads((trigger) => new Promise((resolve) => {
+    const id = nextTlsId++;
+    tlsAnswers.set(id, resolve);
+    toPrimary({ type: 'switchyard:reload-tls', id, trigger });
+  }));
   process.on('message', (message: ToWorker) => {
     if (message.type === 'switchyard:reload') {
       void yard.reload(message.trigger).then((result) => toPrimary({ type: 'switchyard:reloaded', id: message.id, result }));
+    } else if (message.type === 'switchyard:tls') {
+      toPrimary({ type: 'switchyard:tls-applied', id: message.id, result: yard.applyTls(message.pair, message.trigger) });
+    } else if (message.type === 'switchyard:tls-reloaded') {
+      tlsAnswers.get(message.id)?.(message.result);
+      tlsAnswers.delete(message.id);
     } else if (message.type === 'switchyard:stop') {
       shutdown('stop from the primary');
     }
   });
   // A terminal hangup reaches the whole process group; the primary turns it into one reload of all.
   process.on('SIGHUP', () => {});
+  // SIGUSR2 to the whole group is the primary's (a rolling restart); by default it would end the worker.
+  process.on('SIGUSR2', () => {});
   toPrimary({ type: 'switchyard:ready', port: yard.port, adminPort: yard.adminPort });
 }

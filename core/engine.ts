@@ -4,7 +4,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import type { RequestContext } from './context.js';
-import type { SwitchyardError } from './errors.js';
 
 export type EngineName = 'undici' | 'http-proxy';
 
@@ -38,8 +37,12 @@ export interface ForwardEngine {
    * (an engine that cannot see that by itself sets `ctx.inFlight`, which the pipeline aborts).
    */
   request(ctx: RequestContext): Promise<UpstreamResponse>;
-  /** Proxies a WebSocket upgrade to `ctx.upstream`; any error on either socket closes both. */
-  upgrade(ctx: RequestContext, socket: Duplex, head: Buffer, onError: (err: SwitchyardError) => void): void;
+  /**
+   * Proxies an upgrade to `ctx.upstream` (core/forward-upgrade.ts). Resolves with the upstream's
+   * status once it answered (101: the sockets are spliced; else its answer was relayed). Rejects
+   * with a SwitchyardError, having written nothing to the client, when the upstream gave no answer.
+   */
+  upgrade(ctx: RequestContext, socket: Duplex, head: Buffer): Promise<number>;
   /** Closes pooled connections. */
   close(): Promise<void> | void;
   /**

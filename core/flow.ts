@@ -169,7 +169,7 @@ export function engineFor(pipeline: Pipeline, rt: Runtime, route: Route): Forwar
 }
 
 /** Runs the error stage; RETRY only stands when the request can be sent again. */
-async function askErrorStage(ctx: RequestContext, plan: Plan, error: SwitchyardError): Promise<Reply | typeof RETRY | undefined> {
+export async function askErrorStage(ctx: RequestContext, plan: Plan, error: SwitchyardError): Promise<Reply | typeof RETRY | undefined> {
   if (plan.error === null) return undefined;
   const decision = await runBail<Reply | typeof RETRY>(plan.error, ctx, error);
   if (decision !== RETRY) return decision;
@@ -293,7 +293,7 @@ function finish(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, bytesSent:
   pipeline.release();
 }
 
-function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, completed: boolean): void {
+export function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, completed: boolean): void {
   // Cut short by the upstream (idle timeout, reset mid-body) is the upstream's failure, not a client abort.
   const status = completed ? ctx.res.statusCode : ctx.error && ctx.error.code !== 'SY_ERR_CLIENT_ABORTED' ? ctx.error.status : 499;
   const level = status >= 500 ? 'warn' : 'info';

@@ -52,8 +52,8 @@ export class UndiciEngine implements ForwardEngine {
     });
   }
 
-  upgrade(ctx: RequestContext, socket: Duplex, head: Buffer, onError: (err: SwitchyardError) => void): void {
-    this.upgrades.upgrade(ctx, socket, head, onError);
+  upgrade(ctx: RequestContext, socket: Duplex, head: Buffer): Promise<number> {
+    return this.upgrades.upgrade(ctx, socket, head);
   }
 
   async closeIdle(origin: string): Promise<void> {

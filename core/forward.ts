@@ -1,8 +1,8 @@
 // The `http-proxy` forwarding engine, on http-proxy's API (the maintained `http-proxy-3` rewrite)
-// and node:http keep-alive agents. It also carries WebSocket upgrades for both engines. The
+// and node:http keep-alive agents (WebSocket upgrades, for both engines, are core/forward-upgrade.ts). The
 // pipeline hands it a context and gets back the upstream's response head and body stream
 // (core/engine.ts), or a SwitchyardError before that.
-import http, { STATUS_CODES, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import http, { type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -12,6 +12,7 @@ import { createProxyServer } from 'http-proxy-3';
 import type { RequestContext } from './context.js';
 import type { ForwardEngine, PoolOptions, UpstreamResponse } from './engine.js';
 import { SwitchyardError, type ErrorCode } from './errors.js';
+import { forwardUpgrade } from './forward-upgrade.js';
 import { stripHopByHop } from './headers.js';
 
 /** How often deadlines are checked: timeouts fire up to this much late. */
@@ -46,10 +47,6 @@ export function writeInterim(ctx: RequestContext, status: number, headers: Incom
     // A Link Node will not write is dropped: the hints are only hints.
   }
 }
-
-/** Set on an upgrade request once the upstream answered it (101 or not): the client's socket is no longer ours to answer on. */
-const kUpgradeAnswered = Symbol('switchyard.upgradeAnswered');
-type WithUpgrade = IncomingMessage & { [kUpgradeAnswered]?: boolean };
 
 // http-proxy rebuilds the query from its parts and so drops an empty one (`/x?` becomes `/x`);
 // this private header asks our agent to put the `?` back, keeping the path byte for byte.
@@ -269,24 +266,6 @@ function withEmptyQueryFix<A extends http.Agent>(agent: A): A {
   return agent;
 }
 
-/** Answers an upgrade on its raw socket (there is no ServerResponse) with the JSON error body, then closes. */
-function refuseUpgrade(socket: Duplex, requestId: string, error: SwitchyardError): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const body = JSON.stringify({ error: error.message, code: error.code, requestId });
-  socket.end([
-    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}`,
-    'content-type: application/json; charset=utf-8',
-    `content-length: ${Buffer.byteLength(body)}`,
-    `x-request-id: ${requestId}`,
-    'connection: close',
-    '',
-    body,
-  ].join('\r\n'));
-}
-
 export class HttpProxyEngine implements ForwardEngine {
   private readonly proxy = createProxyServer({ xfwd: false, selfHandleResponse: true, toProxy: true });
   private readonly agents = new Map<string, http.Agent>();
@@ -300,11 +279,6 @@ export class HttpProxyEngine implements ForwardEngine {
     // Every web() and ws() call passes its own error callback; this listener only guarantees that
     // an 'error' event with no listener can never throw and take the process down.
     this.proxy.on('error', (err, req) => (req as WithAttempt)[kAttempt]?.fail(err));
-    this.proxy.on('proxyReqWs', (proxyReq, req) => {
-      const answered = () => ((req as WithUpgrade)[kUpgradeAnswered] = true);
-      proxyReq.once('upgrade', answered);
-      proxyReq.once('response', answered);
-    });
     // http-proxy gives a DELETE or OPTIONS without Content-Length a `Content-Length: 0` and drops
     // Transfer-Encoding, which unframes a chunked body: its bytes would reach the upstream after
     // the head as a request of their own. Node frames these requests correctly without it.
@@ -346,24 +320,9 @@ export class HttpProxyEngine implements ForwardEngine {
     });
   }
 
-  /** Proxies a WebSocket upgrade to `ctx.upstream`; any error on either socket closes both. */
-  upgrade(ctx: RequestContext, socket: Duplex, head: Buffer, onError: (err: SwitchyardError) => void): void {
-    const req = ctx.req as WithUpgrade;
-    req.url = ctx.outgoing.path;
-    req.headers = ctx.outgoing.headers;
-    this.proxy.ws(req, socket, head, {
-      target: ctx.upstream!.target,
-      // Not the keep-alive pool: a connection that carried an upgrade becomes the tunnel, or closes
-      // with the upstream's refusal, instead of lingering in the pool.
-      agent: false,
-      changeOrigin: !ctx.route!.preserveHost,
-    }, (err) => {
-      const error = new SwitchyardError(codeFor(err as Error & { code?: string }), undefined, { cause: err });
-      // Before the upstream answered, the client is still owed an HTTP answer; after, only a close.
-      if (req[kUpgradeAnswered]) socket.destroy();
-      else refuseUpgrade(socket, ctx.id, error);
-      onError(error);
-    });
+  /** Proxies an upgrade to `ctx.upstream` (core/forward-upgrade.ts); both engines use this one. */
+  upgrade(ctx: RequestContext, socket: Duplex, head: Buffer): Promise<number> {
+    return forwardUpgrade(ctx, socket, head);
   }
 
   closeIdle(origin: string): void {

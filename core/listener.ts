@@ -1,8 +1,10 @@
 // The client-facing server: HTTP or HTTPS, with the limits that protect it from oversized and slow
 // clients, and certificates that can be renewed on disk without a restart.
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http, { STATUS_CODES, type ServerResponse } from 'node:http';
 import https from 'node:https';
+import { createSecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -82,15 +84,44 @@ function answerFor(err: Error & { code?: string }): { status: number; body: stri
   return { status: error.status, body: JSON.stringify({ error: error.message, code: error.code }) };
 }
 
+/** A certificate and its key, as read from their files (PEM). */
+export interface TlsPair {
+  cert: string;
+  key: string;
+}
+
+/** How a TLS reload went; `serial` names the certificate now served. */
+export interface TlsReloadResult {
+  ok: boolean;
+  error?: string;
+  serial?: string;
+  /** Under --workers: how many workers applied it. */
+  workers?: number;
+}
+
+/** Reads both files; throws when either is missing or unreadable. */
+export function readTlsPair(certFile: string, keyFile: string): TlsPair {
+  return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
+}
+
+/**
+ * Throws unless the key matches the certificate (a half-renewed pair: new certificate, old key);
+ * returns the certificate's serial number for the logs.
+ */
+export function checkTlsPair(pair: TlsPair): string {
+  createSecureContext(pair);
+  return new X509Certificate(pair.cert).serialNumber;
+}
+
 /** The certificate and key files, watched: a renewal applies to the next TLS handshake. */
 export class TlsCertificates {
   private server: https.Server | undefined;
   private watcher: ConfigWatcher | undefined;
 
-  constructor(private readonly certFile: string, private readonly keyFile: string, private readonly logger: Logger) {}
+  constructor(readonly certFile: string, readonly keyFile: string, private readonly logger: Logger) {}
 
-  read(): { cert: Buffer; key: Buffer } {
-    return { cert: readFileSync(this.certFile), key: readFileSync(this.keyFile) };
+  read(): TlsPair {
+    return readTlsPair(this.certFile, this.keyFile);
   }
 
   attach(server: https.Server): void {
@@ -98,20 +129,35 @@ export class TlsCertificates {
   }
 
   /** Loads the files again; existing connections keep the certificate they started with. */
-  reload(): { ok: boolean; error?: string } {
+  reload(): TlsReloadResult {
+    let pair: TlsPair;
     try {
-      this.server?.setSecureContext(this.read());
-      this.logger.info({ cert: this.certFile }, 'TLS certificate reloaded');
-      return { ok: true };
+      pair = this.read();
     } catch (err) {
-      // A half-renewed pair (new cert, old key) fails here; the previous context keeps serving.
-      const error = (err as Error).message;
-      this.logger.error({ cert: this.certFile, error }, 'TLS certificate reload failed; the previous certificate stays in use');
-      return { ok: false, error };
+      return this.failed((err as Error).message);
+    }
+    return this.apply(pair);
+  }
+
+  /** Serves `pair` from the next handshake on, once it proved to be a matching pair. */
+  apply(pair: TlsPair): TlsReloadResult {
+    try {
+      const serial = checkTlsPair(pair);
+      this.server?.setSecureContext(pair);
+      this.logger.info({ cert: this.certFile, serial }, 'TLS certificate reloaded');
+      return { ok: true, serial };
+    } catch (err) {
+      return this.failed((err as Error).message);
     }
   }
 
-  async watch(onReload: (result: { ok: boolean; error?: string }) => void): Promise<void> {
+  private failed(error: string): TlsReloadResult {
+    // A half-renewed pair (new cert, old key) fails here; the previous context keeps serving.
+    this.logger.error({ cert: this.certFile, error }, 'TLS certificate reload failed; the previous certificate stays in use');
+    return { ok: false, error };
+  }
+
+  async watch(onReload: (result: TlsReloadResult) => void): Promise<void> {
     this.watcher = new ConfigWatcher([this.certFile, this.keyFile], () => onReload(this.reload()));
     await this.watcher.ready();
   }

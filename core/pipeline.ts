@@ -2,15 +2,16 @@
 // admin routes. A reload builds a new one and swaps it in; the old one keeps serving the requests
 // that started on it and is disposed when the last of them ends.
 import type { Logger } from 'pino';
+import type { Duplex } from 'node:stream';
 import type { AccessLogWriter } from './access-log.js';
 import { AdminRouter } from './admin.js';
 import { ClientIpResolver, type RealIpHeader } from './client-ip.js';
 import type { ContextSettings } from './context.js';
 import { redactConfig, redactString, type LoadedConfig, type LoadedPlugin } from './config/load.js';
 import type { TimeoutsConfig } from './config/schema.js';
-import { Errors } from './errors.js';
+import { Errors, SwitchyardError } from './errors.js';
 import type { EngineName, ForwardEngine } from './engine.js';
-import type { TlsCertificates } from './listener.js';
+import type { TlsCertificates, TlsReloadResult } from './listener.js';
 import { metricsRegistry, runtimeInfo } from './metrics.js';
 import { createPluginHooks, type Dispose, type PluginApi } from './plugin.js';
 import { buildRoute, buildUpstream, Router } from './router.js';
@@ -52,6 +53,15 @@ export interface Runtime {
   readonly audit: Logger;
   /** The HTTPS certificates, when serving TLS. */
   tls: TlsCertificates | undefined;
+  /**
+   * Reloads the certificate files: in this process alone, or under --workers in every worker at
+   * once (the primary checks the pair first; core/cluster.ts). Set by the server.
+   */
+  reloadTls: (trigger: string) => Promise<TlsReloadResult>;
+  /** Under --workers: asks the primary for a rolling restart of every worker. Set by core/cluster.ts. */
+  rollWorkers: ((trigger: string) => void) | undefined;
+  /** Upgraded connections (WebSockets) now open: a drain that times out closes them. */
+  readonly tunnels: Set<Duplex>;
   lastReload: ReloadStatus;
   /** Reload attempts that were applied or rejected (an unchanged file is neither). */
   readonly reloads: { ok: number; failed: number };
@@ -254,14 +264,24 @@ function addCoreAdminRoutes(admin: AdminRouter, loaded: LoadedConfig, rt: Runtim
     path: '/config',
     handler: () => ({ status: 200, json: redactConfig(loaded.config, loaded.secrets) }),
   });
-  const { tls } = rt;
-  if (tls) {
+  admin.add({
+    method: 'POST',
+    path: '/workers/roll',
+    handler: () => {
+      if (rt.rollWorkers === undefined) throw new SwitchyardError('SY_ERR_ADMIN_NOT_FOUND', 'no workers to roll: this process was not started with --workers');
+      // Answered before the roll starts: this very worker is among those it replaces.
+      rt.rollWorkers('admin');
+      return { status: 202, json: { rolling: true } };
+    },
+  });
+  if (rt.tls) {
     admin.add({
       method: 'POST',
       path: '/config/reload-tls',
-      handler: () => {
-        const result = tls.reload();
-        return { status: result.ok ? 200 : 500, json: result.ok ? { reloaded: true } : { error: result.error, code: Errors.SY_ERR_TLS_RELOAD_FAILED.code } };
+      handler: async () => {
+        const result = await rt.reloadTls('admin');
+        if (!result.ok) return { status: 500, json: { error: result.error, code: Errors.SY_ERR_TLS_RELOAD_FAILED.code } };
+        return { status: 200, json: { reloaded: true, serial: result.serial, ...(result.workers !== undefined ? { workers: result.workers } : {}) } };
       },
     });
   }

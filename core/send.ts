@@ -155,9 +155,10 @@ function streamUpstream(ctx: RequestContext, upstreamRes: UpstreamResponse): voi
     // after the last chunk, before pipe() ends the response (chunked responses only).
     if (upstreamRes.trailersAnnounced) body.once('end', () => res.addTrailers(upstreamRes.trailers));
     body.pipe(res);
+    const windingDown = followEventStream(ctx, body);
     body.once('close', () => {
       // The upstream vanished mid-body: the client must not take a cut-off body for a whole one.
-      if (!upstreamRes.complete) {
+      if (!upstreamRes.complete && !windingDown?.ended) {
         ctx.error ??= new SwitchyardError('SY_ERR_UPSTREAM_UNREACHABLE', 'the upstream closed the connection mid-response');
         res.destroy();
       }
@@ -179,6 +180,48 @@ function withSentCopy(ctx: RequestContext): Transform[] | undefined {
   const copy = ctx.sentCopy();
   if (copy === undefined) return transforms;
   return transforms === undefined ? [copy] : [...transforms, copy];
+}
+
+/** Event streams being served, by server: a drain that times out ends them (endEventStreams). */
+const eventStreams = new WeakMap<object, Set<() => Promise<void>>>();
+
+/** How long endEventStreams waits for the streams' last chunks to go out. */
+const END_STREAMS_WAIT_MS = 1000;
+
+/**
+ * An event stream has no end of its own, and an SSE client takes a stream that ends properly as
+ * the cue to reconnect (to another process), but a cut-off one as an error. So a stream this
+ * server is made to give up on is ended cleanly: the upstream request stops, the client gets the
+ * last chunk.
+ */
+function followEventStream(ctx: RequestContext, body: Readable): { ended: boolean } | undefined {
+  const type = ctx.response!.headers['content-type'];
+  const server = (ctx.req.socket as { server?: object } | null)?.server;
+  if (server === undefined || typeof type !== 'string' || !type.startsWith('text/event-stream')) return undefined;
+  const state = { ended: false };
+  const { res } = ctx;
+  const end = () => new Promise<void>((resolve) => {
+    res.once('finish', resolve);
+    res.once('close', resolve);
+    state.ended = true;
+    body.unpipe(res);
+    body.destroy();
+    res.end();
+  });
+  let open = eventStreams.get(server);
+  if (!open) eventStreams.set(server, (open = new Set()));
+  open.add(end);
+  res.once('close', () => open.delete(end));
+  return state;
+}
+
+/** Ends every event stream `server` serves, cleanly; resolves once their last chunks went out (or a second passed). */
+export async function endEventStreams(server: object): Promise<void> {
+  const open = [...(eventStreams.get(server) ?? [])];
+  if (open.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(open.map((end) => end())), new Promise<void>((resolve) => { timer = setTimeout(resolve, END_STREAMS_WAIT_MS); })]);
+  clearTimeout(timer);
 }
 
 /** Writes a Reply's head, prepared or not, with this request's X-Request-Id; sets `ctx.response`. */

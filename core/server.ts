@@ -12,10 +12,11 @@ import { loadConfig, redactString, type Catalogs, type ConfigSource, type Loaded
 import { ConfigWatcher } from './config/watch.js';
 import { HttpProxyEngine } from './forward.js';
 import { UndiciEngine } from './forward-undici.js';
-import { createListener } from './listener.js';
+import { createListener, type TlsPair, type TlsReloadResult } from './listener.js';
 import { LineBatchWriter } from './log-writer.js';
 import { Pipeline, type ReloadStatus, type Runtime } from './pipeline.js';
 import { handleAdminRequest, handleRequest } from './flow.js';
+import { endEventStreams } from './send.js';
 import { handleUpgrade } from './upgrade.js';
 import { injectRequest } from './inject.js';
 import type { InjectRequest, InjectResponse } from './plugin.js';
@@ -56,11 +57,14 @@ const RESTART_ONLY: readonly [string, (l: LoadedConfig) => unknown][] = [
  * A running Switchyard. Emits `reload` with a ReloadResult after every reload attempt (file
  * change, SIGHUP or reload()), so embedders and tests can wait on it.
  */
-export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ ok: boolean; error?: string }] }> {
+export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [TlsReloadResult & { trigger: string }] }> {
   private pipeline: Pipeline;
   private watcher: ConfigWatcher | undefined;
   private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true });
   private stopping: Promise<void> | undefined;
+  private keepAliveGraceMs = 0;
+  /** Pipelines replaced by a reload that still serve requests or WebSockets begun on them. */
+  private readonly retiring = new Set<Pipeline>();
 
   private constructor(
     private readonly options: StartOptions,
@@ -81,9 +85,11 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     const { server: serverConfig } = loaded.config;
     const pool = { maxSockets: serverConfig.pool.maxSockets ?? 512, maxFreeSockets: serverConfig.pool.maxFreeSockets ?? 256 };
     // Both engines exist from the start (a pool is only opened on a route's first request), so a
-    // reload may move any route to either; WebSocket upgrades always take the http-proxy one.
+    // reload may move any route to either; both hand WebSocket upgrades to core/forward-upgrade.ts.
     const httpProxy = new HttpProxyEngine(pool);
     const stores = await StoreFactory.create(serverConfig.store, loaded.baseDir);
+    // Declared here: rt.reloadTls calls it, and it is made from rt.
+    let yard: Switchyard;
     const rt: Runtime = {
       logger,
       accessLog: accessLogWriter(logger),
@@ -96,6 +102,9 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
       adminOnOwnPort: serverConfig.admin.port !== undefined,
       audit: createAuditLogger(serverConfig.admin.auditLog, loaded.baseDir, logger),
       tls: undefined,
+      reloadTls: (trigger) => Promise.resolve(yard.reloadTlsHere(trigger)),
+      rollWorkers: undefined,
+      tunnels: new Set(),
       lastReload: { ok: true, at: Date.now(), generation: 1, trigger: 'start' },
       reloads: { ok: 0, failed: 0 },
       // Until the server exists (a plugin's setup), there is no pipeline to serve on yet.
@@ -108,9 +117,14 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     rt.tls = tls;
     const pipeline = await Pipeline.build(loaded, rt, 1);
     const adminServer = rt.adminOnOwnPort ? http.createServer() : undefined;
-    const yard = new Switchyard(options, rt, pipeline, server, adminServer);
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => handleRequest(yard.pipeline, rt, req, res));
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(yard.pipeline, rt, req, socket, head, new ServerResponse(req)));
+    yard = new Switchyard(options, rt, pipeline, server, adminServer);
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      // While draining, every answer tells a keep-alive client to go: its next request then opens
+      // a new connection (to another worker), rather than racing this one's close.
+      if (yard.stopping !== undefined) res.shouldKeepAlive = false;
+      handleRequest(yard.pipeline, rt, req, res);
+    });
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(yard.pipeline, rt, req, socket, head));
     adminServer?.on('request', (req: IncomingMessage, res: ServerResponse) => handleAdminRequest(yard.pipeline, req, res));
     rt.dispatch = (req, res) => {
       const current = yard.pipeline;
@@ -128,10 +142,48 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     }
     if (options.watch ?? loaded.file !== undefined) {
       await yard.watch(loaded.files);
-      await tls?.watch((result) => yard.emit('tls', result));
+      await tls?.watch((result) => yard.emit('tls', { ...result, trigger: 'file changed' }));
     }
     logger.info({ port: yard.port, host: serverConfig.host, adminPort: yard.adminPort, preset: loaded.config.preset, routes: loaded.config.routes.length }, 'listening');
     return yard;
+  }
+
+  /** Reloads the certificate files in this process (a worker: in this worker only). */
+  reloadTlsHere(trigger: string): TlsReloadResult {
+    const tls = this.rt.tls;
+    if (!tls) return { ok: false, error: 'this server does not serve TLS' };
+    return this.emitTls(tls.reload(), trigger);
+  }
+
+  /** Serves a certificate pair the cluster's primary read and checked (core/cluster.ts). */
+  applyTls(pair: TlsPair, trigger: string): TlsReloadResult {
+    const tls = this.rt.tls;
+    if (!tls) return { ok: false, error: 'this server does not serve TLS' };
+    return this.emitTls(tls.apply(pair), trigger);
+  }
+
+  /**
+   * How long a drain keeps serving, every answer with Connection: close, before it closes the
+   * listener and the idle connections. A worker sets it (core/cluster.ts): its keep-alive clients
+   * then move to the other workers without a request lost to a closing connection.
+   */
+  setKeepAliveGrace(ms: number): void {
+    this.keepAliveGraceMs = ms;
+  }
+
+  /** Has `POST /workers/roll` ask for a rolling restart through `roll` (core/cluster.ts). */
+  routeRolls(roll: (trigger: string) => void): void {
+    this.rt.rollWorkers = roll;
+  }
+
+  /** Has `POST /config/reload-tls` go through `reload` (under --workers: the primary, for every worker). */
+  routeTlsReloads(reload: (trigger: string) => Promise<TlsReloadResult>): void {
+    this.rt.reloadTls = reload;
+  }
+
+  private emitTls(result: TlsReloadResult, trigger: string): TlsReloadResult {
+    this.emit('tls', { ...result, trigger });
+    return result;
   }
 
   get port(): number {
@@ -195,6 +247,8 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     }
     const needsRestart = RESTART_ONLY.filter(([, read]) => read(loaded) !== read(old.loaded)).map(([name]) => name);
     this.pipeline = next;
+    this.retiring.add(old);
+    void old.drained().then(() => this.retiring.delete(old));
     old.retire();
     this.watcher?.update(loaded.files);
     this.rt.lastReload = { ok: true, at: Date.now(), generation: next.generation, trigger, ...(needsRestart.length > 0 ? { needsRestart } : {}) };
@@ -220,15 +274,27 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     await this.watcher?.close();
     await this.rt.tls?.close();
     await this.reloading;
+    if (this.keepAliveGraceMs > 0) {
+      // Answers now carry Connection: close, so a busy keep-alive connection leaves after its next
+      // answer; an idle one closed at once could cross a request its client is sending just then.
+      await new Promise((resolve) => setTimeout(resolve, this.keepAliveGraceMs));
+    }
     const closed = Promise.all([closeServer(this.server), this.adminServer ? closeServer(this.adminServer) : undefined]);
     this.server.closeIdleConnections();
     let timer: NodeJS.Timeout | undefined;
     const drained = await Promise.race([
-      this.pipeline.drained().then(() => true),
+      Promise.all([this.pipeline, ...this.retiring].map((pipeline) => pipeline.drained())).then(() => true),
       new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), timeout); }),
     ]);
     clearTimeout(timer);
-    if (!drained) this.rt.logger.warn({ activeRequests: this.pipeline.activeRequests }, 'shutdown timeout: closing the remaining connections');
+    if (!drained) {
+      const activeRequests = [this.pipeline, ...this.retiring].reduce((sum, pipeline) => sum + pipeline.activeRequests, 0);
+      this.rt.logger.warn({ activeRequests, websockets: this.rt.tunnels.size }, 'shutdown timeout: closing the remaining connections');
+    }
+    // An SSE stream ends properly (its client reconnects elsewhere); a WebSocket gets a TCP close
+    // (FIN) on both legs rather than a reset at exit.
+    await endEventStreams(this.server);
+    for (const socket of this.rt.tunnels) socket.end();
     this.server.closeAllConnections();
     this.adminServer?.closeAllConnections();
     await closed;

@@ -85,8 +85,6 @@ export class Balancer {
     attempt.member = member;
     attempt.table = table;
     attempt.errorBefore = ctx.error;
-    // An upgraded connection never reaches `done`; it is in flight until its socket closes.
-    if (ctx.req.headers.upgrade !== undefined) ctx.req.socket.once('close', () => this.finish(ctx, attempt, 'aborted'));
     return member.upstream;
   }
 

@@ -192,7 +192,7 @@ describe('TLS', { skip: noOpenssl }, () => {
 
       const renewed = once(sy.yard, 'tls');
       const secondSerial = ca.issue(join(ca.dir, 'server.pem'), join(ca.dir, 'server.key'));
-      assert.deepEqual((await renewed)[0], { ok: true });
+      assert.deepEqual((await renewed)[0], { ok: true, serial: secondSerial, trigger: 'file changed' });
       const second = await httpsGet(`${url}/b`, ca.ca);
       assert.equal(second.serial, secondSerial);
       assert.notEqual(secondSerial, firstSerial);
