@@ -7,7 +7,7 @@
 //   node bench/run.mjs            (or: npm run bench, which builds first)
 //
 // Env: BENCH_SUITE (comma list of passthrough, plugins, cache, tmdb, sse,
-//      compression, body, memory, workers; default all),
+//      compression, encodings, body, memory, workers; default all),
 //      BENCH_DURATION (s, default 5), BENCH_WARMUP (s, default 2),
 //      BENCH_CONNECTIONS (default 64), BENCH_ROUNDS (default 3),
 //      BENCH_SCENARIOS (comma list of wrk scenario names; overrides BENCH_SUITE),
@@ -22,7 +22,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
 
+import zlib from 'node:zlib';
 import { aggregateRounds } from './lib/aggregate.mjs';
+import { makeCompressibleJson } from './lib/bodies.mjs';
 import {
   CLK_TCK,
   coreBusyPercent,
@@ -98,7 +100,7 @@ function readSettings() {
   };
 }
 
-export const SUITES = ['passthrough', 'plugins', 'cache', 'tmdb', 'sse', 'compression', 'body', 'memory', WORKERS_SUITE];
+export const SUITES = ['passthrough', 'plugins', 'cache', 'tmdb', 'sse', 'compression', 'encodings', 'body', 'memory', WORKERS_SUITE];
 
 function readSuites() {
   const raw = (process.env.BENCH_SUITE ?? 'all').split(',').map((s) => s.trim()).filter(Boolean);
@@ -281,6 +283,11 @@ async function startNginx(ctx, options = {}) {
 // optionally `path` (default /), `check` (the sanity check before measuring,
 // default: 1 KiB JSON), `wrk` ({ headers, script }), `bodyBytes` (for MB/s).
 const GZIP = { 'accept-encoding': 'gzip' };
+/** What browsers and the usual SDKs send (issue 25). */
+const BROWSER = { 'accept-encoding': 'gzip, deflate, br' };
+const BROTLI = { 'accept-encoding': 'br' };
+const APP_ORIGIN = 'https://app.example.com';
+const BROWSER_CORS = { ...BROWSER, origin: APP_ORIGIN };
 const ALGORITHMS = ['round-robin', 'weighted', 'least-connections', 'ip-hash', 'latency', 'p2c'];
 
 const PACED_SCRIPT = path.join(BENCH_DIR, 'paced.lua');
@@ -288,6 +295,16 @@ const PACED_SCRIPT = path.join(BENCH_DIR, 'paced.lua');
 const startDirect = async (ctx) => ({ pid: ctx.upstream.pid, url: `${ctx.upstream.url}/`, stop: async () => {} });
 const json1k = { bytes: UPSTREAM_BODY_BYTES, contentType: 'json' };
 const cacheHit = { ...json1k, warm: true, headers: { 'x-cache': 'HIT' } };
+const json64k = { bytes: 64 * 1024, contentType: 'json' };
+
+/** The balancer preset as its README shows it: CACHE_TTLS and CORS_ORIGINS, compression on (its default). */
+function startBalancerPreset(ctx) {
+  return startSwitchyard(ctx, 'undici', {
+    preset: 'balancer',
+    tempDir: true,
+    env: { BACKEND_SERVERS: ctx.upstream.url, CACHE_TTLS: '/json64k=300', CORS_ORIGINS: APP_ORIGIN, STORE_URL: 'memory://', LOG_LEVEL: 'warn' },
+  });
+}
 
 const SCENARIOS = [
   {
@@ -410,7 +427,7 @@ const SCENARIOS = [
   },
   {
     name: 'switchyard-64k-gzip',
-    suites: ['compression'],
+    suites: ['compression', 'encodings'],
     description: 'switchyard, bench/configs/compression.yaml (compression plugin, defaults: gzip level 6), Accept-Encoding: gzip',
     start: (ctx) => startSwitchyard(ctx, 'undici', { config: 'configs/compression.yaml' }),
     path: '/json64k',
@@ -437,12 +454,82 @@ const SCENARIOS = [
   },
   {
     name: 'nginx-64k-gzip-6',
-    suites: ['compression'],
+    suites: ['compression', 'encodings'],
     description: 'nginx gzip on, gzip_comp_level 6 (the plugin\'s level)',
     start: (ctx) => startNginx(ctx, { gzip: true, gzipLevel: 6 }),
     path: '/json64k',
     wrk: { headers: GZIP },
     check: { contentType: 'json', requestHeaders: GZIP, headers: { 'content-encoding': 'gzip' } },
+  },
+  // ---- compressed cache hits and pass-through encoding (issue 25): the headers real clients send
+  {
+    name: 'switchyard-64k-hit',
+    suites: ['encodings'],
+    description: 'switchyard, bench/configs/cache-compression.yaml (cache + compression), GET /json64k without Accept-Encoding: an identity memory hit',
+    start: (ctx) => startSwitchyard(ctx, 'undici', { config: 'configs/cache-compression.yaml' }),
+    path: '/json64k',
+    check: { ...json64k, warm: true, headers: { 'x-cache': 'HIT' } },
+  },
+  {
+    name: 'switchyard-64k-hit-browser',
+    suites: ['encodings'],
+    description: 'as switchyard-64k-hit, Accept-Encoding: gzip, deflate, br: a hit of the stored brotli variant',
+    start: (ctx) => startSwitchyard(ctx, 'undici', { config: 'configs/cache-compression.yaml' }),
+    path: '/json64k',
+    wrk: { headers: BROWSER },
+    check: { contentType: 'json', warm: true, requestHeaders: BROWSER, headers: { 'x-cache': 'HIT', 'content-encoding': 'br' } },
+  },
+  {
+    name: 'switchyard-64k-br',
+    suites: ['encodings'],
+    description: 'switchyard, bench/configs/compression.yaml (no cache), Accept-Encoding: br: brotli quality 4 per request',
+    start: (ctx) => startSwitchyard(ctx, 'undici', { config: 'configs/compression.yaml' }),
+    path: '/json64k',
+    wrk: { headers: BROTLI },
+    check: { contentType: 'json', requestHeaders: BROTLI, headers: { 'content-encoding': 'br' } },
+  },
+  {
+    name: 'balancer-64k-hit',
+    suites: ['encodings'],
+    description: 'switchyard start --preset balancer (CACHE_TTLS=/json64k=300, CORS_ORIGINS, compression on), GET /json64k, no Accept-Encoding, no Origin',
+    start: startBalancerPreset,
+    path: '/json64k',
+    check: { ...json64k, warm: true, headers: { 'x-cache': 'HIT' } },
+  },
+  {
+    name: 'balancer-64k-hit-browser',
+    suites: ['encodings'],
+    description: 'as balancer-64k-hit, with Accept-Encoding: gzip, deflate, br and Origin: https://app.example.com',
+    start: startBalancerPreset,
+    path: '/json64k',
+    wrk: { headers: BROWSER_CORS },
+    check: { contentType: 'json', warm: true, requestHeaders: BROWSER_CORS, headers: { 'x-cache': 'HIT', 'content-encoding': 'br', 'access-control-allow-origin': APP_ORIGIN } },
+  },
+  {
+    name: 'tmdb-cache-hit-browser',
+    suites: ['encodings', 'tmdb'],
+    description: 'as tmdb-cache-hit, with Accept-Encoding: gzip, deflate, br',
+    start: startTmdb,
+    path: '/3/movie/550',
+    wrk: { headers: BROWSER },
+    check: { ...cacheHit, requestHeaders: BROWSER },
+  },
+  {
+    name: 'tmdb-pass-through-browser',
+    suites: ['tmdb'],
+    description: 'as tmdb-pass-through, with Accept-Encoding: gzip, deflate, br',
+    start: startTmdb,
+    path: '/3/movie/550?nocache=1',
+    wrk: { headers: BROWSER },
+    check: { ...json1k, requestHeaders: BROWSER, headers: { 'x-cache': 'BYPASS' } },
+  },
+  {
+    name: 'switchyard-cache-hit-browser',
+    suites: ['cache'],
+    description: 'as switchyard-cache-hit, with Accept-Encoding: gzip, deflate, br',
+    start: (ctx) => startSwitchyard(ctx, 'undici', { config: 'configs/cache.yaml' }),
+    wrk: { headers: BROWSER },
+    check: { ...cacheHit, requestHeaders: BROWSER },
   },
   // ---- 1 MiB body pass-through (issue 8)
   ...[
@@ -471,6 +558,7 @@ const WRK_TABLES = {
   cache: { title: 'Cache hit from memory', baselines: ['switchyard-undici', 'nginx'] },
   tmdb: { title: 'tmdb preset', baselines: ['http-proxy-3', 'undici'] },
   compression: { title: '64 KiB JSON, Accept-Encoding: gzip', baselines: ['switchyard-64k-identity', 'nginx-64k-gzip'] },
+  encodings: { title: 'Compressed hits and encoding per request, 64 KiB JSON (issue 25)', baselines: ['switchyard-64k-hit', 'nginx-64k-gzip-6'] },
   body: { title: '1 MiB body pass-through', baselines: ['http-proxy-3-1mib', 'direct-1mib'] },
   [WORKERS_SUITE]: WORKERS_TABLE,
 };
@@ -941,6 +1029,21 @@ async function main() {
   return withErrors.length || failed.length ? 1 : 0;
 }
 
+/**
+ * CPU µs of one brotliCompressSync (quality 4, default window, as the issue measured it) of the
+ * bench upstream's 64 KiB JSON, in this process: the yardstick for brotli per request.
+ */
+function brotliOneShotMicros() {
+  const body = makeCompressibleJson(64 * 1024);
+  const params = { [zlib.constants.BROTLI_PARAM_QUALITY]: 4 };
+  for (let i = 0; i < 20; i++) zlib.brotliCompressSync(body, { params });
+  const before = process.cpuUsage();
+  const calls = 200;
+  for (let i = 0; i < calls; i++) zlib.brotliCompressSync(body, { params });
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / calls;
+}
+
 /** The issues' targets, each with this run's figures; met null when not measured. */
 function evaluateTargets(results, sse, memory, suites) {
   const ok = (name) => results.find((r) => r.name === name && r.status === 'ok');
@@ -1014,6 +1117,18 @@ function evaluateTargets(results, sse, memory, suites) {
       s && `switchyard ${f1(s.cpuMicrosPerRequest)} µs/req → ${s.bodyBytesOnWire} B; nginx (level 1) ${n ? `${f1(n.cpuMicrosPerRequest)} µs/req → ${n.bodyBytesOnWire} B` : '—'}`,
       null,
     );
+  }
+  if (want('encodings')) {
+    const hit = cpuRatio('switchyard-64k-hit-browser', 'switchyard-64k-hit');
+    add('a hit for gzip, deflate, br ≤ 1.3× the CPU µs/req of an identity hit (issue 25)', hit, hit && `${f2(hit)}× (${f1(ok('switchyard-64k-hit-browser').cpuMicrosPerRequest)} vs ${f1(ok('switchyard-64k-hit').cpuMicrosPerRequest)} µs/req)`, hit <= 1.3);
+    const preset = cpuRatio('balancer-64k-hit-browser', 'balancer-64k-hit');
+    add('(report) balancer preset: browser hit (with Origin) ÷ identity hit, CPU µs/req (issue 25)', preset, preset && `${f2(preset)}×`, null);
+    const gzip = cpuRatio('switchyard-64k-gzip', 'nginx-64k-gzip-6');
+    add('pass-through gzip level 6 ≤ 1.5× nginx gzip_comp_level 6, CPU µs/req (issue 25)', gzip, gzip && `${f2(gzip)}×`, gzip <= 1.5);
+    const br = ok('switchyard-64k-br');
+    const oneShot = brotliOneShotMicros();
+    const brRatio = br ? br.cpuMicrosPerRequest / oneShot : null;
+    add('pass-through brotli q4 ≤ 1.5× a one-shot brotliCompressSync of the body, CPU µs/req (issue 25)', brRatio, brRatio && `${f2(brRatio)}× (${f1(br.cpuMicrosPerRequest)} µs/req vs ${f1(oneShot)} µs in-process)`, brRatio <= 1.5);
   }
   if (want('body')) {
     const r = rpsRatio('switchyard-1mib', 'http-proxy-3-1mib');

@@ -8,11 +8,13 @@
 //   SIGUSR2: counting starts (instrumentation is on). After N answers: "enough"; requests keep going.
 //   SIGUSR2: counting stops (instrumentation is off); "done COUNTED FAILED" (answers counted, and
 //   how many of them were not 2xx), the in-flight requests finish, connections close, exit.
-// usage: node keepalive-load.mjs PORT WARM N CONNS PATH
+// usage: node keepalive-load.mjs PORT WARM N CONNS PATH   (env LOAD_HEADERS: request headers as
+//        JSON, e.g. '{"accept-encoding":"gzip, deflate, br"}', what a browser sends)
 import http from 'node:http';
 
 const [port, warm, n, conns] = process.argv.slice(2, 6).map(Number);
 const path = process.argv[6] ?? '/';
+const headers = process.env.LOAD_HEADERS ? JSON.parse(process.env.LOAD_HEADERS) : {};
 const agent = new http.Agent({ keepAlive: true, maxSockets: conns });
 
 let answered = 0;
@@ -26,7 +28,7 @@ let onIdle;
 function send() {
   if (stopping || answered >= MAX_ANSWERS) return;
   inFlight++;
-  http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
+  http.get({ host: '127.0.0.1', port, path, agent, headers }, (res) => {
     res.resume();
     res.on('end', () => {
       inFlight--;

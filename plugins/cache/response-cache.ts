@@ -515,11 +515,10 @@ export class ResponseCache implements CacheInstance {
     }
     if ((this.route !== '*' && message.route !== this.route) || !Array.isArray(message.ids) || !Array.isArray(message.keys)) return;
     for (const id of message.ids) if (typeof id === 'string') this.memory.delete(id);
-    // Variants are stored under ids of their own: they go by their readable key, as in evict().
-    if (this.vary.length > 0 || this.variantIds.size > 0) {
-      const readable = new Set(message.keys);
-      this.memory.deleteWhere((e) => e.route === message.route && readable.has(e.key));
-    }
+    // Other variants (Vary values, hosts) are under other ids, some read from the store and so
+    // unknown to variantIds: they go by their readable key, as in evict().
+    const readable = new Set(message.keys);
+    this.memory.deleteWhere((e) => e.route === message.route && readable.has(e.key));
   }
 
   /** When an entry stored now with this lifetime is of no use any more, even stale. */

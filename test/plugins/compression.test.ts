@@ -224,5 +224,21 @@ describe('compression through a route', () => {
       assert.equal(zlib.brotliDecompressSync(br.body).toString(), JSON_BODY);
     }
     assert.equal(upstreamHits - hitsBefore, 3, 'one upstream request per coding');
+    const br = await rawGet(`${yard.url}/cached`, { 'accept-encoding': 'br' });
+    const head = await rawGet(`${yard.url}/cached`, { 'accept-encoding': 'br' }, 'HEAD');
+    assert.equal(head.headers['x-cache'], 'HIT');
+    assert.equal(head.headers['content-encoding'], 'br');
+    assert.equal(head.headers['content-length'], String(br.body.length), "HEAD names the variant's length");
+    assert.equal(head.body.length, 0);
+    const part = await rawGet(`${yard.url}/cached`, { 'accept-encoding': 'gzip', range: 'bytes=0-9' });
+    assert.equal(part.status, 206);
+    assert.equal(part.headers['content-encoding'], 'gzip');
+    assert.equal(part.headers['content-range'], `bytes 0-9/${miss.body.length}`, 'a range of the stored gzip bytes');
+    assert.deepEqual(part.body, miss.body.subarray(0, 10));
+    const notModified = await rawGet(`${yard.url}/cached`, { 'accept-encoding': 'br', 'if-none-match': 'W/"v1"' });
+    assert.equal(notModified.status, 304);
+    assert.equal(notModified.headers.etag, 'W/"v1"');
+    assert.match(String(notModified.headers.vary), /accept-encoding/i);
+    assert.equal(upstreamHits - hitsBefore, 3);
   });
 });
