@@ -18,3 +18,4 @@ export { PreparedHead } from './response-head.js';
 export { cacheClearListeners, CACHE_CLEAR_LISTENERS, type ClearEvent, type ClearListener } from './cache-clears.js';
 export type { InjectRequest, InjectResponse } from './plugin.js';
 export { balancerTables, BALANCER_TABLES, type BalancedRouteHandle, type BalancerTables, type UpstreamStatsRow, type UpstreamView } from './balancer-tables.js';
+export { NO_SPAN, type RequestSpan, type SpanAttributes, type SpanAttributeValue } from './span.js';

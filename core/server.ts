@@ -86,6 +86,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     const stores = await StoreFactory.create(serverConfig.store, loaded.baseDir);
     const rt: Runtime = {
       logger,
+      env,
       accessLog: accessLogWriter(logger),
       engines: { 'http-proxy': httpProxy, undici: new UndiciEngine(pool, httpProxy) },
       state: new StateRegistry(),
