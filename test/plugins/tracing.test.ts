@@ -4,9 +4,11 @@
 // ctx.span for other plugins.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
 import { definePlugin, type PluginDefinition } from '../../core/index.js';
 import { resolveSettings, type TracingOptions } from '../../plugins/tracing/settings.js';
 import { startProxy as startSwitchyard, startUpstream, stopAll, type RunningProxy, type RunningUpstream } from '../../testing/index.js';
+import { KEYS, startFakeProvider } from '../helpers/ai-providers.js';
 import { startCollector, type CollectedSpan, type Collector } from '../helpers/otlp-collector.js';
 import { closedPort } from '../helpers/wire.js';
 
@@ -392,5 +394,44 @@ describe('without the plugin', () => {
     const line = sy.logs.find((l) => l.msg === 'request' && l.requestId === res.headers.get('x-request-id'));
     assert.ok(line);
     assert.equal(line.traceId, undefined);
+  });
+});
+
+describe('the ai-gateway preset, traced', { timeout: 60000 }, () => {
+  test('a streamed and a whole model call carry the GenAI attributes: model, token usage, time to the first chunk', async () => {
+    const fake = await startFakeProvider();
+    const token = 'admin-token-for-tracing-tests-0123';
+    const gw = await startSwitchyard({ preset: 'ai-gateway', server: { store: 'memory://' } } as unknown as object, {
+      env: { ADMIN_TOKEN: token, WEB_PROXY: 'false', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: collector.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '10' },
+    });
+    try {
+      const changed = await fetch(`${gw.url}/api/mappings/openai`, {
+        method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: fake.url }),
+      });
+      assert.equal(changed.status, 200);
+      await changed.arrayBuffer();
+      const client = new OpenAI({ apiKey: KEYS.openai, baseURL: `${gw.url}/openai/v1`, maxRetries: 0 });
+      const { data: stream, response } = await client.chat.completions.create({ model: 'gpt-traced', messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: true } }).withResponse();
+      let chunks = 0;
+      for await (const _chunk of stream) chunks++;
+      assert.ok(chunks > 1);
+      const streamSpan = (await traceOf(await loggedTraceId(gw, response.headers.get('x-request-id')!), 2)).find((s) => s.kind === SERVER)!;
+      assert.equal(streamSpan.attributes['gen_ai.response.model'], 'gpt-traced');
+      assert.equal(streamSpan.attributes['gen_ai.usage.input_tokens'], 11);
+      assert.ok(Number(streamSpan.attributes['gen_ai.usage.output_tokens']) > 0);
+      const firstChunk = Number(streamSpan.attributes['gen_ai.response.time_to_first_chunk']);
+      assert.ok(firstChunk > 0 && firstChunk < 60, String(firstChunk));
+
+      const { data: whole, response: wholeResponse } = await client.chat.completions.create({ model: 'gpt-whole', messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+      assert.equal(whole.model, 'gpt-whole');
+      const wholeSpan = (await traceOf(await loggedTraceId(gw, wholeResponse.headers.get('x-request-id')!), 2)).find((s) => s.kind === SERVER)!;
+      assert.equal(wholeSpan.attributes['gen_ai.response.model'], 'gpt-whole');
+      assert.equal(wholeSpan.attributes['gen_ai.usage.input_tokens'], 11);
+      assert.equal(wholeSpan.attributes['gen_ai.response.time_to_first_chunk'], undefined, 'not a stream');
+      assert.ok(!JSON.stringify(collector.spans).includes(KEYS.openai), 'the client\'s key is in no span');
+    } finally {
+      await gw.stop();
+      await fake.close();
+    }
   });
 });
