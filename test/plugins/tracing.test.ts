@@ -3,6 +3,7 @@
 // hanging, protobuf and JSON, configuration from options and the OTEL_* environment, and
 // ctx.span for other plugins.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { definePlugin, type PluginDefinition } from '../../core/index.js';
@@ -433,5 +434,21 @@ describe('the ai-gateway preset, traced', { timeout: 60000 }, () => {
       await gw.stop();
       await fake.close();
     }
+  });
+});
+
+describe('examples/tracing', { timeout: 60000 }, () => {
+  test('its Switchyard config starts and traces to the collector the OTEL_* variables name', async () => {
+    const file = readFileSync(new URL('../../../examples/tracing/switchyard.yaml', import.meta.url), 'utf8');
+    const sy = await startSwitchyard(file.replace(/port: 8080/, 'port: 0'), {
+      env: { BACKEND_URL: upstream.url, OTEL_SERVICE_NAME: 'switchyard-edge', OTEL_EXPORTER_OTLP_ENDPOINT: collector.url.replace('/v1/traces', ''), OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '10' },
+    });
+    const res = await fetch(`${sy.url}/example`, { headers: { traceparent: `00-${'e'.repeat(32)}-${CALLER_SPAN}-01` } });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    const spans = await traceOf('e'.repeat(32), 2);
+    assert.equal(spans.find((s) => s.kind === SERVER)!.serviceName, 'switchyard-edge');
+    assert.equal(spans.find((s) => s.kind === SERVER)!.name, 'GET api');
+    await sy.stop();
   });
 });
