@@ -4,7 +4,7 @@
 // as its parent in `traceparent`. Other plugins add attributes and events through `ctx.span`.
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, ParentBasedSampler, SamplingDecision, TraceIdRatioBasedSampler, type Sampler, type SamplingResult, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, ParentBasedSampler, RandomIdGenerator, SamplingDecision, TraceIdRatioBasedSampler, type Sampler, type SamplingResult, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import {
   ATTR_CLIENT_ADDRESS, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_REQUEST_METHOD_ORIGINAL, ATTR_HTTP_REQUEST_RESEND_COUNT,
   ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_SERVICE_NAME,
@@ -67,6 +67,7 @@ export default definePlugin<typeof schema>({
     });
     const tracer = provider.getTracer('switchyard');
     const propagation = new Propagation(settings.b3);
+    const ids = new RandomIdGenerator();
     const { alwaysSampleErrors } = settings;
     api.log.info({ collector: shownUrl(settings.url), protocol: settings.protocol, sampleRatio: settings.sampleRatio, parentBased: settings.parentBased }, 'tracing requests');
 
@@ -90,6 +91,13 @@ export default definePlugin<typeof schema>({
     api.hooks.attempt.tap(name, (ctx) => {
       const traced = tracedOf(ctx);
       if (traced === undefined) return;
+      const { server } = traced;
+      // Not recorded: the upstream still learns the trace and a parent id, without a span object.
+      if (!server.isRecording()) {
+        const { traceId, traceFlags } = server.spanContext();
+        propagation.stamp(ctx.outgoing.headers, { traceId, spanId: ids.generateSpanId(), traceFlags });
+        return;
+      }
       traced.endAttempt(ctx, undefined);
       // An error from an earlier attempt was retried: it is not how this request ends.
       traced.retried = ctx.error;
@@ -110,22 +118,20 @@ export default definePlugin<typeof schema>({
     // Last of the done taps: other plugins' attributes are in by then.
     api.hooks.done.tap({ name, stage: Infinity }, (ctx) => {
       const traced = tracedOf(ctx);
-      if (traced === undefined) return;
+      if (traced === undefined || !traced.server.isRecording()) return;
       const status = statusOf(ctx);
       const failed = status >= 500;
       const error = ctx.error !== traced.retried ? ctx.error : undefined;
       traced.endAttempt(ctx, error?.code);
       const { server } = traced;
-      if (server.isRecording()) {
-        server.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
-        const size = ctx.response?.headers['content-length'];
-        if (size !== undefined) server.setAttribute('http.response.body.size', Number(size));
-        if (ctx.answeredBy !== undefined) server.addEvent(ctx.answeredBy === 'cacheLookup' ? 'switchyard.cache.hit' : 'switchyard.answered', { 'switchyard.stage': ctx.answeredBy });
-        if (error !== undefined) server.setAttribute('switchyard.error.code', error.code);
-        if (failed) {
-          server.setAttribute(ATTR_ERROR_TYPE, error?.code ?? String(status));
-          server.setStatus({ code: SpanStatusCode.ERROR });
-        }
+      server.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+      const size = ctx.response?.headers['content-length'];
+      if (size !== undefined) server.setAttribute('http.response.body.size', Number(size));
+      if (ctx.answeredBy !== undefined) server.addEvent(ctx.answeredBy === 'cacheLookup' ? 'switchyard.cache.hit' : 'switchyard.answered', { 'switchyard.stage': ctx.answeredBy });
+      if (error !== undefined) server.setAttribute('switchyard.error.code', error.code);
+      if (failed) {
+        server.setAttribute(ATTR_ERROR_TYPE, error?.code ?? String(status));
+        server.setStatus({ code: SpanStatusCode.ERROR });
       }
       server.end(ctx.startedAt + (ctx.timings.end ?? ctx.elapsed()));
       if (alwaysSampleErrors && failed && !traced.sampled) for (const span of traced.recorded) exporting.keep(span);
