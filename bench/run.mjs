@@ -100,7 +100,7 @@ function readSettings() {
   };
 }
 
-export const SUITES = ['passthrough', 'plugins', 'cache', 'tmdb', 'sse', 'compression', 'encodings', 'body', 'memory', WORKERS_SUITE];
+export const SUITES = ['passthrough', 'plugins', 'cache', 'tmdb', 'tracing', 'sse', 'compression', 'encodings', 'body', 'memory', WORKERS_SUITE];
 
 function readSuites() {
   const raw = (process.env.BENCH_SUITE ?? 'all').split(',').map((s) => s.trim()).filter(Boolean);
@@ -340,7 +340,7 @@ const SCENARIOS = [
   },
   {
     name: 'switchyard-undici',
-    suites: ['passthrough', 'plugins', 'cache', 'tmdb'],
+    suites: ['passthrough', 'plugins', 'cache', 'tmdb', 'tracing'],
     description: 'switchyard start --config bench/switchyard.bench.yaml, engine undici',
     start: (ctx) => startSwitchyard(ctx, 'undici'),
   },
@@ -356,6 +356,13 @@ const SCENARIOS = [
     suites: ['plugins'],
     description: `switchyard, bench/configs/balancer.yaml: 3 upstreams (weights 3/2/1), balancer algorithm ${algorithm}`,
     start: (ctx) => startSwitchyard(ctx, 'undici', { config: 'configs/balancer.yaml', env: { BENCH_ALGORITHM: algorithm } }),
+  })),
+  // ---- tracing cost (issue 28): every request sampled, and one in a hundred
+  ...[['tracing-sampled', '1'], ['tracing-1pct', '0.01']].map(([name, ratio]) => ({
+    name,
+    suites: ['tracing'],
+    description: `switchyard, bench/configs/tracing.yaml: the plain route with the tracing plugin at sampleRatio ${ratio}, OTLP/HTTP protobuf to the bench upstream`,
+    start: (ctx) => startSwitchyard(ctx, 'undici', { config: 'configs/tracing.yaml', env: { BENCH_SAMPLE_RATIO: ratio } }),
   })),
   // ---- cache hit from memory (issues 4, 8)
   {
@@ -557,6 +564,7 @@ const WRK_TABLES = {
   plugins: { title: 'Balancing cost (balancer plugin, 3 upstream entries)', baselines: ['switchyard-undici'] },
   cache: { title: 'Cache hit from memory', baselines: ['switchyard-undici', 'nginx'] },
   tmdb: { title: 'tmdb preset', baselines: ['http-proxy-3', 'undici'] },
+  tracing: { title: 'Tracing (OpenTelemetry spans, OTLP/HTTP protobuf)', baselines: ['switchyard-undici'] },
   compression: { title: '64 KiB JSON, Accept-Encoding: gzip', baselines: ['switchyard-64k-identity', 'nginx-64k-gzip'] },
   encodings: { title: 'Compressed hits and encoding per request, 64 KiB JSON (issue 25)', baselines: ['switchyard-64k-hit', 'nginx-64k-gzip-6'] },
   body: { title: '1 MiB body pass-through', baselines: ['http-proxy-3-1mib', 'direct-1mib'] },
@@ -1099,6 +1107,12 @@ function evaluateTargets(results, sse, memory, suites) {
     add('cache hit ≥ nginx pass-through req/s (issue 8)', n, n && `${f2(n)}× (nginx's req/s is a lower bound when its load core saturates)`, n >= 1);
     const nc = rpsRatio('switchyard-cache-hit', 'nginx-cache-hit');
     add('(reference) cache hit vs nginx proxy_cache hit', nc, nc && `req/s ${f2(nc)}×, CPU µs/req ${f2(cpuRatio('switchyard-cache-hit', 'nginx-cache-hit'))}×`, null);
+  }
+  if (want('tracing')) {
+    for (const [name, share, limit] of [['tracing-sampled', 'every request sampled', 1.25], ['tracing-1pct', '1 % sampled', 1.03]]) {
+      const c = cpuRatio(name, 'switchyard-undici');
+      add(`tracing, ${share}, ≤ ${f2(limit)}× the plain route's CPU µs/req (issue 28)`, c, c && `${f2(c)}× (${f1(ok(name).cpuMicrosPerRequest)} against ${f1(ok('switchyard-undici').cpuMicrosPerRequest)} µs/req)`, c <= limit);
+    }
   }
   if (want('tmdb')) {
     const r = rpsRatio('tmdb-pass-through', 'http-proxy-3');

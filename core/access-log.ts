@@ -17,6 +17,8 @@ export type AccessLevel = 'info' | 'warn';
 /** One request's access log line (core/request.ts logRequest), in the order it is written. */
 export interface AccessLine {
   requestId: string;
+  /** The trace the request is part of, when a tracing plugin set ctx.traceId. */
+  traceId?: string;
   method: string | undefined;
   /** Redacted (redactString) before it gets here. */
   path: string;
@@ -38,7 +40,7 @@ export interface AccessLine {
 // Every key of AccessLine, checked by the compiler: a field added to the line but not here would
 // escape the check for a serializer or redaction on it.
 const LINE_KEYS: Record<keyof AccessLine, true> = {
-  requestId: true, method: true, path: true, route: true, upstream: true, status: true, ms: true, bytes: true, attempts: true, code: true, consumer: true, clientIp: true, userAgent: true,
+  requestId: true, traceId: true, method: true, path: true, route: true, upstream: true, status: true, ms: true, bytes: true, attempts: true, code: true, consumer: true, clientIp: true, userAgent: true,
 };
 
 /** The keys of AccessLine; plugins' logField() keys come on top. */
@@ -127,6 +129,7 @@ function lineFields(line: AccessLine): string {
   // Neither needs escaping: a request id is one the core made or one that matched its pattern
   // (core/request-id.ts REQUEST_ID), and Node's parser takes no method but the known tokens.
   let out = `"requestId":"${line.requestId}"`;
+  if (line.traceId !== undefined) out += `,"traceId":${jsonString(line.traceId)}`;
   if (line.method !== undefined) out += `,"method":"${line.method}"`;
   out += `,"path":${jsonString(line.path)}`;
   if (line.route !== undefined) out += `,"route":${jsonString(line.route)}`;

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { ClientIpResolver } from './client-ip.js';
 import { errorSpec, SwitchyardError } from './errors.js';
 import { SentBodyCopy, type SentListener } from './sent-body.js';
+import { NO_SPAN, type RequestSpan } from './span.js';
 import type { Reply, Route, Upstream } from './types.js';
 
 /** What a context takes from the pipeline it runs on. */
@@ -108,6 +109,13 @@ export class RequestContext {
   consumer: Consumer | undefined;
   /** True for a request a plugin made with `api.inject()`, not a client. */
   injected = false;
+  /**
+   * The request's trace span, for attributes and events (see core/span.ts): a tracing plugin's
+   * span when it records this request, else NO_SPAN, which records nothing.
+   */
+  span: RequestSpan = NO_SPAN;
+  /** The trace this request is part of, set by a tracing plugin; the access log prints it beside the request id. */
+  traceId: string | undefined = undefined;
 
   private readonly settings: ContextSettings;
   private childLogger: Logger | undefined;
@@ -232,9 +240,11 @@ export class RequestContext {
   refuse(code: string, options?: RefuseOptions): Reply {
     const spec = errorSpec(code);
     if (spec === undefined) throw new Error(`error code ${code} is neither the core's nor declared by a plugin (definePlugin({ errors }))`);
+    const status = options?.status ?? spec.status;
+    this.span.addEvent('switchyard.refused', { 'switchyard.error.code': code, 'http.response.status_code': status });
     const json: Record<string, unknown> = { error: options?.message ?? spec.message, code, requestId: this.id };
     if (options?.details !== undefined) json.details = options.details;
-    return { status: options?.status ?? spec.status, headers: options?.headers, json };
+    return { status, headers: options?.headers, json };
   }
 
   /** Per-plugin scratch space for this request, created on first use. */

@@ -133,6 +133,7 @@ async function forward(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, rou
       if (reply) return sendReply(ctx, plan, reply, 'preRequest');
     }
     ctx.timings.upstreamStart = ctx.elapsed();
+    if (plan.attempt !== null) runSeries(plan.attempt, ctx);
     let upstreamRes: UpstreamResponse;
     try {
       upstreamRes = await engine.request(ctx);
@@ -301,6 +302,7 @@ export function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext,
   if (!rt.logger.isLevelEnabled(level)) return;
   const line: AccessLine = {
     requestId: ctx.id,
+    traceId: ctx.traceId,
     method: ctx.req.method,
     path: redactString(ctx.url, pipeline.loaded.secrets),
     route: ctx.route?.name,

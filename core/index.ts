@@ -19,3 +19,4 @@ export { cacheClearListeners, CACHE_CLEAR_LISTENERS, type ClearEvent, type Clear
 export type { InjectRequest, InjectResponse } from './plugin.js';
 export { balancerTables, BALANCER_TABLES, type BalancedRouteHandle, type BalancerTables, type UpstreamStatsRow, type UpstreamView } from './balancer-tables.js';
 export type { SentListener, SentResponse } from './sent-body.js';
+export { NO_SPAN, type RequestSpan, type SpanAttributes, type SpanAttributeValue } from './span.js';

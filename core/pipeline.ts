@@ -38,6 +38,8 @@ export interface ReloadStatus {
 /** What outlives every pipeline: the process-wide parts a reload never replaces. */
 export interface Runtime {
   readonly logger: Logger;
+  /** The environment Switchyard was started with (StartOptions.env, else process.env). */
+  readonly env: Readonly<NodeJS.ProcessEnv>;
   /** Writes the access log's lines through `logger` (core/access-log.ts). */
   readonly accessLog: AccessLogWriter;
   /** One of each forwarding engine, with its connection pools; routes pick one by name. */
@@ -192,6 +194,7 @@ function createPluginApi(plugin: LoadedPlugin, stages: Stages, route: Route | un
     name,
     route,
     config: loaded.config,
+    env: rt.env,
     log,
     hooks: createPluginHooks(stages, name, route !== undefined, settingUp),
     state: (init, key = '') => rt.state.get(name, route?.name, key, init),

@@ -98,6 +98,8 @@ export interface PluginApi {
   readonly route: Route | undefined;
   /** The whole validated config (read-only). */
   readonly config: Readonly<SwitchyardConfig>;
+  /** The environment Switchyard was started with (`Switchyard.start({ env })`, else `process.env`): for settings that conventionally come from it. */
+  readonly env: Readonly<NodeJS.ProcessEnv>;
   /** A logger whose lines say which plugin (and route) they come from. */
   readonly log: Logger;
   /** The stages to tap. A route plugin cannot tap `route` (the route is already chosen). */
@@ -221,7 +223,7 @@ export function createPluginHooks(stages: Stages, plugin: string, isRoutePlugin:
       hook.tap(resolved, guarded(plugin, stage, fn));
     };
     const asyncOnly = (fn: (first: unknown, second: unknown) => unknown) => {
-      if (stage === 'done') throw new Error(`stage "${stage}" is synchronous; use tap()`);
+      if (stage === 'done' || stage === 'attempt') throw new Error(`stage "${stage}" is synchronous; use tap()`);
       return fn;
     };
     hooks[stage] = {

@@ -92,6 +92,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
     let yard: Switchyard;
     const rt: Runtime = {
       logger,
+      env,
       accessLog: accessLogWriter(logger),
       engines: { 'http-proxy': httpProxy, undici: new UndiciEngine(pool, httpProxy) },
       state: new StateRegistry(),

@@ -25,6 +25,10 @@ export interface Stages {
   selectUpstream: AsyncSeriesBailHook<[RequestContext, readonly Upstream[]], Upstream | undefined>;
   /** May change `ctx.outgoing` (method, path, headers, buffered body) or answer with a Reply. */
   preRequest: AsyncSeriesBailHook<[RequestContext], Reply | undefined>;
+  /** Each attempt at an upstream (retries too), just before it is sent: `ctx.upstream` is the
+   *  attempt's, `ctx.outgoing` is final. For observers (tracing stamps its trace context on
+   *  `ctx.outgoing.headers`); an attempt's end is seen in `error` (failed) or `done` (the last). */
+  attempt: SyncHook<[RequestContext]>;
   /** Sees the upstream's status and headers in `ctx.response`; may change them and may add
    *  body transforms with `ctx.transformResponseBody()`. Upstream responses only. */
   postResponse: AsyncSeriesHook<[RequestContext]>;
@@ -45,7 +49,7 @@ export type StageName = keyof Stages;
 
 /** The stages in the order a request meets them. */
 export const STAGE_NAMES: readonly StageName[] = [
-  'route', 'access', 'cacheLookup', 'selectUpstream', 'preRequest', 'postResponse', 'beforeSend', 'cacheStore', 'error', 'done',
+  'route', 'access', 'cacheLookup', 'selectUpstream', 'preRequest', 'attempt', 'postResponse', 'beforeSend', 'cacheStore', 'error', 'done',
 ];
 
 /**
@@ -70,6 +74,7 @@ export function createStages(): Stages {
     cacheLookup: new AsyncSeriesBailHook(['ctx'], 'cacheLookup'),
     selectUpstream: new AsyncSeriesBailHook(['ctx', 'candidates'], 'selectUpstream'),
     preRequest: new AsyncSeriesBailHook(['ctx'], 'preRequest'),
+    attempt: new SyncHook(['ctx'], 'attempt'),
     postResponse: new AsyncSeriesHook(['ctx'], 'postResponse'),
     beforeSend: new AsyncSeriesHook(['ctx'], 'beforeSend'),
     cacheStore: new AsyncSeriesHook(['ctx'], 'cacheStore'),

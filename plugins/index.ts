@@ -27,4 +27,5 @@ export const builtinPlugins: PluginCatalog = {
   'proxy-stats': async () => (await import('./proxy-stats/index.js')).default,
   'admin-aliases': async () => (await import('./admin-aliases/index.js')).default,
   'confluence-guard': async () => (await import('./confluence-guard/index.js')).default,
+  tracing: async () => (await import('./tracing/index.js')).default,
 };

@@ -12,6 +12,8 @@ export const aiGateway: Preset = {
   description: 'AI API gateway: live mappings (/openai, /gemini, /claude…), /admin, /stats, /proxy/<url>; PORT (8000), ADMIN_TOKEN, STORE_URL (or API_PROXY_REDIS_URL)',
   build(env) {
     const webProxy = envFlag(env, 'WEB_PROXY', true);
+    // Traced once a collector is named the standard way (OTEL_EXPORTER_OTLP_*), or with TRACING=true.
+    const tracing = envFlag(env, 'TRACING', envString(env, 'OTEL_EXPORTER_OTLP_ENDPOINT') !== undefined || envString(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT') !== undefined);
     const store = storeUrl(env);
     return {
       server: {
@@ -25,6 +27,8 @@ export const aiGateway: Preset = {
       },
       routes: [],
       plugins: [
+        // The tracing plugin reads the OTEL_* variables itself; ai-usage adds the gen_ai.* attributes.
+        { name: 'tracing', enabled: tracing },
         ...EDGE_PLUGINS.filter((name) => name in builtinPlugins).map((name) => ({ name })),
         // The Go AI proxy kept its table in this hash: imported once when the store is that Redis.
         { name: 'ai-mappings', options: store && /^rediss?:\/\//.test(store) ? { importRedisHash: GO_PROXY_MAPPINGS_HASH } : {} },

@@ -60,10 +60,16 @@ export default definePlugin<typeof schema>({
         if (!kind) return;
         const seen = ctx.scratch<Seen>(NAME, () => ({ mapping: ctx.route!.name, endpoint: endpointOf(ctx.outgoing.path) }));
         const encoding = ctx.response.headers['content-encoding'];
+        // On the request's trace span, when it has one, as the GenAI semantic conventions name them.
+        const { span } = ctx;
+        const traced = span.isRecording();
+        if (traced) span.setAttributes({ 'gen_ai.request.model': requestedModel(ctx.outgoing.path) });
+        const firstChunk = traced && kind === 'sse' ? () => span.setAttribute('gen_ai.response.time_to_first_chunk', (ctx.elapsed() - ctx.timings.upstreamStart!) / 1000) : undefined;
         ctx.transformResponseBody(usageTee(kind, typeof encoding === 'string' ? encoding : undefined, (usage) => {
+          if (traced) span.setAttributes({ 'gen_ai.response.model': usage.model, 'gen_ai.usage.input_tokens': usage.input, 'gen_ai.usage.output_tokens': usage.output });
           if (usage.input === undefined && usage.output === undefined) return;
           stats.record(seen.mapping, seen.endpoint, { inputTokens: usage.input ?? 0, outputTokens: usage.output ?? 0 });
-        }), { preservesLength: true });
+        }, firstChunk), { preservesLength: true });
       });
     }
 
@@ -96,6 +102,11 @@ export default definePlugin<typeof schema>({
     };
   },
 });
+
+/** The model a request names in its path (Gemini: `/v1beta/models/<model>:generateContent`); the others name it in the body, read back from the response. */
+function requestedModel(path: string): string | undefined {
+  return /\/models\/([^/:?]+)/.exec(path)?.[1];
+}
 
 /** The upstream path without its query (keys ride in queries: `?key=`), bounded in length. */
 function endpointOf(path: string): string {

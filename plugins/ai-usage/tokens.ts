@@ -9,6 +9,8 @@ import zlib from 'node:zlib';
 export interface TokenUsage {
   input?: number;
   output?: number;
+  /** The model that answered, as the response names it (`model`, Gemini's `modelVersion`). */
+  model?: string;
 }
 
 /** Reads one provider usage object; fields it does not have stay undefined. */
@@ -48,21 +50,39 @@ function merge(into: TokenUsage, next: TokenUsage): void {
   if (next.output !== undefined) into.output = next.output;
 }
 
+/** The answering model an event or body names: top level (OpenAI, Gemini) or in Anthropic's message_start. */
+function modelOf(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  const model = v.model ?? v.modelVersion ?? (v.message as Record<string, unknown> | undefined)?.model;
+  return typeof model === 'string' ? model : undefined;
+}
+
+/** A whole JSON body's model, found by its key: the body may be too long to keep and parse whole. */
+const MODEL_KEY = /"(?:model|modelVersion)"\s*:\s*"([^"\\]{1,200})"/;
+
 /** How much of a whole (non-SSE) JSON body's end is kept: every provider puts usage last. */
 const TAIL_BYTES = 64 * 1024;
+/** How much of its start is kept, for the model's name. */
+const HEAD_BYTES = 1024;
 
 /**
  * A pass-through transform that reports token usage once, when the body ended or was cut off.
  * `encoding` is the response's Content-Encoding; the copy is decompressed on the side.
  */
-export function usageTee(kind: 'sse' | 'json', encoding: string | undefined, report: (usage: TokenUsage) => void): Transform {
+export function usageTee(kind: 'sse' | 'json', encoding: string | undefined, report: (usage: TokenUsage) => void, onFirstChunk?: () => void): Transform {
   const usage: TokenUsage = {};
   let reported = false;
   let flushed = false;
+  let head = '';
   const finish = () => {
     if (reported) return;
     reported = true;
-    if (kind === 'json') merge(usage, readUsage(usageOf(lastObjectAfterKey(tail))));
+    if (kind === 'json') {
+      merge(usage, readUsage(usageOf(lastObjectAfterKey(tail))));
+      const model = MODEL_KEY.exec(head)?.[1] ?? MODEL_KEY.exec(tail)?.[1];
+      if (model !== undefined) usage.model = model;
+    }
     report(usage);
   };
 
@@ -71,6 +91,8 @@ export function usageTee(kind: 'sse' | 'json', encoding: string | undefined, rep
   let tail = '';
   const sniff = (text: string) => {
     if (kind === 'json') {
+      // OpenAI and Anthropic name the model near the start, Gemini near the end.
+      if (head.length < HEAD_BYTES) head += text.slice(0, HEAD_BYTES - head.length);
       tail = (tail + text).slice(-TAIL_BYTES);
       return;
     }
@@ -79,9 +101,17 @@ export function usageTee(kind: 'sse' | 'json', encoding: string | undefined, rep
     const lines = partial.split(/\r\n|\n|\r(?!$)/);
     partial = lines.pop() ?? '';
     for (const line of lines) {
-      if (!line.startsWith('data:') || !line.includes('sage')) continue;
+      if (!line.startsWith('data:')) continue;
+      const wanted = line.includes('sage');
+      // Every OpenAI chunk names the model: one is parsed for it, then only usage lines.
+      if (!wanted && (usage.model !== undefined || !line.includes('"model'))) continue;
       try {
-        merge(usage, readUsage(usageOf(JSON.parse(line.slice(5)))));
+        const event: unknown = JSON.parse(line.slice(5));
+        if (usage.model === undefined) {
+          const model = modelOf(event);
+          if (model !== undefined) usage.model = model;
+        }
+        if (wanted) merge(usage, readUsage(usageOf(event)));
       } catch {
         // not JSON ([DONE], or an event split over several data lines): nothing to count
       }
@@ -94,9 +124,14 @@ export function usageTee(kind: 'sse' | 'json', encoding: string | undefined, rep
   inflater?.on('error', finish);
   inflater?.on('end', finish);
 
+  let first = onFirstChunk;
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       this.push(chunk);
+      if (first !== undefined) {
+        first();
+        first = undefined;
+      }
       try {
         if (inflater) inflater.write(chunk);
         else sniff(decoder.write(chunk));

@@ -58,6 +58,21 @@ describe('ai-usage: token usage from responses', () => {
     assert.deepEqual(packed.out, gz, 'the client gets the compressed bytes untouched');
     assert.deepEqual(packed.usage, { input: 3, output: 9 });
   });
+
+  test('the answering model is read from streams (OpenAI chunks, Anthropic message_start, Gemini modelVersion) and whole bodies', async () => {
+    const openai = Buffer.from([
+      'data: {"id":"c","object":"chat.completion.chunk","model":"gpt-x","choices":[{"delta":{"content":"hi"}}]}\n\n',
+      'data: {"id":"c","object":"chat.completion.chunk","model":"gpt-x","choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1}}\n\n',
+      'data: [DONE]\n\n',
+    ].join(''));
+    assert.deepEqual((await tee('sse', openai, 5)).usage, { input: 2, output: 1, model: 'gpt-x' });
+    const claude = Buffer.from('event: message_start\ndata: {"type":"message_start","message":{"model":"claude-x","usage":{"input_tokens":3,"output_tokens":1}}}\n\n');
+    assert.equal((await tee('sse', claude, 3)).usage.model, 'claude-x');
+    const gem = Buffer.from('data: {"candidates":[],"usageMetadata":{"promptTokenCount":1,"candidatesTokenCount":1},"modelVersion":"gemini-x"}\r\n\r\n');
+    assert.equal((await tee('sse', gem, 7)).usage.model, 'gemini-x');
+    const whole = Buffer.from(JSON.stringify({ id: 'x', model: 'gpt-whole', choices: [{ message: { content: 'y'.repeat(100_000) } }], usage: { prompt_tokens: 3, completion_tokens: 9 } }));
+    assert.deepEqual((await tee('json', whole, 4096)).usage, { input: 3, output: 9, model: 'gpt-whole' }, 'named at the start, read though the body is longer than what is kept of its end');
+  });
 });
 
 const HOUR = 3_600_000;
