@@ -289,4 +289,38 @@ describe('web-proxy: SSRF guard', () => {
     assert.equal(res.status, 200);
     await res.arrayBuffer();
   });
+
+  test('a host:port entry allows that port only; a host without a port allows every port', async () => {
+    const other = await startUpstream((_req, res) => res.end('other port'));
+    const portOnly = await startSwitchyard({ server: { store: 'memory://' }, plugins: [{ name: 'web-proxy', options: { allowHosts: [`127.0.0.1:${site.port}`] } }] });
+    try {
+      const allowed = await fetch(`${portOnly.url}/proxy/${site.url}/page`);
+      assert.equal(allowed.status, 200);
+      await allowed.arrayBuffer();
+      const refused = await fetch(`${portOnly.url}/proxy/${other.url}/`);
+      assert.equal(refused.status, 403);
+      assert.equal((await refused.json() as { code: string }).code, 'SY_WEB_PROXY_BLOCKED');
+      const anyPort = await fetch(`${sy.url}/proxy/${other.url}/`);
+      assert.equal(await anyPort.text(), 'other port');
+    } finally {
+      await portOnly.stop();
+      await other.close();
+    }
+  });
+
+  test('an entry that is not a host, *.domain, address or host:port stops the start, naming it', async () => {
+    for (const entry of ['http://127.0.0.1:8080/', '127.0.0.1:99999', 'example.com:', 'user@example.com', '*.10.0.0.1']) {
+      const start = startSwitchyard({ server: { store: 'memory://' }, plugins: [{ name: 'web-proxy', options: { allowHosts: [entry] } }] });
+      // The schema names file and path; what passes its pattern but cannot match is named by the guard.
+      await assert.rejects(start, (err: Error) => /switchyard\.yaml: plugins\[0\]\.options\.allowHosts\[0\]: must match pattern/.test(err.message) || err.message.includes(`allowHosts entry "${entry}"`), entry);
+    }
+    await assert.rejects(
+      startSwitchyard({ preset: 'ai-gateway', server: { store: 'memory://' } }, { env: { WEB_PROXY_ALLOW: 'ok.example, 127.0.0.1:port' } }),
+      /WEB_PROXY_ALLOW is refused: WEB_PROXY_ALLOW entry "127\.0\.0\.1:port"/,
+    );
+    await assert.rejects(
+      startSwitchyard({ preset: 'ai-gateway', server: { store: 'memory://' } }, { env: { WEB_PROXY_DENY: 'https://bad.example' } }),
+      /WEB_PROXY_DENY entry "https:\/\/bad\.example"/,
+    );
+  });
 });
