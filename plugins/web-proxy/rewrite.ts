@@ -1,11 +1,12 @@
-// Streaming URL rewriting for the web proxy: HTML through parse5's rewriting stream (a real HTML
-// tokenizer, so a tag or attribute split across chunks is handled), CSS with a small carry-over
-// buffer. Tokens that need no change are passed on as their original bytes.
+// Streaming URL rewriting for the web proxy: HTML through a tag scanner (tag-scanner.ts; a tag or
+// attribute split across chunks is carried over), CSS with a small carry-over buffer. What needs
+// no change is passed on as it came; the page goes out as UTF-8.
 import { Transform, type TransformCallback } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import iconv from 'iconv-lite';
-import { RewritingStream } from 'parse5-html-rewriting-stream';
 import { clientLayerTag } from './client.js';
+import { directoryOf, resolvePlain } from './fast-url.js';
+import { HtmlScanner, type ScannedTag } from './tag-scanner.js';
 
 const URL_ATTRIBUTES = new Set(['href', 'src', 'action', 'formaction', 'poster', 'background', 'data', 'cite', 'longdesc', 'manifest', 'icon', 'xlink:href']);
 const UNTOUCHED_SCHEMES = /^(data|javascript|mailto|tel|about|blob|sms|urn|vbscript):/i;
@@ -14,6 +15,8 @@ const UNTOUCHED_SCHEMES = /^(data|javascript|mailto|tel|about|blob|sms|urn|vbscr
 export function proxiedUrl(raw: string, base: URL, prefix: string): string {
   const value = raw.trim();
   if (value === '' || value.startsWith('#') || UNTOUCHED_SCHEMES.test(value)) return raw;
+  const plain = base.protocol === 'http:' || base.protocol === 'https:' ? resolvePlain(value, base, directoryOf(base)) : undefined;
+  if (plain !== undefined) return `${prefix}/${plain}`;
   let absolute: URL;
   try {
     absolute = new URL(value, base);
@@ -92,75 +95,74 @@ export function headerCharset(contentType: string): string | undefined {
 /** How much of a page is looked at for a <meta> charset before decoding starts (as browsers do). */
 const PRESCAN_BYTES = 1024;
 
+/** Text in, text out, in order: what the page's decoded text goes through. */
+interface TextRewrite {
+  write(text: string): string;
+  end(): string;
+}
+
 /**
- * Bytes in (in the page's charset), UTF-8 bytes out, through a string transform. The charset is
- * the BOM's, else the Content-Type header's, else a <meta> in the first KiB, else UTF-8.
+ * Bytes in (in the page's charset), UTF-8 bytes out, through a text rewrite. The charset is the
+ * BOM's, else the Content-Type header's, else a <meta> in the first KiB, else UTF-8.
  */
-function decodedThrough(inner: Transform, declared: string | undefined): Transform {
+function decodedThrough(rewrite: TextRewrite, declared: string | undefined): Transform {
   let decoder: TextDecoding | undefined;
   let held: Buffer[] = [];
   let heldBytes = 0;
-  // The inner stream emits one small string per token: they are gathered and sent on as one
-  // buffer per chunk read, not one per token.
-  let pending: string[] = [];
-  inner.on('data', (text: string) => pending.push(text));
-  const drain = (outer: Transform) => {
-    if (pending.length === 0) return;
-    outer.push(Buffer.from(pending.length === 1 ? pending[0]! : pending.join(''), 'utf8'));
-    pending = [];
-  };
-  const start = (head: Buffer) => {
+  const start = (head: Buffer): string => {
     const label = bomCharset(head) ?? declared ?? metaCharset(head) ?? 'utf-8';
     decoder = decoderFor(label) ?? decoderFor('utf-8')!;
-    const text = decoder.write(head);
-    if (text) inner.write(text);
+    return decoder.write(head);
   };
-  const outer = new Transform({
+  const send = (stream: Transform, text: string) => {
+    if (text) stream.push(Buffer.from(text, 'utf8'));
+  };
+  return new Transform({
     transform(chunk: Buffer, _enc, callback: TransformCallback) {
       if (decoder) {
-        const text = decoder.write(chunk);
-        if (text) inner.write(text);
+        send(this, rewrite.write(decoder.write(chunk)));
       } else {
         held.push(chunk);
         heldBytes += chunk.length;
         if (heldBytes >= PRESCAN_BYTES || (declared !== undefined && heldBytes >= 3)) {
-          start(Buffer.concat(held));
+          send(this, rewrite.write(start(Buffer.concat(held))));
           held = [];
         }
       }
-      drain(this);
       callback();
     },
     flush(callback) {
-      if (!decoder) start(Buffer.concat(held));
-      const rest = decoder!.end();
-      if (rest) inner.write(rest);
-      inner.once('end', () => {
-        drain(this);
-        callback();
-      });
-      inner.end();
+      let text = decoder ? '' : start(Buffer.concat(held));
+      text += decoder!.end();
+      send(this, rewrite.write(text) + rewrite.end());
+      callback();
     },
   });
-  inner.on('error', (err) => outer.destroy(err));
-  return outer;
 }
 
-/** A <meta> that declares a charset, declaring UTF-8 instead (the page is sent as UTF-8). */
-function declaresUtf8(tag: { tagName: string; attrs: { name: string; value: string }[] }): boolean {
-  if (tag.tagName !== 'meta') return false;
-  let changed = false;
-  for (const attr of tag.attrs) {
-    if (attr.name === 'charset' && attr.value.toLowerCase() !== 'utf-8') {
-      attr.value = 'utf-8';
-      changed = true;
-    } else if (attr.name === 'content' && /charset\s*=/i.test(attr.value) && tag.attrs.some((a) => a.name === 'http-equiv' && a.value.toLowerCase() === 'content-type')) {
-      const next = attr.value.replace(/charset\s*=\s*["']?[^"';\s]*["']?/i, 'charset=utf-8');
-      changed ||= next !== attr.value;
-      attr.value = next;
-    }
-  }
-  return changed;
+/** An attribute value as the browser reads it: the character references URLs carry decoded. */
+function decodeAttribute(raw: string): string {
+  if (!raw.includes('&')) return raw;
+  return raw.replace(/&(?:#(\d{1,7})|#[xX]([0-9a-fA-F]{1,6})|(amp|quot|apos|lt|gt));?/g, (ref, dec: string, hex: string, named: string) => {
+    if (named) return ({ amp: '&', quot: '"', apos: "'", lt: '<', gt: '>' } as Record<string, string>)[named]!;
+    const code = dec ? Number(dec) : parseInt(hex, 16);
+    return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : ref;
+  });
+}
+
+/** The tag with some attribute values replaced (by index), each written double-quoted or in its own quotes. */
+function withValues(tag: ScannedTag, values: Map<number, string>): string {
+  let out = '';
+  let at = 0;
+  tag.attrs.forEach((attr, index) => {
+    const value = values.get(index);
+    if (value === undefined || attr.start === -1) return;
+    const quote = attr.quote || '"';
+    const escaped = value.replace(/&/g, '&amp;').replace(quote === '"' ? /"/g : /'/g, quote === '"' ? '&quot;' : '&#39;');
+    out += tag.raw.slice(at, attr.start) + (attr.quote ? escaped : `"${escaped}"`);
+    at = attr.end;
+  });
+  return out + tag.raw.slice(at);
 }
 
 export interface HtmlRewriteOptions {
@@ -175,77 +177,56 @@ export interface HtmlRewriteOptions {
  * UTF-8 bytes out.
  */
 export function htmlRewriter(pageUrl: URL, prefix: string, options: HtmlRewriteOptions = {}): Transform {
-  const rewriter = new RewritingStream();
   const layer = options.clientLayer === false ? '' : clientLayerTag(prefix);
   let layerPlaced = layer === '';
   let base = pageUrl;
   let sawBase = false;
-  let inStyle = false;
-  let styleText = '';
 
-  rewriter.on('startTag', (tag, raw) => {
+  const startTag = (tag: ScannedTag): string => {
+    let before = '';
+    let after = '';
     // Before the first element other than <html>, or just inside <head>: ahead of every script.
-    const layerFirst = !layerPlaced && tag.tagName !== 'html' && tag.tagName !== 'head';
-    if (layerFirst) {
-      rewriter.emitRaw(layer);
+    if (!layerPlaced && tag.name !== 'html') {
+      if (tag.name === 'head') after = layer;
+      else before = layer;
       layerPlaced = true;
     }
-    let changed = declaresUtf8(tag);
-    if (tag.tagName === 'base' && !sawBase) {
-      const href = tag.attrs.find((a) => a.name === 'href');
-      if (href) {
+    const value = (name: string) => {
+      const attr = tag.attrs.find((a) => a.name === name);
+      return attr && decodeAttribute(attr.rawValue);
+    };
+    if (tag.name === 'base' && !sawBase) {
+      const href = value('href');
+      if (href !== undefined) {
         try {
-          base = new URL(href.value, pageUrl);
+          base = new URL(href, pageUrl);
           sawBase = true;
         } catch {
           // an unusable <base> is ignored, as browsers do
         }
       }
     }
-    const isRefresh = tag.tagName === 'meta' && tag.attrs.some((a) => a.name === 'http-equiv' && a.value.toLowerCase() === 'refresh');
-    for (const attr of tag.attrs) {
-      // In SVG and MathML the tokenizer splits `xlink:href` into a prefix and a name; written
-      // back whole, so a rewritten tag keeps its attribute's name.
-      if (attr.prefix) {
-        attr.name = `${attr.prefix}:${attr.name}`;
-        attr.prefix = undefined;
-      }
-      if (attr.name.startsWith('xmlns')) continue;
-      let next = attr.value;
-      if (URL_ATTRIBUTES.has(attr.name)) next = proxiedUrl(attr.value, tag.tagName === 'base' ? pageUrl : base, prefix);
-      else if (attr.name === 'srcset' || attr.name === 'imagesrcset') next = rewriteSrcset(attr.value, base, prefix);
-      else if (attr.name === 'style') next = rewriteCss(attr.value, base, prefix);
-      else if (attr.name === 'content' && isRefresh) next = rewriteRefresh(attr.value, base, prefix);
-      if (next !== attr.value) {
-        attr.value = next;
-        changed = true;
-      }
-    }
-    if (changed) rewriter.emitStartTag(tag);
-    else rewriter.emitRaw(raw);
-    if (!layerPlaced && tag.tagName === 'head') {
-      rewriter.emitRaw(layer);
-      layerPlaced = true;
-    }
-    if (tag.tagName === 'style' && !tag.selfClosing) inStyle = true;
-  });
+    const httpEquiv = tag.name === 'meta' ? value('http-equiv')?.toLowerCase() : undefined;
+    const values = new Map<number, string>();
+    tag.attrs.forEach((attr, index) => {
+      const name = attr.name;
+      if (!URL_ATTRIBUTES.has(name) && name !== 'srcset' && name !== 'imagesrcset' && name !== 'style' && name !== 'content' && name !== 'charset') return;
+      const current = decodeAttribute(attr.rawValue);
+      let next = current;
+      if (URL_ATTRIBUTES.has(name)) next = proxiedUrl(current, tag.name === 'base' ? pageUrl : base, prefix);
+      else if (name === 'srcset' || name === 'imagesrcset') next = rewriteSrcset(current, base, prefix);
+      else if (name === 'style') next = rewriteCss(current, base, prefix);
+      else if (name === 'content' && httpEquiv === 'refresh') next = rewriteRefresh(current, base, prefix);
+      // The page goes out as UTF-8: a <meta> that says otherwise would be wrong.
+      else if (name === 'content' && httpEquiv === 'content-type') next = current.replace(/charset\s*=\s*["']?[^"';\s]*["']?/i, 'charset=utf-8');
+      else if (name === 'charset' && tag.name === 'meta' && current.toLowerCase() !== 'utf-8') next = 'utf-8';
+      if (next !== current) values.set(index, next);
+    });
+    return before + (values.size > 0 ? withValues(tag, values) : tag.raw) + after;
+  };
 
-  rewriter.on('text', (_text, raw) => {
-    // A stylesheet may arrive in pieces; it is rewritten whole when </style> comes.
-    if (inStyle) styleText += raw;
-    else rewriter.emitRaw(raw);
-  });
-
-  rewriter.on('endTag', (tag, raw) => {
-    if (inStyle && tag.tagName === 'style') {
-      rewriter.emitRaw(rewriteCss(styleText, base, prefix));
-      styleText = '';
-      inStyle = false;
-    }
-    rewriter.emitRaw(raw);
-  });
-
-  return decodedThrough(rewriter, options.charset);
+  const scanner = new HtmlScanner({ startTag, styleText: (css) => rewriteCss(css, base, prefix) });
+  return decodedThrough(scanner, options.charset);
 }
 
 /**

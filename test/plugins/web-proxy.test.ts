@@ -173,6 +173,28 @@ describe('web-proxy: rewriting', () => {
     assert.equal(out, '<base href="/proxy/https://b.example/x/"><a href="/proxy/https://b.example/x/y">y</a><a href="/proxy/https://b.example/z">z</a>');
   });
 
+  test('comments, scripts, raw text and every attribute quoting are read as a browser reads them, in any chunking', async () => {
+    const { htmlRewriter } = await import('../../plugins/web-proxy/rewrite.js');
+    const input = '<!-- <img src="/in-comment"> --><!--><img src=/a.png>'
+      + '<SCRIPT>if (a </b) document.write("<img src=/in-script>")</SCRIPT ><textarea><img src="/in-textarea"></textarea>'
+      + "<IMG SRC='/b.png?x=1&amp;y=\"2\"' alt=x><a href = \"c d.html\" data-x=1>c</a><img src=\"&#x2F;e.png\">"
+      + '<style>.a { background: url(/s.png) }</style><title></title x><p>a < b</p>';
+    const rewrite = (chunkSize: number) => new Promise<string>((resolve) => {
+      const t = htmlRewriter(new URL('https://a.example/dir/page'), '/proxy', { clientLayer: false });
+      let out = '';
+      t.on('data', (c: Buffer) => { out += c.toString(); });
+      t.on('end', () => resolve(out));
+      const bytes = Buffer.from(input);
+      for (let at = 0; at < bytes.length; at += chunkSize) t.write(bytes.subarray(at, at + chunkSize));
+      t.end();
+    });
+    const expected = '<!-- <img src="/in-comment"> --><!--><img src="/proxy/https://a.example/a.png">'
+      + '<SCRIPT>if (a </b) document.write("<img src=/in-script>")</SCRIPT ><textarea><img src="/in-textarea"></textarea>'
+      + "<IMG SRC='/proxy/https://a.example/b.png?x=1&amp;y=%222%22' alt=x><a href = \"/proxy/https://a.example/dir/c%20d.html\" data-x=1>c</a><img src=\"/proxy/https://a.example/e.png\">"
+      + '<style>.a { background: url(/proxy/https://a.example/s.png) }</style><title></title x><p>a < b</p>';
+    for (const size of [1, 2, 7, 4096]) assert.equal(await rewrite(size), expected, `chunks of ${size}`);
+  });
+
   test('CSS files are rewritten; other bodies pass byte for byte', async () => {
     const css = await (await proxy('/style.css')).text();
     const p = `/proxy/${site.url}`;
