@@ -51,6 +51,7 @@ import {
 import { loadSaturated, markdownReport, markdownTable, memoryTable, sseTable, targetsTable } from './lib/report.mjs';
 import { runWrk, totalErrors, WRK, WRK_INSTALL_HINT, wrkVersion } from './lib/wrk.mjs';
 import { WORKERS_SUITE, WORKERS_TABLE, workersScenarios, workersTarget } from './lib/workers.mjs';
+import { runWebProxy, WEB_PROXY_SUITE, webProxyTable } from './lib/web-proxy.mjs';
 import {
   closeAll,
   downloadAndDiscard,
@@ -100,7 +101,7 @@ function readSettings() {
   };
 }
 
-export const SUITES = ['passthrough', 'plugins', 'cache', 'tmdb', 'tracing', 'sse', 'compression', 'encodings', 'body', 'memory', WORKERS_SUITE];
+export const SUITES = ['passthrough', 'plugins', 'cache', 'tmdb', 'tracing', 'sse', 'compression', 'encodings', 'body', 'memory', WORKERS_SUITE, WEB_PROXY_SUITE];
 
 function readSuites() {
   const raw = (process.env.BENCH_SUITE ?? 'all').split(',').map((s) => s.trim()).filter(Boolean);
@@ -989,7 +990,8 @@ async function main() {
   const scenarios = SCENARIOS.filter((sc) => (settings.only.length ? settings.only.includes(sc.name) : inSuites(sc)));
   const runSseSuite = settings.suites.includes('sse') && !settings.only.length;
   const runMemorySuite = settings.suites.includes('memory') && !settings.only.length;
-  if (!scenarios.length && !runSseSuite && !runMemorySuite) {
+  const runWebProxySuite = settings.suites.includes(WEB_PROXY_SUITE) && !settings.only.length;
+  if (!scenarios.length && !runSseSuite && !runMemorySuite && !runWebProxySuite) {
     throw new Error(`BENCH_SCENARIOS/BENCH_SUITE matched nothing; known scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`);
   }
   console.log(`bench: suites ${settings.suites.join(', ')}; ${scenarios.length} wrk scenario(s)`);
@@ -1001,11 +1003,13 @@ async function main() {
   let results = [];
   let sse = null;
   let memory = null;
+  let webProxy = null;
   try {
     if (scenarios.length) results = await runAllRounds(scenarios, ctx);
     placeUpstream({ isUpstream: false }, ctx);
     if (runSseSuite) sse = await runSse(ctx);
     if (runMemorySuite) memory = await runMemory(ctx);
+    if (runWebProxySuite) webProxy = await runWebProxy(ctx, startSwitchyard, ROOT);
   } finally {
     await stopChild(upstream.child);
   }
@@ -1015,11 +1019,17 @@ async function main() {
     .map(([suite, t]) => ({ suite, ...t, results: results.filter((r) => r.suites.includes(suite)) }))
     .filter((t) => settings.suites.includes(t.suite) && t.results.length);
   const targets = evaluateTargets(results, sse, memory, settings.only.length ? SUITES : settings.suites);
+  if (webProxy?.status === 'ok') {
+    const mbps = webProxy.pageBytes / 1e6 / (webProxy.proxied.medianMs / 1000);
+    const figure = `${mbps.toFixed(1)} MB/s wall, ${webProxy.proxyMbPerCpuSecond.toFixed(1)} MB per CPU s (direct ${webProxy.direct.mbPerSecond.toFixed(0)} MB/s)`;
+    targets.push({ target: '2 MB HTML page through /proxy/ (rewritten) ≥ 50 MB/s (issue 29)', value: mbps, figure, met: mbps >= 50 });
+  }
   for (const t of tables) console.log(`\n## ${t.title}\n\n${markdownTable(t.results, t.baselines)}`);
   if (sse) console.log(`\n## SSE per-event latency\n\n${sseTable(sse)}`);
   if (memory) console.log(`\n## Memory\n\n${memoryTable(memory)}`);
+  if (webProxy) console.log(`\n## Web proxy: a 2 MB HTML page\n\n${webProxyTable(webProxy)}`);
   if (targets.length) console.log(`\n## Targets\n\n${targetsTable(targets)}\n`);
-  const { mdPath, jsonPath } = writeResults(meta, { results, tables, sse, memory, targets }, startedAt);
+  const { mdPath, jsonPath } = writeResults(meta, { results, tables, sse, memory, targets, webProxy }, startedAt);
   console.log(`bench: wrote ${path.relative(ROOT, mdPath)} and ${path.relative(ROOT, jsonPath)}`);
 
   const withErrors = results.filter((r) => r.status === 'ok' && r.totalErrors > 0);
@@ -1027,6 +1037,7 @@ async function main() {
     ...results.filter((r) => r.status === 'failed').map((r) => r.name),
     ...(sse ?? []).filter((r) => r.status === 'failed' || r.errors?.length).map((r) => `sse ${r.name}`),
     ...Object.entries(memory ?? {}).filter(([, m]) => m.status === 'failed').map(([k]) => `memory ${k}`),
+    ...(webProxy?.status === 'failed' ? ['webproxy'] : []),
   ];
   const saturated = loadSaturated(results, pinning.load);
   if (saturated.length) {

@@ -15,6 +15,7 @@ export function buildRoute(config: RouteConfig, defaults: TimeoutsConfig, baseDi
     stripPrefix: config.stripPrefix ?? false,
     preserveHost: config.preserveHost ?? false,
     websocket: config.websocket ?? true,
+    foreignContent: config.foreignContent ?? false,
     timeouts: { ...defaults, ...config.timeouts } as TimeoutsConfig,
     engine: config.engine,
     // Frozen: the core hands this very list to selectUpstream taps as their candidates.

@@ -30,6 +30,11 @@ export interface Route {
   readonly stripPrefix: boolean;
   readonly preserveHost: boolean;
   readonly websocket: boolean;
+  /**
+   * Its answers are other sites' documents (a web proxy), not the gateway's own pages: plugins
+   * that set a policy for the gateway's pages (security-headers' X-Frame-Options) leave it out.
+   */
+  readonly foreignContent: boolean;
   readonly timeouts: TimeoutsConfig;
   /** The forwarding engine for this route; unset: the server's (server.engine). */
   readonly engine?: EngineName;

@@ -3,6 +3,7 @@
 // Composition only: every behaviour is a plugin.
 import type { Preset } from '../core/index.js';
 import { builtinPlugins } from '../plugins/index.js';
+import { parseHostPattern } from '../plugins/web-proxy/guard.js';
 import { envPort, envString, PresetEnvError } from './env.js';
 
 /** Edge plugins join the preset once they are in the catalogue (they are built separately). */
@@ -37,7 +38,7 @@ export const aiGateway: Preset = {
         {
           name: 'web-proxy',
           enabled: webProxy,
-          options: { allowHosts: envList(env, 'WEB_PROXY_ALLOW'), denyHosts: envList(env, 'WEB_PROXY_DENY') },
+          options: { allowHosts: envHosts(env, 'WEB_PROXY_ALLOW'), denyHosts: envHosts(env, 'WEB_PROXY_DENY') },
         },
       ],
     };
@@ -67,4 +68,17 @@ function envFlag(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boole
 
 function envList(env: NodeJS.ProcessEnv, name: string): string[] {
   return (envString(env, name) ?? '').split(',').map((item) => item.trim()).filter(Boolean);
+}
+
+/** A comma list of web proxy host entries (`host`, `*.domain`, `host:port`), each checked at start. */
+function envHosts(env: NodeJS.ProcessEnv, name: string): string[] {
+  const entries = envList(env, name);
+  for (const entry of entries) {
+    try {
+      parseHostPattern(entry, name);
+    } catch (err) {
+      throw new PresetEnvError(name, `is refused: ${(err as Error).message}`);
+    }
+  }
+  return entries;
 }

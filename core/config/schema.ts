@@ -89,6 +89,7 @@ export const routeSchema = {
     stripPrefix: { type: 'boolean', default: false, description: 'Remove match.pathPrefix before forwarding.' },
     preserveHost: { type: 'boolean', default: false, description: 'Send the client\'s Host header instead of the upstream\'s.' },
     websocket: { type: 'boolean', default: true, description: 'Proxy WebSocket upgrades on this route.' },
+    foreignContent: { type: 'boolean', description: 'Answers are other sites\' documents (a web proxy): plugins leave out the policies of the gateway\'s own pages (security-headers: X-Frame-Options). Default false.' },
     engine: { ...engineSchema, description: 'Forwarding engine for this route; unset: server.engine.' },
     timeouts: routeTimeoutsSchema,
     upstreams: { type: 'array', items: upstreamSchema, minItems: 1 },

@@ -48,7 +48,15 @@ export default definePlugin<typeof schema>({
     const hsts = options.hsts && hstsValue(options.hsts);
 
     const withHsts: Record<string, string> = hsts ? { ...headers, 'strict-transport-security': hsts } : headers;
-    const headersFor = (secure: boolean): Record<string, string> => (hsts && (secure || options.hsts!.plainHttp) ? withHsts : headers);
+    // Other sites' documents (route.foreignContent, the web proxy) keep their own frames: the
+    // frame options guard the gateway's pages, and their route sets the policy for the rest.
+    const withoutFrameOptions = (set: Record<string, string>) => Object.fromEntries(Object.entries(set).filter(([name]) => name !== 'x-frame-options'));
+    const foreign = { plain: withoutFrameOptions(headers), secure: withoutFrameOptions(withHsts) };
+    const headersFor = (secure: boolean, foreignContent: boolean): Record<string, string> => {
+      const useHsts = hsts && (secure || options.hsts!.plainHttp);
+      if (foreignContent) return useHsts ? foreign.secure : foreign.plain;
+      return useHsts ? withHsts : headers;
+    };
 
     // Before everything else in `access`, which runs for requests no route matches too.
     if (options.robotsTxt) {
@@ -61,7 +69,7 @@ export default definePlugin<typeof schema>({
     // On every answer: proxied, cached, refused, failed, admin pages, 404s. Over an upstream's
     // own values: the proxy's policy wins.
     api.hooks.beforeSend.tap({ name, stage: Stage.DEFAULT }, (ctx) => {
-      Object.assign(ctx.response!.headers, headersFor(ctx.req.socket instanceof TLSSocket));
+      Object.assign(ctx.response!.headers, headersFor(ctx.req.socket instanceof TLSSocket, ctx.route?.foreignContent === true));
     });
   },
 });

@@ -3,7 +3,6 @@
 // resolves differently a moment later (DNS rebinding) cannot slip a private address through.
 import dns from 'node:dns';
 import net from 'node:net';
-import { domainToASCII } from 'node:url';
 import { Address4, Address6 } from 'ip-address';
 
 /**
@@ -29,36 +28,44 @@ export function isPrivateAddress(address: string): boolean {
 export interface GuardOptions {
   /** Refuse private and loopback addresses (default true). */
   blockPrivate: boolean;
-  /** Hosts always allowed, even on a private address (`127.0.0.1`, `*.internal.example`). */
+  /** Hosts always allowed, even on a private address (`127.0.0.1`, `*.internal.example`, `10.0.0.5:8080`). */
   allowHosts: readonly string[];
-  /** Hosts always refused. */
+  /** Hosts always refused (same forms). */
   denyHosts: readonly string[];
+}
+
+/** One allowHosts/denyHosts entry: a host (or `*.` suffix) in the form hostOf() gives, and maybe a port. */
+interface HostPattern {
+  readonly host: string;
+  readonly wildcard: boolean;
+  /** Only this port; undefined: any port. */
+  readonly port?: number;
 }
 
 export class GuardError extends Error {}
 
 export class Guard {
-  private readonly allow: readonly string[];
-  private readonly deny: readonly string[];
+  private readonly allow: readonly HostPattern[];
+  private readonly deny: readonly HostPattern[];
 
+  /** Throws (naming the entry) when an allowHosts or denyHosts entry is not a host, `*.host` or `host:port`. */
   constructor(private readonly options: GuardOptions) {
-    this.allow = options.allowHosts.map(normaliseHostPattern);
-    this.deny = options.denyHosts.map(normaliseHostPattern);
+    this.allow = options.allowHosts.map((entry) => parseHostPattern(entry, 'allowHosts'));
+    this.deny = options.denyHosts.map((entry) => parseHostPattern(entry, 'denyHosts'));
   }
 
   /** Throws GuardError when the URL may not be fetched (scheme, host lists, literal address). */
   checkUrl(url: URL): void {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new GuardError(`the web proxy only fetches http and https URLs, not ${url.protocol}`);
     const host = hostOf(url);
-    if (matchesAny(host, this.deny)) throw new GuardError(`host ${host} is denied`);
-    if (this.allowed(host)) return;
+    if (matchesAny(url, this.deny)) throw new GuardError(`host ${url.host} is denied`);
+    if (this.allowed(url)) return;
     if (this.options.blockPrivate && net.isIP(host) !== 0 && isPrivateAddress(host)) throw new GuardError(`address ${host} is private or local`);
   }
 
   /** A `lookup` for http.request that refuses names resolving to a private address. */
   lookupFor(url: URL): net.LookupFunction | undefined {
-    const host = hostOf(url);
-    if (!this.options.blockPrivate || this.allowed(host)) return undefined;
+    if (!this.options.blockPrivate || this.allowed(url)) return undefined;
     return ((hostname: string, options: dns.LookupOptions, callback: (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void) => {
       dns.lookup(hostname, { ...options, all: true }, (err, addresses) => {
         if (err) return callback(err, '', 0);
@@ -74,14 +81,14 @@ export class Guard {
   async checkResolved(url: URL): Promise<void> {
     this.checkUrl(url);
     const host = hostOf(url);
-    if (!this.options.blockPrivate || this.allowed(host) || net.isIP(host) !== 0) return;
+    if (!this.options.blockPrivate || this.allowed(url) || net.isIP(host) !== 0) return;
     const addresses = await dns.promises.lookup(host, { all: true }).catch(() => []);
     const bad = addresses.find((a) => isPrivateAddress(a.address));
     if (bad) throw new GuardError(`${host} resolves to a private or local address (${bad.address})`);
   }
 
-  private allowed(host: string): boolean {
-    return matchesAny(host, this.allow);
+  private allowed(url: URL): boolean {
+    return matchesAny(url, this.allow);
   }
 }
 
@@ -95,16 +102,37 @@ function hostOf(url: URL): string {
   return host.endsWith('.') ? host.slice(0, -1) : host;
 }
 
-/** A configured host (or `*.` pattern) in the same form hostOf() gives: ASCII, lower case, no trailing dot. */
-function normaliseHostPattern(pattern: string): string {
-  let p = pattern.trim();
-  const wildcard = p.startsWith('*.');
-  if (wildcard) p = p.slice(2);
-  if (p.endsWith('.')) p = p.slice(0, -1);
-  const ascii = net.isIP(p.replace(/^\[|\]$/g, '')) !== 0 ? p.replace(/^\[|\]$/g, '').toLowerCase() : domainToASCII(p) || p.toLowerCase();
-  return wildcard ? `*.${ascii}` : ascii;
+const DEFAULT_PORTS: Record<string, number> = { 'http:': 80, 'https:': 443 };
+
+/**
+ * A configured entry in the form hostOf() gives (ASCII, lower case, no trailing dot), by the URL
+ * parser: `example.com`, `*.example.com`, `127.0.0.1:8080`, `[::1]:8080`, `::1`. Anything else
+ * (a scheme, a path, credentials, a bad port) is refused, naming the entry: an entry that could
+ * never match would silently allow or deny nothing.
+ */
+export function parseHostPattern(entry: string, list = 'allowHosts'): HostPattern {
+  const problem = (why: string) => new Error(`${list} entry "${entry}" ${why}; use a host name, *.domain, an address, or host:port`);
+  let text = entry.trim();
+  const wildcard = text.startsWith('*.');
+  if (wildcard) text = text.slice(2);
+  if (net.isIP(text) === 6) text = `[${text}]`;
+  if (text === '' || /[/?#@\s\\]/.test(text)) throw problem('is not a host');
+  let url: URL;
+  try {
+    url = new URL(`http://${text}`);
+  } catch {
+    throw problem('is not a host');
+  }
+  const portText = /:(\d*)$/.exec(text.replace(/^\[[^\]]*\]/, ''))?.[1];
+  if (portText !== undefined && !/^\d{1,5}$/.test(portText)) throw problem('has an empty port');
+  const port = portText === undefined ? undefined : Number(portText);
+  if (port !== undefined && (port < 1 || port > 65535)) throw problem('has a port outside 1-65535');
+  if (wildcard && net.isIP(hostOf(url)) !== 0) throw problem('puts *. before an address');
+  return { host: hostOf(url), wildcard, port };
 }
 
-function matchesAny(host: string, patterns: readonly string[]): boolean {
-  return patterns.some((p) => (p.startsWith('*.') ? host.endsWith(p.slice(1)) : host === p));
+function matchesAny(url: URL, patterns: readonly HostPattern[]): boolean {
+  const host = hostOf(url);
+  const port = url.port === '' ? DEFAULT_PORTS[url.protocol] : Number(url.port);
+  return patterns.some((p) => (p.wildcard ? host.endsWith(`.${p.host}`) : host === p.host) && (p.port === undefined || p.port === port));
 }

@@ -91,3 +91,28 @@ describe('security-headers with the defaults', () => {
     }
   });
 });
+
+describe('security-headers on a route of other sites\' documents', () => {
+  test('a foreignContent route gets every header but X-Frame-Options; the gateway\'s own routes keep it', async () => {
+    const site = await startUpstream((_req, res) => res.end('ok'));
+    const sy = await startSwitchyard({
+      server: { store: 'memory://' },
+      routes: [
+        { name: 'own', match: { pathPrefix: '/own' }, upstreams: [{ url: site.url }] },
+        { name: 'foreign', match: { pathPrefix: '/foreign' }, foreignContent: true, upstreams: [{ url: site.url }] },
+      ],
+      plugins: [{ name: 'security-headers' }],
+    });
+    try {
+      const own = await rawRequest(`${sy.url}/own/page`);
+      const foreign = await rawRequest(`${sy.url}/foreign/page`);
+      assert.equal(headerValues(own, 'x-frame-options').join(), 'DENY');
+      assert.deepEqual(headerValues(foreign, 'x-frame-options'), []);
+      assert.equal(headerValues(foreign, 'x-content-type-options').join(), 'nosniff');
+      assert.equal(headerValues(foreign, 'referrer-policy').join(), 'no-referrer');
+    } finally {
+      await sy.stop();
+      await site.close();
+    }
+  });
+});

@@ -5,6 +5,7 @@ import type { ServerResponse } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import zlib from 'node:zlib';
 import { SANDBOX } from '../../plugins/web-proxy/index.js';
+import { headerValues, rawRequest } from '../helpers/clients.js';
 import { startSwitchyard, startUpstream, type RunningSwitchyard, type RunningUpstream } from '../helpers/servers.js';
 
 const PAGE = `<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">
@@ -66,6 +67,33 @@ before(async () => {
       case '/image.png':
         res.writeHead(200, { 'content-type': 'image/png', 'content-length': IMAGE.length });
         return res.end(IMAGE);
+      case '/latin1-header':
+        res.writeHead(200, { 'content-type': 'text/html; charset=iso-8859-1' });
+        return res.end(Buffer.concat([Buffer.from('<p>'), Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0x80]), Buffer.from('</p>')]));
+      case '/latin1-meta':
+        res.writeHead(200, { 'content-type': 'text/html' });
+        return dribble(res, Buffer.concat([Buffer.from('<head><meta charset="ISO-8859-1"><meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1"></head><p>'), Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0x80]), Buffer.from('</p>')]));
+      case '/utf16-bom':
+        res.writeHead(200, { 'content-type': 'text/html; charset=iso-8859-1' });
+        return res.end(Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('<p>\u00fc</p>', 'utf16le')]));
+      case '/cp437':
+        res.writeHead(200, { 'content-type': 'text/html; charset=cp437' });
+        return res.end(Buffer.from([0x3c, 0x70, 0x3e, 0x81, 0x3c, 0x2f, 0x70, 0x3e]));
+      case '/svg':
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        return res.end('<svg xmlns:xlink="http://www.w3.org/1999/xlink"><image xlink:href="/a.svg"/><use xlink:href="#local"/></svg>');
+      case '/always-br': {
+        // A server that compresses whatever the client said.
+        const body = zlib.brotliCompressSync('console.log("script");');
+        res.writeHead(200, { 'content-type': 'text/javascript', 'content-encoding': 'br', 'content-length': body.length, 'x-asked': String(req.headers['accept-encoding'] ?? '') });
+        return res.end(body);
+      }
+      case '/headers':
+        res.writeHead(200, {
+          'content-type': 'text/plain', 'access-control-allow-origin': 'https://site.example', 'access-control-allow-credentials': 'true',
+          'clear-site-data': '"*"', 'report-to': '{}', nel: '{}', link: '</style.css>; rel=preload; as=style, <https://cdn.example/x.js>; rel=preload',
+        });
+        return res.end('headers');
       case '/go-relative':
         res.writeHead(302, { location: '/page?from=redirect' });
         return res.end();
@@ -136,13 +164,35 @@ describe('web-proxy: rewriting', () => {
   test('a <base> changes what relative URLs resolve against', async () => {
     const { htmlRewriter } = await import('../../plugins/web-proxy/rewrite.js');
     const out = await new Promise<string>((resolve) => {
-      const t = htmlRewriter(new URL('https://a.example/dir/page'), '/proxy');
+      const t = htmlRewriter(new URL('https://a.example/dir/page'), '/proxy', { clientLayer: false });
       let text = '';
       t.on('data', (c: Buffer) => { text += c.toString(); });
       t.on('end', () => resolve(text));
       t.end(Buffer.from('<base href="https://b.example/x/"><a href="y">y</a><a href="/z">z</a>'));
     });
     assert.equal(out, '<base href="/proxy/https://b.example/x/"><a href="/proxy/https://b.example/x/y">y</a><a href="/proxy/https://b.example/z">z</a>');
+  });
+
+  test('comments, scripts, raw text and every attribute quoting are read as a browser reads them, in any chunking', async () => {
+    const { htmlRewriter } = await import('../../plugins/web-proxy/rewrite.js');
+    const input = '<!-- <img src="/in-comment"> --><!--><img src=/a.png>'
+      + '<SCRIPT>if (a </b) document.write("<img src=/in-script>")</SCRIPT ><textarea><img src="/in-textarea"></textarea>'
+      + "<IMG SRC='/b.png?x=1&amp;y=\"2\"' alt=x><a href = \"c d.html\" data-x=1>c</a><img src=\"&#x2F;e.png\">"
+      + '<style>.a { background: url(/s.png) }</style><title></title x><p>a < b</p>';
+    const rewrite = (chunkSize: number) => new Promise<string>((resolve) => {
+      const t = htmlRewriter(new URL('https://a.example/dir/page'), '/proxy', { clientLayer: false });
+      let out = '';
+      t.on('data', (c: Buffer) => { out += c.toString(); });
+      t.on('end', () => resolve(out));
+      const bytes = Buffer.from(input);
+      for (let at = 0; at < bytes.length; at += chunkSize) t.write(bytes.subarray(at, at + chunkSize));
+      t.end();
+    });
+    const expected = '<!-- <img src="/in-comment"> --><!--><img src="/proxy/https://a.example/a.png">'
+      + '<SCRIPT>if (a </b) document.write("<img src=/in-script>")</SCRIPT ><textarea><img src="/in-textarea"></textarea>'
+      + "<IMG SRC='/proxy/https://a.example/b.png?x=1&amp;y=%222%22' alt=x><a href = \"/proxy/https://a.example/dir/c%20d.html\" data-x=1>c</a><img src=\"/proxy/https://a.example/e.png\">"
+      + '<style>.a { background: url(/proxy/https://a.example/s.png) }</style><title></title x><p>a < b</p>';
+    for (const size of [1, 2, 7, 4096]) assert.equal(await rewrite(size), expected, `chunks of ${size}`);
   });
 
   test('CSS files are rewritten; other bodies pass byte for byte', async () => {
@@ -160,6 +210,61 @@ describe('web-proxy: rewriting', () => {
     assert.equal(relative.headers.get('location'), `/proxy/${site.url}/page?from=redirect`);
     const protocolRelative = await proxy('/go-protocol-relative');
     assert.equal(protocolRelative.headers.get('location'), `/proxy/${site.url}/page`);
+  });
+});
+
+describe('web-proxy: charsets, encodings and headers', () => {
+  const text = async (path: string) => {
+    const res = await proxy(path);
+    return { type: res.headers.get('content-type'), body: await res.text() };
+  };
+
+  test('Latin-1 declared by header or by <meta> is decoded and sent as UTF-8 with a matching Content-Type', async () => {
+    const byHeader = await text('/latin1-header');
+    assert.equal(byHeader.type, 'text/html; charset=utf-8');
+    assert.match(byHeader.body, /<p>caf\u00e9 \u20ac<\/p>$/, 'iso-8859-1 means windows-1252, as in browsers: 0x80 is the euro sign');
+    const byMeta = await text('/latin1-meta');
+    assert.equal(byMeta.type, 'text/html; charset=utf-8');
+    assert.match(byMeta.body, /<p>caf\u00e9 \u20ac<\/p>$/);
+    assert.ok(byMeta.body.includes('<meta charset="utf-8">') && byMeta.body.includes('content="text/html; charset=utf-8"'), 'the page no longer claims Latin-1');
+  });
+
+  test('a BOM wins over the header; a charset only iconv-lite knows is decoded too', async () => {
+    assert.match((await text('/utf16-bom')).body, /<p>\u00fc<\/p>$/);
+    assert.match((await text('/cp437')).body, /<p>\u00fc<\/p>$/);
+  });
+
+  test('xlink:href in SVG is rewritten; a fragment is left alone', async () => {
+    const { body } = await text('/svg');
+    assert.ok(body.includes(`xlink:href="/proxy/${site.url}/a.svg"`), body);
+    assert.ok(body.includes('xlink:href="#local"'));
+  });
+
+  test('the site is asked only for encodings the client accepts, and a body in another one is decoded', async () => {
+    const gzipOnly = await proxy('/always-br', { headers: { 'accept-encoding': 'gzip, br;q=0' } });
+    assert.equal(gzipOnly.headers.get('x-asked'), 'gzip');
+    assert.equal(gzipOnly.headers.get('content-encoding'), null);
+    assert.equal(await gzipOnly.text(), 'console.log("script");');
+    const identity = await proxy('/always-br', { headers: { 'accept-encoding': 'identity' } });
+    assert.equal(identity.headers.get('x-asked'), '');
+    assert.equal(identity.headers.get('content-encoding'), null);
+    await identity.arrayBuffer();
+    const raw = await rawRequest(`${sy.url}/proxy/${site.url}/always-br`, { headers: [['accept-encoding', 'br']] });
+    assert.equal(headerValues(raw, 'content-encoding').join(), 'br', 'a client that takes br gets it as it came');
+  });
+
+  test('answers are readable by proxied pages (CORS *, never credentials); reporting, wiping and preload headers do not reach the gateway', async () => {
+    const res = await proxy('/headers');
+    await res.arrayBuffer();
+    assert.equal(res.headers.get('access-control-allow-origin'), '*');
+    assert.equal(res.headers.get('access-control-allow-credentials'), null);
+    for (const name of ['clear-site-data', 'report-to', 'nel']) assert.equal(res.headers.get(name), null, name);
+    assert.equal(res.headers.get('link'), `</proxy/${site.url}/style.css>; rel=preload; as=style, </proxy/https://cdn.example/x.js>; rel=preload`);
+    const preflight = await fetch(`${sy.url}/proxy/${site.url}/api`, { method: 'OPTIONS', headers: { origin: 'null', 'access-control-request-method': 'PUT', 'access-control-request-headers': 'content-type' } });
+    assert.equal(preflight.status, 204);
+    assert.equal(preflight.headers.get('access-control-allow-origin'), '*');
+    assert.equal(preflight.headers.get('access-control-allow-methods'), 'PUT');
+    assert.equal(preflight.headers.get('access-control-allow-headers'), 'content-type');
   });
 });
 
@@ -288,5 +393,39 @@ describe('web-proxy: SSRF guard', () => {
     const res = await proxy('/page');
     assert.equal(res.status, 200);
     await res.arrayBuffer();
+  });
+
+  test('a host:port entry allows that port only; a host without a port allows every port', async () => {
+    const other = await startUpstream((_req, res) => res.end('other port'));
+    const portOnly = await startSwitchyard({ server: { store: 'memory://' }, plugins: [{ name: 'web-proxy', options: { allowHosts: [`127.0.0.1:${site.port}`] } }] });
+    try {
+      const allowed = await fetch(`${portOnly.url}/proxy/${site.url}/page`);
+      assert.equal(allowed.status, 200);
+      await allowed.arrayBuffer();
+      const refused = await fetch(`${portOnly.url}/proxy/${other.url}/`);
+      assert.equal(refused.status, 403);
+      assert.equal((await refused.json() as { code: string }).code, 'SY_WEB_PROXY_BLOCKED');
+      const anyPort = await fetch(`${sy.url}/proxy/${other.url}/`);
+      assert.equal(await anyPort.text(), 'other port');
+    } finally {
+      await portOnly.stop();
+      await other.close();
+    }
+  });
+
+  test('an entry that is not a host, *.domain, address or host:port stops the start, naming it', async () => {
+    for (const entry of ['http://127.0.0.1:8080/', '127.0.0.1:99999', 'example.com:', 'user@example.com', '*.10.0.0.1']) {
+      const start = startSwitchyard({ server: { store: 'memory://' }, plugins: [{ name: 'web-proxy', options: { allowHosts: [entry] } }] });
+      // The schema names file and path; what passes its pattern but cannot match is named by the guard.
+      await assert.rejects(start, (err: Error) => /switchyard\.yaml: plugins\[0\]\.options\.allowHosts\[0\]: must match pattern/.test(err.message) || err.message.includes(`allowHosts entry "${entry}"`), entry);
+    }
+    await assert.rejects(
+      startSwitchyard({ preset: 'ai-gateway', server: { store: 'memory://' } }, { env: { WEB_PROXY_ALLOW: 'ok.example, 127.0.0.1:port' } }),
+      /WEB_PROXY_ALLOW is refused: WEB_PROXY_ALLOW entry "127\.0\.0\.1:port"/,
+    );
+    await assert.rejects(
+      startSwitchyard({ preset: 'ai-gateway', server: { store: 'memory://' } }, { env: { WEB_PROXY_DENY: 'https://bad.example' } }),
+      /WEB_PROXY_DENY entry "https:\/\/bad\.example"/,
+    );
   });
 });
