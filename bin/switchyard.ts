@@ -9,33 +9,77 @@ import { ConfigError, loadConfig, Switchyard, type Catalogs, type ConfigSource }
 import { builtinPlugins } from '../plugins/index.js';
 import { presets } from '../presets/index.js';
 import { importedYaml, ImportError, importSpeedMimi } from '../presets/speedmimi.js';
+import { argumentProblem } from './args.js';
 import { PROBE_USAGE, probeCommand, ProbeUsageError } from './probe.js';
 
 const catalogs: Catalogs = { plugins: builtinPlugins, presets };
 const DEFAULT_CONFIG_FILES = ['switchyard.yaml', 'switchyard.yml', 'switchyard.json'];
 
+const PRESET_NAMES = Object.keys(presets).join(', ');
+
+const HELP = {
+  start: `Usage: switchyard start [--preset NAME] [--config FILE] [--port N] [--host H] [--no-watch]
+                        [--workers N|auto] [--env-file FILE] [--pretty]
+
+Starts the proxy from a preset, a config file, or ./switchyard.yaml in the current directory.
+  --preset NAME     one of: ${PRESET_NAMES} (settings from environment variables)
+  --config FILE     a YAML or JSON config; with --preset, its keys are laid over the preset's
+  --port N, --host H  where to listen (win over PORT, HOST and the config)
+  --no-watch        do not reload when the config or a plugin file changes (SIGHUP still does)
+  --workers N|auto  N processes sharing the port (auto: one per CPU); see docs/scaling.md
+  --env-file FILE   read variables from FILE (default ./.env when it exists); variables already set win
+  --pretty          human-readable log lines and a start banner (default on a terminal; LOG_FORMAT=json|pretty)
+Examples:
+  BACKEND_SERVERS=http://10.0.0.1:8080,http://10.0.0.2:8080 switchyard start --preset balancer
+  switchyard start --config ./switchyard.yaml
+Environment: PORT, HOST, WORKERS, LOG_LEVEL (info), LOG_FORMAT, and whatever the preset reads.`,
+  validate: `Usage: switchyard validate FILE [--preset NAME] [--env-file FILE]
+
+Checks a config file as start would (the schema, every plugin's options, the plugin files) without
+starting anything. Prints one line per problem and exits 2, or a summary and exits 0.`,
+  probe: `Usage: ${PROBE_USAGE}
+
+Measures upstreams (availability, errors by kind, latency percentiles) with bounded concurrent
+requests at a fixed rate, recommends an order and weights, and with --write sets the weights in a
+config file (a running switchyard picks them up). Ctrl-C stops early and prints what was measured.`,
+  presets: `Usage: switchyard presets
+
+Lists the presets with the environment variables each reads.`,
+  import: `Usage: switchyard import speedmimi FILE
+
+Prints a Switchyard config equivalent to another proxy's config file, with a comment line per
+setting it could not carry over: switchyard import speedmimi configs/config.yaml > switchyard.yaml`,
+} as const;
+
 const USAGE = `Usage:
-  switchyard start [--preset NAME] [--config FILE] [--port N] [--host H] [--no-watch] [--workers N|auto] [--env-file FILE]
+  switchyard start [--preset NAME] [--config FILE] [--port N] [--host H] [--no-watch] [--workers N|auto] [--pretty]
   switchyard validate FILE [--preset NAME]
   switchyard presets
   switchyard import speedmimi FILE
   ${PROBE_USAGE}
-
-start needs a preset, a config file, or ./switchyard.yaml in the current directory:
-  switchyard start --preset balancer            (BACKEND_SERVERS=http://10.0.0.1:8080,http://10.0.0.2:8080)
-  switchyard start --config ./switchyard.yaml
-import prints a Switchyard config equivalent to another proxy's config file, with a comment line per
-setting it could not carry over: switchyard import speedmimi configs/config.yaml > switchyard.yaml
---workers runs N processes sharing the port (auto: one per CPU); see docs/scaling.md.
-Environment: PORT, HOST (override the config), WORKERS, LOG_LEVEL (info), and whatever the preset reads.
-./.env is read first when it exists (--env-file FILE reads another); variables already set win.
-Presets: ${Object.keys(presets).join(', ')}. Docs: README.md`;
+  switchyard --version
+Every command takes --env-file FILE (default: ./.env when it exists) and --help.
+Presets: ${PRESET_NAMES}. Docs: README.md and docs/, shipped in the package.`;
 
 class UsageError extends Error {}
 
+/** The command being run, so that bad usage prints that command's help rather than all of it. */
+let command: string | undefined;
+
+
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = loadEnvFile(argv);
+  const rest = loadEnvFile(argv);
+  command = rest.shift();
+  if (command !== undefined && Object.hasOwn(HELP, command) && (rest.includes('--help') || rest.includes('-h'))) {
+    console.log(HELP[command as keyof typeof HELP]);
+    return 0;
+  }
   switch (command) {
+    case '--version':
+    case '-v':
+    case 'version':
+      console.log(packageVersion());
+      return 0;
     case 'start':
       return start(rest);
     case 'validate':
@@ -56,6 +100,12 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
+}
+
+/** The version of the installed package, from its package.json (two levels above dist/bin/). */
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return manifest.version;
 }
 
 /**
@@ -98,10 +148,11 @@ function parse(args: string[]) {
         host: { type: 'string' },
         'no-watch': { type: 'boolean' },
         workers: { type: 'string' },
+        pretty: { type: 'boolean' },
       },
     });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(argumentProblem(err));
   }
 }
 
@@ -195,8 +246,12 @@ async function validate(args: string[]): Promise<number> {
   if (file === undefined) throw new UsageError('validate needs a config file: switchyard validate FILE');
   const loaded = await loadConfig(sourceFrom(values, file), catalogs);
   const plugins = loaded.globalPlugins.length + loaded.routePlugins.reduce((n, list) => n + list.length, 0);
-  console.log(`${file}: valid (${loaded.config.routes.length} routes, ${plugins} plugins)`);
+  console.log(`${file}: valid (${count(loaded.config.routes.length, 'route')}, ${count(plugins, 'plugin')})`);
   return 0;
+}
+
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 main(process.argv.slice(2)).then(
@@ -205,7 +260,8 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof UsageError || err instanceof ProbeUsageError) {
-      console.error(`switchyard: ${err.message}\n\n${USAGE}`);
+      const help = command !== undefined && Object.hasOwn(HELP, command) ? HELP[command as keyof typeof HELP] : USAGE;
+      console.error(`switchyard: ${err.message}\n\n${help}`);
       process.exitCode = 2;
     } else if (err instanceof ConfigError) {
       console.error(`switchyard: invalid configuration (${err.code})\n${err.message}`);

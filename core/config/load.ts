@@ -12,6 +12,7 @@ import { checkRange } from '../client-ip.js';
 import { ConfigError } from '../errors.js';
 import { isPluginDefinition, type PluginDefinition } from '../plugin.js';
 import { configSchema, type PluginRef, type SwitchyardConfig } from './schema.js';
+import { didYouMean } from './suggest.js';
 
 /** Built-in plugins by name, imported only when a config names them. */
 export type PluginCatalog = Readonly<Record<string, () => Promise<PluginDefinition<never>>>>;
@@ -66,7 +67,8 @@ export interface LoadedConfig {
 const SECRET_NAME = /(key|token|secret|password|passwd|pass|auth|credential|cookie)/i;
 
 // coerceTypes: `${PORT}` interpolates to the string "8080"; where the schema wants a number it becomes one.
-const ajv = new Ajv({ allErrors: true, useDefaults: true, coerceTypes: true, strict: false });
+// verbose: an error carries its schema, whose property names the "did you mean" hint picks from.
+const ajv = new Ajv({ allErrors: true, useDefaults: true, coerceTypes: true, strict: false, verbose: true });
 (addFormatsModule as unknown as (a: Ajv) => void)(ajv);
 const validateCore = ajv.compile(configSchema);
 const pluginValidators = new WeakMap<object, ValidateFunction>();
@@ -100,7 +102,11 @@ export async function loadConfig(source: ConfigSource, catalogs: Catalogs, env: 
   applyListenOverrides(merged, source, env, problems);
   if (problems.length > 0) throw new ConfigError(label, problems.map((problem) => redactString(problem, secrets)));
 
-  if (!validateCore(merged)) throw new ConfigError(label, formatAjvErrors(validateCore.errors ?? [], ''));
+  if (!validateCore(merged)) {
+    // Unknown plugin names are reported in the same pass: one run of validate shows every problem.
+    const unknown = unknownPluginNames(merged, catalogs.plugins);
+    throw new ConfigError(label, [...formatAjvErrors(validateCore.errors ?? [], ''), ...unknown]);
+  }
   const config = merged as unknown as LoadedConfig['config'];
   const baseDir = file === undefined ? process.cwd() : dirname(file);
   checkSemantics(config, baseDir, problems);
@@ -135,7 +141,8 @@ function readConfigText(file: string, label: string): string {
 function parseConfigText(text: string, label: string): Record<string, unknown> {
   const doc = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(label, doc.errors.map((e) => e.message.split('\n')[0]!), 'SY_ERR_CONFIG_UNREADABLE');
+    const lines = text.split(/\r?\n/);
+    throw new ConfigError(label, doc.errors.map((e) => yamlProblem(e, lines)), 'SY_ERR_CONFIG_UNREADABLE');
   }
   const value: unknown = doc.toJS();
   if (value === null || value === undefined) return {};
@@ -143,6 +150,15 @@ function parseConfigText(text: string, label: string): Record<string, unknown> {
     throw new ConfigError(label, ['the file must hold a mapping (server:, routes:, plugins:) at its top level'], 'SY_ERR_CONFIG_UNREADABLE');
   }
   return value as Record<string, unknown>;
+}
+
+/** `line 3, column 1: <what is wrong>: the line reads " routes: ["`, so the line can be found and fixed. */
+function yamlProblem(error: YAML.YAMLError, lines: readonly string[]): string {
+  const what = error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+  const at = error.linePos?.[0];
+  if (at === undefined) return what;
+  const source = lines[at.line - 1];
+  return `line ${at.line}, column ${at.col}: ${what}${source === undefined || source.trim() === '' ? '' : `; the line reads ${JSON.stringify(source)}`}`;
 }
 
 /** Replaces `${NAME}` and `${NAME:-default}` in every string value (not in keys). */
@@ -266,7 +282,7 @@ async function loadPlugin(ref: PluginRef, where: string, baseDir: string, catalo
   } else {
     const importer = catalog[ref.name!];
     if (!importer) {
-      problems.push(`${displayPath(`${where}/name`)}: there is no built-in plugin "${ref.name}" (built-in: ${Object.keys(catalog).join(', ') || 'none'}; a custom plugin is given by path)`);
+      problems.push(unknownPluginProblem(ref.name!, `${where}/name`, catalog));
       return undefined;
     }
     definition = await importer();
@@ -296,6 +312,26 @@ async function loadPlugin(ref: PluginRef, where: string, baseDir: string, catalo
   return { definition: definition as PluginDefinition<unknown>, options, file, fingerprint };
 }
 
+function unknownPluginProblem(name: string, where: string, catalog: PluginCatalog): string {
+  const names = Object.keys(catalog);
+  return `${displayPath(where)}: there is no built-in plugin "${name}"${didYouMean(name, names)} (built-in: ${names.join(', ') || 'none'}; a custom plugin is given by path)`;
+}
+
+/** Plugin references by a name no built-in plugin has, in a config that may not fit the schema. */
+function unknownPluginNames(config: Record<string, unknown>, catalog: PluginCatalog): string[] {
+  const problems: string[] = [];
+  const check = (refs: unknown, where: string) => {
+    if (!Array.isArray(refs)) return;
+    for (const [index, ref] of refs.entries()) {
+      if (!isPlainObject(ref) || typeof ref.name !== 'string' || ref.path !== undefined || ref.enabled === false) continue;
+      if (!Object.hasOwn(catalog, ref.name)) problems.push(unknownPluginProblem(ref.name, `${where}/${index}/name`, catalog));
+    }
+  };
+  check(config.plugins, '/plugins');
+  if (Array.isArray(config.routes)) for (const [index, route] of config.routes.entries()) if (isPlainObject(route)) check(route.plugins, `/routes/${index}/plugins`);
+  return problems;
+}
+
 /** `/routes/0/upstreams/1/url` → `routes[0].upstreams[1].url`, the way people read paths. */
 function displayPath(pointer: string): string {
   if (pointer === '') return '(top level)';
@@ -309,7 +345,11 @@ function formatAjvErrors(errors: readonly ErrorObject[], base: string): string[]
     if (error.schemaPath.includes('/oneOf/')) continue;
     const path = displayPath(base + error.instancePath);
     if (error.keyword === 'oneOf') lines.add(`${path}: give either "name" (a built-in plugin) or "path" (a plugin file), not both`);
-    else if (error.keyword === 'additionalProperties') lines.add(`${path}: unknown key "${String(error.params.additionalProperty)}"`);
+    else if (error.keyword === 'additionalProperties') {
+      const key = String(error.params.additionalProperty);
+      const known = Object.keys((error.parentSchema as { properties?: object } | undefined)?.properties ?? {});
+      lines.add(`${path}: unknown key "${key}"${didYouMean(key, known)}`);
+    }
     else if (error.keyword === 'enum') lines.add(`${path}: must be one of ${(error.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`);
     else lines.add(`${path}: ${error.message ?? 'is invalid'}`);
   }
