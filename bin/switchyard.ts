@@ -10,6 +10,7 @@ import { builtinPlugins } from '../plugins/index.js';
 import { presets } from '../presets/index.js';
 import { importedYaml, ImportError, importSpeedMimi } from '../presets/speedmimi.js';
 import { argumentProblem } from './args.js';
+import { startBanner } from './banner.js';
 import { PROBE_USAGE, probeCommand, ProbeUsageError } from './probe.js';
 
 const catalogs: Catalogs = { plugins: builtinPlugins, presets };
@@ -168,6 +169,10 @@ function sourceFrom(values: ReturnType<typeof parse>['values'], file: string | u
 async function start(args: string[]): Promise<number> {
   const { values, positionals } = parse(args);
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  // A person at a terminal gets readable lines; a pipe (a log collector, a container's log) JSON.
+  if (values.pretty) process.env.LOG_FORMAT = 'pretty';
+  process.env.LOG_FORMAT ??= process.stdout.isTTY ? 'pretty' : 'json';
+  if (process.env.LOG_FORMAT !== 'pretty' && process.env.LOG_FORMAT !== 'json') throw new UsageError(`LOG_FORMAT=${process.env.LOG_FORMAT}: use json or pretty`);
   let file = values.config;
   if (file === undefined && values.preset === undefined) {
     file = DEFAULT_CONFIG_FILES.find((name) => existsSync(name));
@@ -181,6 +186,7 @@ async function start(args: string[]): Promise<number> {
   // A cluster worker never watches: the primary validates changes once and tells every worker.
   const watch = values['no-watch'] || cluster.isWorker ? false : undefined;
   const yard = await Switchyard.start({ source: sourceFrom(values, file), catalogs, watch });
+  if (process.env.LOG_FORMAT === 'pretty' && cluster.isPrimary) process.stdout.write(startBanner(yard.summary()));
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) {
@@ -250,6 +256,24 @@ async function validate(args: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * One sentence for the failures a person can fix without reading a stack trace: a port taken, a
+ * directory that cannot be written. Undefined for anything else (a bug: the stack helps then).
+ */
+function runtimeProblem(err: unknown): string | undefined {
+  const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
+  if (e?.code === 'EADDRINUSE') {
+    return `port ${e.port} on ${e.address} is already in use (another switchyard, or another program, listens there): stop it, or listen elsewhere with --port N or PORT=N`;
+  }
+  if (e?.code === 'EADDRNOTAVAIL') return `cannot listen on ${e.address}: no network interface has that address; set --host or HOST`;
+  if ((e?.code === 'EACCES' || e?.code === 'EPERM') && e.syscall === 'listen') {
+    return `not allowed to listen on port ${e.port} (ports below 1024 need privileges): use a port above 1023 with --port N or PORT=N`;
+  }
+  // The store's directory (core/state.ts) and the like: their message already names path and setting.
+  if (e?.code === 'EACCES' || e?.code === 'EPERM' || e?.code === 'EROFS') return e.message;
+  return undefined;
+}
+
 function count(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
@@ -266,6 +290,9 @@ main(process.argv.slice(2)).then(
     } else if (err instanceof ConfigError) {
       console.error(`switchyard: invalid configuration (${err.code})\n${err.message}`);
       process.exitCode = 2;
+    } else if (runtimeProblem(err) !== undefined) {
+      console.error(`switchyard: ${runtimeProblem(err)}`);
+      process.exitCode = 1;
     } else {
       console.error(`switchyard: ${(err as Error).stack ?? String(err)}`);
       process.exitCode = 1;

@@ -1,6 +1,7 @@
 // Reads a config file (YAML or JSON), fills in `${ENV}` values, lays it over a preset, validates it
 // with ajv (the core schema and every plugin's own), and loads the plugins it names. Every problem
 // becomes one line naming the file, the path inside it and what is wrong.
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -22,6 +23,8 @@ export interface Preset {
   readonly description: string;
   /** Turns environment variables into a config; the config file's keys are laid over it. */
   build(env: NodeJS.ProcessEnv): Record<string, unknown>;
+  /** The variables messages should name: where the preset reads the admin key and the store from. */
+  readonly variables?: { readonly adminKey?: string; readonly store?: string };
 }
 export type PresetCatalog = Readonly<Record<string, Preset>>;
 
@@ -62,6 +65,8 @@ export interface LoadedConfig {
   readonly fingerprint: string;
   /** Values that came from secret-looking environment variables; redacted wherever shown. */
   readonly secrets: ReadonlySet<string>;
+  /** What a message tells a person to set: the admin key's variable, the store's setting. */
+  readonly hints: { readonly adminKey: string; readonly store: string };
 }
 
 const SECRET_NAME = /(key|token|secret|password|passwd|pass|auth|credential|cookie)/i;
@@ -84,6 +89,7 @@ export async function loadConfig(source: ConfigSource, catalogs: Catalogs, env: 
 
   const presetName = source.preset ?? (typeof fromFile.preset === 'string' ? fromFile.preset : undefined);
   let merged = fromFile;
+  let variables: Preset['variables'];
   if (presetName !== undefined) {
     const preset = catalogs.presets[presetName];
     if (!preset) {
@@ -91,6 +97,7 @@ export async function loadConfig(source: ConfigSource, catalogs: Catalogs, env: 
       throw new ConfigError(label, [redactString(problem, secrets)], 'SY_ERR_PRESET_NOT_FOUND');
     }
     const built = presetConfig(preset, presetName, env, label);
+    variables = preset.variables;
     // A preset reads its secrets straight from the environment: mask them as `${VAR}` values are.
     const text = JSON.stringify(built);
     for (const [name, value] of Object.entries(env)) {
@@ -127,7 +134,11 @@ export async function loadConfig(source: ConfigSource, catalogs: Catalogs, env: 
     routePlugins.push(await loadAll(route.plugins ?? [], `/routes/${index}/plugins`, load));
   }
   if (problems.length > 0) throw new ConfigError(label, problems.map((problem) => redactString(problem, secrets)));
-  return { label, file, baseDir, config, globalPlugins, routePlugins, files, fingerprint: hash.digest('hex'), secrets };
+  const hints = {
+    adminKey: variables?.adminKey ?? 'ADMIN_KEY',
+    store: variables?.store === undefined ? 'server.store' : `${variables.store} (or server.store)`,
+  };
+  return { label, file, baseDir, config, globalPlugins, routePlugins, files, fingerprint: hash.digest('hex'), secrets, hints };
 }
 
 function readConfigText(file: string, label: string): string {
@@ -276,7 +287,7 @@ async function loadPlugin(ref: PluginRef, where: string, baseDir: string, catalo
       // The query makes Node import the file afresh whenever its content changed (hot reload).
       definition = (await import(`${pathToFileURL(file).href}?v=${fingerprint.slice(0, 16)}`)).default;
     } catch (err) {
-      problems.push(`${displayPath(`${where}/path`)}: plugin file ${file} failed to load: ${(err as Error).message}`);
+      problems.push(`${displayPath(`${where}/path`)}: plugin file ${file}${syntaxErrorAt(err, file)} failed to load: ${(err as Error).message}`);
       return undefined;
     }
   } else {
@@ -310,6 +321,21 @@ async function loadPlugin(ref: PluginRef, where: string, baseDir: string, catalo
     return undefined;
   }
   return { definition: definition as PluginDefinition<unknown>, options, file, fingerprint };
+}
+
+/**
+ * `:3:13` for a syntax error at line 3, column 13 of `file`. Node's error for an ES module that does
+ * not parse has no position; `node --check` prints it (the line, then a caret under the column).
+ * Run only on this failure path, so loading a good plugin costs nothing more.
+ */
+function syntaxErrorAt(err: unknown, file: string): string {
+  if (!(err instanceof SyntaxError)) return '';
+  const check = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8', timeout: 10_000 });
+  const [where, , caret] = (check.stderr ?? '').split('\n');
+  const line = where?.startsWith(`${file}:`) ? Number(where.slice(file.length + 1)) : NaN;
+  if (!Number.isInteger(line)) return '';
+  const column = caret?.indexOf('^') ?? -1;
+  return column === -1 ? `:${line}` : `:${line}:${column + 1}`;
 }
 
 function unknownPluginProblem(name: string, where: string, catalog: PluginCatalog): string {
