@@ -11,6 +11,7 @@ import { presets } from '../presets/index.js';
 import { importedYaml, ImportError, importSpeedMimi } from '../presets/speedmimi.js';
 import { argumentProblem } from './args.js';
 import { startBanner } from './banner.js';
+import { healthCommand, writeHealthFile } from './health.js';
 import { PROBE_USAGE, probeCommand, ProbeUsageError } from './probe.js';
 
 const catalogs: Catalogs = { plugins: builtinPlugins, presets };
@@ -43,6 +44,11 @@ starting anything. Prints one line per problem and exits 2, or a summary and exi
 Measures upstreams (availability, errors by kind, latency percentiles) with bounded concurrent
 requests at a fixed rate, recommends an order and weights, and with --write sets the weights in a
 config file (a running switchyard picks them up). Ctrl-C stops early and prints what was measured.`,
+  health: `Usage: switchyard health [URL]
+
+Asks a running switchyard's /health and exits 0 when it answers 200, 1 otherwise: a container's
+health check. Without URL it asks the one that start wrote to the file SWITCHYARD_HEALTH_FILE
+names (its own port, admin port and prefix, http or https); else http://127.0.0.1:$PORT/health.`,
   presets: `Usage: switchyard presets
 
 Lists the presets with the environment variables each reads.`,
@@ -56,6 +62,7 @@ const USAGE = `Usage:
   switchyard start [--preset NAME] [--config FILE] [--port N] [--host H] [--no-watch] [--workers N|auto] [--pretty]
   switchyard validate FILE [--preset NAME]
   switchyard presets
+  switchyard health [URL]
   switchyard import speedmimi FILE
   ${PROBE_USAGE}
   switchyard --version
@@ -89,6 +96,8 @@ async function main(argv: string[]): Promise<number> {
       return probeCommand(rest, catalogs);
     case 'import':
       return importConfig(rest);
+    case 'health':
+      return healthCommand(rest);
     case 'presets':
       for (const [name, preset] of Object.entries(presets)) console.log(`${name.padEnd(12)} ${preset.description}`);
       return 0;
@@ -187,6 +196,7 @@ async function start(args: string[]): Promise<number> {
   const watch = values['no-watch'] || cluster.isWorker ? false : undefined;
   const yard = await Switchyard.start({ source: sourceFrom(values, file), catalogs, watch });
   if (process.env.LOG_FORMAT === 'pretty' && cluster.isPrimary) process.stdout.write(startBanner(yard.summary()));
+  if (process.env.SWITCHYARD_HEALTH_FILE && cluster.isPrimary) writeHealthFile(process.env.SWITCHYARD_HEALTH_FILE, yard.summary());
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) {
