@@ -43,10 +43,9 @@ export interface UpstreamReport {
 export const PROBE_USAGE = `switchyard probe [--preset NAME | --config FILE | URL...] [--path /] [--duration 30s] [--concurrency 10]
                  [--rate 10] [--timeout 5s] [--max-requests N] [--json] [--write FILE]`;
 
-export async function probeCommand(args: string[], catalogs: Catalogs): Promise<number> {
-  let parsed;
+function parseProbeArgs(args: string[]) {
   try {
-    parsed = parseArgs({
+    return parseArgs({
       args,
       allowPositionals: true,
       options: {
@@ -65,7 +64,10 @@ export async function probeCommand(args: string[], catalogs: Catalogs): Promise<
   } catch (err) {
     throw new ProbeUsageError(argumentProblem(err));
   }
-  const { values, positionals } = parsed;
+}
+
+export async function probeCommand(args: string[], catalogs: Catalogs): Promise<number> {
+  const { values, positionals } = parseProbeArgs(args);
   const settings: ProbeSettings = {
     path: values.path!.startsWith('/') ? values.path! : `/${values.path}`,
     durationMs: duration('--duration', values.duration!),

@@ -44,7 +44,7 @@ function runtimeStage(): RuntimeStage {
   const stage = lines.slice(from);
   const instruction = (name: string) => stage.filter((line) => line.startsWith(`${name} `)).map((line) => line.slice(name.length + 1).trim());
   const env = Object.fromEntries(instruction('ENV').flatMap((line) => line.split(/\s+/).map((pair) => pair.split('=') as [string, string])));
-  const ownedDirs = instruction('RUN').flatMap((line) => /chown node:node ((?:\/\S+\s*)+)/.exec(line)?.[1]!.trim().split(/\s+/) ?? []);
+  const ownedDirs = instruction('RUN').flatMap((line) => /chown node:node ((?:\/\S+\s*)+)/.exec(line)?.[1]?.trim().split(/\s+/) ?? []);
   const healthcheck = JSON.parse(instruction('HEALTHCHECK')[0]!.replace(/^.*?CMD /, '')) as string[];
   return {
     env, ownedDirs, volumes: JSON.parse(instruction('VOLUME')[0]!) as string[], user: instruction('USER')[0]!, healthcheck,
@@ -198,5 +198,6 @@ test('examples/docker-compose.yml health-checks the nginx backend on a path ngin
   const loaded = await loadConfig({ preset }, catalogs, { ...stage.env, ...service.environment, STORE_URL: 'memory://' });
   const check = [...loaded.globalPlugins, ...loaded.routePlugins.flat()].find((plugin) => plugin.definition.name === 'health-check');
   // nginx's stock configuration answers `/` (its welcome page) and 404 for anything else.
-  assert.equal((check?.options as { active: { path: string } }).active.path, '/');
+  assert.ok(check, 'the balancer preset health-checks its backends');
+  assert.equal((check.options as { active: { path: string } }).active.path, '/');
 });
