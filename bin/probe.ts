@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import type { Agent } from 'undici';
 import YAML from 'yaml';
 import { loadConfig, type Catalogs } from '../core/index.js';
+import { argumentProblem } from './args.js';
 
 export class ProbeUsageError extends Error {}
 
@@ -42,10 +43,9 @@ export interface UpstreamReport {
 export const PROBE_USAGE = `switchyard probe [--preset NAME | --config FILE | URL...] [--path /] [--duration 30s] [--concurrency 10]
                  [--rate 10] [--timeout 5s] [--max-requests N] [--json] [--write FILE]`;
 
-export async function probeCommand(args: string[], catalogs: Catalogs): Promise<number> {
-  let parsed;
+function parseProbeArgs(args: string[]) {
   try {
-    parsed = parseArgs({
+    return parseArgs({
       args,
       allowPositionals: true,
       options: {
@@ -62,9 +62,12 @@ export async function probeCommand(args: string[], catalogs: Catalogs): Promise<
       },
     });
   } catch (err) {
-    throw new ProbeUsageError((err as Error).message);
+    throw new ProbeUsageError(argumentProblem(err));
   }
-  const { values, positionals } = parsed;
+}
+
+export async function probeCommand(args: string[], catalogs: Catalogs): Promise<number> {
+  const { values, positionals } = parseProbeArgs(args);
   const settings: ProbeSettings = {
     path: values.path!.startsWith('/') ? values.path! : `/${values.path}`,
     durationMs: duration('--duration', values.duration!),
@@ -76,8 +79,25 @@ export async function probeCommand(args: string[], catalogs: Catalogs): Promise<
   const targets = await targetsFrom(values.preset, values.config, positionals, catalogs);
   if (targets.length === 0) throw new ProbeUsageError('nothing to probe: give URLs, --config FILE or --preset NAME');
   const live = !values.json && process.stderr.isTTY === true;
-  const reports = await probe(targets, settings, live ? (line) => process.stderr.write(`\r\x1b[2K${line}`) : undefined);
+  // Ctrl-C ends the measuring early; what was measured until then is still reported.
+  const interrupt = new AbortController();
+  const onSigint = () => interrupt.abort();
+  process.once('SIGINT', onSigint);
+  const startedAt = Date.now();
+  let reports: UpstreamReport[];
+  try {
+    reports = await probe(targets, settings, live ? (line) => process.stderr.write(`\r\x1b[2K${line}`) : undefined, interrupt.signal);
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
   if (live) process.stderr.write('\r\x1b[2K');
+  if (interrupt.signal.aborted) {
+    const measured = { ...settings, durationMs: Date.now() - startedAt };
+    if (values.json) console.log(JSON.stringify({ settings: measured, interrupted: true, upstreams: reports }, null, 2));
+    else console.log(`interrupted after ${measured.durationMs} ms: what was measured until then\n${table(reports, measured)}`);
+    if (values.write) console.error(`${values.write}: not written, the probe was interrupted`);
+    return 130;
+  }
   if (values.json) console.log(JSON.stringify({ settings, upstreams: reports }, null, 2));
   else console.log(table(reports, settings));
   if (values.write) {
@@ -106,7 +126,7 @@ async function targetsFrom(preset: string | undefined, config: string | undefine
 }
 
 /** Probes every target at once; each gets `rate` requests per second, at most `concurrency` in flight. */
-export async function probe(targets: Target[], settings: ProbeSettings, progress?: (line: string) => void): Promise<UpstreamReport[]> {
+export async function probe(targets: Target[], settings: ProbeSettings, progress?: (line: string) => void, stop?: AbortSignal): Promise<UpstreamReport[]> {
   // Loaded here, not at the top: `switchyard start` imports this file too, and has no use for undici's fetch and friends.
   const { Agent, request } = await import('undici');
   const dispatcher = new Agent({ keepAliveTimeout: 10_000, connections: settings.concurrency });
@@ -119,17 +139,19 @@ export async function probe(targets: Target[], settings: ProbeSettings, progress
     progress(`probing ${targets.length} upstream${targets.length === 1 ? '' : 's'}: ${sent} requests, ${errors} errors, ${left}s left`);
   }, 250);
   try {
-    await Promise.all(targets.map((target, i) => probeOne(target, settings, dispatcher, request, samples[i]!)));
+    await Promise.all(targets.map((target, i) => probeOne(target, settings, dispatcher, request, samples[i]!, stop)));
   } finally {
     if (ticker) clearInterval(ticker);
-    await dispatcher.close();
+    // Stopped early: the requests still in flight are dropped, not waited for.
+    if (stop?.aborted) await dispatcher.destroy();
+    else await dispatcher.close();
   }
   return recommend(targets.map((target, i) => summarise(target, samples[i]!)));
 }
 
 type Sample = { requests: number; ok: number; errors: Record<string, number>; latencies: number[] };
 
-function probeOne(target: Target, settings: ProbeSettings, dispatcher: Agent, request: typeof import('undici').request, sample: Sample): Promise<void> {
+function probeOne(target: Target, settings: ProbeSettings, dispatcher: Agent, request: typeof import('undici').request, sample: Sample, stop?: AbortSignal): Promise<void> {
   // A base path in the upstream URL stays: http://h/v1 + /ping → http://h/v1/ping.
   const url = new URL(`${target.url.replace(/\/$/, '')}${settings.path}`);
   const end = Date.now() + settings.durationMs;
@@ -137,13 +159,24 @@ function probeOne(target: Target, settings: ProbeSettings, dispatcher: Agent, re
   let inFlight = 0;
   let sent = 0;
   return new Promise((resolve) => {
+    // Requests still in flight when stopped have no outcome: they are not counted.
+    const stopNow = () => {
+      clearInterval(timer);
+      sample.requests -= inFlight;
+      resolve();
+    };
+    if (stop?.aborted) return resolve();
+    stop?.addEventListener('abort', stopNow, { once: true });
     const finishIfDone = () => {
+      if (stop?.aborted) return;
       if (inFlight === 0 && (Date.now() >= end || (settings.maxRequests > 0 && sent >= settings.maxRequests))) {
         clearInterval(timer);
+        stop?.removeEventListener('abort', stopNow);
         resolve();
       }
     };
     const fire = () => {
+      if (stop?.aborted) return;
       if (Date.now() >= end || (settings.maxRequests > 0 && sent >= settings.maxRequests)) return finishIfDone();
       // A slow upstream does not get more requests piled on: a tick with every slot busy is skipped.
       if (inFlight >= settings.concurrency) return;
@@ -154,6 +187,7 @@ function probeOne(target: Target, settings: ProbeSettings, dispatcher: Agent, re
       request(url, { method: 'GET', dispatcher, signal: AbortSignal.timeout(settings.timeoutMs), headers: { 'user-agent': 'switchyard-probe' } })
         .then(async (res) => {
           await res.body.dump();
+          if (stop?.aborted) return;
           const ms = performance.now() - t0;
           if (res.statusCode < 400) {
             sample.ok++;
@@ -162,7 +196,10 @@ function probeOne(target: Target, settings: ProbeSettings, dispatcher: Agent, re
             const kind = res.statusCode >= 500 ? 'http-5xx' : 'http-4xx';
             sample.errors[kind] = (sample.errors[kind] ?? 0) + 1;
           }
-        }, (err: unknown) => {
+        })
+        // A failed request or a body cut off half way: an error of its kind (none once stopped).
+        .catch((err: unknown) => {
+          if (stop?.aborted) return;
           const kind = errorKind(err);
           sample.errors[kind] = (sample.errors[kind] ?? 0) + 1;
         })

@@ -9,33 +9,85 @@ import { ConfigError, loadConfig, Switchyard, type Catalogs, type ConfigSource }
 import { builtinPlugins } from '../plugins/index.js';
 import { presets } from '../presets/index.js';
 import { importedYaml, ImportError, importSpeedMimi } from '../presets/speedmimi.js';
+import { argumentProblem } from './args.js';
+import { startBanner } from './banner.js';
+import { healthCommand, writeHealthFile } from './health.js';
 import { PROBE_USAGE, probeCommand, ProbeUsageError } from './probe.js';
 
 const catalogs: Catalogs = { plugins: builtinPlugins, presets };
 const DEFAULT_CONFIG_FILES = ['switchyard.yaml', 'switchyard.yml', 'switchyard.json'];
 
+const PRESET_NAMES = Object.keys(presets).join(', ');
+
+const HELP = {
+  start: `Usage: switchyard start [--preset NAME] [--config FILE] [--port N] [--host H] [--no-watch]
+                        [--workers N|auto] [--env-file FILE] [--pretty]
+
+Starts the proxy from a preset, a config file, or ./switchyard.yaml in the current directory.
+  --preset NAME     one of: ${PRESET_NAMES} (settings from environment variables)
+  --config FILE     a YAML or JSON config; with --preset, its keys are laid over the preset's
+  --port N, --host H  where to listen (win over PORT, HOST and the config)
+  --no-watch        do not reload when the config or a plugin file changes (SIGHUP still does)
+  --workers N|auto  N processes sharing the port (auto: one per CPU); see docs/scaling.md
+  --env-file FILE   read variables from FILE (default ./.env when it exists); variables already set win
+  --pretty          human-readable log lines and a start banner (default on a terminal; LOG_FORMAT=json|pretty)
+Examples:
+  BACKEND_SERVERS=http://10.0.0.1:8080,http://10.0.0.2:8080 switchyard start --preset balancer
+  switchyard start --config ./switchyard.yaml
+Environment: PORT, HOST, WORKERS, LOG_LEVEL (info), LOG_FORMAT, and whatever the preset reads.`,
+  validate: `Usage: switchyard validate FILE [--preset NAME] [--env-file FILE]
+
+Checks a config file as start would (the schema, every plugin's options, the plugin files) without
+starting anything. Prints one line per problem and exits 2, or a summary and exits 0.`,
+  probe: `Usage: ${PROBE_USAGE}
+
+Measures upstreams (availability, errors by kind, latency percentiles) with bounded concurrent
+requests at a fixed rate, recommends an order and weights, and with --write sets the weights in a
+config file (a running switchyard picks them up). Ctrl-C stops early and prints what was measured.`,
+  health: `Usage: switchyard health [URL]
+
+Asks a running switchyard's /health and exits 0 when it answers 200, 1 otherwise: a container's
+health check. Without URL it asks the one that start wrote to the file SWITCHYARD_HEALTH_FILE
+names (its own port, admin port and prefix, http or https); else http://127.0.0.1:$PORT/health.`,
+  presets: `Usage: switchyard presets
+
+Lists the presets with the environment variables each reads.`,
+  import: `Usage: switchyard import speedmimi FILE
+
+Prints a Switchyard config equivalent to another proxy's config file, with a comment line per
+setting it could not carry over: switchyard import speedmimi configs/config.yaml > switchyard.yaml`,
+} as const;
+
 const USAGE = `Usage:
-  switchyard start [--preset NAME] [--config FILE] [--port N] [--host H] [--no-watch] [--workers N|auto] [--env-file FILE]
+  switchyard start [--preset NAME] [--config FILE] [--port N] [--host H] [--no-watch] [--workers N|auto] [--pretty]
   switchyard validate FILE [--preset NAME]
   switchyard presets
+  switchyard health [URL]
   switchyard import speedmimi FILE
   ${PROBE_USAGE}
-
-start needs a preset, a config file, or ./switchyard.yaml in the current directory:
-  switchyard start --preset balancer            (BACKEND_SERVERS=http://10.0.0.1:8080,http://10.0.0.2:8080)
-  switchyard start --config ./switchyard.yaml
-import prints a Switchyard config equivalent to another proxy's config file, with a comment line per
-setting it could not carry over: switchyard import speedmimi configs/config.yaml > switchyard.yaml
---workers runs N processes sharing the port (auto: one per CPU); see docs/scaling.md.
-Environment: PORT, HOST (override the config), WORKERS, LOG_LEVEL (info), and whatever the preset reads.
-./.env is read first when it exists (--env-file FILE reads another); variables already set win.
-Presets: ${Object.keys(presets).join(', ')}. Docs: README.md`;
+  switchyard --version
+Every command takes --env-file FILE (default: ./.env when it exists) and --help.
+Presets: ${PRESET_NAMES}. Docs: README.md and docs/, shipped in the package.`;
 
 class UsageError extends Error {}
 
+/** The command being run, so that bad usage prints that command's help rather than all of it. */
+let command: string | undefined;
+
+
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = loadEnvFile(argv);
+  const rest = loadEnvFile(argv);
+  command = rest.shift();
+  if (command !== undefined && Object.hasOwn(HELP, command) && (rest.includes('--help') || rest.includes('-h'))) {
+    console.log(HELP[command as keyof typeof HELP]);
+    return 0;
+  }
   switch (command) {
+    case '--version':
+    case '-v':
+    case 'version':
+      console.log(packageVersion());
+      return 0;
     case 'start':
       return start(rest);
     case 'validate':
@@ -44,6 +96,8 @@ async function main(argv: string[]): Promise<number> {
       return probeCommand(rest, catalogs);
     case 'import':
       return importConfig(rest);
+    case 'health':
+      return healthCommand(rest);
     case 'presets':
       for (const [name, preset] of Object.entries(presets)) console.log(`${name.padEnd(12)} ${preset.description}`);
       return 0;
@@ -56,6 +110,12 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
+}
+
+/** The version of the installed package, from its package.json (two levels above dist/bin/). */
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return manifest.version;
 }
 
 /**
@@ -98,10 +158,11 @@ function parse(args: string[]) {
         host: { type: 'string' },
         'no-watch': { type: 'boolean' },
         workers: { type: 'string' },
+        pretty: { type: 'boolean' },
       },
     });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(argumentProblem(err));
   }
 }
 
@@ -117,6 +178,10 @@ function sourceFrom(values: ReturnType<typeof parse>['values'], file: string | u
 async function start(args: string[]): Promise<number> {
   const { values, positionals } = parse(args);
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  // A person at a terminal gets readable lines; a pipe (a log collector, a container's log) JSON.
+  if (values.pretty) process.env.LOG_FORMAT = 'pretty';
+  process.env.LOG_FORMAT ??= process.stdout.isTTY ? 'pretty' : 'json';
+  if (process.env.LOG_FORMAT !== 'pretty' && process.env.LOG_FORMAT !== 'json') throw new UsageError(`LOG_FORMAT=${process.env.LOG_FORMAT}: use json or pretty`);
   let file = values.config;
   if (file === undefined && values.preset === undefined) {
     file = DEFAULT_CONFIG_FILES.find((name) => existsSync(name));
@@ -130,6 +195,8 @@ async function start(args: string[]): Promise<number> {
   // A cluster worker never watches: the primary validates changes once and tells every worker.
   const watch = values['no-watch'] || cluster.isWorker ? false : undefined;
   const yard = await Switchyard.start({ source: sourceFrom(values, file), catalogs, watch });
+  if (process.env.LOG_FORMAT === 'pretty' && cluster.isPrimary) process.stdout.write(startBanner(yard.summary()));
+  if (process.env.SWITCHYARD_HEALTH_FILE && cluster.isPrimary) writeHealthFile(process.env.SWITCHYARD_HEALTH_FILE, yard.summary());
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) {
@@ -195,8 +262,30 @@ async function validate(args: string[]): Promise<number> {
   if (file === undefined) throw new UsageError('validate needs a config file: switchyard validate FILE');
   const loaded = await loadConfig(sourceFrom(values, file), catalogs);
   const plugins = loaded.globalPlugins.length + loaded.routePlugins.reduce((n, list) => n + list.length, 0);
-  console.log(`${file}: valid (${loaded.config.routes.length} routes, ${plugins} plugins)`);
+  console.log(`${file}: valid (${count(loaded.config.routes.length, 'route')}, ${count(plugins, 'plugin')})`);
   return 0;
+}
+
+/**
+ * One sentence for the failures a person can fix without reading a stack trace: a port taken, a
+ * directory that cannot be written. Undefined for anything else (a bug: the stack helps then).
+ */
+function runtimeProblem(err: unknown): string | undefined {
+  const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
+  if (e?.code === 'EADDRINUSE') {
+    return `port ${e.port} on ${e.address} is already in use (another switchyard, or another program, listens there): stop it, or listen elsewhere with --port N or PORT=N`;
+  }
+  if (e?.code === 'EADDRNOTAVAIL') return `cannot listen on ${e.address}: no network interface has that address; set --host or HOST`;
+  if ((e?.code === 'EACCES' || e?.code === 'EPERM') && e.syscall === 'listen') {
+    return `not allowed to listen on port ${e.port} (ports below 1024 need privileges): use a port above 1023 with --port N or PORT=N`;
+  }
+  // The store's directory (core/state.ts) and the like: their message already names path and setting.
+  if (e?.code === 'EACCES' || e?.code === 'EPERM' || e?.code === 'EROFS') return e.message;
+  return undefined;
+}
+
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 main(process.argv.slice(2)).then(
@@ -205,11 +294,15 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof UsageError || err instanceof ProbeUsageError) {
-      console.error(`switchyard: ${err.message}\n\n${USAGE}`);
+      const help = command !== undefined && Object.hasOwn(HELP, command) ? HELP[command as keyof typeof HELP] : USAGE;
+      console.error(`switchyard: ${err.message}\n\n${help}`);
       process.exitCode = 2;
     } else if (err instanceof ConfigError) {
       console.error(`switchyard: invalid configuration (${err.code})\n${err.message}`);
       process.exitCode = 2;
+    } else if (runtimeProblem(err) !== undefined) {
+      console.error(`switchyard: ${runtimeProblem(err)}`);
+      process.exitCode = 1;
     } else {
       console.error(`switchyard: ${(err as Error).stack ?? String(err)}`);
       process.exitCode = 1;

@@ -3,7 +3,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
-import { SwitchyardError } from './errors.js';
+import { Errors, SwitchyardError } from './errors.js';
 import type { Reply } from './types.js';
 
 export interface AdminRequest {
@@ -43,7 +43,7 @@ export class AdminRouter {
   private readonly exactPaths = new Set<string>();
   private readonly keyDigest: Buffer | undefined;
 
-  constructor(readonly prefix: string, adminKey: string | undefined, private readonly audit: Logger) {
+  constructor(readonly prefix: string, adminKey: string | undefined, private readonly audit: Logger, private readonly keyVariable = 'ADMIN_KEY') {
     this.keyDigest = adminKey ? digest(adminKey) : undefined;
   }
 
@@ -59,6 +59,15 @@ export class AdminRouter {
     } else {
       this.patterned.push({ spec, pattern: new RegExp(`^${source}$`), literalStart: spec.path.slice(0, spec.path.indexOf(':')), paramNames });
     }
+  }
+
+  /** Every route with the prefix, and whether it needs the key: what the start banner lists. */
+  list(): { method: string; path: string; public: boolean }[] {
+    return [...this.exact.values(), ...this.patterned].map(({ spec }) => ({ method: spec.method, path: `${this.prefix}${spec.path}`, public: spec.public === true }));
+  }
+
+  get keySet(): boolean {
+    return this.keyDigest !== undefined;
   }
 
   /**
@@ -121,7 +130,8 @@ export class AdminRouter {
   }
 
   private authorize(req: IncomingMessage): void {
-    if (!this.keyDigest) throw new SwitchyardError('SY_ERR_ADMIN_KEY_NOT_SET');
+    // Names the variable the running preset reads the key from, not a generic one.
+    if (!this.keyDigest) throw new SwitchyardError('SY_ERR_ADMIN_KEY_NOT_SET', Errors.SY_ERR_ADMIN_KEY_NOT_SET.message.replace('${ADMIN_KEY}', `\${${this.keyVariable}}`));
     if (!this.isAuthorized(req)) throw new SwitchyardError('SY_ERR_ADMIN_UNAUTHORIZED');
   }
 }

@@ -1,5 +1,5 @@
 // Every failure Switchyard reports has a stable code from this one table, so users can grep logs,
-// alert on codes and read them in the README; request-time failures carry an HTTP status too.
+// alert on codes and read them in docs/errors.md; request-time failures carry an HTTP status too.
 
 export interface ErrorSpec {
   readonly code: string;

@@ -3,6 +3,9 @@
 // costs less than a write (and pino's sonic-boom bookkeeping) for each, and no line waits longer
 // than the turn it was logged in.
 import { writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { DestinationStream } from 'pino';
+import type { PrettyOptions } from 'pino-pretty';
 
 /** How long to wait before writing again when the reader of a non-blocking pipe is behind. */
 const EAGAIN_WAIT_MS = 10;
@@ -68,4 +71,23 @@ export class LineBatchWriter {
       }
     }
   }
+}
+
+/**
+ * Where a logger writes stdout lines: JSON lines (one write per event-loop turn) unless
+ * LOG_FORMAT=pretty, for a person at a terminal: time, level, message, then the other fields on
+ * the same line, by pino-pretty. The CLI sets LOG_FORMAT=pretty when stdout is a terminal.
+ */
+export function stdoutDestination(env: NodeJS.ProcessEnv): DestinationStream {
+  if (env.LOG_FORMAT !== 'pretty') return LineBatchWriter.stdout();
+  // Loaded only here: JSON logging, the default, does not pay for the formatter's start-up.
+  const pretty = createRequire(import.meta.url)('pino-pretty') as (options: PrettyOptions) => DestinationStream;
+  return pretty({
+    destination: 1,
+    sync: true,
+    colorize: process.stdout.isTTY === true && env.NO_COLOR === undefined,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname',
+    singleLine: true,
+  });
 }

@@ -115,7 +115,7 @@ export class Pipeline {
   static async build(loaded: LoadedConfig, rt: Runtime, generation: number): Promise<Pipeline> {
     const { config } = loaded;
     const global = createStages();
-    const admin = new AdminRouter(config.server.admin.prefix ?? '', config.server.admin.key, rt.audit);
+    const admin = new AdminRouter(config.server.admin.prefix ?? '', config.server.admin.key, rt.audit, loaded.hints.adminKey);
     let built: Pipeline | undefined;
     addCoreAdminRoutes(admin, loaded, rt, () => built!);
     const defaults = config.server.timeouts as TimeoutsConfig;
@@ -129,7 +129,16 @@ export class Pipeline {
     let settingUp = true;
     const setup = async (plugin: LoadedPlugin, stages: Stages, route: Route | undefined) => {
       const api = createPluginApi(plugin, stages, route, loaded, rt, admin, shared, () => settingUp);
-      const dispose = await plugin.definition.setup(api, plugin.options);
+      let dispose: Dispose | void;
+      try {
+        dispose = await plugin.definition.setup(api, plugin.options);
+      } catch (err) {
+        // Name the plugin (and its file): a bare "setup refuses v1" does not say whose setup.
+        const where = plugin.file === undefined ? '' : ` (${plugin.file})`;
+        const failed = new Error(`plugin "${plugin.definition.name}"${where} failed in setup: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+        // The cause's code stays readable where callers look for it (a reload's log line, the CLI).
+        throw Object.assign(failed, { code: (err as { code?: unknown })?.code });
+      }
       if (typeof dispose === 'function') disposers.push(dispose);
     };
     try {

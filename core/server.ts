@@ -13,7 +13,7 @@ import { ConfigWatcher } from './config/watch.js';
 import { HttpProxyEngine } from './forward.js';
 import { UndiciEngine } from './forward-undici.js';
 import { createListener, type TlsPair, type TlsReloadResult } from './listener.js';
-import { LineBatchWriter } from './log-writer.js';
+import { stdoutDestination } from './log-writer.js';
 import { Pipeline, type ReloadStatus, type Runtime } from './pipeline.js';
 import { handleAdminRequest, handleRequest } from './flow.js';
 import { endEventStreams } from './send.js';
@@ -30,6 +30,18 @@ export interface StartOptions {
   logger?: Logger;
   /** Watch the config and plugin files and reload on change. Default true when a file is given. */
   watch?: boolean;
+}
+
+/** What is running, for the start banner: no secrets, URLs with credentials redacted. */
+export interface RunningSummary {
+  url: string;
+  adminUrl: string | undefined;
+  routes: { name: string; match: string; upstreams: string[]; plugins: string[] }[];
+  globalPlugins: string[];
+  admin: { paths: { method: string; path: string; public: boolean }[]; keySet: boolean; keyVariable: string };
+  store: string;
+  configFile: string | undefined;
+  watching: boolean;
 }
 
 export interface ReloadResult {
@@ -65,6 +77,8 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
   private keepAliveGraceMs = 0;
   /** Pipelines replaced by a reload that still serve requests or WebSockets begun on them. */
   private readonly retiring = new Set<Pipeline>();
+  /** The config the process started with: its port, host, store… are what it runs on until a restart. */
+  private readonly started: LoadedConfig;
 
   private constructor(
     private readonly options: StartOptions,
@@ -75,6 +89,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
   ) {
     super();
     this.pipeline = first;
+    this.started = first.loaded;
   }
 
   /** Loads and validates the config (throws ConfigError), then listens. */
@@ -87,7 +102,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
     // Both engines exist from the start (a pool is only opened on a route's first request), so a
     // reload may move any route to either; both hand WebSocket upgrades to core/forward-upgrade.ts.
     const httpProxy = new HttpProxyEngine(pool);
-    const stores = await StoreFactory.create(serverConfig.store, loaded.baseDir);
+    const stores = await StoreFactory.create(serverConfig.store, loaded.baseDir, loaded.hints.store);
     // Declared here: rt.reloadTls calls it, and it is made from rt.
     let yard: Switchyard;
     const rt: Runtime = {
@@ -199,6 +214,31 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
     return this.rt.logger;
   }
 
+  /** @internal What the CLI's start banner shows; redacted. */
+  summary(): RunningSummary {
+    const { loaded, admin } = this.pipeline;
+    const { server } = loaded.config;
+    const secret = (text: string) => redactString(text, loaded.secrets);
+    const scheme = server.tls ? 'https' : 'http';
+    const host = server.host === undefined || server.host === '0.0.0.0' || server.host === '::' ? 'localhost' : server.host.includes(':') ? `[${server.host}]` : server.host;
+    const names = (plugins: readonly { definition: { name: string } }[]) => plugins.map((plugin) => plugin.definition.name);
+    return {
+      url: `${scheme}://${host}:${this.port}`,
+      adminUrl: this.adminPort === undefined ? undefined : `http://${host}:${this.adminPort}`,
+      routes: loaded.config.routes.map((route, i) => ({
+        name: route.name,
+        match: Object.entries(route.match).map(([key, value]) => `${key} ${Array.isArray(value) ? value.join(',') : typeof value === 'object' ? JSON.stringify(value) : String(value)}`).join(', '),
+        upstreams: route.upstreams.map((upstream) => secret(upstream.name ?? upstream.url)),
+        plugins: names(loaded.routePlugins[i]!),
+      })),
+      globalPlugins: names(loaded.globalPlugins),
+      admin: { paths: admin.list(), keySet: admin.keySet, keyVariable: loaded.hints.adminKey },
+      store: secret(server.store),
+      configFile: loaded.file,
+      watching: this.watcher !== undefined,
+    };
+  }
+
   get lastReload(): ReloadStatus {
     return this.rt.lastReload;
   }
@@ -237,7 +277,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
     let next: Pipeline;
     try {
       loaded = await loadConfig(this.options.source, this.options.catalogs, this.options.env ?? process.env);
-      if (loaded.fingerprint === old.loaded.fingerprint) return { ok: true, unchanged: true };
+      if (loaded.fingerprint === old.loaded.fingerprint) return this.unchanged(trigger);
       next = await Pipeline.build(loaded, this.rt, old.generation + 1);
     } catch (err) {
       const error = redactString((err as Error).message, old.loaded.secrets);
@@ -246,7 +286,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
       this.rt.logger.error({ trigger, error, code: (err as { code?: string }).code }, 'config reload rejected; the previous config keeps serving');
       return { ok: false, error };
     }
-    const needsRestart = RESTART_ONLY.filter(([, read]) => read(loaded) !== read(old.loaded)).map(([name]) => name);
+    const needsRestart = this.needsRestart(loaded);
     this.pipeline = next;
     this.retiring.add(old);
     void old.drained().then(() => this.retiring.delete(old));
@@ -257,6 +297,27 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
     this.rt.logger.info({ trigger, generation: next.generation }, 'config reloaded');
     if (needsRestart.length > 0) this.rt.logger.warn({ settings: needsRestart }, 'these settings changed but only apply after a restart');
     return { ok: true };
+  }
+
+  /** Restart-only settings on which `loaded` differs from what the process started with. */
+  private needsRestart(loaded: LoadedConfig): string[] {
+    return RESTART_ONLY.filter(([, read]) => read(loaded) !== read(this.started)).map(([name]) => name);
+  }
+
+  /**
+   * The file holds what is serving already. Said in the log (a SIGHUP gets an answer), and a
+   * rejected reload shown by /status no longer applies: the file is back to the running version.
+   */
+  private unchanged(trigger: string): ReloadResult {
+    const cleared = !this.rt.lastReload.ok;
+    if (cleared) {
+      const needsRestart = this.needsRestart(this.pipeline.loaded);
+      this.rt.lastReload = { ok: true, at: Date.now(), generation: this.pipeline.generation, trigger, ...(needsRestart.length > 0 ? { needsRestart } : {}) };
+    }
+    this.rt.logger.info({ trigger, generation: this.pipeline.generation }, cleared
+      ? 'config is back to the running version: the rejected reload no longer applies'
+      : 'config unchanged: nothing to reload');
+    return { ok: true, unchanged: true };
   }
 
   private async watch(files: readonly string[]): Promise<void> {
@@ -320,9 +381,10 @@ function createAuditLogger(file: string | undefined, baseDir: string, logger: Lo
 
 /**
  * JSON logs to stdout with credentials redacted wherever a plugin might log headers. Lines go out
- * once per event-loop turn (core/log-writer.ts), not one write each.
+ * once per event-loop turn (core/log-writer.ts), not one write each; LOG_FORMAT=pretty formats
+ * them for a person instead.
  */
-export function createLogger(env: NodeJS.ProcessEnv = process.env, destination: pino.DestinationStream = LineBatchWriter.stdout()): Logger {
+export function createLogger(env: NodeJS.ProcessEnv = process.env, destination: pino.DestinationStream = stdoutDestination(env)): Logger {
   return pino({
     level: env.LOG_LEVEL ?? 'info',
     redact: {

@@ -141,20 +141,21 @@ export class StoreFactory {
   private readonly opened = new Map<string, Keyv>();
   private readonly channels = new Map<string, LocalChannel | RedisChannel>();
 
-  private constructor(private readonly url: string, private readonly baseDir: string, private readonly adapters: StoreAdapters) {}
+  private constructor(private readonly url: string, private readonly baseDir: string, private readonly adapters: StoreAdapters, private readonly setting: string) {}
 
   /**
    * Only the adapter the URL names is loaded: the Redis client alone is about 8 MiB of RSS that a
    * process on SQLite or memory:// has no use for.
    */
-  static async create(url: string, baseDir: string): Promise<StoreFactory> {
+  /** `setting`: what a person changes to move the store, named when its directory cannot be made. */
+  static async create(url: string, baseDir: string, setting = 'server.store'): Promise<StoreFactory> {
     if (!/^(sqlite|memory|rediss?):\/\//.test(url)) {
       throw new SwitchyardError('SY_ERR_STORE_UNSUPPORTED', `store "${url.replace(/\/\/[^@/]*@/, '//***@')}" is not supported: use sqlite://<path>, redis://host:port or memory://`);
     }
     const adapters: StoreAdapters = {};
     if (url.startsWith('redis')) adapters.redis = await import('@keyv/redis');
     if (url.startsWith('sqlite')) adapters.sqlite = (await import('@keyv/sqlite')).default;
-    return new StoreFactory(url, baseDir, adapters);
+    return new StoreFactory(url, baseDir, adapters, setting);
   }
 
   /** The namespace's store; the same instance every time, so reloads reuse connections. */
@@ -174,7 +175,13 @@ export class StoreFactory {
       connectOnce(keyv.store as RedisAdapter);
     } else {
       const file = resolve(this.baseDir, this.url.slice('sqlite://'.length));
-      mkdirSync(dirname(file), { recursive: true });
+      try {
+        mkdirSync(dirname(file), { recursive: true });
+      } catch (err) {
+        const { code, path = dirname(file) } = err as NodeJS.ErrnoException;
+        const failed = new Error(`cannot create the store's directory ${path} (${code}); this user cannot write there: set ${this.setting} to a directory it can write`, { cause: err });
+        throw Object.assign(failed, { code, path });
+      }
       // A short busy timeout: each waiting call holds one of libuv's four threads, and a file locked
       // by another process would otherwise stall DNS, file and zlib work for the whole process.
       const KeyvSqlite = this.adapters.sqlite!;

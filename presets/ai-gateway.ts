@@ -10,6 +10,7 @@ import { envPort, envString, PresetEnvError } from './env.js';
 const EDGE_PLUGINS = ['cors', 'security-headers'] as const;
 
 export const aiGateway: Preset = {
+  variables: { adminKey: 'ADMIN_TOKEN', store: 'STORE_URL' },
   description: 'AI API gateway: live mappings (/openai, /gemini, /claude…), /admin, /stats, /proxy/<url>; PORT (8000), ADMIN_TOKEN, STORE_URL (or API_PROXY_REDIS_URL)',
   build(env) {
     const webProxy = envFlag(env, 'WEB_PROXY', true);

@@ -8,6 +8,7 @@ import { envBoolean, envPort, envString, PresetEnvError } from './env.js';
 import { SPEEDMIMI_ALGORITHMS } from './speedmimi.js';
 
 export const balancer: Preset = {
+  variables: { store: 'STORE_URL' },
   description: 'general load-balancing reverse proxy: BACKEND_SERVERS (url|weight|priority|region or a JSON array), LB_ALGORITHM, RETRY_METHODS, HEALTH_PATH, HEALTH_TIMEOUT, LB_USE_REPORTS, ADMIN_PORT, CACHE_TTLS, RATE_LIMIT, CORS_ORIGINS, ADMIN_KEY, PORT (8080)',
   build(env) {
     const cacheTtls = parseCacheTtls(env);

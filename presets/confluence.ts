@@ -5,6 +5,7 @@ import type { Preset } from '../core/index.js';
 import { envInt, envList, envPort, envString, PresetEnvError } from './env.js';
 
 export const confluence: Preset = {
+  variables: { store: 'CACHE_DIR' },
   description: 'Confluence attachment proxy holding the credentials: CONFLUENCE_URL, CONFLUENCE_USERNAME + CONFLUENCE_API_TOKEN or CONFLUENCE_PAT, PROXY_PORT (8080), PROXY_BASE_PATH (/proxy)',
   build(env) {
     const clientKeys = envList(env, 'PROXY_API_KEYS');

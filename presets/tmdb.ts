@@ -27,6 +27,7 @@ const GO_ALIASES = [
 ];
 
 export const tmdb: Preset = {
+  variables: { adminKey: 'API_KEY', store: 'CACHE_DIR or STORE_URL' },
   description: 'TMDB API + image proxy (key injection, latency balancing, two-tier cache): TMDB_API_KEY, UPSTREAM_TYPE, UPSTREAM_SERVERS, PORT (6635), API_KEY…',
   build(env) {
     const type = envChoice<UpstreamType>(env, 'UPSTREAM_TYPE', ['tmdb-api', 'tmdb-image', 'custom']);

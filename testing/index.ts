@@ -1,4 +1,4 @@
-// The test kit for plugin authors, imported as `switchyard/testing`: a real proxy on a free port of
+// The test kit for plugin authors, imported as `switchyard-proxy/testing`: a real proxy on a free port of
 // 127.0.0.1 started from a config object or a preset, fake upstreams that record what reached them,
 // in-process requests, and the proxy's log lines as parsed objects. Everything runs for real; the
 // kit only takes the plumbing (temp dirs, ports, log capture, shutdown) out of a plugin's test.

@@ -1,6 +1,7 @@
 // Reads a config file (YAML or JSON), fills in `${ENV}` values, lays it over a preset, validates it
 // with ajv (the core schema and every plugin's own), and loads the plugins it names. Every problem
 // becomes one line naming the file, the path inside it and what is wrong.
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -12,6 +13,7 @@ import { checkRange } from '../client-ip.js';
 import { ConfigError } from '../errors.js';
 import { isPluginDefinition, type PluginDefinition } from '../plugin.js';
 import { configSchema, type PluginRef, type SwitchyardConfig } from './schema.js';
+import { didYouMean } from './suggest.js';
 
 /** Built-in plugins by name, imported only when a config names them. */
 export type PluginCatalog = Readonly<Record<string, () => Promise<PluginDefinition<never>>>>;
@@ -21,6 +23,8 @@ export interface Preset {
   readonly description: string;
   /** Turns environment variables into a config; the config file's keys are laid over it. */
   build(env: NodeJS.ProcessEnv): Record<string, unknown>;
+  /** The variables messages should name: where the preset reads the admin key and the store from. */
+  readonly variables?: { readonly adminKey?: string; readonly store?: string };
 }
 export type PresetCatalog = Readonly<Record<string, Preset>>;
 
@@ -61,12 +65,15 @@ export interface LoadedConfig {
   readonly fingerprint: string;
   /** Values that came from secret-looking environment variables; redacted wherever shown. */
   readonly secrets: ReadonlySet<string>;
+  /** What a message tells a person to set: the admin key's variable, the store's setting. */
+  readonly hints: { readonly adminKey: string; readonly store: string };
 }
 
 const SECRET_NAME = /(key|token|secret|password|passwd|pass|auth|credential|cookie)/i;
 
 // coerceTypes: `${PORT}` interpolates to the string "8080"; where the schema wants a number it becomes one.
-const ajv = new Ajv({ allErrors: true, useDefaults: true, coerceTypes: true, strict: false });
+// verbose: an error carries its schema, whose property names the "did you mean" hint picks from.
+const ajv = new Ajv({ allErrors: true, useDefaults: true, coerceTypes: true, strict: false, verbose: true });
 (addFormatsModule as unknown as (a: Ajv) => void)(ajv);
 const validateCore = ajv.compile(configSchema);
 const pluginValidators = new WeakMap<object, ValidateFunction>();
@@ -82,6 +89,7 @@ export async function loadConfig(source: ConfigSource, catalogs: Catalogs, env: 
 
   const presetName = source.preset ?? (typeof fromFile.preset === 'string' ? fromFile.preset : undefined);
   let merged = fromFile;
+  let variables: Preset['variables'];
   if (presetName !== undefined) {
     const preset = catalogs.presets[presetName];
     if (!preset) {
@@ -89,6 +97,7 @@ export async function loadConfig(source: ConfigSource, catalogs: Catalogs, env: 
       throw new ConfigError(label, [redactString(problem, secrets)], 'SY_ERR_PRESET_NOT_FOUND');
     }
     const built = presetConfig(preset, presetName, env, label);
+    variables = preset.variables;
     // A preset reads its secrets straight from the environment: mask them as `${VAR}` values are.
     const text = JSON.stringify(built);
     for (const [name, value] of Object.entries(env)) {
@@ -100,7 +109,11 @@ export async function loadConfig(source: ConfigSource, catalogs: Catalogs, env: 
   applyListenOverrides(merged, source, env, problems);
   if (problems.length > 0) throw new ConfigError(label, problems.map((problem) => redactString(problem, secrets)));
 
-  if (!validateCore(merged)) throw new ConfigError(label, formatAjvErrors(validateCore.errors ?? [], ''));
+  if (!validateCore(merged)) {
+    // Unknown plugin names are reported in the same pass: one run of validate shows every problem.
+    const unknown = unknownPluginNames(merged, catalogs.plugins);
+    throw new ConfigError(label, [...formatAjvErrors(validateCore.errors ?? [], ''), ...unknown]);
+  }
   const config = merged as unknown as LoadedConfig['config'];
   const baseDir = file === undefined ? process.cwd() : dirname(file);
   checkSemantics(config, baseDir, problems);
@@ -121,7 +134,11 @@ export async function loadConfig(source: ConfigSource, catalogs: Catalogs, env: 
     routePlugins.push(await loadAll(route.plugins ?? [], `/routes/${index}/plugins`, load));
   }
   if (problems.length > 0) throw new ConfigError(label, problems.map((problem) => redactString(problem, secrets)));
-  return { label, file, baseDir, config, globalPlugins, routePlugins, files, fingerprint: hash.digest('hex'), secrets };
+  const hints = {
+    adminKey: variables?.adminKey ?? 'ADMIN_KEY',
+    store: variables?.store === undefined ? 'server.store' : `${variables.store} (or server.store)`,
+  };
+  return { label, file, baseDir, config, globalPlugins, routePlugins, files, fingerprint: hash.digest('hex'), secrets, hints };
 }
 
 function readConfigText(file: string, label: string): string {
@@ -135,7 +152,8 @@ function readConfigText(file: string, label: string): string {
 function parseConfigText(text: string, label: string): Record<string, unknown> {
   const doc = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(label, doc.errors.map((e) => e.message.split('\n')[0]!), 'SY_ERR_CONFIG_UNREADABLE');
+    const lines = text.split(/\r?\n/);
+    throw new ConfigError(label, doc.errors.map((e) => yamlProblem(e, lines)), 'SY_ERR_CONFIG_UNREADABLE');
   }
   const value: unknown = doc.toJS();
   if (value === null || value === undefined) return {};
@@ -143,6 +161,15 @@ function parseConfigText(text: string, label: string): Record<string, unknown> {
     throw new ConfigError(label, ['the file must hold a mapping (server:, routes:, plugins:) at its top level'], 'SY_ERR_CONFIG_UNREADABLE');
   }
   return value as Record<string, unknown>;
+}
+
+/** `line 3, column 1: <what is wrong>: the line reads " routes: ["`, so the line can be found and fixed. */
+function yamlProblem(error: YAML.YAMLError, lines: readonly string[]): string {
+  const what = error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+  const at = error.linePos?.[0];
+  if (at === undefined) return what;
+  const source = lines[at.line - 1];
+  return `line ${at.line}, column ${at.col}: ${what}${source === undefined || source.trim() === '' ? '' : `; the line reads ${JSON.stringify(source)}`}`;
 }
 
 /** Replaces `${NAME}` and `${NAME:-default}` in every string value (not in keys). */
@@ -260,13 +287,13 @@ async function loadPlugin(ref: PluginRef, where: string, baseDir: string, catalo
       // The query makes Node import the file afresh whenever its content changed (hot reload).
       definition = (await import(`${pathToFileURL(file).href}?v=${fingerprint.slice(0, 16)}`)).default;
     } catch (err) {
-      problems.push(`${displayPath(`${where}/path`)}: plugin file ${file} failed to load: ${(err as Error).message}`);
+      problems.push(`${displayPath(`${where}/path`)}: plugin file ${file}${syntaxErrorAt(err, file)} failed to load: ${(err as Error).message}`);
       return undefined;
     }
   } else {
     const importer = catalog[ref.name!];
     if (!importer) {
-      problems.push(`${displayPath(`${where}/name`)}: there is no built-in plugin "${ref.name}" (built-in: ${Object.keys(catalog).join(', ') || 'none'}; a custom plugin is given by path)`);
+      problems.push(unknownPluginProblem(ref.name!, `${where}/name`, catalog));
       return undefined;
     }
     definition = await importer();
@@ -296,6 +323,41 @@ async function loadPlugin(ref: PluginRef, where: string, baseDir: string, catalo
   return { definition: definition as PluginDefinition<unknown>, options, file, fingerprint };
 }
 
+/**
+ * `:3:13` for a syntax error at line 3, column 13 of `file`. Node's error for an ES module that does
+ * not parse has no position; `node --check` prints it (the line, then a caret under the column).
+ * Run only on this failure path, so loading a good plugin costs nothing more.
+ */
+function syntaxErrorAt(err: unknown, file: string): string {
+  if (!(err instanceof SyntaxError)) return '';
+  const check = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8', timeout: 10_000 });
+  const [where, , caret] = (check.stderr ?? '').split('\n');
+  const line = where?.startsWith(`${file}:`) ? Number(where.slice(file.length + 1)) : NaN;
+  if (!Number.isInteger(line)) return '';
+  const column = caret?.indexOf('^') ?? -1;
+  return column === -1 ? `:${line}` : `:${line}:${column + 1}`;
+}
+
+function unknownPluginProblem(name: string, where: string, catalog: PluginCatalog): string {
+  const names = Object.keys(catalog);
+  return `${displayPath(where)}: there is no built-in plugin "${name}"${didYouMean(name, names)} (built-in: ${names.join(', ') || 'none'}; a custom plugin is given by path)`;
+}
+
+/** Plugin references by a name no built-in plugin has, in a config that may not fit the schema. */
+function unknownPluginNames(config: Record<string, unknown>, catalog: PluginCatalog): string[] {
+  const problems: string[] = [];
+  const check = (refs: unknown, where: string) => {
+    if (!Array.isArray(refs)) return;
+    for (const [index, ref] of refs.entries()) {
+      if (!isPlainObject(ref) || typeof ref.name !== 'string' || ref.path !== undefined || ref.enabled === false) continue;
+      if (!Object.hasOwn(catalog, ref.name)) problems.push(unknownPluginProblem(ref.name, `${where}/${index}/name`, catalog));
+    }
+  };
+  check(config.plugins, '/plugins');
+  if (Array.isArray(config.routes)) for (const [index, route] of config.routes.entries()) if (isPlainObject(route)) check(route.plugins, `/routes/${index}/plugins`);
+  return problems;
+}
+
 /** `/routes/0/upstreams/1/url` → `routes[0].upstreams[1].url`, the way people read paths. */
 function displayPath(pointer: string): string {
   if (pointer === '') return '(top level)';
@@ -309,7 +371,11 @@ function formatAjvErrors(errors: readonly ErrorObject[], base: string): string[]
     if (error.schemaPath.includes('/oneOf/')) continue;
     const path = displayPath(base + error.instancePath);
     if (error.keyword === 'oneOf') lines.add(`${path}: give either "name" (a built-in plugin) or "path" (a plugin file), not both`);
-    else if (error.keyword === 'additionalProperties') lines.add(`${path}: unknown key "${String(error.params.additionalProperty)}"`);
+    else if (error.keyword === 'additionalProperties') {
+      const key = String(error.params.additionalProperty);
+      const known = Object.keys((error.parentSchema as { properties?: object } | undefined)?.properties ?? {});
+      lines.add(`${path}: unknown key "${key}"${didYouMean(key, known)}`);
+    }
     else if (error.keyword === 'enum') lines.add(`${path}: must be one of ${(error.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`);
     else lines.add(`${path}: ${error.message ?? 'is invalid'}`);
   }

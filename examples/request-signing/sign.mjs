@@ -2,7 +2,7 @@
 // so the upstream can check it came through this proxy and was not altered on the way.
 // The upstream recomputes HMAC(secret, "<method>\n<path>\n<timestamp>") and compares.
 import { createHmac } from 'node:crypto';
-import { definePlugin, Stage } from 'switchyard';
+import { definePlugin, Stage } from 'switchyard-proxy';
 
 export default definePlugin({
   name: 'request-signing',

@@ -155,7 +155,7 @@ const UNRESERVED = /[A-Za-z0-9\-._~]/;
 // digits are case-insensitive. Nothing else is touched: `//` or `%2F` may matter to an upstream.
 function normalisePath(path: string): string {
   if (!path.includes('%')) return path;
-  return path.replace(/%([0-9A-Fa-f]{2})/g, (match, hex: string) => {
+  return path.replace(/%([0-9A-Fa-f]{2})/g, (_match, hex: string) => {
     const char = String.fromCharCode(parseInt(hex, 16));
     return UNRESERVED.test(char) ? char : `%${hex.toUpperCase()}`;
   });

@@ -80,7 +80,7 @@ describe('switchyard CLI', () => {
     const dir = tempDir({ 'good.yaml': config(), 'bad.yaml': { routes: [{ name: 'x', match: {}, upstreams: [{ url: 'nope' }] }], extra: true } });
     const good = run(['validate', join(dir, 'good.yaml')]);
     assert.equal(good.status, 0, good.stderr);
-    assert.match(good.stdout, /good\.yaml: valid \(1 routes, 0 plugins\)/);
+    assert.match(good.stdout, /good\.yaml: valid \(1 route, 0 plugins\)/);
     const bad = run(['validate', join(dir, 'bad.yaml')]);
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /SY_ERR_CONFIG_INVALID/);

@@ -1,13 +1,19 @@
-// The README is the contract: every config key of the schema and every error code is documented.
+// The docs are the contract: every config key of the schema is in docs/configuration.md, every
+// error code in docs/errors.md, and the README's quick-start config is valid.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Errors } from '../../core/index.js';
 import { builtinPlugins } from '../../plugins/index.js';
 import { configSchema } from '../../core/config/schema.js';
+import { loadConfig } from '../../core/index.js';
+import { presets } from '../../presets/index.js';
 
-const README = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+const page = (path: string) => readFileSync(new URL(`../../../${path}`, import.meta.url), 'utf8');
+const CONFIGURATION = page('docs/configuration.md');
+const ERRORS = page('docs/errors.md');
 
 interface SchemaNode { type?: string; properties?: Record<string, SchemaNode>; items?: SchemaNode }
 
@@ -24,17 +30,17 @@ function leafPaths(node: SchemaNode, prefix = ''): string[] {
   return [];
 }
 
-test('every config key in the schema is in the README reference', () => {
+test('every config key in the schema is in docs/configuration.md', () => {
   const paths = leafPaths(configSchema as unknown as SchemaNode);
   assert.ok(paths.length > 30);
-  const missing = paths.filter((path) => !README.includes(`\`${path}\``));
+  const missing = paths.filter((path) => !CONFIGURATION.includes(`\`${path}\``));
   assert.deepEqual(missing, []);
 });
 
-test('every error code is in the README, and each key of the table is its own code', () => {
+test('every error code is in docs/errors.md, and each key of the table is its own code', () => {
   for (const [key, spec] of Object.entries(Errors)) {
     assert.equal(spec.code, key);
-    assert.ok(README.includes(`\`${key}\``), `${key} is not documented`);
+    assert.ok(ERRORS.includes(`\`${key}\``), `${key} is not in docs/errors.md`);
   }
 });
 
@@ -67,4 +73,25 @@ test('every error code, the core\'s and each built-in plugin\'s, is asserted by 
   for (const load of Object.values(builtinPlugins)) for (const code of Object.keys((await load()).errors ?? {})) codes.add(code);
   const untested = [...codes].filter((code) => !sources.some((source) => source.includes(`'${code}'`) || source.includes(`"${code}"`)));
   assert.deepEqual(untested, [], 'codes no test names');
+});
+
+test('the README\'s quick-start config file is valid', async () => {
+  const yaml = /```yaml\n(# switchyard\.yaml\n[\s\S]*?)```/.exec(page('README.md'))?.[1];
+  assert.ok(yaml, 'the README shows a switchyard.yaml');
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-docs-'));
+  writeFileSync(join(dir, 'switchyard.yaml'), yaml);
+  const loaded = await loadConfig({ file: join(dir, 'switchyard.yaml') }, { plugins: builtinPlugins, presets }, {});
+  assert.deepEqual(loaded.routePlugins[0]!.map((plugin) => plugin.definition.name), ['retry', 'cache']);
+});
+
+test('every relative link of the README and docs/ points at a file that exists', () => {
+  const root = new URL('../../../', import.meta.url);
+  const pages = ['README.md', 'CONTRIBUTING.md', 'examples/README.md', ...readdirSync(new URL('docs/', root)).map((name) => `docs/${name}`)];
+  const broken: string[] = [];
+  for (const name of pages) {
+    for (const [, target] of page(name).matchAll(/\]\((?!https?:|#|mailto:)([^)#\s]+)(?:#[^)]*)?\)/g)) {
+      if (!existsSync(new URL(target!, new URL(name, root)))) broken.push(`${name} → ${target}`);
+    }
+  }
+  assert.deepEqual(broken, []);
 });

@@ -1,6 +1,6 @@
 // The example plugin in examples/request-signing, loaded from config the way a user would, and
 // tested the way its author would in their own project: with the shipped test kit. A project that
-// installed switchyard imports the kit as 'switchyard/testing'; inside this repository it is here.
+// installed switchyard-proxy imports the kit as 'switchyard-proxy/testing'; inside this repository it is here.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';

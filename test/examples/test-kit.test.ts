@@ -1,4 +1,4 @@
-// The test kit plugin authors import as 'switchyard/testing': what each of its parts promises.
+// The test kit plugin authors import as 'switchyard-proxy/testing': what each of its parts promises.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';

@@ -1,5 +1,5 @@
 // docs/testing-plugins.md's example, run as its reader would: a plugin file and its node:test file
-// that import 'switchyard' and 'switchyard/testing'. Written into a folder inside this package, the
+// that import 'switchyard-proxy' and 'switchyard-proxy/testing'. Written into a folder inside this package, the
 // package's own exports resolve those names (the pack test does the same in an installed project).
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,7 +14,7 @@ test('the testing docs page holds a plugin file and its test file', () => {
   assert.deepEqual(Object.keys(testingDocFiles()).sort(), ['require-tenant.mjs', 'require-tenant.test.mjs']);
 });
 
-test('the testing docs example passes under node --test, importing switchyard/testing by name', async () => {
+test('the testing docs example passes under node --test, importing switchyard-proxy/testing by name', async () => {
   const dir = mkdtempSync(join(DIST, 'testing-doc-'));
   try {
     const run = await runTestingDocExample(dir, { PATH: process.env.PATH });

@@ -377,7 +377,7 @@ describe('Range requests from a stored full response (issue 31, item 8)', () => 
   const BODY = Buffer.from(Array.from({ length: 1000 }, (_, i) => String.fromCharCode(97 + (i % 26))).join(''));
 
   async function storedPdf(): Promise<{ up: CountingUpstream & { respond: Handler }; sy: RunningSwitchyard }> {
-    const up = await scripted((req, res) => {
+    const up = await scripted((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/pdf', 'content-length': BODY.length, etag: '"pdf"', 'last-modified': 'Mon, 01 Jan 2024 00:00:00 GMT' });
       res.end(BODY);
     });

@@ -267,7 +267,7 @@ describe('expiry and stale answers', () => {
     const refreshHeld = new Promise<void>((resolve) => {
       releaseRefresh = resolve;
     });
-    const up = await upstream((req, res, n) => {
+    const up = await upstream((_req, res, n) => {
       const answer = () => {
         const body = JSON.stringify({ n });
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });

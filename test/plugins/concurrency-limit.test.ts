@@ -14,7 +14,7 @@ const events = new EventEmitter();
 let peak = 0;
 let received = 0;
 before(async () => {
-  upstream = await startUpstream((req, res) => {
+  upstream = await startUpstream((_req, res) => {
     received++;
     held.push(res);
     peak = Math.max(peak, held.filter((r) => !r.writableEnded && !r.destroyed).length);
