@@ -10,6 +10,7 @@ import pino, { type Logger } from 'pino';
 import { accessLogWriter } from './access-log.js';
 import { loadConfig, redactString, type Catalogs, type ConfigSource, type LoadedConfig } from './config/load.js';
 import { ConfigWatcher } from './config/watch.js';
+import { ConsoleRecorder } from './console-recorder.js';
 import { HttpProxyEngine } from './forward.js';
 import { UndiciEngine } from './forward-undici.js';
 import { createListener } from './listener.js';
@@ -98,6 +99,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
       tls: undefined,
       lastReload: { ok: true, at: Date.now(), generation: 1, trigger: 'start' },
       reloads: { ok: 0, failed: 0 },
+      console: new ConsoleRecorder(),
       // Until the server exists (a plugin's setup), there is no pipeline to serve on yet.
       dispatch: (_req, res) => {
         res.writeHead(503, { 'content-type': 'application/json; charset=utf-8' });
@@ -119,6 +121,11 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
       if (current.admin.owns(query === -1 ? path : path.slice(0, query))) handleAdminRequest(current, req, res);
       else handleRequest(current, rt, req, res, true);
     };
+
+    rt.console.start(() => yard.pipeline.activeRequests, rt.lastReload);
+    yard.on('reload', (result) => {
+      if (!result.unchanged) rt.console.noteReload(rt.lastReload);
+    });
 
     server.listen(serverConfig.port, serverConfig.host);
     await once(server, 'listening');
@@ -220,6 +227,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [{ o
     await this.watcher?.close();
     await this.rt.tls?.close();
     await this.reloading;
+    this.rt.console.close();
     const closed = Promise.all([closeServer(this.server), this.adminServer ? closeServer(this.adminServer) : undefined]);
     this.server.closeIdleConnections();
     let timer: NodeJS.Timeout | undefined;
