@@ -54,7 +54,8 @@ export function addConsoleRoutes(admin: AdminRouter, loaded: LoadedConfig, rt: R
     generation: current().generation,
     reloads: rt.console.reloads(),
     reloadCounts: { ...rt.reloads },
-    inFlight: current().activeRequests,
+    // The console's own streams are requests in flight too when served on the proxy port.
+    inFlight: current().activeRequests - (rt.adminOnOwnPort ? 0 : rt.console.subscribers),
     process: rt.console.process(),
     latest: rt.console.series().at(-1),
     admin: { prefix: admin.prefix, ownPort: rt.adminOnOwnPort },
