@@ -10,6 +10,7 @@ import { builtinPlugins } from '../plugins/index.js';
 import { presets } from '../presets/index.js';
 import { importedYaml, ImportError, importSpeedMimi } from '../presets/speedmimi.js';
 import { PROBE_USAGE, probeCommand, ProbeUsageError } from './probe.js';
+import { STATUS_USAGE, statusCommand } from './status.js';
 
 const catalogs: Catalogs = { plugins: builtinPlugins, presets };
 const DEFAULT_CONFIG_FILES = ['switchyard.yaml', 'switchyard.yml', 'switchyard.json'];
@@ -20,6 +21,7 @@ const USAGE = `Usage:
   switchyard presets
   switchyard import speedmimi FILE
   ${PROBE_USAGE}
+  ${STATUS_USAGE}
 
 start needs a preset, a config file, or ./switchyard.yaml in the current directory:
   switchyard start --preset balancer            (BACKEND_SERVERS=http://10.0.0.1:8080,http://10.0.0.2:8080)
@@ -44,6 +46,8 @@ async function main(argv: string[]): Promise<number> {
       return probeCommand(rest, catalogs);
     case 'import':
       return importConfig(rest);
+    case 'status':
+      return statusCommand(rest);
     case 'presets':
       for (const [name, preset] of Object.entries(presets)) console.log(`${name.padEnd(12)} ${preset.description}`);
       return 0;
