@@ -45,7 +45,7 @@ export function addConsoleRoutes(admin: AdminRouter, loaded: LoadedConfig, rt: R
   admin.add({ method: 'GET', path: '/console/uplot.css', public: true, handler: () => staticFile(uplotFile('uPlot.min.css'), 'text/css; charset=utf-8') });
 
   const redact = (text: string) => redactString(text, loaded.secrets);
-  const overview = () => ({
+  const overview = (series = rt.console.series()) => ({
     version: rt.version,
     uptimeSeconds: Math.round((Date.now() - rt.startedAt) / 1000),
     startedAt: rt.startedAt,
@@ -57,17 +57,18 @@ export function addConsoleRoutes(admin: AdminRouter, loaded: LoadedConfig, rt: R
     // The console's own streams are requests in flight too when served on the proxy port.
     inFlight: current().activeRequests - (rt.adminOnOwnPort ? 0 : rt.console.subscribers),
     process: rt.console.process(),
-    latest: rt.console.series().at(-1),
+    latest: series.at(-1),
     admin: { prefix: admin.prefix, ownPort: rt.adminOnOwnPort },
+    series,
   });
   const upstreams = () => upstreamRows(rt, current(), shared, redact);
 
-  admin.add({ method: 'GET', path: '/console/api/overview', handler: () => ok({ ...overview(), series: rt.console.series() }) });
+  admin.add({ method: 'GET', path: '/console/api/overview', handler: () => ok(overview()) });
   admin.add({ method: 'GET', path: '/console/api/routes', handler: () => ok(routesView(current(), redact)) });
   admin.add({ method: 'GET', path: '/console/api/upstreams', handler: () => ok({ routes: upstreams() }) });
   admin.add({ method: 'GET', path: '/console/api/requests', handler: (req) => ok({ requests: filtered(rt.console.recent(Number(req.query.get('after') ?? 0) || 0), req), slowMs: SLOW_MS }) });
   admin.add({ method: 'GET', path: '/console/api/limits', handler: async () => ok(await limitsView(rt)) });
-  admin.add({ method: 'GET', path: '/console/api/events', handler: (req) => eventStream(req, rt, () => ({ overview: { ...overview(), series: rt.console.series() }, upstreams: upstreams() })) });
+  admin.add({ method: 'GET', path: '/console/api/events', handler: (req) => eventStream(req, rt, () => ({ overview: overview(), upstreams: upstreams() })) });
 }
 
 function ok(json: unknown): Reply {
