@@ -253,7 +253,7 @@ function renderUpstreams(routes) {
           el('td', {}, u.inFlight ?? '–'), el('td', { class: 'requests' }, u.requests), el('td', {}, u.failures),
           el('td', {}, fmt.ms(u.latencyMs.p50)), el('td', {}, fmt.ms(u.latencyMs.p95)), el('td', {}, fmt.ms(u.latencyMs.p99)),
           el('td', {}, breakerOf(u)),
-          el('td', {}, route.balanced ? actions(route.route, u) : el('span', { class: 'muted' }, 'needs the balancer plugin')));
+          el('td', {}, route.balanced ? actions(route.route, u) : el('span', { class: 'muted', title: 'drain, disable, enable and disconnect need the balancer plugin on this route' }, 'none')));
       })))))));
   if (refocus) $(refocus)?.focus();
   const select = $('#filter-upstream');
