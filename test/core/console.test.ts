@@ -198,3 +198,29 @@ describe('console admin routes', () => {
     await again.cancel();
   });
 });
+
+describe('console on an admin port of its own', () => {
+  test('the page and its data are served on the admin port and not on the proxy port', async () => {
+    const fleet = await startFleet(['solo']);
+    const sy = await startSwitchyard({
+      server: { store: 'memory://', admin: { key: KEY, port: 0 } },
+      routes: [{ name: 'main', match: { pathPrefix: '/' }, upstreams: [{ url: fleet.members[0]!.url, name: 'solo' }] }],
+    });
+    try {
+      const adminUrl = `http://127.0.0.1:${sy.yard.adminPort}`;
+      assert.equal((await fetch(`${adminUrl}/console`)).status, 200);
+      const onProxy = await (await fetch(`${sy.url}/console`)).json() as { upstream?: string };
+      assert.equal(onProxy.upstream, 'solo', 'the proxy port forwards /console like any path');
+      const stream = await fetch(`${adminUrl}/console/api/events`, { headers: { 'x-api-key': KEY } });
+      const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let text = '';
+      while (!/event: tick[^]*\n\n/.test(text)) text += (await reader.read()).value ?? '';
+      const tick = JSON.parse(/\ndata: (.*)\n/.exec(text)![1]!) as { overview: { inFlight: number; admin: { ownPort: boolean } } };
+      assert.deepEqual([tick.overview.inFlight, tick.overview.admin.ownPort], [0, true]);
+      await reader.cancel();
+    } finally {
+      await sy.stop();
+      await fleet.close();
+    }
+  });
+});
