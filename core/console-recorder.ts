@@ -171,11 +171,12 @@ export class ConsoleRecorder {
    * those, so it holds exactly what the log shows, with the same redaction).
    */
   record(ctx: RequestContext, status: number, line: AccessLine | undefined): void {
-    const now = Date.now();
-    const slot = Math.floor(now / (SLOT_SECONDS * 1000));
-    if (slot !== this.currentSlot) this.roll(slot);
-    const at = slot % SLOTS;
     const ms = ctx.timings.end ?? 0;
+    // The request's own clock instead of a call into the runtime: see clock().
+    const now = performance.timeOrigin + ctx.startedAt + ms;
+    const slot = Math.floor(now / (SLOT_SECONDS * 1000));
+    if (slot > this.currentSlot) this.roll(slot);
+    const at = slot % SLOTS;
     const cls = status >= 200 && status < 600 ? ((status / 100) | 0) - 1 : 0;
     this.counts[at * 5]!++;
     // Index 1..4: 2xx..5xx; 1xx falls in index 0 with the total only.
@@ -224,14 +225,14 @@ export class ConsoleRecorder {
   }
 
   /** Counts and latency of `upstreamId`'s requests, or undefined before its first. */
-  upstream(upstreamId: string, now = Date.now()): UpstreamTallyView | undefined {
+  upstream(upstreamId: string, now = clock()): UpstreamTallyView | undefined {
     return this.upstreams.get(upstreamId)?.view(now);
   }
 
   /** The last 15 minutes, oldest first, one point per 10 s slot (slots with no data included). */
-  series(now = Date.now()): SeriesPoint[] {
+  series(now = clock()): SeriesPoint[] {
     const slot = Math.floor(now / (SLOT_SECONDS * 1000));
-    if (slot !== this.currentSlot) this.roll(slot);
+    if (slot > this.currentSlot) this.roll(slot);
     const points: SeriesPoint[] = [];
     for (let s = slot - SLOTS + 1; s <= slot; s++) {
       const at = ((s % SLOTS) + SLOTS) % SLOTS;
@@ -282,8 +283,8 @@ export class ConsoleRecorder {
   }
 
   private sample(inFlight: number): void {
-    const slot = Math.floor(Date.now() / (SLOT_SECONDS * 1000));
-    if (slot !== this.currentSlot) this.roll(slot);
+    const slot = Math.floor(clock() / (SLOT_SECONDS * 1000));
+    if (slot > this.currentSlot) this.roll(slot);
     // The sample closes the slot it falls in: it describes the 10 s that just passed.
     const at = slot % SLOTS;
     const memory = process.memoryUsage();
@@ -298,7 +299,10 @@ export class ConsoleRecorder {
     return { p99: round(p99 / 1e6), max: round((this.eventLoop.count > 0 ? this.eventLoop.max : 0) / 1e6) };
   }
 
-  /** Moves to `slot`, emptying the slots skipped since the last request. */
+  /**
+   * Moves forward to `slot`, emptying the slots skipped since the last request. Never backwards: a
+   * request that ended just before a newer slot began still counts in its own one.
+   */
   private roll(slot: number): void {
     // The first request's slot is the first one used: slots before the start stay unused.
     const gap = this.currentSlot < 0 ? 1 : Math.min(slot - this.currentSlot, SLOTS);
@@ -312,6 +316,15 @@ export class ConsoleRecorder {
     }
     this.currentSlot = slot;
   }
+}
+
+/**
+ * Epoch ms on the monotonic clock that timestamps requests (ctx.startedAt). Every slot is placed
+ * by it, so a wall clock stepped by NTP cannot move the series backwards and clear slots; the
+ * cost is that after weeks up the times shown may drift a few seconds from the wall clock.
+ */
+function clock(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 function round(value: number): number {

@@ -134,7 +134,6 @@ function heldBy(reason: string | undefined): { plugin: string; reason: string }[
 function upstreamRows(rt: Runtime, pipeline: Pipeline, shared: Map<string, object>, redact: (text: string) => string) {
   const tables = shared.get(BALANCER_TABLES) as BalancerTables | undefined;
   const live = shared.get(LIVE_UPSTREAMS) as LiveUpstreams | undefined;
-  const now = Date.now();
   return pipeline.router.all.map((route: Route) => {
     const balanced = tables?.get(route.name);
     const views = new Map<string, UpstreamView>();
@@ -147,7 +146,7 @@ function upstreamRows(rt: Runtime, pipeline: Pipeline, shared: Map<string, objec
     const ids = new Set(list.map((u) => u.id));
     const rows = list.map((u) => {
       const health = rt.health.get(u);
-      const tally = rt.console.upstream(u.id, now);
+      const tally = rt.console.upstream(u.id);
       const view = views.get(u.id);
       return {
         id: redact(u.id),

@@ -15,7 +15,7 @@ const KEY = 'console-admin-key-0123456789';
 const SECRET = 'upstream-secret-value-9876';
 
 function finished(ms: number, upstreamId?: string): RequestContext {
-  return { timings: { end: ms }, upstream: upstreamId === undefined ? undefined : { id: upstreamId } } as unknown as RequestContext;
+  return { startedAt: performance.now() - ms, timings: { end: ms }, upstream: upstreamId === undefined ? undefined : { id: upstreamId } } as unknown as RequestContext;
 }
 
 function line(path: string, status: number): AccessLine {
