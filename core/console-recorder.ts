@@ -1,6 +1,6 @@
 // What the operator console (core/console.ts) shows that nothing else keeps: the last access log
 // lines, a rolling 15-minute series of requests, status classes and latency, per-upstream counts,
-// the process's memory and event-loop delay, and the last reloads.
+// the process's memory and event-loop delay (while a console is open), and the last reloads.
 //
 // `record()` runs once per finished request whether or not a console is open, so it does a fixed
 // amount of work into preallocated typed arrays: no allocation, no loop over anything that grows
@@ -147,14 +147,12 @@ export class ConsoleRecorder {
   /** Starts the 10 s sampling of memory, event-loop delay and `inFlight()`; an unref'd timer. */
   start(inFlight: () => number, firstReload: ReloadStatus): void {
     this.reloadHistory.push(firstReload);
-    this.eventLoop.enable();
     const sample = () => this.sample(inFlight());
     this.sampler = setInterval(sample, SLOT_SECONDS * 1000).unref();
   }
 
   close(): void {
     clearInterval(this.sampler);
-    this.eventLoop.disable();
     this.endStreams();
   }
 
@@ -162,8 +160,14 @@ export class ConsoleRecorder {
   endStreams(): void {
     for (const listener of [...this.listeners]) listener('end');
     this.listeners.clear();
+    this.stopTicking();
+  }
+
+  private stopTicking(): void {
     clearInterval(this.ticker);
     this.ticker = undefined;
+    this.eventLoop.disable();
+    this.eventLoop.reset();
   }
 
   /**
@@ -267,14 +271,15 @@ export class ConsoleRecorder {
   /** A console's event stream subscribes while it is open; the sampler and lines call nothing otherwise. */
   subscribe(listener: ConsoleListener): () => void {
     this.listeners.add(listener);
+    // The delay monitor's 20 ms timer wakes the process 50 times a second: only for a watcher.
+    if (this.ticker === undefined) this.eventLoop.enable();
     this.ticker ??= setInterval(() => {
       for (const each of [...this.listeners]) each('tick');
     }, TICK_MS).unref();
     return () => {
       this.listeners.delete(listener);
       if (this.listeners.size > 0) return;
-      clearInterval(this.ticker);
-      this.ticker = undefined;
+      this.stopTicking();
     };
   }
 
@@ -288,7 +293,8 @@ export class ConsoleRecorder {
     // The sample closes the slot it falls in: it describes the 10 s that just passed.
     const at = slot % SLOTS;
     const memory = process.memoryUsage();
-    const delay = this.delay();
+    // The delay is only measured while a console is open (see subscribe()).
+    const delay = this.ticker === undefined ? { p99: Number.NaN, max: Number.NaN } : this.delay();
     this.eventLoop.reset();
     this.gauges.set([inFlight, memory.rss, memory.heapUsed, delay.p99, delay.max], at * 5);
   }
