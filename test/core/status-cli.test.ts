@@ -24,7 +24,7 @@ async function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code:
   return { code, stdout, stderr };
 }
 
-describe('switchyard status', { timeout: 60_000 }, () => {
+describe('switchyard status', { timeout: 240_000 }, () => {
   let fleet: Fleet;
   let sy: RunningSwitchyard;
   let base: string;
