@@ -13,6 +13,7 @@ import { argumentProblem } from './args.js';
 import { startBanner } from './banner.js';
 import { healthCommand, writeHealthFile } from './health.js';
 import { PROBE_USAGE, probeCommand, ProbeUsageError } from './probe.js';
+import { STATUS_USAGE, statusCommand } from './status.js';
 
 const catalogs: Catalogs = { plugins: builtinPlugins, presets };
 const DEFAULT_CONFIG_FILES = ['switchyard.yaml', 'switchyard.yml', 'switchyard.json'];
@@ -52,6 +53,10 @@ names (its own port, admin port and prefix, http or https); else http://127.0.0.
   presets: `Usage: switchyard presets
 
 Lists the presets with the environment variables each reads.`,
+  status: `Usage: ${STATUS_USAGE}
+
+The overview and upstream table of a running switchyard, read from its admin API (the console's
+data): once, or refreshing with --watch. The admin key from --key, SWITCHYARD_ADMIN_KEY or ADMIN_KEY.`,
   import: `Usage: switchyard import speedmimi FILE
 
 Prints a Switchyard config equivalent to another proxy's config file, with a comment line per
@@ -65,6 +70,7 @@ const USAGE = `Usage:
   switchyard health [URL]
   switchyard import speedmimi FILE
   ${PROBE_USAGE}
+  ${STATUS_USAGE}
   switchyard --version
 Every command takes --env-file FILE (default: ./.env when it exists) and --help.
 Presets: ${PRESET_NAMES}. Docs: README.md and docs/, shipped in the package.`;
@@ -98,6 +104,8 @@ async function main(argv: string[]): Promise<number> {
       return importConfig(rest);
     case 'health':
       return healthCommand(rest);
+    case 'status':
+      return statusCommand(rest);
     case 'presets':
       for (const [name, preset] of Object.entries(presets)) console.log(`${name.padEnd(12)} ${preset.description}`);
       return 0;

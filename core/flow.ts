@@ -290,16 +290,22 @@ function finish(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, bytesSent:
       failed(err);
     }
   }
-  if (pipeline.accessLog) logRequest(pipeline, rt, ctx, completed);
+  recordFinished(pipeline, rt, ctx, completed);
   pipeline.release();
 }
 
-export function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, completed: boolean): void {
+/** A request or upgrade has ended: its access log line, and its row in the console's ring. */
+export function recordFinished(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, completed: boolean): void {
   // Cut short by the upstream (idle timeout, reset mid-body) is the upstream's failure, not a client abort.
   const status = completed ? ctx.res.statusCode : ctx.error && ctx.error.code !== 'SY_ERR_CLIENT_ABORTED' ? ctx.error.status : 499;
+  rt.console.record(ctx, status, pipeline.accessLog ? logRequest(pipeline, rt, ctx, status) : undefined);
+}
+
+/** Writes the access log line; hands it back for the console's ring (core/console-recorder.ts). */
+function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, status: number): AccessLine | undefined {
   const level = status >= 500 ? 'warn' : 'info';
   // LOG_LEVEL=warn and above: no line to build, no path to redact.
-  if (!rt.logger.isLevelEnabled(level)) return;
+  if (!rt.logger.isLevelEnabled(level)) return undefined;
   const line: AccessLine = {
     requestId: ctx.id,
     traceId: ctx.traceId,
@@ -317,6 +323,7 @@ export function logRequest(pipeline: Pipeline, rt: Runtime, ctx: RequestContext,
     userAgent: userAgentOf(ctx, pipeline),
   };
   rt.accessLog(level, line, ctx.logFields, 'request');
+  return line;
 }
 
 /** Longest User-Agent kept on an access line: enough to tell clients apart, bounded against abuse. */

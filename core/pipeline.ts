@@ -7,6 +7,8 @@ import type { AccessLogWriter } from './access-log.js';
 import { AdminRouter } from './admin.js';
 import { ClientIpResolver, type RealIpHeader } from './client-ip.js';
 import type { ContextSettings } from './context.js';
+import { addConsoleRoutes } from './console.js';
+import type { ConsoleRecorder } from './console-recorder.js';
 import { redactConfig, redactString, type LoadedConfig, type LoadedPlugin } from './config/load.js';
 import type { TimeoutsConfig } from './config/schema.js';
 import { Errors, SwitchyardError } from './errors.js';
@@ -67,6 +69,8 @@ export interface Runtime {
   lastReload: ReloadStatus;
   /** Reload attempts that were applied or rejected (an unchanged file is neither). */
   readonly reloads: { ok: number; failed: number };
+  /** What the operator console shows that nothing else keeps (core/console-recorder.ts). */
+  readonly console: ConsoleRecorder;
   /** Serves an in-process request (`api.inject`) on the pipeline serving at the time: admin paths
    *  by the admin router, the rest by the pipeline. Set by the server. */
   dispatch: Dispatch;
@@ -126,6 +130,7 @@ export class Pipeline {
 
     const disposers: Dispose[] = [];
     const shared = new Map<string, object>();
+    addConsoleRoutes(admin, loaded, rt, () => built!, shared);
     let settingUp = true;
     const setup = async (plugin: LoadedPlugin, stages: Stages, route: Route | undefined) => {
       const api = createPluginApi(plugin, stages, route, loaded, rt, admin, shared, () => settingUp);

@@ -10,6 +10,7 @@ import pino, { type Logger } from 'pino';
 import { accessLogWriter } from './access-log.js';
 import { loadConfig, redactString, type Catalogs, type ConfigSource, type LoadedConfig } from './config/load.js';
 import { ConfigWatcher } from './config/watch.js';
+import { ConsoleRecorder } from './console-recorder.js';
 import { HttpProxyEngine } from './forward.js';
 import { UndiciEngine } from './forward-undici.js';
 import { createListener, type TlsPair, type TlsReloadResult } from './listener.js';
@@ -123,6 +124,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
       tunnels: new Set(),
       lastReload: { ok: true, at: Date.now(), generation: 1, trigger: 'start' },
       reloads: { ok: 0, failed: 0 },
+      console: new ConsoleRecorder(),
       // Until the server exists (a plugin's setup), there is no pipeline to serve on yet.
       dispatch: (_req, res) => {
         res.writeHead(503, { 'content-type': 'application/json; charset=utf-8' });
@@ -149,6 +151,11 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
       if (current.admin.owns(query === -1 ? path : path.slice(0, query))) handleAdminRequest(current, req, res);
       else handleRequest(current, rt, req, res, true);
     };
+
+    rt.console.start(() => yard.pipeline.activeRequests, rt.lastReload);
+    yard.on('reload', (result) => {
+      if (!result.unchanged) rt.console.noteReload(rt.lastReload);
+    });
 
     server.listen(serverConfig.port, serverConfig.host);
     await once(server, 'listening');
@@ -341,6 +348,7 @@ export class Switchyard extends EventEmitter<{ reload: [ReloadResult]; tls: [Tls
       // answer; an idle one closed at once could cross a request its client is sending just then.
       await new Promise((resolve) => setTimeout(resolve, this.keepAliveGraceMs));
     }
+    this.rt.console.close();
     const closed = Promise.all([closeServer(this.server), this.adminServer ? closeServer(this.adminServer) : undefined]);
     this.server.closeIdleConnections();
     let timer: NodeJS.Timeout | undefined;

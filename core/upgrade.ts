@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RequestContext } from './context.js';
 import { SwitchyardError } from './errors.js';
-import { askErrorStage, engineFor, logRequest, prepareOutgoing, selectUpstream } from './flow.js';
+import { askErrorStage, engineFor, prepareOutgoing, recordFinished, selectUpstream } from './flow.js';
 import type { Pipeline, Runtime } from './pipeline.js';
 import { runBail, runSeries, type Plan } from './plan.js';
 import { refusedRequestHead } from './request-head.js';
@@ -122,6 +122,6 @@ function finish(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, bytesSent:
       ctx.log.error({ err }, 'a done tap failed');
     }
   }
-  if (pipeline.accessLog) logRequest(pipeline, rt, ctx, ctx.res.writableFinished);
+  recordFinished(pipeline, rt, ctx, ctx.res.writableFinished);
   pipeline.release();
 }
