@@ -190,7 +190,7 @@ describe('console admin routes', () => {
     const resumed = await call('/console/api/events', { headers: { 'last-event-id': String(id) } });
     const again = resumed.body!.pipeThrough(new TextDecoderStream()).getReader();
     let next = '';
-    while (!/event: tick[^]*\n\n/.test(next)) next += (await again.read()).value ?? '';
+    while (!/event: tick[\s\S]*\n\n/.test(next)) next += (await again.read()).value ?? '';
     const missed = JSON.parse(/\ndata: (.*)\n/.exec(next)![1]!) as { requests: { path: string; seq: number }[]; overview: { reloads: { trigger: string }[] } };
     assert.ok(missed.requests.some((r) => r.path === '/after-reload'), 'the line written while disconnected arrives');
     assert.ok(missed.requests.every((r) => r.seq > id));
@@ -214,7 +214,7 @@ describe('console on an admin port of its own', () => {
       const stream = await fetch(`${adminUrl}/console/api/events`, { headers: { 'x-api-key': KEY } });
       const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
       let text = '';
-      while (!/event: tick[^]*\n\n/.test(text)) text += (await reader.read()).value ?? '';
+      while (!/event: tick[\s\S]*\n\n/.test(text)) text += (await reader.read()).value ?? '';
       const tick = JSON.parse(/\ndata: (.*)\n/.exec(text)![1]!) as { overview: { inFlight: number; admin: { ownPort: boolean } } };
       assert.deepEqual([tick.overview.inFlight, tick.overview.admin.ownPort], [0, true]);
       await reader.cancel();
