@@ -201,7 +201,7 @@ describe('balancer preset: the Go proxy admin API', () => {
 
   test('every path works over HTTP, and runtime changes survive a reload', async () => {
     fleet = await startFleet(['a', 'b', 'c', 'd']);
-    const [a, b, c, d] = fleet.urls;
+    const [a, b, c, d] = fleet.urls as [string, string, string, string];
     const dir = mkdtempSync(join(tmpdir(), 'switchyard-balancer-'));
     configFile = join(dir, 'switchyard.yaml');
     const fileConfig = { preset: 'balancer', server: { accessLog: false } };
