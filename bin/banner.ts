@@ -11,16 +11,34 @@ export function startBanner(summary: RunningSummary): string {
   }
   if (summary.globalPlugins.length > 0) lines.push(`  plugins on every route: ${summary.globalPlugins.join(', ')}`);
   const base = summary.adminUrl ?? summary.url;
-  const open = summary.admin.paths.filter((path) => path.public).map((path) => path.path);
-  const guarded = summary.admin.paths.filter((path) => !path.public).map((path) => path.path);
-  lines.push('', `  admin ${base}: ${[...new Set(open)].join(', ')} (public)`);
+  const open = briefly(summary.admin.paths.filter((path) => path.public).map((path) => path.path));
+  const guarded = briefly(summary.admin.paths.filter((path) => !path.public).map((path) => path.path));
+  lines.push('', `  admin ${base}: ${open.join(', ')} (public)`);
   if (guarded.length > 0) {
     const key = summary.admin.keySet
       ? 'need the admin key (X-API-Key or Authorization: Bearer)'
       : `refuse: no admin key is set (set ${summary.admin.keyVariable})`;
-    lines.push(`        ${[...new Set(guarded)].join(', ')} ${key}`);
+    lines.push(`        ${guarded.join(', ')} ${key}`);
   }
   lines.push(`  store  ${summary.store}`);
   if (summary.configFile !== undefined) lines.push(`  config ${summary.configFile}${summary.watching ? ' (watched: saved changes apply live)' : ' (not watched; SIGHUP reloads it)'}`);
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Admin paths as a person wants them listed: a page's files (`/console/uplot.js`) are not listed
+ * beside the page, and three or more paths in one folder (`/console/api/…`) become `folder/*`.
+ */
+function briefly(paths: string[]): string[] {
+  const pages = [...new Set(paths)].filter((path) => !/\.[a-z]+$/.test(path));
+  const byFolder = new Map<string, number>();
+  for (const path of pages) {
+    const folder = path.slice(0, path.lastIndexOf('/'));
+    if (folder !== '') byFolder.set(folder, (byFolder.get(folder) ?? 0) + 1);
+  }
+  const listed = pages.map((path) => {
+    const folder = path.slice(0, path.lastIndexOf('/'));
+    return (byFolder.get(folder) ?? 0) >= 3 ? `${folder}/*` : path;
+  });
+  return [...new Set(listed)];
 }

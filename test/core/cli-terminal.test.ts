@@ -67,8 +67,8 @@ test('--pretty prints a start banner with the URL, routes, admin paths, store an
     assert.ok(url, text);
     assert.match(text, new RegExp(`route api\\s+pathPrefix /api\\s+→\\s+${upstream.url.replace(/\./g, '\\.')}`));
     assert.match(text, /plugins: cors/);
-    assert.match(text, /admin http:\/\/127\.0\.0\.1:\d+: \/health, \/status \(public\)/);
-    assert.match(text, /\/config refuse: no admin key is set \(set ADMIN_KEY\)/);
+    assert.match(text, /admin http:\/\/127\.0\.0\.1:\d+: \/health, \/status, \/console \(public\)/);
+    assert.match(text, /\/config, \/workers\/roll, \/console\/api\/\* refuse: no admin key is set \(set ADMIN_KEY\)/, 'a page\'s files are left out, a folder of data routes is one entry');
     assert.match(text, /store {2}memory:\/\//);
     assert.match(text, new RegExp(`config ${join(dir, 'switchyard.yaml')} \\(watched`));
     const listening = lines.find((line) => line.includes('listening') && !line.startsWith('switchyard'));
