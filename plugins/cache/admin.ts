@@ -47,6 +47,8 @@ interface KeyRow {
   storedAt: string;
   expiresAt: string;
   tiers: string[];
+  /** Answers served from the entry since it entered memory (0 for one only on disk). */
+  hits: number;
 }
 
 function addAdminRoutes(api: PluginApi, instances: Map<string, CacheInstance>): void {
@@ -121,19 +123,24 @@ function rows(instances: CacheInstance[], persistent: PersistentTier | undefined
   const byId = new Map<string, KeyRow>();
   const iso = (ms: number) => new Date(ms).toISOString();
   for (const [id, meta] of persistent?.entries() ?? []) {
-    byId.set(id, { key: meta.key, route: meta.route, id, size: meta.size, storedAt: iso(meta.storedAt), expiresAt: iso(meta.freshUntil), tiers: ['persistent'] });
+    byId.set(id, { key: meta.key, route: meta.route, id, size: meta.size, storedAt: iso(meta.storedAt), expiresAt: iso(meta.freshUntil), tiers: ['persistent'], hits: 0 });
   }
   for (const instance of instances) {
     for (const entry of instance.memory.entries()) {
       const row = byId.get(entry.id);
-      if (row) row.tiers.unshift('memory');
-      else byId.set(entry.id, { key: entry.key, route: entry.route, id: entry.id, size: entry.body.length, storedAt: iso(entry.storedAt), expiresAt: iso(freshUntil(entry)), tiers: ['memory'] });
+      if (row) {
+        row.tiers.unshift('memory');
+        row.hits = entry.hits;
+      } else byId.set(entry.id, { key: entry.key, route: entry.route, id: entry.id, size: entry.body.length, storedAt: iso(entry.storedAt), expiresAt: iso(freshUntil(entry)), tiers: ['memory'], hits: entry.hits });
     }
   }
   return [...byId.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.route < b.route ? -1 : 1));
 }
 
 function listing(req: AdminRequest, all: KeyRow[]): Reply {
+  const sort = req.query.get('sort') ?? 'key';
+  if (sort === 'hits') all.sort((a, b) => b.hits - a.hits);
+  else if (sort !== 'key') throw new SwitchyardError('SY_ERR_BAD_REQUEST', 'sort is key (the default) or hits');
   const limit = Math.min(Math.max(Number(req.query.get('limit') ?? 100) || 100, 1), 1000);
   const offset = Math.max(Number(req.query.get('offset') ?? 0) || 0, 0);
   const now = clock.now();

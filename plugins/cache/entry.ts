@@ -39,10 +39,12 @@ export interface CachedEntry {
   readonly dated: Readonly<OutgoingHttpHeaders> | undefined;
   /** The last answer's head with its Age and X-Cache (respond.ts): the next reuses it while they stay the same. */
   lastAnswer: { age: number; xCache: string; head: PreparedHead } | undefined;
+  /** Answers served from this entry since it entered memory (the console's top keys by hits). */
+  hits: number;
 }
 
 /** What an entry is made of; the rest is derived from it. */
-export type EntryFields = Omit<CachedEntry, 'head' | 'dated' | 'lastAnswer'>;
+export type EntryFields = Omit<CachedEntry, 'head' | 'dated' | 'lastAnswer' | 'hits'>;
 
 /**
  * An entry with its prepared head; undefined when a header could not be written (a name or value
@@ -59,6 +61,7 @@ export function newEntry(f: EntryFields): CachedEntry | undefined {
     id: f.id, key: f.key, route: f.route, vary: f.vary, varyNames: f.varyNames, varyValues: f.varyValues, status: f.status, headers: f.headers, body: f.body,
     storedAt: f.storedAt, ttl: f.ttl, initialAge: f.initialAge, keepUntil: f.keepUntil, head,
     dated: typeof f.headers.date === 'string' ? Object.freeze({ date: f.headers.date }) : undefined, lastAnswer: undefined,
+    hits: 0,
   };
 }
 

@@ -184,6 +184,7 @@ export class ResponseCache implements CacheInstance {
     const now = clock.now();
     if (found && now < freshUntil(found)) {
       counters.hit(tier, found.body.length);
+      found.hits++;
       return answer(ctx, found, 'HIT', counters);
     }
     if (found) {
@@ -191,6 +192,7 @@ export class ResponseCache implements CacheInstance {
       const allowed = staleAllowance(found.headers, this.options);
       if (late < allowed.whileRevalidate * 1000) {
         counters.stale++;
+        found.hits++;
         this.refresh(ctx, st.key!);
         return answer(ctx, found, 'STALE', counters);
       }

@@ -105,6 +105,7 @@ export interface KeyRow {
   size: number;
   tiers: string[];
   expired: boolean;
+  hits: number;
 }
 
 export async function keys(sy: RunningSwitchyard, query = ''): Promise<{ total: number; keys: KeyRow[] }> {

@@ -352,6 +352,19 @@ describe('purging and admin', () => {
     assert.ok(sy.logs.some((l) => l.audit === 'cache.purge' && l.key === 'GET /p?a=2&b=1'));
   });
 
+  test('keys sorted by hits list the most answered entry first, with the answers each served', async () => {
+    const { sy } = await upstreamAnd({ ttl: 60 });
+    const times: Record<string, number> = { '/top/a': 1, '/top/b': 4, '/top/c': 2 };
+    for (const [path, n] of Object.entries(times)) for (let i = 0; i < n; i++) assert.equal((await get(sy, path)).status, 200);
+    const byHits = await keys(sy, '?sort=hits');
+    // The first request of each was the miss that stored it: hits are the answers after it.
+    assert.deepEqual(byHits.keys.map((k) => [k.key, k.hits]), [['GET /top/b', 3], ['GET /top/c', 1], ['GET /top/a', 0]]);
+    assert.deepEqual((await keys(sy)).keys.map((k) => k.key), ['GET /top/a', 'GET /top/b', 'GET /top/c']);
+    const bad = await get(sy, '/cache/keys?sort=size', { headers: ADMIN });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json<{ error: string }>().error, /sort is key .* or hits/);
+  });
+
   test('keys are listed and searched; a full clear needs confirm=yes, a prefix or key clear does not; each clear is audited without the admin key', async () => {
     const { sy } = await upstreamAnd({ ttl: 60 });
     for (const path of ['/img/1', '/img/2', '/api/a', '/api/b?z=1&y=2']) await get(sy, path);
