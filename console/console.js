@@ -290,7 +290,7 @@ async function act(name, route, u) {
 // ---- cache ---------------------------------------------------------------------------------
 
 async function refreshCache() {
-  const [info, keys] = await Promise.all([api('GET', '/cache/info'), api('GET', '/cache/keys?limit=50')]);
+  const [info, keys] = await Promise.all([api('GET', '/cache/info'), api('GET', '/cache/keys?sort=hits&limit=50')]);
   if (info.status === 404) { $('#cache-missing').hidden = false; $('#cache-body').hidden = true; return; }
   $('#cache-missing').hidden = true;
   $('#cache-body').hidden = false;
@@ -308,7 +308,7 @@ async function refreshCache() {
     ...(c.persistent ? [el('tr', {}, el('td', {}, 'persistent'), el('td', {}, 'all'), el('td', {}, c.persistent.entries), el('td', {}, fmt.bytes(c.persistent.bytes)), el('td', {}, c.persistent.available ? 'available' : 'unavailable'))] : []),
   ]);
   fill($('#cache-keys tbody'), (keys.json?.keys ?? []).map((k) => el('tr', { 'data-key': k.key },
-    el('td', { class: 'wrap' }, k.key), el('td', {}, k.route), el('td', {}, fmt.bytes(k.size)), el('td', {}, k.tiers.join(', ')), el('td', {}, k.expired ? 'expired' : new Date(k.expiresAt).toLocaleTimeString()))));
+    el('td', { class: 'wrap' }, k.key), el('td', {}, k.route), el('td', {}, k.hits), el('td', {}, fmt.bytes(k.size)), el('td', {}, k.tiers.join(', ')), el('td', {}, k.expired ? 'expired' : new Date(k.expiresAt).toLocaleTimeString()))));
   // The hit ratio over the lookups between two refreshes.
   const lookups = c.total.hits.total + c.total.misses + c.total.expired;
   const last = state.hitRatio.last;

@@ -125,9 +125,12 @@ describe('operator console in Chromium', { skip: missing('chromium'), timeout: 1
   });
 
   test('purging a cache prefix removes those entries and keeps the others', async (t) => {
-    for (const path of ['/static/x/1', '/static/x/2', '/static/y/1']) await (await fetch(`${sy.url}${path}`)).text();
+    // /static/y/1 is asked three times: stored once, then two hits put it on top.
+    for (const path of ['/static/x/1', '/static/x/2', '/static/y/1', '/static/y/1', '/static/y/1']) await (await fetch(`${sy.url}${path}`)).text();
     await open('cache');
     await page.waitForSelector('#cache-keys tr[data-key="GET /static/x/1"]');
+    const top = await page.$$eval('#cache-keys tbody tr', (rows) => rows.map((r) => [r.getAttribute('data-key'), r.children[2]!.textContent]));
+    assert.deepEqual(top[0], ['GET /static/y/1', '2']);
     await page.fill('#purge-value', '/static/x/');
     await page.click('#purge-form button[type=submit]');
     await page.waitForSelector('#purge-result:has-text("Removed 2 from memory")');
