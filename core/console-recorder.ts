@@ -100,11 +100,11 @@ class UpstreamTally {
   previous = new Uint32Array(BUCKETS);
   windowStart = 0;
 
-  add(ms: number, failed: boolean, now: number): void {
+  add(bucket: number, failed: boolean, now: number): void {
     this.requests++;
     if (failed) this.failures++;
     if (now - this.windowStart >= UPSTREAM_WINDOW_MS) this.turn(now);
-    this.current[bucketOf(ms)]!++;
+    this.current[bucket]!++;
   }
 
   turn(now: number): void {
@@ -188,12 +188,13 @@ export class ConsoleRecorder {
     this.counts[at * 5]!++;
     // Index 1..4: 2xx..5xx; 1xx falls in index 0 with the total only.
     if (cls > 0) this.counts[at * 5 + cls]!++;
-    this.latency[at * BUCKETS + bucketOf(ms)]!++;
+    const bucket = bucketOf(ms);
+    this.latency[at * BUCKETS + bucket]!++;
     const upstream = ctx.upstream;
     if (upstream !== undefined) {
       let tally = this.upstreams.get(upstream.id);
       if (tally === undefined) this.upstreams.set(upstream.id, (tally = new UpstreamTally()));
-      tally.add(ms, status >= 500, now);
+      tally.add(bucket, status >= 500, now);
     }
     if (line !== undefined) {
       const pos = this.nextSeq++ % RING_SIZE;
