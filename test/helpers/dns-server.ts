@@ -33,6 +33,8 @@ export interface TestDnsServer {
   readonly events: EventEmitter;
   /** `name`'s A records from now on (an empty list: NOERROR with no answers); clears a failure. */
   setA(name: string, addresses: readonly string[], ttl?: number): void;
+  /** `name`'s AAAA records from now on; clears a failure. */
+  setAaaa(name: string, addresses: readonly string[], ttl?: number): void;
   /** `name`'s SRV records from now on; clears a failure. */
   setSrv(name: string, targets: readonly SrvTarget[], ttl?: number): void;
   /** Every question about `name` fails this way until records are set again. */
@@ -44,6 +46,7 @@ export interface TestDnsServer {
 
 interface Zone {
   a: { addresses: readonly string[]; ttl: number } | undefined;
+  aaaa: { addresses: readonly string[]; ttl: number } | undefined;
   srv: { targets: readonly SrvTarget[]; ttl: number } | undefined;
   failure: Failure | undefined;
 }
@@ -59,7 +62,7 @@ export async function startDnsServer(): Promise<TestDnsServer> {
     const key = name.toLowerCase();
     let found = zones.get(key);
     if (!found) {
-      found = { a: undefined, srv: undefined, failure: undefined };
+      found = { a: undefined, aaaa: undefined, srv: undefined, failure: undefined };
       zones.set(key, found);
     }
     return found;
@@ -81,6 +84,9 @@ export async function startDnsServer(): Promise<TestDnsServer> {
       const answers: dnsPacket.Answer[] = [];
       if (!failure && question.type === 'A' && known?.a) {
         for (const address of known.a.addresses) answers.push({ type: 'A', name: question.name, ttl: known.a.ttl, data: address });
+      }
+      if (!failure && question.type === 'AAAA' && known?.aaaa) {
+        for (const address of known.aaaa.addresses) answers.push({ type: 'AAAA', name: question.name, ttl: known.aaaa.ttl, data: address });
       }
       if (!failure && question.type === 'SRV' && known?.srv) {
         for (const t of known.srv.targets) answers.push({ type: 'SRV', name: question.name, ttl: known.srv.ttl, data: { target: t.target, port: t.port, weight: t.weight ?? 1, priority: t.priority ?? 0 } });
@@ -110,6 +116,11 @@ export async function startDnsServer(): Promise<TestDnsServer> {
     setA(name, addresses, ttl = 1) {
       const z = zone(name);
       z.a = { addresses, ttl };
+      z.failure = undefined;
+    },
+    setAaaa(name, addresses, ttl = 1) {
+      const z = zone(name);
+      z.aaaa = { addresses, ttl };
       z.failure = undefined;
     },
     setSrv(name, targets, ttl = 1) {

@@ -272,6 +272,44 @@ test('a record with an hour\'s TTL is looked up again within dns.maxTtl', async 
   }
 });
 
+test('A and AAAA records both become members, an IPv6 one in brackets', async () => {
+  const NAME = 'dual.test';
+  const { port, backends, close } = await startBackends(['127.0.0.1', '::1']);
+  dns.setA(NAME, ['127.0.0.1'], 1);
+  dns.setAaaa(NAME, ['::1'], 1);
+  const proxy = await startProxy(config(dns, { url: `dns+http://${NAME}:${port}/base` }));
+  try {
+    const view = await discovery(proxy);
+    assert.deepEqual(view.upstreams.map((u) => u.id).sort(), [`main/http://127.0.0.1:${port}/base`, `main/http://[::1]:${port}/base`]);
+    for (let i = 0; i < 4; i++) assert.equal((await fetch(`${proxy.url}/x`)).status, 200);
+    assert.deepEqual([backends.get('127.0.0.1')!.hits, backends.get('::1')!.hits], [2, 2]);
+  } finally {
+    await proxy.stop();
+    await close();
+  }
+});
+
+test('a config reload keeps the discovered members at once, even while the DNS server is silent', async () => {
+  const NAME = 'reload.test';
+  const { port, close } = await startBackends(['127.0.0.2']);
+  dns.setA(NAME, ['127.0.0.2'], 1);
+  const cfg = config(dns, { url: `dns+http://${NAME}:${port}` });
+  const proxy = await startProxy(cfg);
+  try {
+    assert.equal(await (await fetch(`${proxy.url}/x`)).text(), '127.0.0.2');
+    dns.fail(NAME, 'silent');
+    proxy.writeConfig({ ...cfg, server: { ...(cfg.server as object), accessLog: false } });
+    const reload = await proxy.yard.reload();
+    assert.equal(reload.ok, true, JSON.stringify(reload));
+    const view = await discovery(proxy);
+    assert.deepEqual(view.discovery[0]!.members, [`main/http://127.0.0.2:${port}`]);
+    assert.equal(await (await fetch(`${proxy.url}/x`)).text(), '127.0.0.2');
+  } finally {
+    await proxy.stop();
+    await close();
+  }
+});
+
 test('an SRV name gives one member per target, with the target\'s port and weight', async () => {
   const a = await startBackends(['127.0.0.1']);
   const b = await startBackends(['127.0.0.1']);
