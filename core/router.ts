@@ -30,7 +30,8 @@ export function buildRoute(config: RouteConfig, defaults: TimeoutsConfig, baseDi
 
 /** Turns an upstream's config into an Upstream of the named route. */
 export function buildUpstream(routeName: string, config: RouteConfig['upstreams'][number], baseDir: string): Upstream {
-  const target = new URL(config.url);
+  const { url, discover } = discoveryOf(config);
+  const target = new URL(url);
   const shown = `${target.protocol}//${target.host}${target.pathname === '/' ? '' : target.pathname}`;
   return {
     id: `${routeName}/${shown}`,
@@ -41,7 +42,15 @@ export function buildUpstream(routeName: string, config: RouteConfig['upstreams'
     priority: config.priority ?? 0,
     meta: config.meta ?? {},
     tls: config.tls ? { ca: config.tls.ca ? readFileSync(resolve(baseDir, config.tls.ca), 'utf8') : undefined, insecure: config.tls.insecure ?? false } : undefined,
+    ...(discover ? { discover } : {}),
   };
+}
+
+/** `dns+http://…` is `http://…` with `discover: dns`, `dns+srv+http://…` with `discover: srv`. */
+export function discoveryOf(config: { url: string; discover?: 'dns' | 'srv' }): { url: string; discover: 'dns' | 'srv' | undefined } {
+  const scheme = /^dns\+(srv\+)?/.exec(config.url);
+  if (!scheme) return { url: config.url, discover: config.discover };
+  return { url: config.url.slice(scheme[0].length), discover: scheme[1] ? 'srv' : 'dns' };
 }
 
 export class Router {

@@ -21,6 +21,12 @@ export interface Upstream {
   readonly meta: Readonly<Record<string, unknown>>;
   /** How to trust an https upstream: a CA (PEM text) and/or no verification. */
   readonly tls?: { readonly ca?: string; readonly insecure: boolean };
+  /**
+   * Set when the host is a name to expand into one member per address (`dns`: A/AAAA records;
+   * `srv`: SRV targets). The balancer does that and publishes the members as the route's live set
+   * (live-upstreams.ts); without a balancer the upstream is forwarded to as a plain URL.
+   */
+  readonly discover?: 'dns' | 'srv';
 }
 
 /** A route: how requests are matched and where they go. Built from the config or by a plugin. */

@@ -10,10 +10,12 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import YAML from 'yaml';
 import { checkRange } from '../client-ip.js';
+import { dnsServerProblem } from '../dns.js';
 import { ConfigError } from '../errors.js';
 import { isPluginDefinition, type PluginDefinition } from '../plugin.js';
 import { configSchema, type PluginRef, type SwitchyardConfig } from './schema.js';
 import { didYouMean } from './suggest.js';
+import { discoveryOf } from '../router.js';
 
 /** Built-in plugins by name, imported only when a config names them. */
 export type PluginCatalog = Readonly<Record<string, () => Promise<PluginDefinition<never>>>>;
@@ -242,6 +244,10 @@ function checkSemantics(config: LoadedConfig['config'], baseDir: string, problem
   if (requestTimeout > 0 && headersTimeout > requestTimeout) {
     problems.push(`${displayPath('/server/limits/headersTimeout')}: ${headersTimeout} is longer than server.limits.requestTimeout (${requestTimeout}); the head is part of the request`);
   }
+  for (const [index, entry] of (config.server.dns?.servers ?? []).entries()) {
+    const problem = dnsServerProblem(entry);
+    if (problem) problems.push(`${displayPath(`/server/dns/servers/${index}`)}: ${problem}`);
+  }
   checkFile(config.server.tls?.cert, '/server/tls/cert');
   checkFile(config.server.tls?.key, '/server/tls/key');
   const seen = new Set<string>();
@@ -250,10 +256,14 @@ function checkSemantics(config: LoadedConfig['config'], baseDir: string, problem
     seen.add(route.name);
     for (const [u, upstream] of route.upstreams.entries()) {
       checkFile(upstream.tls?.ca, `/routes/${index}/upstreams/${u}/tls/ca`);
+      const { url, discover } = discoveryOf(upstream);
       try {
-        new URL(upstream.url);
+        new URL(url);
       } catch {
         problems.push(`${displayPath(`/routes/${index}/upstreams/${u}/url`)}: "${upstream.url}" is not a valid URL`);
+      }
+      if (upstream.discover !== undefined && discover !== upstream.discover) {
+        problems.push(`${displayPath(`/routes/${index}/upstreams/${u}/discover`)}: "${upstream.discover}" contradicts the URL's scheme, which says ${discover}`);
       }
     }
   }

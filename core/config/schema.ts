@@ -50,7 +50,14 @@ const pluginRefSchema = {
 const upstreamSchema = {
   type: 'object',
   properties: {
-    url: { type: 'string', pattern: '^https?://[^\\s/]+', description: 'Origin and optional base path, e.g. http://10.0.0.5:9000 or https://api.example.com/v1' },
+    url: {
+      type: 'string', pattern: '^(dns\\+(srv\\+)?)?https?://[^\\s/]+',
+      description: 'Origin and optional base path, e.g. http://10.0.0.5:9000 or https://api.example.com/v1; dns+http://name:port and dns+srv+http://_service._tcp.name are short for `discover`.',
+    },
+    discover: {
+      type: 'string', enum: ['dns', 'srv'],
+      description: 'The balancer expands this upstream into one member per address the host name resolves to: dns = its A/AAAA records (port from the URL), srv = its SRV targets (their ports and weights).',
+    },
     name: { type: 'string', description: 'Shown in logs and admin output; defaults to the URL without credentials.' },
     weight: { type: 'number', exclusiveMinimum: 0, default: 1 },
     priority: { type: 'integer', minimum: 0, default: 0, description: 'Lower is preferred, for priority balancing.' },
@@ -148,6 +155,17 @@ export const configSchema = {
             key: { type: 'string', minLength: 1, description: 'PEM private key file.' },
           },
           required: ['cert', 'key'],
+          additionalProperties: false,
+        },
+        dns: {
+          type: 'object',
+          default: {},
+          description: 'The resolver for upstreams found through DNS (`discover`).',
+          properties: {
+            servers: { type: 'array', items: { type: 'string', minLength: 1 }, description: 'DNS servers to ask, each `ip` or `ip:port` (`[ipv6]:port`); unset: the system\'s (/etc/resolv.conf).' },
+            timeout: { type: 'integer', minimum: 1, default: 2000, description: 'How long one query waits for an answer (ms).' },
+            tries: { type: 'integer', minimum: 1, default: 2, description: 'Queries sent per lookup before it fails.' },
+          },
           additionalProperties: false,
         },
         admin: {

@@ -4,6 +4,7 @@
 import { SwitchyardError, type PluginApi, type UpstreamConfig } from '../../core/index.js';
 import { loadFactor, peakCost, tmdbProxyShares, warmFactor, type PickSettings } from './algorithms.js';
 import type { BalancedRouteHandle, UpstreamStatsRow, UpstreamView } from '../../core/index.js';
+import type { DiscoveryView } from './discovery.js';
 import { fileEntryOf, type Member, type RouteTable, type RuntimeChange } from './table.js';
 
 /** What a balanced route needs from the balancer instance that serves it. */
@@ -11,6 +12,8 @@ export interface TableOwner {
   tableFor(routeName: string): RouteTable;
   /** Re-applies the runtime changes to the table and persists them. */
   commit(table: RouteTable): Promise<void>;
+  /** The route's upstreams found through DNS, as `GET /upstream` shows them. */
+  discoveries(routeName: string): DiscoveryView[];
 }
 
 export type Patch = Partial<Pick<RuntimeChange, 'weight' | 'maxConnections' | 'active' | 'draining'>>;
@@ -111,7 +114,14 @@ export class BalancedRoute implements BalancedRouteHandle {
       latencyFormula: this.usesLatency ? this.settings.latency.formula : null,
       panic: table.panic,
       upstreams: table.members.map((m) => this.describeMember(m, figures.get(m))),
+      ...this.discoveryOverview(),
     };
+  }
+
+  /** Only routes with upstreams found through DNS say how the lookups go. */
+  private discoveryOverview(): { discovery?: DiscoveryView[] } {
+    const views = this.owner.discoveries(this.name);
+    return views.length > 0 ? { discovery: views } : {};
   }
 
   private get usesLatency(): boolean {

@@ -2,10 +2,12 @@
 // request, the in-flight counts and latency figures given back when a request ends, and the
 // runtime upstream changes it persists and reads back from the store.
 import type { FromSchema } from 'json-schema-to-ts';
-import { liveUpstreams, SwitchyardError, type LiveUpstreams, type PluginApi, type RequestContext, type Route, type Upstream } from '../../core/index.js';
+import type { Resolver } from 'node:dns/promises';
+import { createResolver, liveUpstreams, SwitchyardError, type LiveUpstreams, type PluginApi, type RequestContext, type Route, type Upstream } from '../../core/index.js';
 import { needsClock, pickerFor, type Picker, type PickSettings } from './algorithms.js';
 import { BalancedRoute } from './balanced-route.js';
-import { RouteTable, type LatencyTuning, type Member } from './table.js';
+import { Discovery, newRecord, type DiscoveryView } from './discovery.js';
+import { RouteTable, type Expanded, type LatencyTuning, type Member } from './table.js';
 import type { schema } from './schema.js';
 
 export type BalancerOptions = FromSchema<typeof schema>;
@@ -41,6 +43,10 @@ export class Balancer {
   /** Counts this instance's commits, so a read-back that overlapped one is known to be stale. */
   private commits = 0;
   private refresher: NodeJS.Timeout | undefined;
+  /** Upstreams found through DNS, by the id of the upstream marked `discover`. */
+  private readonly discoveries = new Map<string, Discovery>();
+  /** Made on the first `discover` upstream: server.dns's servers, else the system's. */
+  private resolver: Resolver | undefined;
   // A route plugin (the usual case) asks for the same table every time: no Map lookup for it.
   private lastRoute: Route | undefined;
   private lastTable: RouteTable | undefined;
@@ -48,6 +54,7 @@ export class Balancer {
   constructor(private readonly api: PluginApi, private readonly options: BalancerOptions) {
     const { latency } = options;
     if (latency.alphaMin > latency.alphaMax) throw new Error(`${NAME}: options.latency.alphaMin (${latency.alphaMin}) is above alphaMax (${latency.alphaMax})`);
+    if (options.dns.minTtl > options.dns.maxTtl) throw new Error(`${NAME}: options.dns.minTtl (${options.dns.minTtl}) is above maxTtl (${options.dns.maxTtl})`);
     this.latency = latency;
     this.settings = { hashKey: options.hashKey ?? '', hashReplicas: options.hashReplicas, slowStart: options.slowStart, reports: options.reports, latency };
     this.defaults = { maxConnections: options.maxConnections };
@@ -55,7 +62,11 @@ export class Balancer {
     this.pickStreaming = options.streamingAlgorithm === undefined ? undefined : pickerFor(options.streamingAlgorithm, latency.formula);
     this.tracksPeak = latency.formula === 'peak-ewma' && (options.algorithm === 'latency' || options.streamingAlgorithm === 'latency');
     this.live = liveUpstreams(api);
-    const owner = { tableFor: (name: string) => this.tableFor(name, () => this.configuredUpstreams(name)), commit: (table: RouteTable) => this.commit(table) };
+    const owner = {
+      tableFor: (name: string) => this.tableFor(name, () => this.configuredUpstreams(name)),
+      commit: (table: RouteTable) => this.commit(table),
+      discoveries: (name: string) => this.discoveryViews(name),
+    };
     const names = api.route ? [api.route.name] : api.config.routes.map((r) => r.name);
     this.routes = names.map((name) => new BalancedRoute(api, name, options.algorithm, options.streamingAlgorithm, this.settings, owner));
   }
@@ -66,6 +77,7 @@ export class Balancer {
       const table = this.tableFor(name, () => this.configuredUpstreams(name));
       await this.load(table, this.configuredUpstreams(name));
     }
+    await Promise.all([...this.discoveries.values()].map((discovery) => discovery.started));
   }
 
   /** selectUpstream: the upstream for this attempt, by the algorithm, among those that may take it. */
@@ -119,6 +131,8 @@ export class Balancer {
 
   dispose(): void {
     clearInterval(this.refresher);
+    for (const discovery of this.discoveries.values()) discovery.stop();
+    this.resolver?.cancel();
   }
 
   private choose(route: Route, table: RouteTable, ctx: RequestContext): Member {
@@ -186,6 +200,8 @@ export class Balancer {
     if (!member || !table) return;
     attempt.member = undefined;
     member.stats.inFlight--;
+    // A member gone from its DNS answer is dropped once its last request is over.
+    if (member.leaving && member.stats.inFlight === 0) this.resync(table);
     if (outcome === 'aborted') return;
     const start = ctx.timings.upstreamStart ?? 0;
     const head = ctx.timings.firstByte !== undefined && ctx.timings.firstByte >= start ? ctx.timings.firstByte : ctx.elapsed();
@@ -197,6 +213,8 @@ export class Balancer {
     let table = this.tables.get(routeName);
     if (table) return table;
     table = this.api.state(() => new RouteTable(routeName, (config) => this.api.createUpstream(config, routeName)), routeName);
+    const own = table;
+    own.expand = (configured) => this.expand(own, configured);
     this.applyConfig(table, upstreams());
     // Published once the store's runtime changes are read, so nobody sees the file's set first.
     void this.load(table, upstreams()).then(() => this.live.publish(routeName, () => table.members.map((m) => m.upstream)));
@@ -228,6 +246,61 @@ export class Balancer {
     const dropped = table.sync(upstreams, this.defaults, this.latency);
     for (const line of dropped) this.api.log.info({ route: table.routeName }, `runtime change dropped: ${line}`);
     if (dropped.length > 0) void this.persist(table);
+    this.live.changed(table.routeName);
+  }
+
+  /**
+   * Each upstream marked `discover` becomes the members its last good DNS answer names, plus those
+   * that left the answer while requests were in flight on them (kept, draining, until they end).
+   */
+  private expand(table: RouteTable, configured: readonly Upstream[]): Expanded {
+    if (!configured.some((u) => u.discover)) return { upstreams: configured, leaving: new Set() };
+    const upstreams: Upstream[] = [];
+    const ids = new Set<string>();
+    const leaving = new Set<string>();
+    const add = (upstream: Upstream) => {
+      if (ids.has(upstream.id)) return false;
+      ids.add(upstream.id);
+      upstreams.push(upstream);
+      return true;
+    };
+    for (const upstream of configured) {
+      if (!upstream.discover) {
+        add(upstream);
+        continue;
+      }
+      const discovery = this.discoveryFor(upstream, table);
+      for (const member of discovery.members) add(member);
+      for (const [id, gone] of discovery.leaving) {
+        const member = table.members.find((m) => m.upstream.id === id);
+        if (member !== undefined && member.stats.inFlight > 0) {
+          if (add(gone)) leaving.add(id);
+        } else {
+          discovery.leaving.delete(id);
+          this.api.log.info({ route: table.routeName, upstream: id }, 'DNS discovery: drained member removed');
+        }
+      }
+    }
+    return { upstreams, leaving };
+  }
+
+  private discoveryFor(upstream: Upstream, table: RouteTable): Discovery {
+    let discovery = this.discoveries.get(upstream.id);
+    if (discovery) return discovery;
+    this.resolver ??= createResolver(this.api.config.server?.dns);
+    const record = this.api.state(newRecord, `discovery:${upstream.id}`);
+    discovery = new Discovery(upstream, table.routeName, this.api, this.resolver, this.options.dns, record, () => this.resync(table));
+    this.discoveries.set(upstream.id, discovery);
+    return discovery;
+  }
+
+  private discoveryViews(routeName: string): DiscoveryView[] {
+    return [...this.discoveries.values()].filter((d) => d.routeName === routeName).map((d) => d.view());
+  }
+
+  /** Lays the same config and runtime changes over the table again (DNS answers changed). */
+  private resync(table: RouteTable): void {
+    table.resync(this.defaults, this.latency);
     this.live.changed(table.routeName);
   }
 

@@ -45,6 +45,16 @@ export const schema = {
       additionalProperties: false,
       default: {},
     },
+    dns: {
+      type: 'object',
+      description: 'Upstreams marked `discover` (dns+http://…): how often their names are looked up again, ms. The answer\'s TTL decides, held within these bounds.',
+      properties: {
+        minTtl: { type: 'integer', minimum: 100, default: 1000, description: 'Never sooner than this; also the retry delay after a failed lookup.' },
+        maxTtl: { type: 'integer', minimum: 100, default: 300000, description: 'Never later than this (SRV records carry no TTL Node can read: their targets\' address TTLs count).' },
+      },
+      additionalProperties: false,
+      default: {},
+    },
     refreshInterval: {
       type: 'integer', minimum: 0, default: 1000,
       description: 'How often runtime upstream changes are read back from the store (ms), so instances sharing a store (redis://) follow each other; 0 = only at start.',

@@ -21,6 +21,15 @@ export interface Member {
   readonly stats: UpstreamStats;
   /** Epoch ms when slow start began (joined, recovered, re-activated); 0 when warm. */
   warmSince: number;
+  /** Found through DNS and gone from the last answer: draining, dropped once nothing is in flight. */
+  leaving: boolean;
+}
+
+/** The config's upstreams as the table takes them: discovered ones expanded into their members. */
+export interface Expanded {
+  upstreams: readonly Upstream[];
+  /** Ids among `upstreams` that left their DNS answer and are being drained. */
+  leaving: ReadonlySet<string>;
 }
 
 /** One runtime change, persisted per upstream id. */
@@ -222,7 +231,14 @@ export class RouteTable {
   decayClock = 0;
   private lastPickAt = 0;
   private configured: readonly Upstream[] = [];
+  /** What sync was last given, before expansion. */
+  private given: readonly Upstream[] = [];
   private synced = false;
+  /**
+   * Turns the config's upstreams into the table's (DNS discovery); set by the balancer instance
+   * that serves the table now, since the table outlives reloads and that instance does not.
+   */
+  expand: (configured: readonly Upstream[]) => Expanded = (configured) => ({ upstreams: configured, leaving: NONE });
 
   constructor(
     readonly routeName: string,
@@ -234,7 +250,9 @@ export class RouteTable {
    * entry has since changed is dropped (the file is the source for what it names); so is a runtime
    * addition the file now names. Returns one line per dropped change, for the log.
    */
-  sync(configured: readonly Upstream[], defaults: { maxConnections: number }, tuning: LatencyTuning, now = Date.now()): string[] {
+  sync(given: readonly Upstream[], defaults: { maxConnections: number }, tuning: LatencyTuning, now = Date.now()): string[] {
+    this.given = given;
+    const { upstreams: configured, leaving } = this.expand(given);
     this.configured = configured;
     const dropped: string[] = [];
     const previous = new Map(this.members.map((m) => [m.upstream.id, m]));
@@ -249,7 +267,7 @@ export class RouteTable {
         change = undefined;
       }
       if (change?.removed) continue;
-      next.push(this.member(upstream, 'config', change, defaults, tuning, previous, now));
+      next.push(this.member(upstream, 'config', change, defaults, tuning, previous, now, leaving.has(upstream.id)));
     }
     for (const [id, change] of Object.entries(this.changes)) {
       if (named.has(id)) continue;
@@ -258,7 +276,7 @@ export class RouteTable {
         delete this.changes[id];
         continue;
       }
-      next.push(this.member(this.makeUpstream(change.added), 'runtime', change, defaults, tuning, previous, now));
+      next.push(this.member(this.makeUpstream(change.added), 'runtime', change, defaults, tuning, previous, now, false));
     }
     this.members = next;
     this.synced = true;
@@ -279,7 +297,7 @@ export class RouteTable {
 
   /** Re-applies the changes after an admin action, with the config last synced. */
   resync(defaults: { maxConnections: number }, tuning: LatencyTuning): void {
-    this.sync(this.configured, defaults, tuning);
+    this.sync(this.given, defaults, tuning);
   }
 
   /** The member known by id, name or URL. */
@@ -313,14 +331,14 @@ export class RouteTable {
     return stats;
   }
 
-  private member(upstream: Upstream, source: Member['source'], change: RuntimeChange | undefined, defaults: { maxConnections: number }, tuning: LatencyTuning, previous: Map<string, Member>, now: number): Member {
+  private member(upstream: Upstream, source: Member['source'], change: RuntimeChange | undefined, defaults: { maxConnections: number }, tuning: LatencyTuning, previous: Map<string, Member>, now: number, leaving: boolean): Member {
     const metaLimit = upstream.meta.maxConnections;
     const settings: MemberSettings = {
       weight: change?.weight ?? upstream.weight,
       priority: upstream.priority,
       maxConnections: change?.maxConnections ?? (typeof metaLimit === 'number' ? metaLimit : defaults.maxConnections),
       active: change?.active ?? true,
-      draining: change?.draining ?? false,
+      draining: leaving || (change?.draining ?? false),
     };
     const before = previous.get(upstream.id);
     // An upstream that joins a running table warms up; so does one that comes back into service.
@@ -331,11 +349,14 @@ export class RouteTable {
       before.source = source;
       before.settings = settings;
       before.warmSince = warmSince;
+      before.leaving = leaving;
       return before;
     }
-    return { upstream, source, settings, stats: this.statsFor(upstream.id, tuning), warmSince };
+    return { upstream, source, settings, stats: this.statsFor(upstream.id, tuning), warmSince, leaving };
   }
 }
+
+const NONE: ReadonlySet<string> = new Set();
 
 function clamp(value: number, min: number, max: number): number {
   return Math.min(max, Math.max(min, value));

@@ -103,7 +103,7 @@ describe('validation errors', () => {
     const problems = await problemsOf(file);
     assert.deepEqual(problems.sort(), [
       `${file}: routes[0].match.pathPrefix: must match pattern "^/"`,
-      `${file}: routes[0].upstreams[0].url: must match pattern "^https?://[^\\s/]+"`,
+      `${file}: routes[0].upstreams[0].url: must match pattern "^(dns\\+(srv\\+)?)?https?://[^\\s/]+"`,
       `${file}: routes[1].upstreams: must NOT have fewer than 1 items`,
       `${file}: server: unknown key "colour"`,
       `${file}: server.port: must be integer`,
