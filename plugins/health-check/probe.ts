@@ -46,9 +46,12 @@ export function probe(upstream: Upstream, spec: ProbeSpec, signal: AbortSignal):
       port: target.port || undefined,
       method: spec.method,
       path: base + spec.path,
-      headers: { 'user-agent': 'switchyard-health-check', ...spec.headers },
+      // A member dialled by address is probed as it is proxied to: Host (and so the TLS server name) names it.
+      headers: { 'user-agent': 'switchyard-health-check', ...(upstream.authority === undefined ? {} : { host: upstream.authority }), ...spec.headers },
       agent: false,
       signal,
+      // Trusted as the proxy trusts it: a probe refusing the upstream's own CA would mark it down.
+      ...(target.protocol === 'https:' ? { ca: upstream.tls?.ca, rejectUnauthorized: !upstream.tls?.insecure } : {}),
     });
     const timer = setTimeout(() => done(false, `no answer within ${spec.timeout} ms`), spec.timeout);
     req.on('error', (err: Error & { code?: string }) => done(false, err.code ?? err.message));
