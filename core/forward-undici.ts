@@ -44,7 +44,7 @@ export class UndiciEngine implements ForwardEngine {
       pool.dispatch({
         method,
         path: joinPath(upstream.target.pathname, path),
-        headers: outgoingHeaders(headers, route.preserveHost, body !== undefined),
+        headers: outgoingHeaders(headers, route.preserveHost, body !== undefined, upstream.authority),
         body: source,
         headersTimeout: route.timeouts.firstByte,
         bodyTimeout: route.timeouts.idle,
@@ -80,13 +80,14 @@ export class UndiciEngine implements ForwardEngine {
     const known = this.poolOf.get(upstream);
     if (known && known.connectTimeout === connectTimeout && !known.pool.destroyed && !known.pool.closed) return known.pool;
     const { target, tls } = upstream;
-    const key = `${target.origin}|${connectTimeout}|${tls?.insecure ? 1 : 0}|${tls?.ca ?? ''}`;
+    const servername = serverNameOf(upstream);
+    const key = `${target.origin}|${connectTimeout}|${tls?.insecure ? 1 : 0}|${servername ?? ''}|${tls?.ca ?? ''}`;
     let pool = this.pools.get(key);
     if (!pool) {
       pool = new UndiciPool(target.origin, {
         connections: this.pool.maxSockets,
         pipelining: 1,
-        connect: { timeout: connectTimeout, ca: tls?.ca, rejectUnauthorized: !tls?.insecure },
+        connect: { timeout: connectTimeout, ca: tls?.ca, rejectUnauthorized: !tls?.insecure, ...(servername ? { servername } : {}) },
       });
       this.pools.set(key, pool);
     }
@@ -243,9 +244,10 @@ function streamedBody(ctx: RequestContext, exchange: Exchange): Readable {
  * `ctx.outgoing.headers` as undici takes them, in one pass: a flat name/value list. undici frames
  * the body itself and refuses framing and connection headers it did not write; `Expect` was
  * already answered on this hop (node:http sends the client its 100 Continue), and undici cannot
- * wait for an upstream's; Host stays the upstream's (undici's default) unless the route preserves it.
+ * wait for an upstream's; Host stays the upstream's (undici's default, or the name a member dialled
+ * by address answers to) unless the route preserves it.
  */
-function outgoingHeaders(headers: IncomingHttpHeaders, preserveHost: boolean, buffered: boolean): string[] {
+function outgoingHeaders(headers: IncomingHttpHeaders, preserveHost: boolean, buffered: boolean, authority: string | undefined): string[] {
   const flat: string[] = [];
   for (const name in headers) {
     const value = headers[name];
@@ -266,6 +268,7 @@ function outgoingHeaders(headers: IncomingHttpHeaders, preserveHost: boolean, bu
     if (typeof value === 'string') flat.push(name, value);
     else for (const item of value) flat.push(name, item);
   }
+  if (authority !== undefined && !preserveHost) flat.push('host', authority);
   return flat;
 }
 
@@ -323,4 +326,10 @@ function undiciCode(err: Error & { code?: string }): ErrorCode {
     case 'UND_ERR_HEADERS_OVERFLOW': case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH': return 'SY_ERR_UPSTREAM_BAD_RESPONSE';
     default: return codeFor(err);
   }
+}
+
+/** The TLS server name of an https member dialled by address (Upstream.authority without its port). */
+function serverNameOf(upstream: Upstream): string | undefined {
+  if (upstream.authority === undefined || upstream.target.protocol !== 'https:') return undefined;
+  return new URL(`https://${upstream.authority}`).hostname;
 }

@@ -23,7 +23,7 @@ export function forwardUpgrade(ctx: RequestContext, socket: Duplex, head: Buffer
   const { target } = upstream;
   const secure = target.protocol === 'https:' || target.protocol === 'wss:';
   const headers: OutgoingHttpHeaders = { ...ctx.outgoing.headers };
-  if (!ctx.route!.preserveHost) headers.host = target.host;
+  if (!ctx.route!.preserveHost) headers.host = upstream.authority ?? target.host;
   const timeouts = ctx.route!.timeouts;
   const options: https.RequestOptions = {
     hostname: target.hostname.startsWith('[') ? target.hostname.slice(1, -1) : target.hostname,
@@ -35,7 +35,8 @@ export function forwardUpgrade(ctx: RequestContext, socket: Duplex, head: Buffer
     // with the upstream's refusal, instead of lingering in the pool.
     agent: false,
     timeout: timeouts.connect,
-    ...(secure ? { ca: upstream.tls?.ca, rejectUnauthorized: !upstream.tls?.insecure } : {}),
+    // The server name follows the authority even when Host is the client's (preserveHost).
+    ...(secure ? { ca: upstream.tls?.ca, rejectUnauthorized: !upstream.tls?.insecure, servername: upstream.authority === undefined ? undefined : new URL(`https://${upstream.authority}`).hostname } : {}),
   };
   return new Promise((resolve, reject) => {
     const proxyReq: ClientRequest = (secure ? https : http).request(options);

@@ -296,6 +296,8 @@ export class HttpProxyEngine implements ForwardEngine {
     // The marker is ours alone: one sent by the client would make the agent append a '?'.
     delete headers[EMPTY_QUERY_MARK];
     if (path.indexOf('?') === path.length - 1) headers[EMPTY_QUERY_MARK] = '1';
+    // A member dialled by address: Host names it, and node:https takes the TLS server name from Host.
+    if (upstream.authority !== undefined && !ctx.route!.preserveHost) headers.host = upstream.authority;
     if (body) {
       headers['content-length'] = String(body.length);
       delete headers['transfer-encoding'];
@@ -311,7 +313,7 @@ export class HttpProxyEngine implements ForwardEngine {
       this.proxy.web(req, ctx.res, {
         target: upstream.target,
         agent: this.agentFor(upstream.target),
-        changeOrigin: !ctx.route!.preserveHost,
+        changeOrigin: !ctx.route!.preserveHost && upstream.authority === undefined,
         method,
         buffer: bodySource(ctx, body, attempt),
         secure: !upstream.tls?.insecure,

@@ -27,6 +27,12 @@ export interface Upstream {
    * (live-upstreams.ts); without a balancer the upstream is forwarded to as a plain URL.
    */
   readonly discover?: 'dns' | 'srv';
+  /**
+   * The name (and port) a member dialled by address answers to: sent as Host (unless the route
+   * preserves the client's) and as the TLS server name its certificate is checked against. Set by
+   * DNS discovery on each member; unset, both come from `target`.
+   */
+  readonly authority?: string;
 }
 
 /** A route: how requests are matched and where they go. Built from the config or by a plugin. */

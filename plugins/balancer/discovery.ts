@@ -172,6 +172,16 @@ export class Discovery {
     return { found, ttl };
   }
 
+  /**
+   * The name a member answers to (Host, TLS server name): the URL's host for A/AAAA members, the
+   * SRV target and its port for SRV ones (the port left out where it is the scheme's default).
+   */
+  private authorityOf(f: Found): string {
+    if (f.target === undefined) return this.parent.target.host;
+    const standard = this.parent.target.protocol === 'https:' ? 443 : 80;
+    return f.port === standard ? f.target : `${f.target}:${f.port}`;
+  }
+
   /** One upstream per address: the parent's URL with the address and port put in, its settings kept. */
   private build(found: readonly Found[]): Upstream[] {
     const members = found.map((f) => {
@@ -181,7 +191,7 @@ export class Discovery {
       const href = url.pathname === '/' ? url.href.slice(0, -1) : url.href;
       const meta = { ...this.parent.meta, discoveredFrom: this.parent.name, ...(f.target ? { srvTarget: f.target } : {}) };
       const upstream = this.api.createUpstream({ url: href, weight: f.weight, priority: f.priority, meta }, this.routeName);
-      return this.parent.tls ? { ...upstream, tls: this.parent.tls } : upstream;
+      return { ...upstream, authority: this.authorityOf(f), ...(this.parent.tls ? { tls: this.parent.tls } : {}) };
     });
     const ids = new Set(members.map((u) => u.id));
     for (const old of this.members) if (!ids.has(old.id)) this.leaving.set(old.id, old);

@@ -4,10 +4,12 @@
 // health-checked), keeps the last good set when a lookup fails, and reads SRV ports and weights.
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
+import type { TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import YAML from 'yaml';
@@ -16,6 +18,7 @@ import { startProxy, type LogLine, type RunningProxy } from '../../testing/index
 import { startDnsServer, type TestDnsServer } from '../helpers/dns-server.js';
 import { startLoad } from '../helpers/load.js';
 import { catalogs, until } from '../helpers/servers.js';
+import { createTestCa } from '../helpers/tls.js';
 
 const ADDRESSES = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
 
@@ -24,6 +27,8 @@ interface Backend {
   /** Proxied requests received (health probes are counted apart). */
   hits: number;
   probes: number;
+  /** The Host header of every request and probe received. */
+  readonly hosts: Set<string>;
   /** Answers to /hold requests, held until the test calls them. */
   readonly held: (() => void)[];
   /** Emits `hit`, `probe` and `held`. */
@@ -36,8 +41,9 @@ async function startBackends(addresses: readonly string[], port = 0): Promise<{ 
   const backends = new Map<string, Backend>();
   for (const address of addresses) {
     const backend: Backend = {
-      address, hits: 0, probes: 0, held: [], events: new EventEmitter(),
+      address, hits: 0, probes: 0, held: [], events: new EventEmitter(), hosts: new Set(),
       server: http.createServer((req, res) => {
+        backend.hosts.add(req.headers.host ?? '');
         if (req.url === '/health') {
           backend.probes++;
           backend.events.emit('probe');
@@ -283,11 +289,50 @@ test('A and AAAA records both become members, an IPv6 one in brackets', async ()
     assert.deepEqual(view.upstreams.map((u) => u.id).sort(), [`main/http://127.0.0.1:${port}/base`, `main/http://[::1]:${port}/base`]);
     for (let i = 0; i < 4; i++) assert.equal((await fetch(`${proxy.url}/x`)).status, 200);
     assert.deepEqual([backends.get('127.0.0.1')!.hits, backends.get('::1')!.hits], [2, 2]);
+    // Dialled by address, asked by name: virtual hosts behind the name still answer.
+    for (const backend of backends.values()) assert.deepEqual([...backend.hosts], [`${NAME}:${port}`]);
   } finally {
     await proxy.stop();
     await close();
   }
 });
+
+for (const engine of ['undici', 'http-proxy'] as const) {
+  test(`an https member dialled by address is asked by name: Host and the TLS server name its certificate is checked against (${engine} engine, and the health probe)`, async () => {
+    const NAME = 'secure.test';
+    const ca = createTestCa();
+    // The certificate names only the DNS name: checked against the address, it would be refused.
+    ca.issue(join(ca.dir, 'secure.pem'), join(ca.dir, 'secure.key'), NAME, [`DNS:${NAME}`]);
+    const seen: { host: string | undefined; servername: string | false | null; path: string | undefined }[] = [];
+    const arrivals = new EventEmitter();
+    const server = https.createServer({ cert: readFileSync(join(ca.dir, 'secure.pem')), key: readFileSync(join(ca.dir, 'secure.key')) }, (req, res) => {
+      seen.push({ host: req.headers.host, servername: (req.socket as TLSSocket).servername, path: req.url });
+      res.end('secure');
+      arrivals.emit('request');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', resolve));
+    const { port } = server.address() as AddressInfo;
+    dns.setA(NAME, ['127.0.0.2'], 1);
+    const cfg = config(dns, { url: `dns+https://${NAME}:${port}`, tls: { ca: ca.caFile } }, {
+      plugins: [{ name: 'health-check', options: { active: { interval: 100, path: '/health', healthyThreshold: 1 } } }],
+    });
+    const proxy = await startProxy({ ...cfg, server: { ...(cfg.server as object), engine } });
+    try {
+      const res = await fetch(`${proxy.url}/x`);
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), 'secure');
+      // A probe that failed its TLS check would never arrive.
+      await until(() => seen.some((s) => s.path === '/health'), arrivals, 'request');
+      const checks = await (await fetch(`${proxy.url}/health-checks`)).json() as { upstreams: { id: string; healthy: boolean }[] };
+      assert.deepEqual(checks.upstreams.map((u) => [u.id, u.healthy]), [[`main/https://127.0.0.2:${port}`, true]]);
+      for (const s of seen) assert.deepEqual([s.host, s.servername], [`${NAME}:${port}`, NAME], JSON.stringify(s));
+    } finally {
+      await proxy.stop();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+}
 
 test('a config reload keeps the discovered members at once, even while the DNS server is silent', async () => {
   const NAME = 'reload.test';
@@ -323,6 +368,7 @@ test('an SRV name gives one member per target, with the target\'s port and weigh
     assert.deepEqual(weights, { [`main/http://127.0.0.1:${a.port}`]: 3, [`main/http://127.0.0.1:${b.port}`]: 1 });
     for (let i = 0; i < 40; i++) assert.equal((await fetch(`${proxy.url}/x`)).status, 200);
     assert.deepEqual([a.backends.get('127.0.0.1')!.hits, b.backends.get('127.0.0.1')!.hits], [30, 10]);
+    assert.deepEqual([[...a.backends.get('127.0.0.1')!.hosts], [...b.backends.get('127.0.0.1')!.hosts]], [[`a.svc.test:${a.port}`], [`b.svc.test:${b.port}`]]);
   } finally {
     await proxy.stop();
     await a.close();
