@@ -190,9 +190,9 @@ function streamWithHeldHead(ctx: RequestContext, plan: Plan, source: Readable, t
     if (!res.writableFinished) output.destroy();
   });
   pipeStreams([source, ...transforms, output], (err) => {
-    if (!err || res.writableFinished) return;
+    // Closed by the client (or already cut): the core's close handling has recorded it.
+    if (!err || res.writableFinished || res.destroyed) return;
     const failure = err instanceof SwitchyardError ? err : new SwitchyardError('SY_ERR_UPSTREAM_UNREACHABLE', err.message, { cause: err });
-    if (res.destroyed) return;
     if (res.headersSent) {
       ctx.error ??= failure;
       ctx.log.warn({ code: failure.code, err: failure.message }, 'response body failed after its head went out: connection cut');
