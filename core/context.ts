@@ -127,6 +127,8 @@ export class RequestContext {
   sendFailed = false;
   /** @internal body transforms added in postResponse or beforeSend */
   responseTransforms: Transform[] | undefined;
+  /** @internal a transform asked for the head to wait for the body's first output byte (core/send.ts) */
+  headWithOutput = false;
   /** @internal who wants the response as sent (keepSentResponse) */
   sentListener: { maxBytes: number; listener: SentListener } | undefined;
   /** @internal the upstream request in flight, for an engine that wants to hear when the client left */
@@ -281,11 +283,14 @@ export class RequestContext {
   /**
    * Adds a transform the response body streams through (postResponse or beforeSend). Content-Length is
    * dropped unless the transform promises to pass every byte through unchanged (a tee that
-   * copies the body for a cache, say).
+   * copies the body for a cache, say). With `headWithOutput`, the head is not written before the
+   * transforms' first output byte: a transform that fails before emitting anything (a decoder
+   * meeting a corrupt body) gets the client a JSON error answer rather than a cut connection.
    */
-  transformResponseBody(transform: Transform, options?: { preservesLength?: boolean }): void {
+  transformResponseBody(transform: Transform, options?: { preservesLength?: boolean; headWithOutput?: boolean }): void {
     (this.responseTransforms ??= []).push(transform);
     if (this.response && !options?.preservesLength) delete this.response.headers['content-length'];
+    if (options?.headWithOutput) this.headWithOutput = true;
   }
 
   /**

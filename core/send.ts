@@ -2,8 +2,8 @@
 // a cache or the admin router (sendReply), and failures (answerError). Each passes the plan's
 // `beforeSend` taps just before its head is written, so a plugin that stamps, encodes or filters
 // answers sees all of them. With no such taps, answers go out on the fast paths below.
-import type { OutgoingHttpHeaders } from 'node:http';
-import { pipeline as pipeStreams, Readable, type Transform } from 'node:stream';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { pipeline as pipeStreams, Readable, Writable, type Transform } from 'node:stream';
 import type { RequestContext } from './context.js';
 import type { UpstreamResponse } from './engine.js';
 import { PluginError, SwitchyardError } from './errors.js';
@@ -35,7 +35,7 @@ export function sendReply(ctx: RequestContext, plan: Plan, reply: Reply, by: str
   if (taps !== null) {
     const all = reply.head === undefined ? headers : Object.assign({}, reply.head.headers, headers);
     if (body !== undefined && !(body instanceof Readable)) all['content-length'] = Buffer.byteLength(body);
-    return passBeforeSend(ctx, taps, reply.status, all, () => writeAnswer(ctx, body));
+    return passBeforeSend(ctx, taps, reply.status, all, () => writeAnswer(ctx, plan, body));
   }
   if (body instanceof Readable) {
     writeReplyHead(ctx, reply.status, headers, reply.head);
@@ -64,9 +64,9 @@ export function sendUpstream(ctx: RequestContext, plan: Plan, upstreamRes: Upstr
   const response = ctx.response!;
   if (proxyResponseHeaders !== undefined) Object.assign(response.headers, proxyResponseHeaders);
   const taps = plan.beforeSend;
-  if (taps === null) return streamUpstream(ctx, upstreamRes);
+  if (taps === null) return streamUpstream(ctx, plan, upstreamRes);
   try {
-    return passBeforeSend(ctx, taps, response.status, response.headers, () => streamUpstream(ctx, upstreamRes), () => upstreamRes.body.destroy());
+    return passBeforeSend(ctx, taps, response.status, response.headers, () => streamUpstream(ctx, plan, upstreamRes), () => upstreamRes.body.destroy());
   } catch (err) {
     upstreamRes.body.destroy();
     throw err;
@@ -113,7 +113,7 @@ function passBeforeSend(ctx: RequestContext, taps: NonNullable<Plan['beforeSend'
 }
 
 /** A Reply's answer after beforeSend: `ctx.response` as the taps left it, the body through their transforms. */
-function writeAnswer(ctx: RequestContext, body: Body): void {
+function writeAnswer(ctx: RequestContext, plan: Plan, body: Body): void {
   const { res } = ctx;
   if (res.headersSent || res.destroyed) {
     if (body instanceof Readable) body.destroy();
@@ -121,35 +121,37 @@ function writeAnswer(ctx: RequestContext, body: Body): void {
     return;
   }
   const { status, headers } = ctx.response!;
+  const transforms = ctx.req.method === 'HEAD' ? undefined : withSentCopy(ctx);
+  const source = () => body instanceof Readable ? body : Readable.from(body === undefined ? [] : [typeof body === 'string' ? Buffer.from(body) : body]);
+  if (transforms !== undefined && ctx.headWithOutput) return streamWithHeldHead(ctx, plan, source(), transforms);
   res.writeHead(status, headers);
   if (ctx.req.method === 'HEAD') {
     if (body instanceof Readable) body.destroy();
     res.end();
     return;
   }
-  const transforms = withSentCopy(ctx);
   if (transforms === undefined && !(body instanceof Readable)) {
     res.end(body);
     return;
   }
-  const source = body instanceof Readable ? body : Readable.from(body === undefined ? [] : [typeof body === 'string' ? Buffer.from(body) : body]);
-  pipeStreams([source, ...(transforms ?? []), res], (err) => {
+  pipeStreams([source(), ...(transforms ?? []), res], (err) => {
     if (err) res.destroy();
   });
 }
 
-function streamUpstream(ctx: RequestContext, upstreamRes: UpstreamResponse): void {
+function streamUpstream(ctx: RequestContext, plan: Plan, upstreamRes: UpstreamResponse): void {
   const { res } = ctx;
   const { body } = upstreamRes;
   if (res.destroyed) {
     body.destroy();
     return;
   }
+  const transforms = withSentCopy(ctx);
+  if (transforms !== undefined && ctx.headWithOutput) return streamWithHeldHead(ctx, plan, body, transforms);
   res.writeHead(ctx.response!.status, ctx.response!.headers);
   // Node sends the head with the first body byte. When none is here yet (an event stream that
   // opens quietly, a long poll) the client must still see the head now.
   if (body.readableLength === 0 && !upstreamRes.complete) res.flushHeaders();
-  const transforms = withSentCopy(ctx);
   if (!transforms) {
     // Trailers are only looked for when the upstream announced them (RFC 9110 §6.6.2), and go out
     // after the last chunk, before pipe() ends the response (chunked responses only).
@@ -171,6 +173,57 @@ function streamUpstream(ctx: RequestContext, upstreamRes: UpstreamResponse): voi
       res.destroy();
     }
   });
+}
+
+/**
+ * A body whose head waits for the transforms' first output byte (transformResponseBody's
+ * `headWithOutput`). A failure before that byte is answered like any other, as JSON with its code
+ * (a transform's own SwitchyardError, or the upstream's as SY_ERR_UPSTREAM_UNREACHABLE): nothing
+ * was written yet. After it the connection is cut, so the client cannot take what it got for a
+ * whole body, and the code goes to the log. `res` is not in the pipeline: on an error, pipeline()
+ * would destroy it before it could carry the error answer.
+ */
+function streamWithHeldHead(ctx: RequestContext, plan: Plan, source: Readable, transforms: Transform[]): void {
+  const { res } = ctx;
+  const output = new HeadWithOutput(res, () => res.writeHead(ctx.response!.status, ctx.response!.headers));
+  res.once('close', () => {
+    if (!res.writableFinished) output.destroy();
+  });
+  pipeStreams([source, ...transforms, output], (err) => {
+    // Closed by the client (or already cut): the core's close handling has recorded it.
+    if (!err || res.writableFinished || res.destroyed) return;
+    const failure = err instanceof SwitchyardError ? err : new SwitchyardError('SY_ERR_UPSTREAM_UNREACHABLE', err.message, { cause: err });
+    if (res.headersSent) {
+      ctx.error ??= failure;
+      ctx.log.warn({ code: failure.code, err: failure.message }, 'response body failed after its head went out: connection cut');
+      res.destroy();
+      return;
+    }
+    // The error answer is a new answer: no transform of the failed body, no copy of it kept.
+    ctx.responseTransforms = undefined;
+    ctx.sentListener = undefined;
+    ctx.headWithOutput = false;
+    answerError(ctx, plan, failure);
+  });
+}
+
+/** Writes to `res` what the transforms emit, the head first, with the first byte (or at the end of an empty body). */
+class HeadWithOutput extends Writable {
+  constructor(private readonly res: ServerResponse, private readonly writeHead: () => void) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (err?: Error | null) => void): void {
+    if (!this.res.headersSent) this.writeHead();
+    if (this.res.write(chunk)) done();
+    else this.res.once('drain', () => done());
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    if (!this.res.headersSent) this.writeHead();
+    this.res.end();
+    done();
+  }
 }
 
 /** The body transforms, and last the copy keepSentResponse() asked for: it sees the bytes as sent. */

@@ -76,12 +76,17 @@ export function normaliseField(name: string, value: string | string[] | undefine
   return CASE_INSENSITIVE.has(name) ? out.toLowerCase() : out;
 }
 
-/** The codings an Accept-Encoding value accepts (q > 0), canonical names, sorted and unique. */
+/**
+ * The codings an Accept-Encoding value accepts (q > 0), canonical names, sorted and unique.
+ * `identity` is left out: every client takes an unencoded body, and one that names only identity
+ * gets what one that sends no Accept-Encoding gets (the stored encoded variants are never served
+ * to either: acceptsEncoding in policy.ts), so both share one variant.
+ */
 function acceptedCodings(value: string): string {
   const codings = new Set<string>();
   for (const part of value.split(',')) {
     const [token = '', ...params] = part.split(';').map((p) => p.trim().toLowerCase());
-    if (token === '') continue;
+    if (token === '' || token === 'identity') continue;
     const q = params.find((p) => p.startsWith('q='));
     if (q !== undefined && !(Number(q.slice(2)) > 0)) continue;
     codings.add(token === 'x-gzip' ? 'gzip' : token === 'x-compress' ? 'compress' : token);

@@ -1,9 +1,11 @@
 // Response compression: gzip or brotli, chosen from the client's Accept-Encoding, streamed and
 // flushed per write for chunked bodies, on every answer (proxied, cached, Switchyard's own); event
-// streams, encoded bodies, media and small bodies pass as they are.
+// streams, media and small bodies pass as they are. A body the upstream encoded goes as it is to
+// a client that accepts its coding, and decoded to one that does not.
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FromSchema } from 'json-schema-to-ts';
-import { definePlugin, Stage, type RequestContext } from '../../core/index.js';
+import { counter, definePlugin, Stage, type RequestContext } from '../../core/index.js';
+import { CORRUPT_BODY, decodableCoding, decoderFor, type Decodable } from './decode.js';
 import { encoderFor, type Encoding } from './encode.js';
 
 export const name = 'compression';
@@ -37,12 +39,41 @@ export const schema = {
 
 export type CompressionOptions = FromSchema<typeof schema>;
 
+export const errors = {
+  [CORRUPT_BODY]: { status: 502, message: "the upstream's encoded body does not decode, and the client does not accept its Content-Encoding (compression plugin)" },
+} as const;
+
 export default definePlugin({
   name,
   schema,
+  errors,
   setup(api, options: CompressionOptions) {
     const offered = options.encodings as readonly Encoding[];
     const skipTypes = options.skipTypes.map((t) => t.toLowerCase());
+    const decoded = counter(api.metrics, {
+      name: 'switchyard_compression_decoded_total', labelNames: ['route', 'coding'],
+      help: "Responses the upstream encoded that were decoded for a client not accepting the coding (a cache stores the result: once per variant).",
+    });
+
+    /**
+     * A body the upstream encoded: as it is for a client that accepts the coding, else decoded
+     * (a weak ETag: another representation; no Content-Length: the decoded one is not known yet).
+     * Either way the answer depended on Accept-Encoding, so it says Vary. Codings this plugin
+     * cannot undo, partial and bodiless statuses, and no-transform go as they are.
+     */
+    const decodeIfRefused = (ctx: RequestContext, status: number, headers: OutgoingHttpHeaders, coding: Decodable): void => {
+      if (status < 200 || status === 204 || status === 206 || status === 304 || noTransform(headers)) return;
+      addVary(headers);
+      if (accepts(ctx.req.headers['accept-encoding'], coding)) return;
+      delete headers['content-encoding'];
+      weakenEtag(headers);
+      if (ctx.req.method === 'HEAD') {
+        delete headers['content-length'];
+        return;
+      }
+      ctx.transformResponseBody(decoderFor(coding), { headWithOutput: true });
+      decoded.inc({ route: ctx.route?.name ?? '', coding });
+    };
 
     /** The encoding for this response, or undefined; sets Vary whenever the answer depended on Accept-Encoding. */
     const decide = (ctx: RequestContext, status: number, headers: OutgoingHttpHeaders): Encoding | undefined => {
@@ -52,9 +83,7 @@ export default definePlugin({
       if (!encoding) return undefined;
       headers['content-encoding'] = encoding;
       delete headers['content-length'];
-      // A strong validator names one representation; the compressed one is another (RFC 9110 §8.8.3).
-      const etag = headers.etag;
-      if (typeof etag === 'string' && !etag.startsWith('W/')) headers.etag = `W/${etag}`;
+      weakenEtag(headers);
       return encoding;
     };
 
@@ -70,6 +99,11 @@ export default definePlugin({
     // the cache keeps one identity copy and each client gets its own encoding, hits included.
     api.hooks.beforeSend.tap({ name, stage: Stage.OBSERVE }, (ctx) => {
       const response = ctx.response!;
+      const coding = response.headers['content-encoding'];
+      if (coding !== undefined) {
+        const undoable = decodableCoding(coding);
+        if (undoable !== undefined) return decodeIfRefused(ctx, response.status, response.headers, undoable);
+      }
       // Without a length the body is a stream of unknown size (chunked): it is encoded as it
       // comes, each write flushed; with one, in one call (encode.ts).
       const declared = response.headers['content-length'];
@@ -85,7 +119,7 @@ export function compressible(method: string | undefined, status: number, headers
   if (method === 'HEAD' || status < 200 || status === 204 || status === 206 || status === 304) return false;
   const coding = headers['content-encoding'];
   if (coding !== undefined && String(coding).trim().toLowerCase() !== 'identity') return false;
-  if (/(^|,)\s*no-transform\s*(,|$)/i.test(String(headers['cache-control'] ?? ''))) return false;
+  if (noTransform(headers)) return false;
   const type = String(headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   // Proxies and browsers buffer compressed event streams; events must arrive as they are sent.
   if (type === 'text/event-stream') return false;
@@ -101,6 +135,28 @@ export function compressible(method: string | undefined, status: number, headers
  */
 export function negotiate(header: string | string[] | undefined, offered: readonly Encoding[]): Encoding | undefined {
   if (header === undefined) return undefined;
+  const weights = weightsOf(header);
+  let best: { encoding: Encoding; q: number } | undefined;
+  for (const encoding of offered) {
+    const q = weights.get(encoding) ?? weights.get('*') ?? 0;
+    if (q > 0 && (!best || q > best.q)) best = { encoding, q };
+  }
+  return best?.encoding;
+}
+
+/**
+ * Whether the client reads `coding`: named or `*` with q > 0. No Accept-Encoding at all counts as
+ * no: RFC 9110 §12.5.3 lets a server assume any coding then, but clients that send none (curl,
+ * scripts) mostly cannot decode, and nginx's gunzip decodes for them too.
+ */
+export function accepts(header: string | string[] | undefined, coding: Decodable): boolean {
+  if (header === undefined) return false;
+  const weights = weightsOf(header);
+  return (weights.get(coding) ?? weights.get('*') ?? 0) > 0;
+}
+
+/** Accept-Encoding's codings and their q-values (`x-gzip` read as `gzip`). */
+function weightsOf(header: string | string[]): Map<string, number> {
   const weights = new Map<string, number>();
   for (const part of String(header).split(',')) {
     const [token = '', ...params] = part.split(';').map((p) => p.trim().toLowerCase());
@@ -112,16 +168,23 @@ export function negotiate(header: string | string[] | undefined, offered: readon
     }
     weights.set(token === 'x-gzip' ? 'gzip' : token, q);
   }
-  let best: { encoding: Encoding; q: number } | undefined;
-  for (const encoding of offered) {
-    const q = weights.get(encoding) ?? weights.get('*') ?? 0;
-    if (q > 0 && (!best || q > best.q)) best = { encoding, q };
-  }
-  return best?.encoding;
+  return weights;
+}
+
+function noTransform(headers: OutgoingHttpHeaders): boolean {
+  return /(^|,)\s*no-transform\s*(,|$)/i.test(String(headers['cache-control'] ?? ''));
+}
+
+/** A strong validator names one representation; an encoded or decoded one is another (RFC 9110 §8.8.3). */
+function weakenEtag(headers: OutgoingHttpHeaders): void {
+  const etag = headers.etag;
+  if (typeof etag === 'string' && !etag.startsWith('W/')) headers.etag = `W/${etag}`;
 }
 
 function addVary(headers: OutgoingHttpHeaders): void {
   const vary = headers.vary === undefined ? '' : String(headers.vary);
+  // A stored variant replayed already says so: one test, not a split, on a hit.
+  if (/^\s*accept-encoding\s*$/i.test(vary)) return;
   const names = vary.split(',').map((v) => v.trim().toLowerCase());
   if (names.includes('accept-encoding') || names.includes('*')) return;
   headers.vary = vary.trim() ? `${vary}, Accept-Encoding` : 'Accept-Encoding';
