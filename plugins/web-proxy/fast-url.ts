@@ -40,17 +40,18 @@ export class PlainResolver {
 
   /** The absolute URL for a plain value; undefined for anything the URL parser must handle. */
   resolve(value: string): string | undefined {
-    const kind = this.kind(value);
+    const kind = this.kind(value, 0, value.length);
     return kind === PLAIN_NONE ? undefined : (kind === PLAIN_ROOT ? this.origin : this.directory) + value;
   }
 
   /**
-   * For a plain value, the bytes of `${prefix}/` and the base's origin or directory: written in
-   * front of the value's own bytes in an attribute, they make its proxied URL without a string
-   * being built or encoded. Undefined for anything else, or when they would need escaping there.
+   * For a plain value — an attribute's bytes[start, end) as written, without `&` (which could
+   * start a character reference) — the bytes of `${prefix}/` and the base's origin or directory:
+   * written in front of the value's own bytes, they make its proxied URL without a string being
+   * made, built or encoded. Undefined for anything else, or when they would need escaping there.
    */
-  proxiedHead(value: string, prefix: string): Uint8Array | undefined {
-    const kind = this.kind(value);
+  proxiedHead(bytes: Uint8Array, start: number, end: number, prefix: string): Uint8Array | undefined {
+    const kind = this.kind(bytes, start, end);
     if (kind === PLAIN_NONE) return undefined;
     if (this.heads === undefined || this.heads.prefix !== prefix) {
       const head = (url: string) => {
@@ -62,24 +63,26 @@ export class PlainResolver {
     return kind === PLAIN_ROOT ? this.heads.root : this.heads.relative;
   }
 
-  private kind(value: string): number {
-    const n = value.length;
-    if (this.origin === undefined || n === 0) return PLAIN_NONE;
-    const first = value.charCodeAt(0);
+  /** Which plain form value[start, end) is: a string as decoded, or bytes as written (no `&`). */
+  private kind(value: string | Uint8Array, start: number, end: number): number {
+    if (this.origin === undefined || end === start) return PLAIN_NONE;
+    const text = typeof value === 'string';
+    const at = (i: number) => (i >= end ? -1 : text ? (value as string).charCodeAt(i) : (value as Uint8Array)[i]!);
+    const first = at(start);
     const rootRelative = first === 0x2f;
-    if (rootRelative ? n > 1 && value.charCodeAt(1) === 0x2f : !isNameStart(first)) return PLAIN_NONE;
+    if (rootRelative ? at(start + 1) === 0x2f : !isNameStart(first)) return PLAIN_NONE;
     // 0: path, 1: query, 2: fragment.
     let part = 0;
-    let segment = rootRelative ? 1 : 0;
-    for (let i = 0; i < n; i++) {
-      const c = value.charCodeAt(i);
-      if (c >= 0x80 || PLAIN[c] === 0) return PLAIN_NONE;
-      if (c === 0x25 && !(isHex(value.charCodeAt(i + 1)) && isHex(value.charCodeAt(i + 2)))) return PLAIN_NONE;
+    let segment = rootRelative ? start + 1 : start;
+    for (let i = start; i < end; i++) {
+      const c = at(i);
+      if (c >= 0x80 || PLAIN[c] === 0 || (c === 0x26 && !text)) return PLAIN_NONE;
+      if (c === 0x25 && !(isHex(at(i + 1)) && isHex(at(i + 2)))) return PLAIN_NONE;
       if (part === 0) {
-        if (c === 0x25 && value.charCodeAt(i + 1) === 0x32 && (value.charCodeAt(i + 2) | 0x20) === 0x65) return PLAIN_NONE; // %2e
-        if (c === 0x3a && !rootRelative && segment === 0) return PLAIN_NONE;
+        if (c === 0x25 && at(i + 1) === 0x32 && (at(i + 2) | 0x20) === 0x65) return PLAIN_NONE; // %2e
+        if (c === 0x3a && !rootRelative && segment === start) return PLAIN_NONE;
         if (c === 0x2f || c === 0x3f || c === 0x23) {
-          if (isDotSegment(value, segment, i)) return PLAIN_NONE;
+          if (isDotSegment(at, segment, i)) return PLAIN_NONE;
           segment = i + 1;
           if (c !== 0x2f) part = c === 0x3f ? 1 : 2;
         }
@@ -88,15 +91,15 @@ export class PlainResolver {
         if (c === 0x23) part = 2;
       }
     }
-    if (part === 0 && isDotSegment(value, segment, n)) return PLAIN_NONE;
+    if (part === 0 && isDotSegment(at, segment, end)) return PLAIN_NONE;
     return rootRelative ? PLAIN_ROOT : PLAIN_RELATIVE;
   }
 }
 
-/** Whether value[start, end) is `.` or `..`. */
-function isDotSegment(value: string, start: number, end: number): boolean {
-  if (end - start === 1) return value.charCodeAt(start) === 0x2e;
-  return end - start === 2 && value.charCodeAt(start) === 0x2e && value.charCodeAt(start + 1) === 0x2e;
+/** Whether the characters [start, end) are `.` or `..`. */
+function isDotSegment(at: (i: number) => number, start: number, end: number): boolean {
+  if (end - start === 1) return at(start) === 0x2e;
+  return end - start === 2 && at(start) === 0x2e && at(start + 1) === 0x2e;
 }
 
 const resolvers = new WeakMap<URL, PlainResolver>();

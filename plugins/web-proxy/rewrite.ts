@@ -237,9 +237,9 @@ export function htmlRewriter(pageUrl: URL, prefix: string, options: HtmlRewriteO
       values[index] = undefined;
       if (name === 'http-equiv') continue;
       const isUrl = URL_ATTRIBUTES.has(name);
-      if (isUrl && !attr.rawValue.includes('&')) {
+      if (isUrl && attr.start !== -1) {
         // Most links: the proxied URL is some bytes written in front of the link as it is.
-        const head = (tag.name === 'base' ? pageLinks : baseLinks).proxiedHead(attr.rawValue, prefix);
+        const head = (tag.name === 'base' ? pageLinks : baseLinks).proxiedHead(tag.source, attr.start, attr.end, prefix);
         if (head !== undefined) {
           values[index] = head;
           changed = true;

@@ -14,11 +14,12 @@
 // Why bytes (a speed trick, with names.ts, fast-url.ts and utf8-chunks.ts): the string version
 // of this scanner decoded every chunk to a string, sliced it into pieces around each tag, joined
 // them and encoded the result again, and made objects for every tag and attribute. The HTML
-// rewriter as a whole, on the bench's 2 MB page in 64 KiB chunks, under callgrind: 776 million
-// instructions a page with that scanner, 269 million with this one (and the leaf modules); by
-// CPU time, from 14 to about 60–90 MB per CPU second on this loaded machine. The tag and
+// rewriter as a whole, on the bench's 2 MB page in 64 KiB chunks, under callgrind (main thread):
+// 761 million instructions a page with that scanner, 218 million with this one and the leaf
+// modules; by CPU time, from 14–19 to 90–130 MB per CPU second on this loaded machine. The tag and
 // attribute objects handed to the handlers are reused from tag to tag for the same reason (a
-// young-generation collection per page instead of three).
+// young-generation collection per page instead of three), and an attribute's value becomes a
+// string only when the handler reads it (a plain link never is: fast-url.ts reads its bytes).
 
 import { NameTable } from './names.js';
 
@@ -28,7 +29,7 @@ const RAW_TEXT = ['script', 'style', 'textarea', 'title', 'xmp', 'iframe', 'noem
 export interface ScannedAttribute {
   /** One of the names the handlers asked for, lower case. */
   readonly name: string;
-  /** The value as written (entities not decoded); '' when there is none. */
+  /** The value as written (entities not decoded); '' when there is none. Made when first read. */
   readonly rawValue: string;
   /** Where the value's bytes are in the scanned buffer, quotes excluded; -1 when there is no value. */
   readonly start: number;
@@ -47,6 +48,8 @@ export interface ScannedTag {
    */
   readonly attrs: readonly ScannedAttribute[];
   readonly count: number;
+  /** The bytes the attributes' `start` and `end` are places in. */
+  readonly source: Uint8Array;
   /** Where the tag ends in the scanned buffer (just after its `>`). */
   readonly end: number;
 }
@@ -177,13 +180,19 @@ class Output {
   }
 }
 
-/** An attribute the scanner fills in again for each tag. */
+/** An attribute the scanner fills in again for each tag; its value becomes a string when read. */
 class Attribute implements ScannedAttribute {
   name = '';
-  rawValue = '';
   start = -1;
   end = -1;
   quote = '';
+  source = NOTHING;
+  value: string | undefined;
+
+  get rawValue(): string {
+    this.value ??= this.start === -1 ? '' : this.source.toString('utf8', this.start, this.end);
+    return this.value;
+  }
 }
 
 /** The tag the scanner fills in again for each start tag. */
@@ -192,13 +201,15 @@ class Tag implements ScannedTag {
   readonly attrs: Attribute[] = [];
   count = 0;
   end = 0;
+  source: Uint8Array = NOTHING;
 
-  reset(name: string): void {
+  reset(name: string, source: Uint8Array): void {
     this.name = name;
     this.count = 0;
+    this.source = source;
   }
 
-  add(name: string, rawValue: string, start: number, end: number, quote: string): void {
+  add(name: string, source: Buffer, start: number, end: number, quote: string): void {
     let attr = this.attrs[this.count];
     if (attr === undefined) {
       attr = new Attribute();
@@ -206,7 +217,8 @@ class Tag implements ScannedTag {
     }
     this.count++;
     attr.name = name;
-    attr.rawValue = rawValue;
+    attr.source = source;
+    attr.value = undefined;
     attr.start = start;
     attr.end = end;
     attr.quote = quote;
@@ -366,7 +378,7 @@ export class HtmlScanner {
     }
     if (j >= n) return undefined;
     const tag = this.tag;
-    tag.reset(this.tagNames.find(bytes, at + 1, j) ?? '');
+    tag.reset(this.tagNames.find(bytes, at + 1, j) ?? '', bytes);
     for (;;) {
       while (j < n && (isSpace(bytes[j]!) || bytes[j] === 0x2f)) j++;
       if (j >= n) return undefined;
@@ -382,7 +394,7 @@ export class HtmlScanner {
       while (k < n && isSpace(bytes[k]!)) k++;
       if (k >= n) return undefined;
       if (bytes[k] !== 0x3d) {
-        if (attrName !== undefined) tag.add(attrName, '', -1, -1, '');
+        if (attrName !== undefined) tag.add(attrName, bytes, -1, -1, '');
         j = k;
         continue;
       }
@@ -407,7 +419,7 @@ export class HtmlScanner {
       }
       if (attrName !== undefined) {
         const quote = q === 0x22 ? '"' : q === 0x27 ? "'" : '';
-        tag.add(attrName, bytes.toString('utf8', start, end), start, end, quote);
+        tag.add(attrName, bytes, start, end, quote);
       }
     }
     tag.end = j + 1;

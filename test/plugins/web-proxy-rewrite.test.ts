@@ -49,10 +49,15 @@ describe('web-proxy: the plain-link fast path', () => {
       for (const rest of strings(alphabet, 4)) {
         for (const value of [`/${rest}`, `a${rest}`, rest]) {
           const fast = resolver.resolve(value);
+          // The same value as an attribute's bytes: what goes in front of it must make the same URL.
+          const bytes = Buffer.from(`="${value}"`);
+          const head = resolver.proxiedHead(bytes, 2, bytes.length - 1, '/p');
           checked++;
-          if (fast === undefined) continue;
+          assert.equal(head === undefined, fast === undefined, `${JSON.stringify(value)} against ${href}: the same values take both paths`);
+          if (fast === undefined || head === undefined) continue;
           resolved++;
           assert.equal(fast, new URL(value, base).href, `${JSON.stringify(value)} against ${href}`);
+          assert.equal(Buffer.from(head).toString() + value, `/p/${fast}`, `${JSON.stringify(value)} against ${href}, as bytes`);
         }
       }
     }
