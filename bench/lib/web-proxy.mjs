@@ -2,6 +2,7 @@
 // (rewritten on the way), one request at a time, and the HTML rewriter alone in this process.
 // Bounded in count (BENCH_WEB_PROXY_PAGES downloads per path, each with a timeout); 127.0.0.1 only.
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CLK_TCK, processTreeTicks } from './cpu.mjs';
@@ -20,6 +21,30 @@ export function bigPage(bytes = 2 * 1024 * 1024) {
     size += Buffer.byteLength(row);
   }
   return Buffer.from(`<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Big page</title></head><body>${rows.join('')}</body></html>`);
+}
+
+/**
+ * A page with more of what sites have, ~2 MB: style attributes with url(), srcset, absolute,
+ * entity-carrying and relative links, scripts and <style> blocks every few rows, comments, text
+ * beyond Latin-1. With `latin1`, the same in windows-1252 declared by <meta> (no `✓`), which the
+ * rewriter converts to UTF-8 before scanning.
+ */
+export function mixedPage({ latin1 = false, bytes = 2 * 1024 * 1024 } = {}) {
+  const rows = [];
+  let size = 0;
+  for (let i = 0; size < bytes; i++) {
+    const row = `<div class="card" style="background: url('/img/bg${i % 7}.png') no-repeat; padding: 4px">`
+      + `<a href="/article/${i}?ref=home&amp;x=1">Title ${i}</a> <a href="https://cdn.example.com/x/${i}.html">elsewhere</a>`
+      + `<img src="img/t${i}.jpg" srcset="/img/t${i}-1x.jpg 1x, img/t${i}-2x.jpg 2x" alt="thumb ${i}" loading="lazy">`
+      + `<p>Some text about item ${i}, with café and déjà vu${latin1 ? '' : ' ✓'}, and a few more words to read.</p>`
+      + (i % 20 === 0 ? `<script>window.item${i} = { url: "/api/${i}", html: "<b>" }; if (a < b) {}</script>` : '')
+      + (i % 50 === 0 ? `<style>.c${i} { background: url(/img/c${i}.png) } @import "/css/x${i}.css";</style>` : '')
+      + `<!-- row ${i} --></div>\n`;
+    rows.push(row);
+    size += Buffer.byteLength(row);
+  }
+  const html = `<!DOCTYPE html>\n<html lang="en"><head><meta charset="${latin1 ? 'iso-8859-1' : 'utf-8'}"><title>Mixed page</title></head><body>${rows.join('')}</body></html>`;
+  return Buffer.from(html, latin1 ? 'latin1' : 'utf8');
 }
 
 /**
@@ -62,6 +87,8 @@ export async function runWebProxy(ctx, startSwitchyard, root) {
   await new Promise((resolve) => site.listen(0, '127.0.0.1', resolve));
   const siteUrl = `http://127.0.0.1:${site.address().port}`;
   console.log(`\n== webproxy: a ${(page.length / 1e6).toFixed(2)} MB page, ${pages} downloads per path`);
+  // The machine is shared: the figures mean little without how busy it was.
+  const loadAtStart = os.loadavg()[0];
   try {
     const target = await startSwitchyard(ctx, 'undici', { config: 'configs/web-proxy.yaml', env: { WEB_SITE_HOST: `127.0.0.1:${site.address().port}` } });
     try {
@@ -86,9 +113,15 @@ export async function runWebProxy(ctx, startSwitchyard, root) {
         return { medianMs: ms, p90Ms: percentile(times[name], 90), bytesOut: bytes[name], mbPerSecond: page.length / 1e6 / (ms / 1000) };
       };
       const proxyCpuMsPerPage = (proxyTicks / CLK_TCK) * 1000 / pages;
+      const direct = summary('direct');
+      const proxied = summary('proxied');
       const result = {
-        status: 'ok', pageBytes: page.length, direct: summary('direct'), proxied: summary('proxied'),
-        proxyCpuMsPerPage, proxyMbPerCpuSecond: page.length / 1e6 / (proxyCpuMsPerPage / 1000), rewriter: await rewriterSpeed(root, page, 10),
+        status: 'ok', pageBytes: page.length, direct, proxied, proxiedToDirect: proxied.mbPerSecond / direct.mbPerSecond,
+        proxyCpuMsPerPage, proxyMbPerCpuSecond: page.length / 1e6 / (proxyCpuMsPerPage / 1000),
+        rewriter: await rewriterSpeed(root, page, 10),
+        rewriterMixed: await rewriterSpeed(root, mixedPage(), 10),
+        rewriterMixedLatin1: await rewriterSpeed(root, mixedPage({ latin1: true }), 10),
+        loadAverage: { start: loadAtStart, end: os.loadavg()[0] },
       };
       console.log(`   ${JSON.stringify(result)}`);
       return result;
@@ -108,11 +141,16 @@ export async function runWebProxy(ctx, startSwitchyard, root) {
 export function webProxyTable(result) {
   if (result.status !== 'ok') return `failed: ${result.reason}`;
   const row = (name, r, cpu = '') => `| ${name} | ${r.medianMs.toFixed(1)} | ${r.p90Ms.toFixed(1)} | ${(r.bytesOut / 1e6).toFixed(2)} | ${r.mbPerSecond.toFixed(1)} | ${cpu} |`;
+  const alone = (name, r) => `| ${name} | | | | ${r.mbPerSecond.toFixed(1)} | ${r.mbPerCpuSecond.toFixed(1)} |`;
   return [
     '| path | median ms | p90 ms | MB sent | page MB/s (wall) | page MB per CPU s |',
     '| --- | ---: | ---: | ---: | ---: | ---: |',
     row('direct', result.direct),
-    row('through /proxy/ (rewritten)', result.proxied, `${result.proxyMbPerCpuSecond.toFixed(1)} (${result.proxyCpuMsPerPage.toFixed(0)} ms/page)`),
-    `| the rewriter alone, in process | | | | ${result.rewriter.mbPerSecond.toFixed(1)} | ${result.rewriter.mbPerCpuSecond.toFixed(1)} |`,
+    row(`through /proxy/ (rewritten), ${result.proxiedToDirect.toFixed(2)}× direct`, result.proxied, `${result.proxyMbPerCpuSecond.toFixed(1)} (${result.proxyCpuMsPerPage.toFixed(0)} ms/page)`),
+    alone('the rewriter alone, in process: this page', result.rewriter),
+    alone('the rewriter alone: a mixed page (style, srcset, scripts, entities)', result.rewriterMixed),
+    alone('the rewriter alone: the mixed page in windows-1252', result.rewriterMixedLatin1),
+    '',
+    `Load average (1 min) at the suite's start and end: ${result.loadAverage.start.toFixed(2)}, ${result.loadAverage.end.toFixed(2)}.`,
   ].join('\n');
 }
