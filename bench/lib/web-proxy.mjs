@@ -75,13 +75,16 @@ async function rewriterSpeed(root, page, runs) {
 
 /**
  * Runs the suite with the runner's startSwitchyard (configs/web-proxy.yaml). Resolves
- * { status, pageBytes, direct, proxied, rewriterMbPerSecond } or { status: 'failed', reason }.
+ * { status, pageBytes, direct, proxied, passedOn, ratios to direct, CPU per page, rewriter…, loadAverage } or { status: 'failed', reason }.
  */
 export async function runWebProxy(ctx, startSwitchyard, root) {
   const pages = Number(process.env.BENCH_WEB_PROXY_PAGES ?? 20);
   const page = bigPage();
-  const site = http.createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': page.length });
+  // /big.txt: the same bytes as text/plain, which the proxy passes on unread (the floor of the
+  // proxied figure: what the HTTP legs cost without any rewriting).
+  const site = http.createServer((req, res) => {
+    const type = req.url === '/big.txt' ? 'text/plain; charset=utf-8' : 'text/html; charset=utf-8';
+    res.writeHead(200, { 'content-type': type, 'content-length': page.length });
     res.end(page);
   });
   await new Promise((resolve) => site.listen(0, '127.0.0.1', resolve));
@@ -95,14 +98,15 @@ export async function runWebProxy(ctx, startSwitchyard, root) {
       const proxiedUrl = new URL(`/proxy/${siteUrl}/big.html`, target.url).href;
       const check = await fetch(proxiedUrl).then((res) => res.text());
       if (!check.includes(`/proxy/${siteUrl}/page2.html?row=0`)) throw new Error('the proxied page came back without its links rewritten');
-      const times = { direct: [], proxied: [] };
-      const bytes = { direct: 0, proxied: 0 };
-      let proxyTicks = 0;
+      const times = { direct: [], proxied: [], passedOn: [] };
+      const bytes = { direct: 0, proxied: 0, passedOn: 0 };
+      const proxyTicks = { proxied: 0, passedOn: 0 };
+      const passedOnUrl = new URL(`/proxy/${siteUrl}/big.txt`, target.url).href;
       for (let i = 0; i < pages; i++) {
-        for (const [name, url] of [['direct', `${siteUrl}/big.html`], ['proxied', proxiedUrl]]) {
-          const ticks = name === 'proxied' ? processTreeTicks(target.pid) : 0;
+        for (const [name, url] of [['direct', `${siteUrl}/big.html`], ['proxied', proxiedUrl], ['passedOn', passedOnUrl]]) {
+          const ticks = name === 'direct' ? 0 : processTreeTicks(target.pid);
           const d = await downloadAndDiscard(url, 60_000);
-          if (name === 'proxied') proxyTicks += processTreeTicks(target.pid) - ticks;
+          if (name !== 'direct') proxyTicks[name] += processTreeTicks(target.pid) - ticks;
           if (d.status !== 200) throw new Error(`${name}: status ${d.status}`);
           times[name].push(d.ms);
           bytes[name] = d.bytes;
@@ -112,12 +116,15 @@ export async function runWebProxy(ctx, startSwitchyard, root) {
         const ms = percentile(times[name], 50);
         return { medianMs: ms, p90Ms: percentile(times[name], 90), bytesOut: bytes[name], mbPerSecond: page.length / 1e6 / (ms / 1000) };
       };
-      const proxyCpuMsPerPage = (proxyTicks / CLK_TCK) * 1000 / pages;
+      const proxyCpuMsPerPage = (proxyTicks.proxied / CLK_TCK) * 1000 / pages;
+      const passedOnCpuMsPerPage = (proxyTicks.passedOn / CLK_TCK) * 1000 / pages;
       const direct = summary('direct');
       const proxied = summary('proxied');
+      const passedOn = summary('passedOn');
       const result = {
         status: 'ok', pageBytes: page.length, direct, proxied, proxiedToDirect: proxied.mbPerSecond / direct.mbPerSecond,
         proxyCpuMsPerPage, proxyMbPerCpuSecond: page.length / 1e6 / (proxyCpuMsPerPage / 1000),
+        passedOn, passedOnToDirect: passedOn.mbPerSecond / direct.mbPerSecond, passedOnCpuMsPerPage,
         rewriter: await rewriterSpeed(root, page, 10),
         rewriterMixed: await rewriterSpeed(root, mixedPage(), 10),
         rewriterMixedLatin1: await rewriterSpeed(root, mixedPage({ latin1: true }), 10),
@@ -147,6 +154,7 @@ export function webProxyTable(result) {
     '| --- | ---: | ---: | ---: | ---: | ---: |',
     row('direct', result.direct),
     row(`through /proxy/ (rewritten), ${result.proxiedToDirect.toFixed(2)}× direct`, result.proxied, `${result.proxyMbPerCpuSecond.toFixed(1)} (${result.proxyCpuMsPerPage.toFixed(0)} ms/page)`),
+    row(`through /proxy/ as text/plain (passed on, not read), ${result.passedOnToDirect.toFixed(2)}× direct`, result.passedOn, `${(result.pageBytes / 1e6 / (result.passedOnCpuMsPerPage / 1000)).toFixed(1)} (${result.passedOnCpuMsPerPage.toFixed(0)} ms/page)`),
     alone('the rewriter alone, in process: this page', result.rewriter),
     alone('the rewriter alone: a mixed page (style, srcset, scripts, entities)', result.rewriterMixed),
     alone('the rewriter alone: the mixed page in windows-1252', result.rewriterMixedLatin1),
