@@ -15,8 +15,8 @@
 // of this scanner decoded every chunk to a string, sliced it into pieces around each tag, joined
 // them and encoded the result again, and made objects for every tag and attribute. The HTML
 // rewriter as a whole, on the bench's 2 MB page in 64 KiB chunks, under callgrind (main thread):
-// 761 million instructions a page with that scanner, 224 million with this one and the leaf
-// modules; by CPU time, from 14–19 to 90–150 MB per CPU second on this loaded machine. The tag and
+// 761 million instructions a page with that scanner, 217 million with this one and the leaf
+// modules; by CPU time, from 14–19 to 90–170 MB per CPU second on this loaded machine. The tag and
 // attribute objects handed to the handlers are reused from tag to tag for the same reason (a
 // young-generation collection per page instead of three), and an attribute's value becomes a
 // string only when the handler reads it (a plain link never is: fast-url.ts reads its bytes).
