@@ -2,6 +2,7 @@
 // (rewritten on the way), one request at a time, and the HTML rewriter alone in this process.
 // Bounded in count (BENCH_WEB_PROXY_PAGES downloads per path, each with a timeout); 127.0.0.1 only.
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CLK_TCK, processTreeTicks } from './cpu.mjs';
@@ -20,6 +21,30 @@ export function bigPage(bytes = 2 * 1024 * 1024) {
     size += Buffer.byteLength(row);
   }
   return Buffer.from(`<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Big page</title></head><body>${rows.join('')}</body></html>`);
+}
+
+/**
+ * A page with more of what sites have, ~2 MB: style attributes with url(), srcset, absolute,
+ * entity-carrying and relative links, scripts and <style> blocks every few rows, comments, text
+ * beyond Latin-1. With `latin1`, the same in windows-1252 declared by <meta> (no `✓`), which the
+ * rewriter converts to UTF-8 before scanning.
+ */
+export function mixedPage({ latin1 = false, bytes = 2 * 1024 * 1024 } = {}) {
+  const rows = [];
+  let size = 0;
+  for (let i = 0; size < bytes; i++) {
+    const row = `<div class="card" style="background: url('/img/bg${i % 7}.png') no-repeat; padding: 4px">`
+      + `<a href="/article/${i}?ref=home&amp;x=1">Title ${i}</a> <a href="https://cdn.example.com/x/${i}.html">elsewhere</a>`
+      + `<img src="img/t${i}.jpg" srcset="/img/t${i}-1x.jpg 1x, img/t${i}-2x.jpg 2x" alt="thumb ${i}" loading="lazy">`
+      + `<p>Some text about item ${i}, with café and déjà vu${latin1 ? '' : ' ✓'}, and a few more words to read.</p>`
+      + (i % 20 === 0 ? `<script>window.item${i} = { url: "/api/${i}", html: "<b>" }; if (a < b) {}</script>` : '')
+      + (i % 50 === 0 ? `<style>.c${i} { background: url(/img/c${i}.png) } @import "/css/x${i}.css";</style>` : '')
+      + `<!-- row ${i} --></div>\n`;
+    rows.push(row);
+    size += Buffer.byteLength(row);
+  }
+  const html = `<!DOCTYPE html>\n<html lang="en"><head><meta charset="${latin1 ? 'iso-8859-1' : 'utf-8'}"><title>Mixed page</title></head><body>${rows.join('')}</body></html>`;
+  return Buffer.from(html, latin1 ? 'latin1' : 'utf8');
 }
 
 /**
@@ -50,32 +75,38 @@ async function rewriterSpeed(root, page, runs) {
 
 /**
  * Runs the suite with the runner's startSwitchyard (configs/web-proxy.yaml). Resolves
- * { status, pageBytes, direct, proxied, rewriterMbPerSecond } or { status: 'failed', reason }.
+ * { status, pageBytes, direct, proxied, passedOn, ratios to direct, CPU per page, rewriter…, loadAverage } or { status: 'failed', reason }.
  */
 export async function runWebProxy(ctx, startSwitchyard, root) {
   const pages = Number(process.env.BENCH_WEB_PROXY_PAGES ?? 20);
   const page = bigPage();
-  const site = http.createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': page.length });
+  // /big.txt: the same bytes as text/plain, which the proxy passes on unread (the floor of the
+  // proxied figure: what the HTTP legs cost without any rewriting).
+  const site = http.createServer((req, res) => {
+    const type = req.url === '/big.txt' ? 'text/plain; charset=utf-8' : 'text/html; charset=utf-8';
+    res.writeHead(200, { 'content-type': type, 'content-length': page.length });
     res.end(page);
   });
   await new Promise((resolve) => site.listen(0, '127.0.0.1', resolve));
   const siteUrl = `http://127.0.0.1:${site.address().port}`;
   console.log(`\n== webproxy: a ${(page.length / 1e6).toFixed(2)} MB page, ${pages} downloads per path`);
+  // The machine is shared: the figures mean little without how busy it was.
+  const loadAtStart = os.loadavg()[0];
   try {
     const target = await startSwitchyard(ctx, 'undici', { config: 'configs/web-proxy.yaml', env: { WEB_SITE_HOST: `127.0.0.1:${site.address().port}` } });
     try {
       const proxiedUrl = new URL(`/proxy/${siteUrl}/big.html`, target.url).href;
       const check = await fetch(proxiedUrl).then((res) => res.text());
       if (!check.includes(`/proxy/${siteUrl}/page2.html?row=0`)) throw new Error('the proxied page came back without its links rewritten');
-      const times = { direct: [], proxied: [] };
-      const bytes = { direct: 0, proxied: 0 };
-      let proxyTicks = 0;
+      const times = { direct: [], proxied: [], passedOn: [] };
+      const bytes = { direct: 0, proxied: 0, passedOn: 0 };
+      const proxyTicks = { proxied: 0, passedOn: 0 };
+      const passedOnUrl = new URL(`/proxy/${siteUrl}/big.txt`, target.url).href;
       for (let i = 0; i < pages; i++) {
-        for (const [name, url] of [['direct', `${siteUrl}/big.html`], ['proxied', proxiedUrl]]) {
-          const ticks = name === 'proxied' ? processTreeTicks(target.pid) : 0;
+        for (const [name, url] of [['direct', `${siteUrl}/big.html`], ['proxied', proxiedUrl], ['passedOn', passedOnUrl]]) {
+          const ticks = name === 'direct' ? 0 : processTreeTicks(target.pid);
           const d = await downloadAndDiscard(url, 60_000);
-          if (name === 'proxied') proxyTicks += processTreeTicks(target.pid) - ticks;
+          if (name !== 'direct') proxyTicks[name] += processTreeTicks(target.pid) - ticks;
           if (d.status !== 200) throw new Error(`${name}: status ${d.status}`);
           times[name].push(d.ms);
           bytes[name] = d.bytes;
@@ -85,10 +116,19 @@ export async function runWebProxy(ctx, startSwitchyard, root) {
         const ms = percentile(times[name], 50);
         return { medianMs: ms, p90Ms: percentile(times[name], 90), bytesOut: bytes[name], mbPerSecond: page.length / 1e6 / (ms / 1000) };
       };
-      const proxyCpuMsPerPage = (proxyTicks / CLK_TCK) * 1000 / pages;
+      const proxyCpuMsPerPage = (proxyTicks.proxied / CLK_TCK) * 1000 / pages;
+      const passedOnCpuMsPerPage = (proxyTicks.passedOn / CLK_TCK) * 1000 / pages;
+      const direct = summary('direct');
+      const proxied = summary('proxied');
+      const passedOn = summary('passedOn');
       const result = {
-        status: 'ok', pageBytes: page.length, direct: summary('direct'), proxied: summary('proxied'),
-        proxyCpuMsPerPage, proxyMbPerCpuSecond: page.length / 1e6 / (proxyCpuMsPerPage / 1000), rewriter: await rewriterSpeed(root, page, 10),
+        status: 'ok', pageBytes: page.length, direct, proxied, proxiedToDirect: proxied.mbPerSecond / direct.mbPerSecond,
+        proxyCpuMsPerPage, proxyMbPerCpuSecond: page.length / 1e6 / (proxyCpuMsPerPage / 1000),
+        passedOn, passedOnToDirect: passedOn.mbPerSecond / direct.mbPerSecond, passedOnCpuMsPerPage,
+        rewriter: await rewriterSpeed(root, page, 10),
+        rewriterMixed: await rewriterSpeed(root, mixedPage(), 10),
+        rewriterMixedLatin1: await rewriterSpeed(root, mixedPage({ latin1: true }), 10),
+        loadAverage: { start: loadAtStart, end: os.loadavg()[0] },
       };
       console.log(`   ${JSON.stringify(result)}`);
       return result;
@@ -108,11 +148,17 @@ export async function runWebProxy(ctx, startSwitchyard, root) {
 export function webProxyTable(result) {
   if (result.status !== 'ok') return `failed: ${result.reason}`;
   const row = (name, r, cpu = '') => `| ${name} | ${r.medianMs.toFixed(1)} | ${r.p90Ms.toFixed(1)} | ${(r.bytesOut / 1e6).toFixed(2)} | ${r.mbPerSecond.toFixed(1)} | ${cpu} |`;
+  const alone = (name, r) => `| ${name} | | | | ${r.mbPerSecond.toFixed(1)} | ${r.mbPerCpuSecond.toFixed(1)} |`;
   return [
     '| path | median ms | p90 ms | MB sent | page MB/s (wall) | page MB per CPU s |',
     '| --- | ---: | ---: | ---: | ---: | ---: |',
     row('direct', result.direct),
-    row('through /proxy/ (rewritten)', result.proxied, `${result.proxyMbPerCpuSecond.toFixed(1)} (${result.proxyCpuMsPerPage.toFixed(0)} ms/page)`),
-    `| the rewriter alone, in process | | | | ${result.rewriter.mbPerSecond.toFixed(1)} | ${result.rewriter.mbPerCpuSecond.toFixed(1)} |`,
+    row(`through /proxy/ (rewritten), ${result.proxiedToDirect.toFixed(2)}× direct`, result.proxied, `${result.proxyMbPerCpuSecond.toFixed(1)} (${result.proxyCpuMsPerPage.toFixed(0)} ms/page)`),
+    row(`through /proxy/ as text/plain (passed on, not read), ${result.passedOnToDirect.toFixed(2)}× direct`, result.passedOn, `${(result.pageBytes / 1e6 / (result.passedOnCpuMsPerPage / 1000)).toFixed(1)} (${result.passedOnCpuMsPerPage.toFixed(0)} ms/page)`),
+    alone('the rewriter alone, in process: this page', result.rewriter),
+    alone('the rewriter alone: a mixed page (style, srcset, scripts, entities)', result.rewriterMixed),
+    alone('the rewriter alone: the mixed page in windows-1252', result.rewriterMixedLatin1),
+    '',
+    `Load average (1 min) at the suite's start and end: ${result.loadAverage.start.toFixed(2)}, ${result.loadAverage.end.toFixed(2)}.`,
   ].join('\n');
 }

@@ -1,12 +1,14 @@
-// Streaming URL rewriting for the web proxy: HTML through a tag scanner (tag-scanner.ts; a tag or
-// attribute split across chunks is carried over), CSS with a small carry-over buffer. What needs
-// no change is passed on as it came; the page goes out as UTF-8.
+// Streaming URL rewriting for the web proxy: HTML through a tag scanner over UTF-8 bytes
+// (tag-scanner.ts; a tag or attribute split across chunks is carried over), CSS with a small
+// carry-over buffer. What needs no change is passed on as it came; the page goes out as UTF-8 (a
+// UTF-8 page is never decoded to a string, a page in another charset is converted first).
 import { Transform, type TransformCallback } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import iconv from 'iconv-lite';
 import { clientLayerTag } from './client.js';
-import { directoryOf, resolvePlain } from './fast-url.js';
-import { HtmlScanner, type ScannedTag } from './tag-scanner.js';
+import { plainResolverFor } from './fast-url.js';
+import { HtmlScanner, type ScannedTag, type TagEdit } from './tag-scanner.js';
+import { Utf8Chunks } from './utf8-chunks.js';
 
 const URL_ATTRIBUTES = new Set(['href', 'src', 'action', 'formaction', 'poster', 'background', 'data', 'cite', 'longdesc', 'manifest', 'icon', 'xlink:href']);
 const UNTOUCHED_SCHEMES = /^(data|javascript|mailto|tel|about|blob|sms|urn|vbscript):/i;
@@ -15,7 +17,7 @@ const UNTOUCHED_SCHEMES = /^(data|javascript|mailto|tel|about|blob|sms|urn|vbscr
 export function proxiedUrl(raw: string, base: URL, prefix: string): string {
   const value = raw.trim();
   if (value === '' || value.startsWith('#') || UNTOUCHED_SCHEMES.test(value)) return raw;
-  const plain = base.protocol === 'http:' || base.protocol === 'https:' ? resolvePlain(value, base, directoryOf(base)) : undefined;
+  const plain = plainResolverFor(base).resolve(value);
   if (plain !== undefined) return `${prefix}/${plain}`;
   let absolute: URL;
   try {
@@ -53,6 +55,12 @@ interface TextDecoding {
   end(): string;
 }
 
+/** Turns bytes in some charset into UTF-8 bytes across chunk boundaries. */
+interface Utf8Encoding {
+  write(bytes: Buffer): Buffer;
+  end(): Buffer;
+}
+
 /**
  * A streaming decoder for a charset label as the Encoding Standard reads it (`iso-8859-1` and
  * `latin1` mean windows-1252, as in browsers), by Node's TextDecoder, or iconv-lite for labels
@@ -71,6 +79,23 @@ export function decoderFor(label: string): TextDecoding | undefined {
     const decoder = iconv.getDecoder(label);
     return { write: (bytes) => decoder.write(bytes), end: () => decoder.end() ?? '' };
   }
+}
+
+/** Whether the Encoding Standard reads `label` as UTF-8. */
+function isUtf8Label(label: string): boolean {
+  try {
+    return new TextDecoder(label.trim()).encoding === 'utf-8';
+  } catch {
+    return false;
+  }
+}
+
+/** Bytes in `label`'s charset to UTF-8 bytes: UTF-8 itself is checked, not decoded (utf8-chunks.ts). */
+function toUtf8(label: string): Utf8Encoding | undefined {
+  if (isUtf8Label(label)) return new Utf8Chunks();
+  const decoder = decoderFor(label);
+  if (decoder === undefined) return undefined;
+  return { write: (bytes) => Buffer.from(decoder.write(bytes), 'utf8'), end: () => Buffer.from(decoder.end(), 'utf8') };
 }
 
 /** The charset a byte order mark announces; it wins over every label. */
@@ -95,32 +120,32 @@ export function headerCharset(contentType: string): string | undefined {
 /** How much of a page is looked at for a <meta> charset before decoding starts (as browsers do). */
 const PRESCAN_BYTES = 1024;
 
-/** Text in, text out, in order: what the page's decoded text goes through. */
-interface TextRewrite {
-  write(text: string): string;
-  end(): string;
+/** UTF-8 bytes in, UTF-8 bytes out, in order: what the page goes through once in UTF-8. */
+interface BytesRewrite {
+  write(bytes: Buffer): Buffer;
+  end(): Buffer;
 }
 
 /**
- * Bytes in (in the page's charset), UTF-8 bytes out, through a text rewrite. The charset is the
- * BOM's, else the Content-Type header's, else a <meta> in the first KiB, else UTF-8.
+ * Bytes in (in the page's charset), UTF-8 bytes out, through a rewrite of UTF-8 bytes. The charset
+ * is the BOM's, else the Content-Type header's, else a <meta> in the first KiB, else UTF-8.
  */
-function decodedThrough(rewrite: TextRewrite, declared: string | undefined): Transform {
-  let decoder: TextDecoding | undefined;
+function decodedThrough(rewrite: BytesRewrite, declared: string | undefined): Transform {
+  let encoding: Utf8Encoding | undefined;
   let held: Buffer[] = [];
   let heldBytes = 0;
-  const start = (head: Buffer): string => {
+  const start = (head: Buffer): Buffer => {
     const label = bomCharset(head) ?? declared ?? metaCharset(head) ?? 'utf-8';
-    decoder = decoderFor(label) ?? decoderFor('utf-8')!;
-    return decoder.write(head);
+    encoding = toUtf8(label) ?? toUtf8('utf-8')!;
+    return encoding.write(head);
   };
-  const send = (stream: Transform, text: string) => {
-    if (text) stream.push(Buffer.from(text, 'utf8'));
+  const send = (stream: Transform, bytes: Buffer) => {
+    if (bytes.length > 0) stream.push(bytes);
   };
   return new Transform({
     transform(chunk: Buffer, _enc, callback: TransformCallback) {
-      if (decoder) {
-        send(this, rewrite.write(decoder.write(chunk)));
+      if (encoding) {
+        send(this, rewrite.write(encoding.write(chunk)));
       } else {
         held.push(chunk);
         heldBytes += chunk.length;
@@ -132,9 +157,9 @@ function decodedThrough(rewrite: TextRewrite, declared: string | undefined): Tra
       callback();
     },
     flush(callback) {
-      let text = decoder ? '' : start(Buffer.concat(held));
-      text += decoder!.end();
-      send(this, rewrite.write(text) + rewrite.end());
+      const head = encoding ? Buffer.alloc(0) : start(Buffer.concat(held));
+      send(this, rewrite.write(Buffer.concat([head, encoding!.end()])));
+      send(this, rewrite.end());
       callback();
     },
   });
@@ -150,27 +175,21 @@ function decodeAttribute(raw: string): string {
   });
 }
 
-/** The tag with some attribute values replaced (by index), each written double-quoted or in its own quotes. */
-function withValues(tag: ScannedTag, values: Map<number, string>): string {
-  let out = '';
-  let at = 0;
-  tag.attrs.forEach((attr, index) => {
-    const value = values.get(index);
-    if (value === undefined || attr.start === -1) return;
-    const quote = attr.quote || '"';
-    const escaped = value.replace(/&/g, '&amp;').replace(quote === '"' ? /"/g : /'/g, quote === '"' ? '&quot;' : '&#39;');
-    out += tag.raw.slice(at, attr.start) + (attr.quote ? escaped : `"${escaped}"`);
-    at = attr.end;
-  });
-  return out + tag.raw.slice(at);
-}
-
 export interface HtmlRewriteOptions {
   /** The charset the Content-Type header declares, if any. */
   charset?: string;
   /** Put the client-side layer (client.ts) before the page's first script. Default true. */
   clientLayer?: boolean;
 }
+
+/** The first value of attribute `name`, as the browser reads it. */
+function attributeValue(tag: ScannedTag, name: string): string | undefined {
+  for (let index = 0; index < tag.count; index++) if (tag.attrs[index]!.name === name) return decodeAttribute(tag.attrs[index]!.rawValue);
+  return undefined;
+}
+
+/** Attributes the rewriter reads: those holding URLs or CSS, and what a <meta> says. */
+const READ_ATTRIBUTES = [...URL_ATTRIBUTES, 'srcset', 'imagesrcset', 'style', 'content', 'charset', 'http-equiv'];
 
 /**
  * An HTML rewriting transform for a page fetched from `pageUrl`: bytes in the page's charset in,
@@ -181,8 +200,14 @@ export function htmlRewriter(pageUrl: URL, prefix: string, options: HtmlRewriteO
   let layerPlaced = layer === '';
   let base = pageUrl;
   let sawBase = false;
+  const pageLinks = plainResolverFor(pageUrl);
+  let baseLinks = pageLinks;
 
-  const startTag = (tag: ScannedTag): string => {
+  // One edit, filled in again for each tag that changes (the scanner reads it at once, and only
+  // the values of the tag's `count` attributes).
+  const values: (string | Uint8Array | undefined)[] = [];
+  const edit = { before: '', after: '', values };
+  const startTag = (tag: ScannedTag): TagEdit | undefined => {
     let before = '';
     let after = '';
     // Before the first element other than <html>, or just inside <head>: ahead of every script.
@@ -191,41 +216,62 @@ export function htmlRewriter(pageUrl: URL, prefix: string, options: HtmlRewriteO
       else before = layer;
       layerPlaced = true;
     }
-    const value = (name: string) => {
-      const attr = tag.attrs.find((a) => a.name === name);
-      return attr && decodeAttribute(attr.rawValue);
-    };
+    const attrs = tag.attrs;
+    let changed = before !== '' || after !== '';
     if (tag.name === 'base' && !sawBase) {
-      const href = value('href');
+      const href = attributeValue(tag, 'href');
       if (href !== undefined) {
         try {
           base = new URL(href, pageUrl);
+          baseLinks = plainResolverFor(base);
           sawBase = true;
         } catch {
           // an unusable <base> is ignored, as browsers do
         }
       }
     }
-    const httpEquiv = tag.name === 'meta' ? value('http-equiv')?.toLowerCase() : undefined;
-    const values = new Map<number, string>();
-    tag.attrs.forEach((attr, index) => {
+    const httpEquiv = tag.name === 'meta' ? attributeValue(tag, 'http-equiv')?.toLowerCase() : undefined;
+    for (let index = 0; index < tag.count; index++) {
+      const attr = attrs[index]!;
       const name = attr.name;
-      if (!URL_ATTRIBUTES.has(name) && name !== 'srcset' && name !== 'imagesrcset' && name !== 'style' && name !== 'content' && name !== 'charset') return;
+      values[index] = undefined;
+      if (name === 'http-equiv') continue;
+      const isUrl = URL_ATTRIBUTES.has(name);
+      if (isUrl && attr.start !== -1) {
+        // Most links: the proxied URL is some bytes written in front of the link as it is.
+        const head = (tag.name === 'base' ? pageLinks : baseLinks).proxiedHead(tag.source, attr.start, attr.end, prefix);
+        if (head !== undefined) {
+          values[index] = head;
+          changed = true;
+          continue;
+        }
+      }
       const current = decodeAttribute(attr.rawValue);
       let next = current;
-      if (URL_ATTRIBUTES.has(name)) next = proxiedUrl(current, tag.name === 'base' ? pageUrl : base, prefix);
+      if (isUrl) next = proxiedUrl(current, tag.name === 'base' ? pageUrl : base, prefix);
       else if (name === 'srcset' || name === 'imagesrcset') next = rewriteSrcset(current, base, prefix);
       else if (name === 'style') next = rewriteCss(current, base, prefix);
       else if (name === 'content' && httpEquiv === 'refresh') next = rewriteRefresh(current, base, prefix);
       // The page goes out as UTF-8: a <meta> that says otherwise would be wrong.
       else if (name === 'content' && httpEquiv === 'content-type') next = current.replace(/charset\s*=\s*["']?[^"';\s]*["']?/i, 'charset=utf-8');
       else if (name === 'charset' && tag.name === 'meta' && current.toLowerCase() !== 'utf-8') next = 'utf-8';
-      if (next !== current) values.set(index, next);
-    });
-    return before + (values.size > 0 ? withValues(tag, values) : tag.raw) + after;
+      if (next !== current) {
+        values[index] = next;
+        changed = true;
+      }
+    }
+    if (!changed) return undefined;
+    edit.before = before;
+    edit.after = after;
+    return edit;
   };
 
-  const scanner = new HtmlScanner({ startTag, styleText: (css) => rewriteCss(css, base, prefix) });
+  const scanner = new HtmlScanner({
+    tagNames: ['html', 'head', 'base', 'meta'],
+    attributeNames: READ_ATTRIBUTES,
+    startTag,
+    styleText: (css) => rewriteCss(css, base, prefix),
+  });
   return decodedThrough(scanner, options.charset);
 }
 
