@@ -2,17 +2,18 @@
 // continues its caller's W3C trace context (or B3) or starts a trace, subject to sampling; it gets
 // one server span, and one client span per attempt at an upstream, whose id the upstream receives
 // as its parent in `traceparent`. Other plugins add attributes and events through `ctx.span`.
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span, type SpanContext, type SpanStatus } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, ParentBasedSampler, RandomIdGenerator, SamplingDecision, TraceIdRatioBasedSampler, type Sampler, type SamplingResult, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, SamplingDecision, type ReadableSpan, type Sampler, type SamplingResult } from '@opentelemetry/sdk-trace-base';
 import {
   ATTR_CLIENT_ADDRESS, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_REQUEST_METHOD_ORIGINAL, ATTR_HTTP_REQUEST_RESEND_COUNT,
   ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_SERVICE_NAME,
   ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME, ATTR_USER_AGENT_ORIGINAL,
 } from '@opentelemetry/semantic-conventions';
 import type { TLSSocket } from 'node:tls';
-import { counter, definePlugin, type RequestContext, type SwitchyardError, type Upstream } from '../../core/index.js';
+import { counter, definePlugin, type RequestContext, type RequestSpan, type SpanAttributes, type SpanAttributeValue, type SwitchyardError, type Upstream } from '../../core/index.js';
 import { CountedBatchProcessor, type ExportCounters } from './export.js';
+import { newSpanId, newTraceId, PooledIds, RatioOfTraces } from './ids.js';
 import { Propagation } from './propagation.js';
 import { resolveSettings, shownUrl, TracingSettingsError, type TracingOptions } from './settings.js';
 
@@ -60,65 +61,85 @@ export default definePlugin<typeof schema>({
       throw err;
     }
     const exporting = new CountedBatchProcessor(settings, exportCounters(api.metrics), api.log);
+    // The plugin decides on sampling and draws the new trace's id itself, before the SDK is
+    // called at all; the SDK is told the decision and the id (ids.ts).
+    const ids = new PooledIds();
+    const decided = new Decided();
     const provider = new BasicTracerProvider({
       resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: settings.serviceName }),
-      sampler: samplerOf(settings),
+      sampler: decided,
+      idGenerator: ids,
       spanProcessors: [exporting],
     });
     const tracer = provider.getTracer('switchyard');
     const propagation = new Propagation(settings.b3);
-    const ids = new RandomIdGenerator();
-    const { alwaysSampleErrors } = settings;
-    api.log.info({ collector: shownUrl(settings.url), protocol: settings.protocol, sampleRatio: settings.sampleRatio, parentBased: settings.parentBased }, 'tracing requests');
+    const roots = new RatioOfTraces(settings.sampleRatio);
+    const { alwaysSampleErrors, parentBased } = settings;
+    api.log.info({ collector: shownUrl(settings.url), protocol: settings.protocol, sampleRatio: settings.sampleRatio, parentBased }, 'tracing requests');
+
+    /** The request's server span, started by the SDK with the decision already made. */
+    function startServerSpan(ctx: RequestContext, parent: SpanContext | undefined, traceId: string, sampled: boolean): Recorded {
+      const method = ctx.req.method ?? 'GET';
+      const route = ctx.route?.name;
+      const parentContext = parent === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, parent);
+      decided.next = sampled ? SAMPLED : RECORDED_ONLY;
+      if (parent === undefined) ids.nextTraceId = traceId;
+      const server = tracer.startSpan(spanName(method, route), { kind: SpanKind.SERVER, startTime: ctx.startedAt }, parentContext);
+      setServerAttributes(server, ctx, method, route);
+      return new Recorded(server, parentContext, sampled);
+    }
 
     // First of all access taps, so that a refusal by auth or a limit is inside the span.
     api.hooks.access.tap({ name, stage: -Infinity }, (ctx) => {
-      const parent = propagation.parent(ctx.req.headers);
-      const parentContext = parent === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, parent);
-      const method = ctx.req.method ?? 'GET';
-      const route = ctx.route?.name;
-      const server = tracer.startSpan(route === undefined ? method : `${method} ${route}`, { kind: SpanKind.SERVER, startTime: ctx.startedAt }, parentContext);
-      const traced = new Traced(server, parentContext);
-      ctx.scratch(name, () => traced);
-      ctx.traceId = server.spanContext().traceId;
-      if (server.isRecording()) {
-        ctx.span = server;
-        server.setAttributes(serverAttributes(ctx, method, route));
+      const { headers } = ctx.req;
+      const parent = propagation.parent(headers);
+      let traceId: string;
+      let sampled: boolean;
+      if (parent === undefined) {
+        traceId = newTraceId();
+        sampled = roots.sampled(traceId);
+      } else {
+        traceId = parent.traceId;
+        sampled = parentBased ? (parent.traceFlags & TraceFlags.SAMPLED) !== 0 : roots.sampled(traceId);
       }
+      ctx.traceId = traceId;
+      if (sampled || alwaysSampleErrors) ctx.span = startServerSpan(ctx, parent, traceId, sampled);
+      // Not recorded, and the caller said "not sampled" too: its traceparent goes upstream as it
+      // came, which W3C trace context allows a hop that records nothing. Else the upstream is
+      // told this trace, "not sampled", and a parent id no span will ever have.
+      else if (parent === undefined || (parent.traceFlags & TraceFlags.SAMPLED) !== 0 || !propagation.passesOn(headers)) ctx.span = new Unrecorded(traceId);
       return undefined;
     });
 
     api.hooks.attempt.tap(name, (ctx) => {
-      const traced = tracedOf(ctx);
-      if (traced === undefined) return;
-      const { server } = traced;
-      // Not recorded: the upstream still learns the trace and a parent id, without a span object.
-      if (!server.isRecording()) {
-        const { traceId, traceFlags } = server.spanContext();
-        propagation.stamp(ctx.outgoing.headers, { traceId, spanId: ids.generateSpanId(), traceFlags });
-        return;
+      const traced = ctx.span;
+      if (traced instanceof Recorded) {
+        traced.endAttempt(ctx, undefined);
+        // An error from an earlier attempt was retried: it is not how this request ends.
+        traced.retried = ctx.error;
+        decided.next = traced.sampled ? SAMPLED : RECORDED_ONLY;
+        const method = ctx.outgoing.method;
+        const client = tracer.startSpan(method, { kind: SpanKind.CLIENT, startTime: ctx.startedAt + ctx.timings.upstreamStart! }, traced.childContext());
+        setClientAttributes(client, ctx, ctx.upstream!, method);
+        traced.attempt = client;
+        propagation.stamp(ctx.outgoing.headers, client.spanContext());
+      } else if (traced instanceof Unrecorded) {
+        if (traced.spanId === '') traced.spanId = newSpanId();
+        propagation.stamp(ctx.outgoing.headers, traced);
       }
-      traced.endAttempt(ctx, undefined);
-      // An error from an earlier attempt was retried: it is not how this request ends.
-      traced.retried = ctx.error;
-      const upstream = ctx.upstream!;
-      const method = ctx.outgoing.method;
-      const client = tracer.startSpan(method, { kind: SpanKind.CLIENT, startTime: ctx.startedAt + ctx.timings.upstreamStart! }, traced.childContext());
-      traced.attempt = client;
-      if (client.isRecording()) client.setAttributes(clientAttributes(ctx, upstream, method));
-      propagation.stamp(ctx.outgoing.headers, client.spanContext());
     });
 
     // Before any tap that may retry: this attempt failed, whatever comes next.
     api.hooks.error.tap({ name, stage: -Infinity }, (ctx, error) => {
-      tracedOf(ctx)?.endAttempt(ctx, error.code);
+      const traced = ctx.span;
+      if (traced instanceof Recorded) traced.endAttempt(ctx, error.code);
       return undefined;
     });
 
     // Last of the done taps: other plugins' attributes are in by then.
     api.hooks.done.tap({ name, stage: Infinity }, (ctx) => {
-      const traced = tracedOf(ctx);
-      if (traced === undefined || !traced.server.isRecording()) return;
+      const traced = ctx.span;
+      if (!(traced instanceof Recorded)) return;
       const status = statusOf(ctx);
       const failed = status >= 500;
       const error = ctx.error !== traced.retried ? ctx.error : undefined;
@@ -126,12 +147,12 @@ export default definePlugin<typeof schema>({
       const { server } = traced;
       server.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
       const size = ctx.response?.headers['content-length'];
-      if (size !== undefined) server.setAttribute('http.response.body.size', Number(size));
-      if (ctx.answeredBy !== undefined) server.addEvent(ctx.answeredBy === 'cacheLookup' ? 'switchyard.cache.hit' : 'switchyard.answered', { 'switchyard.stage': ctx.answeredBy });
-      if (error !== undefined) server.setAttribute('switchyard.error.code', error.code);
+      if (size !== undefined) server.setAttribute(ATTR_HTTP_RESPONSE_BODY_SIZE, Number(size));
+      if (ctx.answeredBy !== undefined) server.addEvent(ctx.answeredBy === 'cacheLookup' ? 'switchyard.cache.hit' : 'switchyard.answered', { [ATTR_SWITCHYARD_STAGE]: ctx.answeredBy });
+      if (error !== undefined) server.setAttribute(ATTR_SWITCHYARD_ERROR_CODE, error.code);
       if (failed) {
         server.setAttribute(ATTR_ERROR_TYPE, error?.code ?? String(status));
-        server.setStatus({ code: SpanStatusCode.ERROR });
+        server.setStatus(ERROR_STATUS);
       }
       server.end(ctx.startedAt + (ctx.timings.end ?? ctx.elapsed()));
       if (alwaysSampleErrors && failed && !traced.sampled) for (const span of traced.recorded) exporting.keep(span);
@@ -144,20 +165,86 @@ export default definePlugin<typeof schema>({
 
 const SHUTDOWN_LIMIT_MS = 5000;
 
-/** One request's spans. */
-class Traced {
+// Attribute names without a constant in @opentelemetry/semantic-conventions' stable entry point.
+const ATTR_HTTP_REQUEST_BODY_SIZE = 'http.request.body.size';
+const ATTR_HTTP_RESPONSE_BODY_SIZE = 'http.response.body.size';
+const ATTR_SWITCHYARD_REQUEST_ID = 'switchyard.request_id';
+const ATTR_SWITCHYARD_UPSTREAM = 'switchyard.upstream';
+const ATTR_SWITCHYARD_ERROR_CODE = 'switchyard.error.code';
+const ATTR_SWITCHYARD_ATTEMPT_OUTCOME = 'switchyard.attempt.outcome';
+const ATTR_SWITCHYARD_STAGE = 'switchyard.stage';
+
+const ERROR_STATUS: SpanStatus = Object.freeze({ code: SpanStatusCode.ERROR });
+const SAMPLED: SamplingResult = Object.freeze({ decision: SamplingDecision.RECORD_AND_SAMPLED });
+const RECORDED_ONLY: SamplingResult = Object.freeze({ decision: SamplingDecision.RECORD });
+
+/**
+ * The SDK's sampler, reduced to repeating what the plugin decided (set in `next` just before each
+ * startSpan): the plugin decides before calling the SDK, so an unsampled request never does.
+ * RECORDED_ONLY is a request kept in case it fails (`alwaysSampleErrors`): recorded, not exported.
+ */
+class Decided implements Sampler {
+  next: SamplingResult = SAMPLED;
+
+  shouldSample(): SamplingResult {
+    return this.next;
+  }
+
+  toString(): string {
+    return 'DecidedBySwitchyardTracing';
+  }
+}
+
+/**
+ * `ctx.span` of a request that is not recorded: it records nothing, and is the trace context the
+ * upstream is told (a new trace, or the caller's restamped), with "not sampled".
+ */
+class Unrecorded implements RequestSpan, SpanContext {
+  /** A parent id for the upstream, made at the first attempt (a cache hit needs none) and kept for retries. */
+  spanId = '';
+  readonly traceFlags = TraceFlags.NONE;
+
+  constructor(readonly traceId: string) {}
+
+  isRecording(): boolean {
+    return false;
+  }
+
+  setAttribute(): void {}
+
+  setAttributes(): void {}
+
+  addEvent(): void {}
+}
+
+/** `ctx.span` of a recorded request: the server span, and the client span of the attempt in flight. */
+class Recorded implements RequestSpan {
   /** The client span of the attempt in flight. */
   attempt: Span | undefined;
   /** ctx.error when the latest attempt began: a failure some earlier attempt had, and retried. */
   retried: SwitchyardError | undefined;
   /** Recorded but unsampled spans, kept in case the request fails (alwaysSampleErrors). */
   readonly recorded: ReadableSpan[] = [];
-  readonly sampled: boolean;
   private child: Context | undefined;
 
-  constructor(readonly server: Span, private readonly parentContext: Context) {
-    this.sampled = (server.spanContext().traceFlags & 1) === 1;
-    if (!this.sampled && server.isRecording()) this.recorded.push(server as unknown as ReadableSpan);
+  constructor(readonly server: Span, private readonly parentContext: Context, readonly sampled: boolean) {
+    if (!sampled) this.recorded.push(server as unknown as ReadableSpan);
+  }
+
+  isRecording(): boolean {
+    return this.server.isRecording();
+  }
+
+  setAttribute(key: string, value: SpanAttributeValue): void {
+    this.server.setAttribute(key, value);
+  }
+
+  setAttributes(attributes: SpanAttributes): void {
+    this.server.setAttributes(attributes);
+  }
+
+  addEvent(name: string, attributes?: SpanAttributes, time?: number): void {
+    this.server.addEvent(name, attributes, time);
   }
 
   /** The context client spans start in: the server span's, made once per request. */
@@ -171,91 +258,92 @@ class Traced {
     const span = this.attempt;
     if (span === undefined) return;
     this.attempt = undefined;
-    if (span.isRecording()) {
-      const status = ctx.response?.status;
-      if (status !== undefined && ctx.timings.firstByte !== undefined && ctx.timings.firstByte >= ctx.timings.upstreamStart!) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
-      if (code !== undefined || (status !== undefined && status >= 500)) {
-        span.setAttributes({ [ATTR_ERROR_TYPE]: code ?? String(status), 'switchyard.error.code': code, 'switchyard.attempt.outcome': 'failure' });
-        span.setStatus({ code: SpanStatusCode.ERROR });
-      } else {
-        span.setAttribute('switchyard.attempt.outcome', 'success');
-      }
-      if (!this.sampled) this.recorded.push(span as unknown as ReadableSpan);
+    const status = ctx.response?.status;
+    if (status !== undefined && ctx.timings.firstByte !== undefined && ctx.timings.firstByte >= ctx.timings.upstreamStart!) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+    if (code !== undefined || (status !== undefined && status >= 500)) {
+      span.setAttribute(ATTR_ERROR_TYPE, code ?? String(status));
+      if (code !== undefined) span.setAttribute(ATTR_SWITCHYARD_ERROR_CODE, code);
+      span.setAttribute(ATTR_SWITCHYARD_ATTEMPT_OUTCOME, 'failure');
+      span.setStatus(ERROR_STATUS);
+    } else {
+      span.setAttribute(ATTR_SWITCHYARD_ATTEMPT_OUTCOME, 'success');
     }
+    if (!this.sampled) this.recorded.push(span as unknown as ReadableSpan);
     span.end();
   }
 }
 
-function tracedOf(ctx: RequestContext): Traced | undefined {
-  return ctx.traceId === undefined ? undefined : ctx.scratch<Traced | undefined>(name, noTrace);
-}
-
-const noTrace = (): undefined => undefined;
-
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE']);
 
-function serverAttributes(ctx: RequestContext, method: string, route: string | undefined): Record<string, string | number | undefined> {
-  const { req } = ctx;
-  const known = KNOWN_METHODS.has(method);
-  const length = req.headers['content-length'];
-  return {
-    [ATTR_HTTP_REQUEST_METHOD]: known ? method : '_OTHER',
-    [ATTR_HTTP_REQUEST_METHOD_ORIGINAL]: known ? undefined : method,
-    [ATTR_HTTP_ROUTE]: route,
-    // The path only: credentials ride in queries (`?key=`), never recorded.
-    [ATTR_URL_PATH]: ctx.pathname,
-    [ATTR_URL_SCHEME]: (req.socket as TLSSocket | null)?.encrypted === true ? 'https' : 'http',
-    [ATTR_CLIENT_ADDRESS]: ctx.clientIp,
-    [ATTR_USER_AGENT_ORIGINAL]: req.headers['user-agent'],
-    [ATTR_NETWORK_PROTOCOL_VERSION]: req.httpVersion,
-    'http.request.body.size': length === undefined ? undefined : Number(length),
-    'switchyard.request_id': ctx.id,
-  };
+/** `GET <route>`, made once per method and route. */
+const spanNames = new Map<string, Map<string | undefined, string>>();
+
+function spanName(method: string, route: string | undefined): string {
+  if (!KNOWN_METHODS.has(method)) return route === undefined ? method : `${method} ${route}`;
+  let ofMethod = spanNames.get(method);
+  if (ofMethod === undefined) spanNames.set(method, (ofMethod = new Map()));
+  let named = ofMethod.get(route);
+  if (named === undefined) ofMethod.set(route, (named = route === undefined ? method : `${method} ${route}`));
+  return named;
 }
 
-function clientAttributes(ctx: RequestContext, upstream: Upstream, method: string): Record<string, string | number | undefined> {
-  const { target } = upstream;
+// One setAttribute per value, not an object of them: no object to build and walk, and an unset
+// value (undefined) is skipped by the SDK.
+function setServerAttributes(span: Span, ctx: RequestContext, method: string, route: string | undefined): void {
+  const { req } = ctx;
+  const known = KNOWN_METHODS.has(method);
+  span.setAttribute(ATTR_HTTP_REQUEST_METHOD, known ? method : '_OTHER');
+  if (!known) span.setAttribute(ATTR_HTTP_REQUEST_METHOD_ORIGINAL, method);
+  if (route !== undefined) span.setAttribute(ATTR_HTTP_ROUTE, route);
+  // The path only: credentials ride in queries (`?key=`), never recorded.
+  span.setAttribute(ATTR_URL_PATH, ctx.pathname);
+  span.setAttribute(ATTR_URL_SCHEME, (req.socket as TLSSocket | null)?.encrypted === true ? 'https' : 'http');
+  span.setAttribute(ATTR_CLIENT_ADDRESS, ctx.clientIp);
+  const userAgent = req.headers['user-agent'];
+  if (userAgent !== undefined) span.setAttribute(ATTR_USER_AGENT_ORIGINAL, userAgent);
+  span.setAttribute(ATTR_NETWORK_PROTOCOL_VERSION, req.httpVersion);
+  const length = req.headers['content-length'];
+  if (length !== undefined) span.setAttribute(ATTR_HTTP_REQUEST_BODY_SIZE, Number(length));
+  span.setAttribute(ATTR_SWITCHYARD_REQUEST_ID, ctx.id);
+}
+
+/** What a client span says of its upstream, worked out once per upstream. */
+interface UpstreamFacts {
+  readonly address: string;
+  readonly port: number;
+  readonly origin: string;
+}
+
+const upstreamFacts = new WeakMap<Upstream, UpstreamFacts>();
+
+function factsOf(upstream: Upstream): UpstreamFacts {
+  let facts = upstreamFacts.get(upstream);
+  if (facts === undefined) {
+    const { target } = upstream;
+    facts = { address: target.hostname, port: Number(target.port) || (target.protocol === 'https:' ? 443 : 80), origin: target.origin };
+    upstreamFacts.set(upstream, facts);
+  }
+  return facts;
+}
+
+function setClientAttributes(span: Span, ctx: RequestContext, upstream: Upstream, method: string): void {
+  const facts = factsOf(upstream);
   const path = ctx.outgoing.path;
   const query = path.indexOf('?');
   const resends = ctx.tried.length - 1;
-  return {
-    [ATTR_HTTP_REQUEST_METHOD]: KNOWN_METHODS.has(method) ? method : '_OTHER',
-    [ATTR_SERVER_ADDRESS]: target.hostname,
-    [ATTR_SERVER_PORT]: Number(target.port) || (target.protocol === 'https:' ? 443 : 80),
-    // Without the query: an upstream key (upstream-auth) may be in it.
-    [ATTR_URL_FULL]: `${target.origin}${query === -1 ? path : path.slice(0, query)}`,
-    [ATTR_HTTP_REQUEST_RESEND_COUNT]: resends > 0 ? resends : undefined,
-    'switchyard.upstream': upstream.name,
-  };
+  span.setAttribute(ATTR_HTTP_REQUEST_METHOD, KNOWN_METHODS.has(method) ? method : '_OTHER');
+  span.setAttribute(ATTR_SERVER_ADDRESS, facts.address);
+  span.setAttribute(ATTR_SERVER_PORT, facts.port);
+  // Without the query: an upstream key (upstream-auth) may be in it.
+  span.setAttribute(ATTR_URL_FULL, facts.origin + (query === -1 ? path : path.slice(0, query)));
+  if (resends > 0) span.setAttribute(ATTR_HTTP_REQUEST_RESEND_COUNT, resends);
+  span.setAttribute(ATTR_SWITCHYARD_UPSTREAM, upstream.name);
 }
 
 /** The status the client got; a response cut short counts as the failure that cut it (499: the client left). */
 function statusOf(ctx: RequestContext): number {
   if (ctx.res.writableFinished) return ctx.res.statusCode;
   return ctx.error && ctx.error.code !== 'SY_ERR_CLIENT_ABORTED' ? ctx.error.status : 499;
-}
-
-function samplerOf(settings: { sampleRatio: number; parentBased: boolean; alwaysSampleErrors: boolean }): Sampler {
-  const ratio = new TraceIdRatioBasedSampler(settings.sampleRatio);
-  const sampler = settings.parentBased ? new ParentBasedSampler({ root: ratio }) : ratio;
-  return settings.alwaysSampleErrors ? new RecordingAll(sampler) : sampler;
-}
-
-/**
- * Records what `inner` would drop, without the sampled flag: those spans stay out of the export
- * unless the request fails (`alwaysSampleErrors`), and the upstream is told "not sampled".
- */
-class RecordingAll implements Sampler {
-  constructor(private readonly inner: Sampler) {}
-
-  shouldSample(...args: Parameters<Sampler['shouldSample']>): SamplingResult {
-    const result = this.inner.shouldSample(...args);
-    return result.decision === SamplingDecision.NOT_RECORD ? { ...result, decision: SamplingDecision.RECORD } : result;
-  }
-
-  toString(): string {
-    return `RecordingAll{${this.inner.toString()}}`;
-  }
 }
 
 function exportCounters(registry: Parameters<typeof counter>[0]): ExportCounters {

@@ -6,6 +6,9 @@ import { parseTraceParent, TraceState } from '@opentelemetry/core';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
 import type { IncomingHttpHeaders } from 'node:http';
 
+/** `00-<32 hex>-<16 hex>-<2 hex>` */
+const TRACEPARENT_LENGTH = 55;
+
 export type B3Mode = 'off' | 'single' | 'multi';
 
 const headerGetter: TextMapGetter<IncomingHttpHeaders> = {
@@ -40,6 +43,16 @@ export class Propagation {
     }
     if (this.b3 === undefined) return undefined;
     return trace.getSpanContext(this.b3.extract(ROOT_CONTEXT, headers, headerGetter));
+  }
+
+  /**
+   * Whether the caller's traceparent can go upstream as it came, for a request this hop does not
+   * record: W3C version 00 with nothing around it, and no B3 to write beside it.
+   */
+  passesOn(headers: IncomingHttpHeaders): boolean {
+    if (this.b3 !== undefined) return false;
+    const traceparent = headers.traceparent;
+    return typeof traceparent === 'string' && traceparent.length === TRACEPARENT_LENGTH && traceparent.startsWith('00-');
   }
 
   /** Names `span` as the parent of what the upstream does: traceparent, and B3 when enabled. The caller's tracestate goes on as it came. */

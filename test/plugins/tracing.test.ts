@@ -228,6 +228,57 @@ describe('sampling', { timeout: 60000 }, () => {
     assert.equal(exported.length, 2);
   });
 
+  test('a caller\'s unsampled traceparent goes upstream as it came, its trace is logged and nothing is exported', async () => {
+    const sy = await startSwitchyard(config([tracing()]));
+    const exportsBefore = collector.spans.length;
+    const seenBefore = upstream.requests.length;
+    const traceparent = `00-${CALLER_TRACE}-${CALLER_SPAN}-00`;
+    const res = await fetch(`${sy.url}/caller-unsampled`, { headers: { traceparent, tracestate: 'rojo=00f067aa0ba902b7' } });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    assert.equal(await loggedTraceId(sy, res.headers.get('x-request-id')!), CALLER_TRACE);
+    const sent = upstream.requests[seenBefore]!.headers;
+    assert.equal(sent.traceparent, traceparent, 'same trace, same parent, flag 00');
+    assert.equal(sent.tracestate, 'rojo=00f067aa0ba902b7');
+    await sy.stop();
+    assert.equal(collector.spans.slice(exportsBefore).filter((s) => s.traceId === CALLER_TRACE).length, 0);
+  });
+
+  test('at ratio 0.01 with alwaysSampleErrors a failing request is exported, with its attempt', async () => {
+    const dead = await closedPort();
+    const sy = await startSwitchyard(config([tracing({ sampleRatio: 0.01, alwaysSampleErrors: true })], [{ url: `http://127.0.0.1:${dead}` }]));
+    const exportsBefore = collector.spans.length;
+    const bad = await fetch(`${sy.url}/bad`);
+    assert.equal(bad.status, 502);
+    await bad.arrayBuffer();
+    const badTrace = await loggedTraceId(sy, bad.headers.get('x-request-id')!);
+    await sy.stop();
+    const spans = collector.spans.slice(exportsBefore).filter((s) => s.traceId === badTrace);
+    assert.deepEqual(spans.map((s) => s.kind).sort(), [SERVER, CLIENT]);
+    const server = spans.find((s) => s.kind === SERVER)!;
+    assert.equal(server.attributes['error.type'], 'SY_ERR_UPSTREAM_UNREACHABLE');
+    assert.equal(server.statusCode, ERROR);
+    assert.equal(spans.find((s) => s.kind === CLIENT)!.parentSpanId, server.spanId);
+  });
+
+  test('without parentBased, a caller\'s sampled trace the ratio turns down goes upstream as the same trace, not sampled, under a parent id of this hop', async () => {
+    const sy = await startSwitchyard(config([tracing({ sampleRatio: 0.01, parentBased: false })]));
+    const exportsBefore = collector.spans.length;
+    const seenBefore = upstream.requests.length;
+    // The ratio decides on the trace id (OpenTelemetry's formula: its four 32-bit parts xor-ed,
+    // below ratio × 2^32): this one's parts xor to 0xffffffff, never sampled below ratio 1.
+    const turnedDown = `ffffffff${'0'.repeat(24)}`;
+    const res = await fetch(`${sy.url}/turned-down`, { headers: { traceparent: `00-${turnedDown}-${CALLER_SPAN}-01` } });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    assert.equal(await loggedTraceId(sy, res.headers.get('x-request-id')!), turnedDown);
+    const sent = String(upstream.requests[seenBefore]!.headers.traceparent);
+    assert.match(sent, new RegExp(`^00-${turnedDown}-[0-9a-f]{16}-00$`));
+    assert.notEqual(parentOf(sent), CALLER_SPAN);
+    await sy.stop();
+    assert.ok(!collector.spans.slice(exportsBefore).some((s) => s.traceId === turnedDown));
+  });
+
   test('with alwaysSampleErrors an unsampled request that fails is exported, one that succeeds is not', async () => {
     const dead = await closedPort();
     const sy = await startSwitchyard({
