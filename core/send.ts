@@ -3,10 +3,11 @@
 // `beforeSend` taps just before its head is written, so a plugin that stamps, encodes or filters
 // answers sees all of them. With no such taps, answers go out on the fast paths below.
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { pipeline as pipeStreams, Readable, Writable, type Transform } from 'node:stream';
+import { Readable, Writable, type Transform } from 'node:stream';
 import type { RequestContext } from './context.js';
 import type { UpstreamResponse } from './engine.js';
 import { PluginError, SwitchyardError } from './errors.js';
+import { pipeChain } from './pipe-chain.js';
 import { runSeries, type Plan } from './plan.js';
 import { STAGE_NAMES } from './stages.js';
 import { endWithPreparedHead, PreparedResponse, writePreparedHead, type PreparedHead } from './response-head.js';
@@ -39,7 +40,7 @@ export function sendReply(ctx: RequestContext, plan: Plan, reply: Reply, by: str
   }
   if (body instanceof Readable) {
     writeReplyHead(ctx, reply.status, headers, reply.head);
-    pipeStreams(body, res, (err) => {
+    pipeChain([body, res], (err) => {
       if (err) res.destroy();
     });
     return;
@@ -134,7 +135,7 @@ function writeAnswer(ctx: RequestContext, plan: Plan, body: Body): void {
     res.end(body);
     return;
   }
-  pipeStreams([source(), ...(transforms ?? []), res], (err) => {
+  pipeChain([source(), ...(transforms ?? []), res], (err) => {
     if (err) res.destroy();
   });
 }
@@ -167,7 +168,7 @@ function streamUpstream(ctx: RequestContext, plan: Plan, upstreamRes: UpstreamRe
     });
     return;
   }
-  pipeStreams([body, ...transforms, res], (err) => {
+  pipeChain([body, ...transforms, res], (err) => {
     if (err && !res.writableFinished) {
       ctx.error ??= new SwitchyardError('SY_ERR_UPSTREAM_UNREACHABLE', err.message, { cause: err });
       res.destroy();
@@ -180,7 +181,7 @@ function streamUpstream(ctx: RequestContext, plan: Plan, upstreamRes: UpstreamRe
  * `headWithOutput`). A failure before that byte is answered like any other, as JSON with its code
  * (a transform's own SwitchyardError, or the upstream's as SY_ERR_UPSTREAM_UNREACHABLE): nothing
  * was written yet. After it the connection is cut, so the client cannot take what it got for a
- * whole body, and the code goes to the log. `res` is not in the pipeline: on an error, pipeline()
+ * whole body, and the code goes to the log. `res` is not in the chain: on an error, pipeChain()
  * would destroy it before it could carry the error answer.
  */
 function streamWithHeldHead(ctx: RequestContext, plan: Plan, source: Readable, transforms: Transform[]): void {
@@ -189,7 +190,7 @@ function streamWithHeldHead(ctx: RequestContext, plan: Plan, source: Readable, t
   res.once('close', () => {
     if (!res.writableFinished) output.destroy();
   });
-  pipeStreams([source, ...transforms, output], (err) => {
+  pipeChain([source, ...transforms, output], (err) => {
     // Closed by the client (or already cut): the core's close handling has recorded it.
     if (!err || res.writableFinished || res.destroyed) return;
     const failure = err instanceof SwitchyardError ? err : new SwitchyardError('SY_ERR_UPSTREAM_UNREACHABLE', err.message, { cause: err });
