@@ -1,0 +1,65 @@
+// pipeChain() (core/pipe-chain.ts) stands in for stream.pipeline() on the response paths: the same
+// outcome for each way a chain ends — finished, a stream failing, the last one closed early (a
+// client gone), a stream already closed when the chain is built.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { PassThrough, Readable, Transform, Writable } from 'node:stream';
+import { test } from 'node:test';
+import { pipeChain } from '../../core/pipe-chain.js';
+
+function sink(): Writable & { received: Buffer[] } {
+  const received: Buffer[] = [];
+  return Object.assign(new Writable({ write: (chunk: Buffer, _encoding, done) => (received.push(chunk), done()) }), { received });
+}
+
+function settled(streams: (Readable | Writable)[]): Promise<{ err: Error | undefined; calls: number }> {
+  return new Promise((resolve) => {
+    let calls = 0;
+    pipeChain(streams, (err) => {
+      calls++;
+      // A second call would show up here before the test reads the count.
+      setImmediate(() => resolve({ err, calls }));
+    });
+  });
+}
+
+test('a chain that finishes calls back once without an error, after the last stream took every byte', async () => {
+  const out = sink();
+  const result = await settled([Readable.from([Buffer.from('a'), Buffer.from('b')]), new PassThrough(), out]);
+  assert.deepEqual(result, { err: undefined, calls: 1 });
+  assert.equal(Buffer.concat(out.received).toString(), 'ab');
+  assert.equal(out.writableFinished, true);
+});
+
+test('a transform that fails destroys every stream with its error and calls back once with it', async () => {
+  const source = new PassThrough();
+  const failing = new Transform({ transform: (_chunk, _encoding, done) => done(new Error('bad bytes')) });
+  const out = sink();
+  const done = settled([source, failing, out]);
+  source.write('x');
+  const result = await done;
+  assert.equal(result.err?.message, 'bad bytes');
+  assert.equal(result.calls, 1);
+  assert.deepEqual([source.destroyed, failing.destroyed, out.destroyed], [true, true, true]);
+});
+
+test('the last stream closing before it finished (a client gone) destroys the source, with a premature-close error', async () => {
+  const source = new PassThrough();
+  const out = sink();
+  const done = settled([source, new PassThrough(), out]);
+  source.write('x');
+  out.destroy();
+  const result = await done;
+  assert.equal((result.err as Error & { code?: string })?.code, 'ERR_STREAM_PREMATURE_CLOSE');
+  assert.equal(source.destroyed, true);
+});
+
+test('a source that closed before the chain was built settles it with a premature close instead of hanging', async () => {
+  const source = new PassThrough();
+  source.destroy();
+  await once(source, 'close');
+  const out = sink();
+  const result = await settled([source, out]);
+  assert.equal((result.err as Error & { code?: string })?.code, 'ERR_STREAM_PREMATURE_CLOSE');
+  assert.equal(out.destroyed, true);
+});
