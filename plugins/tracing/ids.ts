@@ -2,8 +2,8 @@
 // asked anything: an unsampled request never reaches it. Ids come from a pool of random bytes
 // refilled 4 KiB at a time (one randomFillSync per ~170 requests) and are written as hex by one
 // native call each; OpenTelemetry's RandomIdGenerator calls Math.random() and writeUInt32BE per 4
-// bytes. The decision for a new trace is OpenTelemetry's TraceIdRatioBased formula on the id, so a
-// service downstream that samples by trace id at the same ratio agrees with it.
+// bytes. The plugin draws a new trace's id first and decides on it (the SDK's TraceIdRatioBased
+// sampler, a pure function of the id), so an unsampled request never reaches the SDK's tracer.
 // Callgrind (bench/callgrind/run.sh, bench/configs/tracing.yaml): see plugins/tracing/README.md, "Cost".
 import { randomFillSync } from 'node:crypto';
 import type { IdGenerator } from '@opentelemetry/sdk-trace-base';
@@ -54,35 +54,4 @@ export class PooledIds implements IdGenerator {
   generateSpanId(): string {
     return newSpanId();
   }
-}
-
-/** Decides whether a new trace (no parent to follow) is sampled, from its id. */
-export class RatioOfTraces {
-  private readonly upperBound: number;
-
-  constructor(readonly ratio: number) {
-    // As OpenTelemetry's TraceIdRatioBasedSampler bounds it.
-    this.upperBound = ratio >= 1 ? 0x100000000 : ratio <= 0 ? 0 : Math.floor(ratio * 0xffffffff);
-  }
-
-  sampled(traceId: string): boolean {
-    if (this.upperBound === 0) return false;
-    if (this.upperBound === 0x100000000) return true;
-    return spread(traceId) < this.upperBound;
-  }
-}
-
-/** The id's four 32-bit parts xor-ed together: OpenTelemetry's TraceIdRatioBased accumulation. */
-function spread(traceId: string): number {
-  let all = 0;
-  for (let part = 0; part < 32; part += 8) {
-    let value = 0;
-    for (let i = part; i < part + 8; i++) {
-      const code = traceId.charCodeAt(i);
-      // '0'–'9', else 'a'–'f' (or 'A'–'F', lowered by the 0x20 bit)
-      value = (value << 4) | (code <= 57 ? code - 48 : (code | 0x20) - 87);
-    }
-    all = (all ^ value) >>> 0;
-  }
-  return all;
 }

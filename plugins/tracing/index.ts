@@ -4,7 +4,7 @@
 // as its parent in `traceparent`. Other plugins add attributes and events through `ctx.span`.
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span, type SpanContext, type SpanStatus } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, SamplingDecision, type ReadableSpan, type Sampler, type SamplingResult } from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, SamplingDecision, TraceIdRatioBasedSampler, type ReadableSpan, type Sampler, type SamplingResult } from '@opentelemetry/sdk-trace-base';
 import {
   ATTR_CLIENT_ADDRESS, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_REQUEST_METHOD_ORIGINAL, ATTR_HTTP_REQUEST_RESEND_COUNT,
   ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_SERVICE_NAME,
@@ -13,7 +13,7 @@ import {
 import type { TLSSocket } from 'node:tls';
 import { counter, definePlugin, type RequestContext, type RequestSpan, type SpanAttributes, type SpanAttributeValue, type SwitchyardError, type Upstream } from '../../core/index.js';
 import { CountedBatchProcessor, type ExportCounters } from './export.js';
-import { newSpanId, newTraceId, PooledIds, RatioOfTraces } from './ids.js';
+import { newSpanId, newTraceId, PooledIds } from './ids.js';
 import { Propagation } from './propagation.js';
 import { resolveSettings, shownUrl, TracingSettingsError, type TracingOptions } from './settings.js';
 
@@ -73,7 +73,10 @@ export default definePlugin<typeof schema>({
     });
     const tracer = provider.getTracer('switchyard');
     const propagation = new Propagation(settings.b3);
-    const roots = new RatioOfTraces(settings.sampleRatio);
+    // New traces: the SDK's ratio rule on the id, so a service downstream sampling by trace id at
+    // the same ratio agrees with this hop.
+    const roots = new TraceIdRatioBasedSampler(settings.sampleRatio);
+    const sampledRoot = (traceId: string) => roots.shouldSample(ROOT_CONTEXT, traceId).decision === SamplingDecision.RECORD_AND_SAMPLED;
     const { alwaysSampleErrors, parentBased } = settings;
     api.log.info({ collector: shownUrl(settings.url), protocol: settings.protocol, sampleRatio: settings.sampleRatio, parentBased }, 'tracing requests');
 
@@ -97,10 +100,10 @@ export default definePlugin<typeof schema>({
       let sampled: boolean;
       if (parent === undefined) {
         traceId = newTraceId();
-        sampled = roots.sampled(traceId);
+        sampled = sampledRoot(traceId);
       } else {
         traceId = parent.traceId;
-        sampled = parentBased ? (parent.traceFlags & TraceFlags.SAMPLED) !== 0 : roots.sampled(traceId);
+        sampled = parentBased ? (parent.traceFlags & TraceFlags.SAMPLED) !== 0 : sampledRoot(traceId);
       }
       ctx.traceId = traceId;
       if (sampled || alwaysSampleErrors) ctx.span = startServerSpan(ctx, parent, traceId, sampled);
