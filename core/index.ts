@@ -15,6 +15,7 @@ export { LIVE_UPSTREAMS, LiveUpstreams, liveUpstreams, type LiveUpstreamsListene
 export type { Reply, Route, Upstream } from './types.js';
 export type { SwitchyardConfig, RouteConfig, UpstreamConfig } from './config/schema.js';
 export { HTTP_TOKEN_PATTERN } from './headers.js';
+export { acceptedCodings, acceptsCoding, canonicalCoding } from './content-coding.js';
 export { PreparedHead } from './response-head.js';
 export { cacheClearListeners, CACHE_CLEAR_LISTENERS, type ClearEvent, type ClearListener } from './cache-clears.js';
 export type { InjectRequest, InjectResponse } from './plugin.js';

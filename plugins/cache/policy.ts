@@ -2,6 +2,7 @@
 // Cache-Control), the response side (status, content type, Cache-Control, Set-Cookie, Vary, size)
 // and conditional requests a cached entry can answer with 304.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { acceptsCoding, canonicalCoding } from '../../core/index.js';
 import type { CachedEntry } from './entry.js';
 import { headerDate, parseHttpDate } from './http-date.js';
 import type { CacheOptions } from './index.js';
@@ -360,7 +361,7 @@ export function acceptsEncoding(headers: IncomingHttpHeaders, entry: CachedEntry
   // Codings applied one after the other (`gzip, br`): the client must read every one.
   for (const applied of String(coding).split(',')) {
     const name = canonicalCoding(applied);
-    if (KNOWN_CODINGS.has(name) && !accepts(headers['accept-encoding'], name)) return false;
+    if (KNOWN_CODINGS.has(name) && !acceptsCoding(headers['accept-encoding'], name)) return false;
   }
   return true;
 }
@@ -371,26 +372,6 @@ export function acceptsEncoding(headers: IncomingHttpHeaders, entry: CachedEntry
  * Vary only: the stored answer is served as it is.
  */
 const KNOWN_CODINGS: ReadonlySet<string> = new Set(['gzip', 'deflate', 'br', 'compress', 'zstd', 'aes128gcm', 'exi', 'pack200-gzip', 'dcb', 'dcz']);
-
-function accepts(accept: string | undefined, wanted: string): boolean {
-  if (accept === undefined) return false;
-  let star: boolean | undefined;
-  for (const part of accept.split(',')) {
-    const [name, ...params] = part.trim().toLowerCase().split(';');
-    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
-    const allowed = q === undefined || Number(q.slice(2)) > 0;
-    const coding = canonicalCoding(name!);
-    if (coding === wanted) return allowed;
-    if (coding === '*') star = allowed;
-  }
-  return star ?? false;
-}
-
-/** RFC 9110 §8.4.1: x-gzip and x-compress are gzip and compress. */
-function canonicalCoding(name: string): string {
-  const coding = name.trim().toLowerCase();
-  return coding.startsWith('x-') && (coding === 'x-gzip' || coding === 'x-compress') ? coding.slice(2) : coding;
-}
 
 function weak(tag: string): string {
   return tag.startsWith('W/') ? tag.slice(2) : tag;

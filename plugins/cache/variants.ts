@@ -6,6 +6,7 @@
 // Encoding is one such header, with the values normalised to the set of codings accepted, so the
 // gzip and brotli bodies the compression plugin produced are variants like any other.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { acceptedCodings } from '../../core/index.js';
 import { hashKey, type CacheKey } from './cache-key.js';
 
 /** What a stored response varies on, beside its key. */
@@ -66,7 +67,7 @@ const CASE_INSENSITIVE = new Set(['accept-charset', 'accept-language']);
 export function normaliseField(name: string, value: string | string[] | undefined): string {
   if (value === undefined) return '';
   const joined = Array.isArray(value) ? value.join(',') : value;
-  if (name === 'accept-encoding') return acceptedCodings(joined);
+  if (name === 'accept-encoding') return acceptedCodingList(joined);
   const members: string[] = [];
   for (const part of joined.split(',')) {
     const member = part.trim().replace(/\s*;\s*/g, ';');
@@ -82,14 +83,8 @@ export function normaliseField(name: string, value: string | string[] | undefine
  * gets what one that sends no Accept-Encoding gets (the stored encoded variants are never served
  * to either: acceptsEncoding in policy.ts), so both share one variant.
  */
-function acceptedCodings(value: string): string {
-  const codings = new Set<string>();
-  for (const part of value.split(',')) {
-    const [token = '', ...params] = part.split(';').map((p) => p.trim().toLowerCase());
-    if (token === '' || token === 'identity') continue;
-    const q = params.find((p) => p.startsWith('q='));
-    if (q !== undefined && !(Number(q.slice(2)) > 0)) continue;
-    codings.add(token === 'x-gzip' ? 'gzip' : token === 'x-compress' ? 'compress' : token);
-  }
-  return [...codings].sort().join(',');
+function acceptedCodingList(value: string): string {
+  const codings: string[] = [];
+  for (const [coding, q] of acceptedCodings(value)) if (q > 0 && coding !== 'identity') codings.push(coding);
+  return codings.sort().join(',');
 }

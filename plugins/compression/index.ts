@@ -4,7 +4,7 @@
 // a client that accepts its coding, and decoded to one that does not.
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { FromSchema } from 'json-schema-to-ts';
-import { counter, definePlugin, Stage, type RequestContext } from '../../core/index.js';
+import { acceptedCodings, acceptsCoding, counter, definePlugin, Stage, type RequestContext } from '../../core/index.js';
 import { CORRUPT_BODY, decodableCoding, decoderFor, type Decodable } from './decode.js';
 import { encoderFor, type Encoding } from './encode.js';
 
@@ -64,7 +64,9 @@ export default definePlugin({
     const decodeIfRefused = (ctx: RequestContext, status: number, headers: OutgoingHttpHeaders, coding: Decodable): void => {
       if (status < 200 || status === 204 || status === 206 || status === 304 || noTransform(headers)) return;
       addVary(headers);
-      if (accepts(ctx.req.headers['accept-encoding'], coding)) return;
+      // No Accept-Encoding counts as no (RFC 9110 §12.5.3 would let a server assume any coding):
+      // clients that send none (curl, scripts) mostly cannot decode, and nginx's gunzip decodes too.
+      if (acceptsCoding(ctx.req.headers['accept-encoding'], coding)) return;
       delete headers['content-encoding'];
       weakenEtag(headers);
       if (ctx.req.method === 'HEAD') {
@@ -135,40 +137,13 @@ export function compressible(method: string | undefined, status: number, headers
  */
 export function negotiate(header: string | string[] | undefined, offered: readonly Encoding[]): Encoding | undefined {
   if (header === undefined) return undefined;
-  const weights = weightsOf(header);
+  const weights = acceptedCodings(header);
   let best: { encoding: Encoding; q: number } | undefined;
   for (const encoding of offered) {
     const q = weights.get(encoding) ?? weights.get('*') ?? 0;
     if (q > 0 && (!best || q > best.q)) best = { encoding, q };
   }
   return best?.encoding;
-}
-
-/**
- * Whether the client reads `coding`: named or `*` with q > 0. No Accept-Encoding at all counts as
- * no: RFC 9110 §12.5.3 lets a server assume any coding then, but clients that send none (curl,
- * scripts) mostly cannot decode, and nginx's gunzip decodes for them too.
- */
-export function accepts(header: string | string[] | undefined, coding: Decodable): boolean {
-  if (header === undefined) return false;
-  const weights = weightsOf(header);
-  return (weights.get(coding) ?? weights.get('*') ?? 0) > 0;
-}
-
-/** Accept-Encoding's codings and their q-values (`x-gzip` read as `gzip`). */
-function weightsOf(header: string | string[]): Map<string, number> {
-  const weights = new Map<string, number>();
-  for (const part of String(header).split(',')) {
-    const [token = '', ...params] = part.split(';').map((p) => p.trim().toLowerCase());
-    if (!token) continue;
-    let q = 1;
-    for (const param of params) {
-      const m = /^q=([01](\.\d{0,3})?)$/.exec(param);
-      if (m) q = Number(m[1]);
-    }
-    weights.set(token === 'x-gzip' ? 'gzip' : token, q);
-  }
-  return weights;
 }
 
 function noTransform(headers: OutgoingHttpHeaders): boolean {
