@@ -63,3 +63,23 @@ test('a source that closed before the chain was built settles it with a prematur
   assert.equal((result.err as Error & { code?: string })?.code, 'ERR_STREAM_PREMATURE_CLOSE');
   assert.equal(out.destroyed, true);
 });
+
+test('a slow last stream pauses the source until it drains, and every chunk arrives in order', async () => {
+  const source = new PassThrough();
+  const received: string[] = [];
+  const waiting: (() => void)[] = [];
+  const slow = new Writable({ highWaterMark: 1, write: (chunk: Buffer, _encoding, done) => (received.push(chunk.toString()), waiting.push(done)) });
+  const result = settled([source, slow]);
+  for (const chunk of ['a', 'b', 'c', 'd']) source.write(chunk);
+  source.end();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(received, ['a'], 'one write in flight');
+  assert.equal(source.isPaused(), true, 'the source stops while the last stream is full');
+  while (received.length < 4 || waiting.length > 0) {
+    const next = waiting.shift();
+    if (next === undefined) await new Promise((resolve) => setImmediate(resolve));
+    else next();
+  }
+  assert.deepEqual(await result, { err: undefined, calls: 1 });
+  assert.deepEqual(received, ['a', 'b', 'c', 'd']);
+});
