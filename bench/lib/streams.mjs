@@ -68,14 +68,17 @@ export async function measureSse(url, { streams, expectedEvents, timeoutMs, skip
   return { delaysUs, events: delaysUs.length, errors };
 }
 
-/** GET url, discard the body; resolves { bytes, ms, status }. Bounded by timeoutMs. */
-export function downloadAndDiscard(url, timeoutMs) {
+/**
+ * GET url with `headers`, discard the body; resolves { bytes (as sent, before any decoding), ms,
+ * status, contentEncoding }. Bounded by timeoutMs.
+ */
+export function downloadAndDiscard(url, timeoutMs, headers = {}) {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const req = http.get(url, { agent: false }, (res) => {
+    const req = http.get(url, { agent: false, headers }, (res) => {
       let bytes = 0;
       res.on('data', (c) => (bytes += c.length));
-      res.on('end', () => resolve({ bytes, ms: performance.now() - started, status: res.statusCode }));
+      res.on('end', () => resolve({ bytes, ms: performance.now() - started, status: res.statusCode, contentEncoding: res.headers['content-encoding'] ?? 'identity' }));
       res.on('error', reject);
     });
     req.on('error', reject);

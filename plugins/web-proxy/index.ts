@@ -2,10 +2,10 @@
 // come through the proxy again, refusing private and local addresses (SSRF guard).
 import http, { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
-import { pipeline, type Readable, type Transform } from 'node:stream';
+import type { Readable, Transform } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Reply, RequestContext, Route } from '../../core/index.js';
-import { definePlugin } from '../../core/index.js';
+import { definePlugin, pipeChain } from '../../core/index.js';
 import { Guard, GuardError } from './guard.js';
 import { cssRewriter, headerCharset, htmlRewriter, proxiedUrl, rewriteRefresh } from './rewrite.js';
 
@@ -161,11 +161,19 @@ async function fetchPage(ctx: RequestContext, guard: Guard, prefix: string): Pro
   if (decoder === null) return { status, headers, body: upstream }; // an encoding we cannot read: pass it as it came
   delete headers['content-length'];
   delete headers['content-encoding'];
-  if (passThrough) return { status, headers, body: decoder ? pipeline(upstream, decoder, () => {}) : upstream };
+  if (passThrough) return { status, headers, body: decoder ? piped([upstream, decoder]) : upstream };
   // The rewriter sends the page on as UTF-8, whatever charset it came in.
   headers['content-type'] = `${type.split(';')[0]!.trim()}; charset=utf-8`;
-  const stages: (Readable | Transform)[] = [upstream, ...(decoder ? [decoder] : []), rewriter!];
-  return { status, headers, body: pipeline(stages as [Readable, Transform], () => {}) as unknown as Readable };
+  return { status, headers, body: piped(decoder ? [upstream, decoder, rewriter!] : [upstream, rewriter!]) };
+}
+
+/**
+ * The last of `stages`, fed by the others; a failure or an early close of any destroys them all
+ * (the core then ends the answer). pipeChain(), not pipeline(): Node 20's builds errors on success.
+ */
+function piped(stages: [Readable, ...Transform[]]): Readable {
+  pipeChain(stages, () => {});
+  return stages[stages.length - 1]!;
 }
 
 /** Sends the request with the guard's lookup; a client that goes away aborts it. */

@@ -11,7 +11,7 @@
 // no byte of a multi-byte character is below 0x80, so scanning bytes finds what scanning
 // characters would.
 //
-// Why bytes (a speed trick, with names.ts, fast-url.ts and utf8-chunks.ts): the string version
+// Why bytes (a speed trick, with names.ts, fast-url.ts, spliced-chunk.ts and utf8-chunks.ts): the string version
 // of this scanner decoded every chunk to a string, sliced it into pieces around each tag, joined
 // them and encoded the result again, and made objects for every tag and attribute. The HTML
 // rewriter as a whole, on the bench's 2 MB page in 64 KiB chunks, under callgrind (main thread):
@@ -22,6 +22,7 @@
 // string only when the handler reads it (a plain link never is: fast-url.ts reads its bytes).
 
 import { NameTable } from './names.js';
+import { SplicedChunk } from './spliced-chunk.js';
 
 /** Elements whose contents are text up to their own end tag (scripting on, as in a browser). */
 const RAW_TEXT = ['script', 'style', 'textarea', 'title', 'xmp', 'iframe', 'noembed', 'noframes', 'noscript'];
@@ -99,95 +100,6 @@ function quoted(value: string, quote: string): string {
   return quote === '"' ? escaped : `"${escaped}"`;
 }
 
-/** The length of `text` in UTF-8 (a lone surrogate counts as U+FFFD, as Buffer writes it). */
-function utf8Length(text: string): number {
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x80) bytes += 1;
-    else if (c < 0x800) bytes += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      bytes += 4;
-      i++;
-    } else bytes += 3;
-  }
-  return bytes;
-}
-
-/**
- * What one chunk becomes: ranges of its bytes, replacement text and inserted bytes, in order,
- * copied into one buffer at the end. Ranges go through a plain Uint8Array view and `set`: on
- * 50-byte ranges, the length between two links, 1–2 ns a byte here against 4–5 for a loop or
- * Buffer's copy(); under callgrind, the rewriter's 2 MB page took 224 million instructions
- * against 264 million with a loop (main thread, 10 pages after 6). ASCII text is copied by a
- * loop, other text by Buffer's write().
- */
-class Output {
-  // Entries are overwritten, never removed: the arrays keep their storage from chunk to chunk.
-  /** Start and end of each range of the source; added[k] goes after range k. */
-  private readonly ranges: number[] = [];
-  private readonly added: (string | Uint8Array)[] = [];
-  /** UTF-8 length of added[k]. */
-  private readonly addedBytes: number[] = [];
-  private count = 0;
-  private size = 0;
-  private source = NOTHING;
-
-  /** Starts on a new chunk. */
-  reset(source: Buffer): void {
-    this.source = source;
-    this.count = 0;
-    this.size = 0;
-  }
-
-  bytes(start: number, end: number): void {
-    if (end > start) this.add(start, end, '', 0);
-  }
-
-  text(text: string | undefined): void {
-    if (text) this.add(0, 0, text, utf8Length(text));
-  }
-
-  insert(bytes: Uint8Array): void {
-    this.add(0, 0, bytes, bytes.length);
-  }
-
-  private add(start: number, end: number, part: string | Uint8Array, length: number): void {
-    const k = this.count++;
-    this.ranges[2 * k] = start;
-    this.ranges[2 * k + 1] = end;
-    this.added[k] = part;
-    this.addedBytes[k] = length;
-    this.size += end - start + length;
-  }
-
-  take(): Buffer {
-    const { source, ranges, added, addedBytes, count, size } = this;
-    this.reset(NOTHING);
-    if (count === 0) return NOTHING;
-    if (count === 1 && addedBytes[0] === 0 && ranges[0] === 0 && ranges[1] === source.length) return source;
-    const out = Buffer.allocUnsafe(size);
-    let at = 0;
-    for (let k = 0; k < count; k++) {
-      const start = ranges[2 * k]!;
-      const end = ranges[2 * k + 1]!;
-      if (end - start > 16) {
-        out.set(new Uint8Array(source.buffer, source.byteOffset + start, end - start), at);
-        at += end - start;
-      } else {
-        for (let i = start; i < end; i++) out[at++] = source[i]!;
-      }
-      const part = added[k]!;
-      if (typeof part !== 'string') {
-        out.set(part, at);
-        at += part.length;
-      } else if (part.length === addedBytes[k]) for (let i = 0; i < part.length; i++) out[at++] = part.charCodeAt(i);
-      else at += out.write(part, at);
-    }
-    return out;
-  }
-}
-
 /** An attribute the scanner fills in again for each tag; its value becomes a string when read. */
 class Attribute implements ScannedAttribute {
   name = '';
@@ -241,7 +153,7 @@ export class HtmlScanner {
   private plaintext = false;
   private readonly tagNames: NameTable;
   private readonly attributeNames: NameTable;
-  private readonly out = new Output();
+  private readonly out = new SplicedChunk();
   private readonly tag = new Tag();
 
   constructor(private readonly handlers: ScanHandlers) {
@@ -269,7 +181,7 @@ export class HtmlScanner {
   }
 
   /** Writes bytes[0, returned index) to `out`, changed where the handlers say. */
-  private scan(bytes: Buffer, out: Output): number {
+  private scan(bytes: Buffer, out: SplicedChunk): number {
     const n = bytes.length;
     let i = 0;
     /** bytes[0, written) are in `out` (or, for a <style>, held in this.style). */

@@ -95,3 +95,21 @@ describe('web-proxy: UTF-8 pages as bytes', () => {
     for (const size of [1, 2, 3, 4, 7, 1024]) assert.deepEqual(await rewrite(page, size), expected, `chunks of ${size}`);
   });
 });
+
+describe('web-proxy: a chunk put together again', () => {
+  test('a chunk that grows with links and then shrinks more comes out whole, in any chunking', async () => {
+    // Every link grows the chunk; the long <meta> charset, said again as utf-8, shrinks it by more
+    // than all of them: runs before the shrink move further than the chunk's growth in the end.
+    const links = Array.from({ length: 40 }, (_, i) => `<a href="/p${i}.html">${i}</a>`).join('');
+    const tail = '<p>text after, kept as it was \u2713</p><img src="x.png" alt=y>';
+    const page = Buffer.from(`${links}<meta charset="${'x'.repeat(3000)}">${tail}`);
+    const expected = `${links.replace(/href="\//g, 'href="/proxy/https://a.example/')}<meta charset="utf-8">${tail.replace('"x.png"', '"/proxy/https://a.example/dir/x.png"')}`;
+    for (const size of [1, 7, 500, 64 * 1024]) assert.equal((await rewrite(page, size)).toString(), expected, `chunks of ${size}`);
+  });
+
+  test('a chunk of only inserted and replaced parts, and one with nothing changed, come out whole', async () => {
+    const page = Buffer.from('<img src=/a.png><img src=/b.png>plain text only, no tag at all in this part of the page');
+    const expected = '<img src="/proxy/https://a.example/a.png"><img src="/proxy/https://a.example/b.png">plain text only, no tag at all in this part of the page';
+    for (const size of [1, 15, 16, 17, 64 * 1024]) assert.equal((await rewrite(page, size)).toString(), expected, `chunks of ${size}`);
+  });
+});
