@@ -13,7 +13,7 @@ import {
 import type { TLSSocket } from 'node:tls';
 import { counter, definePlugin, type RequestContext, type RequestSpan, type SpanAttributes, type SpanAttributeValue, type SwitchyardError, type Upstream } from '../../core/index.js';
 import { CountedBatchProcessor, type ExportCounters } from './export.js';
-import { newSpanId, newTraceId, PooledIds } from './ids.js';
+import { newSpanId, newTraceparent, PooledIds, spanIdOf, traceIdOf } from './ids.js';
 import { Propagation } from './propagation.js';
 import { resolveSettings, shownUrl, TracingSettingsError, type TracingOptions } from './settings.js';
 
@@ -98,8 +98,11 @@ export default definePlugin<typeof schema>({
       const parent = propagation.parent(headers);
       let traceId: string;
       let sampled: boolean;
+      // A new trace is drawn as the traceparent the upstream gets if it is not recorded (ids.ts).
+      let unsampledTraceparent: string | undefined;
       if (parent === undefined) {
-        traceId = newTraceId();
+        unsampledTraceparent = newTraceparent();
+        traceId = traceIdOf(unsampledTraceparent);
         sampled = sampledRoot(traceId);
       } else {
         traceId = parent.traceId;
@@ -110,7 +113,8 @@ export default definePlugin<typeof schema>({
       // Not recorded, and the caller said "not sampled" too: its traceparent goes upstream as it
       // came, which W3C trace context allows a hop that records nothing. Else the upstream is
       // told this trace, "not sampled", and a parent id no span will ever have.
-      else if (parent === undefined || (parent.traceFlags & TraceFlags.SAMPLED) !== 0 || !propagation.passesOn(headers)) ctx.span = new Unrecorded(traceId);
+      else if (unsampledTraceparent !== undefined) ctx.span = new Unrecorded(traceId, unsampledTraceparent);
+      else if (parent !== undefined && ((parent.traceFlags & TraceFlags.SAMPLED) !== 0 || !propagation.passesOn(headers))) ctx.span = new Unrecorded(traceId, undefined);
       return undefined;
     });
 
@@ -128,7 +132,7 @@ export default definePlugin<typeof schema>({
         propagation.stamp(ctx.outgoing.headers, client.spanContext());
       } else if (traced instanceof Unrecorded) {
         if (traced.spanId === '') traced.spanId = newSpanId();
-        propagation.stamp(ctx.outgoing.headers, traced);
+        propagation.stamp(ctx.outgoing.headers, traced, traced.traceparent);
       }
     });
 
@@ -203,11 +207,17 @@ class Decided implements Sampler {
  * upstream is told (a new trace, or the caller's restamped), with "not sampled".
  */
 class Unrecorded implements RequestSpan, SpanContext {
-  /** A parent id for the upstream, made at the first attempt (a cache hit needs none) and kept for retries. */
-  spanId = '';
+  /**
+   * A parent id for the upstream, kept for retries: the new trace's own (a slice of its
+   * traceparent), else made at the first attempt (a cache hit needs none).
+   */
+  spanId: string;
   readonly traceFlags = TraceFlags.NONE;
 
-  constructor(readonly traceId: string) {}
+  /** `traceparent`: a new trace's, as newTraceparent() drew it; undefined when the caller named the trace. */
+  constructor(readonly traceId: string, readonly traceparent: string | undefined) {
+    this.spanId = traceparent === undefined ? '' : spanIdOf(traceparent);
+  }
 
   isRecording(): boolean {
     return false;

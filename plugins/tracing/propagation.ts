@@ -55,9 +55,12 @@ export class Propagation {
     return typeof traceparent === 'string' && traceparent.length === TRACEPARENT_LENGTH && traceparent.startsWith('00-');
   }
 
-  /** Names `span` as the parent of what the upstream does: traceparent, and B3 when enabled. The caller's tracestate goes on as it came. */
-  stamp(headers: IncomingHttpHeaders, span: SpanContext): void {
-    headers.traceparent = `00-${span.traceId}-${span.spanId}-0${span.traceFlags & 1}`;
+  /**
+   * Names `span` as the parent of what the upstream does: traceparent (`formatted` when the caller
+   * has it already), and B3 when enabled. The caller's tracestate goes on as it came.
+   */
+  stamp(headers: IncomingHttpHeaders, span: SpanContext, formatted?: string): void {
+    headers.traceparent = formatted ?? `00-${span.traceId}-${span.spanId}-0${span.traceFlags & 1}`;
     if (this.b3 !== undefined) this.b3.inject(trace.setSpanContext(ROOT_CONTEXT, span), headers, headerSetter);
   }
 }

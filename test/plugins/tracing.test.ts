@@ -211,14 +211,18 @@ describe('sampling', { timeout: 60000 }, () => {
     const sy = await startSwitchyard(config([tracing({ sampleRatio: 0 })]));
     const exportsBefore = collector.spans.length;
     const seenBefore = upstream.requests.length;
+    const told: string[] = [];
     for (let i = 0; i < 5; i++) {
       const res = await fetch(`${sy.url}/unsampled/${i}`);
       assert.equal(res.status, 200);
       await res.arrayBuffer();
-      const sent = upstream.requests[seenBefore + i]!.headers.traceparent;
-      assert.match(String(sent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
-      assert.equal(String(sent).split('-')[1], await loggedTraceId(sy, res.headers.get('x-request-id')!), 'the log names the trace the upstream was told');
+      const sent = String(upstream.requests[seenBefore + i]!.headers.traceparent);
+      assert.match(sent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+      assert.equal(sent.split('-')[1], await loggedTraceId(sy, res.headers.get('x-request-id')!), 'the log names the trace the upstream was told');
+      told.push(sent);
     }
+    assert.equal(new Set(told.map((t) => t.split('-')[1])).size, 5, 'each request is a trace of its own');
+    assert.equal(new Set(told.map((t) => t.split('-')[2])).size, 5, 'and names a parent of its own');
     const caller = await fetch(`${sy.url}/caller-sampled`, { headers: { traceparent: `00-${'a'.repeat(32)}-${CALLER_SPAN}-01` } });
     await caller.arrayBuffer();
     // Stopping flushes whatever was queued: after it, the collector has all it will ever get.
