@@ -36,6 +36,15 @@ export function pipeChain(streams: readonly Stage[], done: (err: Error | undefin
   if (streams.some((stream) => stream.destroyed && !chain.completed(stream))) queueMicrotask(() => chain.settle(prematureClose()));
 }
 
+/**
+ * Stops the chain `stream` belongs to where it stands: nothing more is passed on, nothing is
+ * destroyed for it and `done` is not called; the caller ends the streams itself (an event stream
+ * wound down at shutdown: the upstream dropped, the client's answer ended after what it holds).
+ */
+export function detachChain(stream: Readable | Writable): void {
+  (stream as Linked)[kChain]?.detach();
+}
+
 interface Linked {
   [kChain]?: Chain;
 }
@@ -56,6 +65,11 @@ class Chain {
   /** A readable that ended, or the last stream (a writable) that finished. */
   completed(stream: Stage): boolean {
     return stream === this.streams[this.streams.length - 1] ? (stream as Writable).writableFinished : (stream as Readable).readableEnded;
+  }
+
+  detach(): void {
+    this.settled = true;
+    for (const stream of this.streams) stream.removeListener('data', onData);
   }
 
   settle(err: Error | undefined): void {

@@ -7,7 +7,7 @@ import { Readable, Writable, type Transform } from 'node:stream';
 import type { RequestContext } from './context.js';
 import type { UpstreamResponse } from './engine.js';
 import { PluginError, SwitchyardError } from './errors.js';
-import { pipeChain } from './pipe-chain.js';
+import { detachChain, pipeChain } from './pipe-chain.js';
 import { runSeries, type Plan } from './plan.js';
 import { STAGE_NAMES } from './stages.js';
 import { endWithPreparedHead, PreparedResponse, writePreparedHead, type PreparedHead } from './response-head.js';
@@ -157,7 +157,8 @@ function streamUpstream(ctx: RequestContext, plan: Plan, upstreamRes: UpstreamRe
     // Trailers are only looked for when the upstream announced them (RFC 9110 §6.6.2), and go out
     // after the last chunk, before pipe() ends the response (chunked responses only).
     if (upstreamRes.trailersAnnounced) body.once('end', () => res.addTrailers(upstreamRes.trailers));
-    body.pipe(res);
+    // Failures are handled below, on the body's close (the chain destroys the rest).
+    pipeChain([body, res], ignoreSettled);
     const windingDown = followEventStream(ctx, body);
     body.once('close', () => {
       // The upstream vanished mid-body: the client must not take a cut-off body for a whole one.
@@ -258,7 +259,9 @@ function followEventStream(ctx: RequestContext, body: Readable): { ended: boolea
     res.once('finish', resolve);
     res.once('close', resolve);
     state.ended = true;
-    body.unpipe(res);
+    // Detached first: the chain would destroy the client's answer with the body, and a slow
+    // client would lose the events still queued for it.
+    detachChain(body);
     body.destroy();
     res.end();
   });
@@ -299,3 +302,6 @@ function answeredWithPreparedHead(ctx: RequestContext, status: number, head: Pre
   headers['x-request-id'] = ctx.id;
   ctx.response = new PreparedResponse(status, head, headers);
 }
+
+/** pipeChain()'s callback where the streams' own 'close' handling does the work. */
+function ignoreSettled(): void {}

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { PassThrough, Readable, Transform, Writable } from 'node:stream';
 import { test } from 'node:test';
-import { pipeChain } from '../../core/pipe-chain.js';
+import { detachChain, pipeChain } from '../../core/pipe-chain.js';
 
 function sink(): Writable & { received: Buffer[] } {
   const received: Buffer[] = [];
@@ -82,4 +82,22 @@ test('a slow last stream pauses the source until it drains, and every chunk arri
   }
   assert.deepEqual(await result, { err: undefined, calls: 1 });
   assert.deepEqual(received, ['a', 'b', 'c', 'd']);
+});
+
+test('a detached chain passes nothing more on and destroys nothing when its source goes: the caller ends the last stream', async () => {
+  const source = new PassThrough();
+  const out = sink();
+  let calls = 0;
+  pipeChain([source, out], () => calls++);
+  source.write('a');
+  await new Promise((resolve) => setImmediate(resolve));
+  detachChain(source);
+  source.write('b');
+  source.destroy();
+  await once(source, 'close');
+  assert.equal(out.destroyed, false, 'the last stream outlives the source');
+  out.end('c');
+  await once(out, 'finish');
+  assert.equal(Buffer.concat(out.received).toString(), 'ac');
+  assert.equal(calls, 0, 'done is not called for a detached chain');
 });
