@@ -155,7 +155,7 @@ function streamUpstream(ctx: RequestContext, plan: Plan, upstreamRes: UpstreamRe
   if (body.readableLength === 0 && !upstreamRes.complete) res.flushHeaders();
   if (!transforms) {
     // Trailers are only looked for when the upstream announced them (RFC 9110 §6.6.2), and go out
-    // after the last chunk, before pipe() ends the response (chunked responses only).
+    // after the last chunk, before the chain ends the response (chunked responses only).
     if (upstreamRes.trailersAnnounced) body.once('end', () => res.addTrailers(upstreamRes.trailers));
     // Failures are handled below, on the body's close (the chain destroys the rest).
     pipeChain([body, res], ignoreSettled);

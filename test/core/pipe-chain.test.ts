@@ -101,3 +101,23 @@ test('a detached chain passes nothing more on and destroys nothing when its sour
   assert.equal(Buffer.concat(out.received).toString(), 'ac');
   assert.equal(calls, 0, 'done is not called for a detached chain');
 });
+
+test('a stream that ends one chain and starts the next carries every chunk through both under backpressure', async () => {
+  const source = new PassThrough();
+  const middle = new PassThrough({ highWaterMark: 1 });
+  const received: string[] = [];
+  const waiting: (() => void)[] = [];
+  const slow = new Writable({ highWaterMark: 1, write: (chunk: Buffer, _encoding, done) => (received.push(chunk.toString()), waiting.push(done)) });
+  const first = settled([source, middle]);
+  const second = settled([middle, slow]);
+  for (const chunk of ['a', 'b', 'c', 'd', 'e', 'f']) source.write(chunk);
+  source.end();
+  while (received.length < 6 || waiting.length > 0) {
+    const next = waiting.shift();
+    if (next === undefined) await new Promise((resolve) => setImmediate(resolve));
+    else next();
+  }
+  assert.deepEqual(await first, { err: undefined, calls: 1 });
+  assert.deepEqual(await second, { err: undefined, calls: 1 });
+  assert.deepEqual(received, ['a', 'b', 'c', 'd', 'e', 'f']);
+});
