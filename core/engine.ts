@@ -4,6 +4,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import type { RequestContext } from './context.js';
+import type { Upstream } from './types.js';
 
 export type EngineName = 'undici' | 'http-proxy';
 
@@ -56,4 +57,12 @@ export interface ForwardEngine {
 export interface PoolOptions {
   maxSockets: number;
   maxFreeSockets: number;
+}
+
+/**
+ * The host name an upstream dialled by address answers to (Upstream.authority without its port):
+ * the TLS server name its certificate is checked against. Undefined when the URL names the host.
+ */
+export function authorityHostname(upstream: Upstream): string | undefined {
+  return upstream.authority === undefined ? undefined : new URL(`http://${upstream.authority}`).hostname;
 }

@@ -6,9 +6,9 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Readable, Transform } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import { createRequire } from 'node:module';
-import type { Dispatcher, Pool } from 'undici';
+import type { buildConnector, Dispatcher, Pool } from 'undici';
 import type { RequestContext } from './context.js';
-import type { ForwardEngine, PoolOptions, UpstreamResponse } from './engine.js';
+import { authorityHostname, type ForwardEngine, type PoolOptions, type UpstreamResponse } from './engine.js';
 import { SwitchyardError, type ErrorCode } from './errors.js';
 import { codeFor, EMPTY_QUERY_MARK, writeInterim } from './forward.js';
 import { IS_HOP_BY_HOP, namedByConnection } from './headers.js';
@@ -19,6 +19,7 @@ import type { Upstream } from './types.js';
 // that this file is still undici's Pool.
 const requireUndici = createRequire(import.meta.url);
 const UndiciPool = requireUndici('undici/lib/dispatcher/pool.js') as typeof Pool;
+const buildUndiciConnector = requireUndici('undici/lib/core/connect.js') as typeof buildConnector;
 /** undici's header-name lookup (a trie of known names → interned lower-case strings), loaded by Pool anyway. */
 const { headerNameToString } = requireUndici('undici/lib/core/util.js') as { headerNameToString(name: Buffer | string): string };
 
@@ -80,20 +81,30 @@ export class UndiciEngine implements ForwardEngine {
     const known = this.poolOf.get(upstream);
     if (known && known.connectTimeout === connectTimeout && !known.pool.destroyed && !known.pool.closed) return known.pool;
     const { target, tls } = upstream;
-    const servername = serverNameOf(upstream);
+    const servername = target.protocol === 'https:' ? authorityHostname(upstream) : undefined;
     const key = `${target.origin}|${connectTimeout}|${tls?.insecure ? 1 : 0}|${servername ?? ''}|${tls?.ca ?? ''}`;
     let pool = this.pools.get(key);
     if (!pool) {
       pool = new UndiciPool(target.origin, {
         connections: this.pool.maxSockets,
         pipelining: 1,
-        connect: { timeout: connectTimeout, ca: tls?.ca, rejectUnauthorized: !tls?.insecure, ...(servername ? { servername } : {}) },
+        connect: withServerName({ timeout: connectTimeout, ca: tls?.ca, rejectUnauthorized: !tls?.insecure }, servername),
       });
       this.pools.set(key, pool);
     }
     this.poolOf.set(upstream, { connectTimeout, pool });
     return pool;
   }
+}
+
+/**
+ * Connection options, with a fixed TLS server name for an https member dialled by address: undici
+ * takes the name from each request's Host otherwise, the client's when the route preserves it.
+ */
+function withServerName(options: buildConnector.BuildOptions, servername: string | undefined): buildConnector.BuildOptions | buildConnector.connector {
+  if (servername === undefined) return options;
+  const connect = buildUndiciConnector(options);
+  return (connection, callback) => connect({ ...connection, servername }, callback);
 }
 
 /**
@@ -326,10 +337,4 @@ function undiciCode(err: Error & { code?: string }): ErrorCode {
     case 'UND_ERR_HEADERS_OVERFLOW': case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH': return 'SY_ERR_UPSTREAM_BAD_RESPONSE';
     default: return codeFor(err);
   }
-}
-
-/** The TLS server name of an https member dialled by address (Upstream.authority without its port). */
-function serverNameOf(upstream: Upstream): string | undefined {
-  if (upstream.authority === undefined || upstream.target.protocol !== 'https:') return undefined;
-  return new URL(`https://${upstream.authority}`).hostname;
 }

@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { RequestContext } from './context.js';
 import { SwitchyardError } from './errors.js';
+import { authorityHostname } from './engine.js';
 import { codeFor } from './forward.js';
 
 /** Hop-by-hop headers of a refusal relayed to the client: its framing is ours to set. */
@@ -36,7 +37,7 @@ export function forwardUpgrade(ctx: RequestContext, socket: Duplex, head: Buffer
     agent: false,
     timeout: timeouts.connect,
     // The server name follows the authority even when Host is the client's (preserveHost).
-    ...(secure ? { ca: upstream.tls?.ca, rejectUnauthorized: !upstream.tls?.insecure, servername: upstream.authority === undefined ? undefined : new URL(`https://${upstream.authority}`).hostname } : {}),
+    ...(secure ? { ca: upstream.tls?.ca, rejectUnauthorized: !upstream.tls?.insecure, servername: authorityHostname(upstream) } : {}),
   };
   return new Promise((resolve, reject) => {
     const proxyReq: ClientRequest = (secure ? https : http).request(options);

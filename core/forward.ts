@@ -10,10 +10,11 @@ import { Readable, Transform } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { createProxyServer } from 'http-proxy-3';
 import type { RequestContext } from './context.js';
-import type { ForwardEngine, PoolOptions, UpstreamResponse } from './engine.js';
+import { authorityHostname, type ForwardEngine, type PoolOptions, type UpstreamResponse } from './engine.js';
 import { SwitchyardError, type ErrorCode } from './errors.js';
 import { forwardUpgrade } from './forward-upgrade.js';
 import { stripHopByHop } from './headers.js';
+import type { Upstream } from './types.js';
 
 /** How often deadlines are checked: timeouts fire up to this much late. */
 const DEADLINE_TICK_MS = 50;
@@ -296,7 +297,7 @@ export class HttpProxyEngine implements ForwardEngine {
     // The marker is ours alone: one sent by the client would make the agent append a '?'.
     delete headers[EMPTY_QUERY_MARK];
     if (path.indexOf('?') === path.length - 1) headers[EMPTY_QUERY_MARK] = '1';
-    // A member dialled by address: Host names it, and node:https takes the TLS server name from Host.
+    // A member dialled by address: Host names it (its agent gives the TLS server name, agentFor).
     if (upstream.authority !== undefined && !ctx.route!.preserveHost) headers.host = upstream.authority;
     if (body) {
       headers['content-length'] = String(body.length);
@@ -312,7 +313,7 @@ export class HttpProxyEngine implements ForwardEngine {
       req[kAttempt] = attempt;
       this.proxy.web(req, ctx.res, {
         target: upstream.target,
-        agent: this.agentFor(upstream.target),
+        agent: this.agentFor(upstream),
         changeOrigin: !ctx.route!.preserveHost && upstream.authority === undefined,
         method,
         buffer: bodySource(ctx, body, attempt),
@@ -328,10 +329,11 @@ export class HttpProxyEngine implements ForwardEngine {
   }
 
   closeIdle(origin: string): void {
-    const agent = this.agents.get(origin);
-    if (!agent) return;
-    // Busy sockets go back to the pool when their request ends; only the free ones can go now.
-    for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
+    for (const [key, agent] of this.agents) {
+      if (key !== origin && !key.startsWith(`${origin}|`)) continue;
+      // Busy sockets go back to the pool when their request ends; only the free ones can go now.
+      for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
+    }
   }
 
   close(): void {
@@ -340,12 +342,19 @@ export class HttpProxyEngine implements ForwardEngine {
     this.agents.clear();
   }
 
-  private agentFor(target: URL): http.Agent {
-    const key = target.origin;
+  /**
+   * The keep-alive agent for an upstream's origin. An https member dialled by address gets its own,
+   * whose TLS server name is the member's name: node:https would otherwise take it from Host, the
+   * client's when the route preserves it (http-proxy passes no server name through).
+   */
+  private agentFor(upstream: Upstream): http.Agent {
+    const { target } = upstream;
+    const key = upstream.authority === undefined ? target.origin : `${target.origin}|${upstream.authority}`;
     let agent = this.agents.get(key);
     if (!agent) {
       const options = { keepAlive: true, maxSockets: this.pool.maxSockets, maxFreeSockets: this.pool.maxFreeSockets, scheduling: 'lifo' as const };
-      agent = withEmptyQueryFix(target.protocol === 'https:' ? new https.Agent(options) : new http.Agent(options));
+      const servername = target.protocol === 'https:' ? authorityHostname(upstream) : undefined;
+      agent = withEmptyQueryFix(target.protocol === 'https:' ? new https.Agent({ ...options, ...(servername === undefined ? {} : { servername }) }) : new http.Agent(options));
       this.agents.set(key, agent);
     }
     return agent;

@@ -298,7 +298,7 @@ test('A and AAAA records both become members, an IPv6 one in brackets', async ()
 });
 
 for (const engine of ['undici', 'http-proxy'] as const) {
-  test(`an https member dialled by address is asked by name: Host and the TLS server name its certificate is checked against (${engine} engine, and the health probe)`, async () => {
+  test(`an https member dialled by address is asked by name: Host and the TLS server name its certificate is checked against (${engine} engine, a WebSocket upgrade and the health probe)`, async () => {
     const NAME = 'secure.test';
     const ca = createTestCa();
     // The certificate names only the DNS name: checked against the address, it would be refused.
@@ -309,6 +309,10 @@ for (const engine of ['undici', 'http-proxy'] as const) {
       seen.push({ host: req.headers.host, servername: (req.socket as TLSSocket).servername, path: req.url });
       res.end('secure');
       arrivals.emit('request');
+    });
+    server.on('upgrade', (req: http.IncomingMessage, socket: TLSSocket) => {
+      seen.push({ host: req.headers.host, servername: socket.servername, path: req.url });
+      socket.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', resolve));
     const { port } = server.address() as AddressInfo;
@@ -321,11 +325,66 @@ for (const engine of ['undici', 'http-proxy'] as const) {
       const res = await fetch(`${proxy.url}/x`);
       assert.equal(res.status, 200);
       assert.equal(await res.text(), 'secure');
+      const upgraded = await new Promise<number | undefined>((resolve, reject) => {
+        const req = http.request(`${proxy.url}/ws`, { headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' } });
+        req.on('upgrade', (answer, socket) => (socket.destroy(), resolve(answer.statusCode)));
+        req.on('response', (answer) => (answer.resume(), resolve(answer.statusCode)));
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(upgraded, 101, 'the upgrade passed the TLS check against the name');
+      assert.ok(seen.some((s) => s.path === '/ws'));
       // A probe that failed its TLS check would never arrive.
       await until(() => seen.some((s) => s.path === '/health'), arrivals, 'request');
       const checks = await (await fetch(`${proxy.url}/health-checks`)).json() as { upstreams: { id: string; healthy: boolean }[] };
       assert.deepEqual(checks.upstreams.map((u) => [u.id, u.healthy]), [[`main/https://127.0.0.2:${port}`, true]]);
       for (const s of seen) assert.deepEqual([s.host, s.servername], [`${NAME}:${port}`, NAME], JSON.stringify(s));
+    } finally {
+      await proxy.stop();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+}
+
+for (const engine of ['undici', 'http-proxy'] as const) {
+  test(`with preserveHost, an https member dialled by address still has its certificate checked against its name: the client's Host goes upstream (${engine} engine, and a WebSocket upgrade)`, async () => {
+    const NAME = 'kept.test';
+    const ca = createTestCa();
+    ca.issue(join(ca.dir, 'kept.pem'), join(ca.dir, 'kept.key'), NAME, [`DNS:${NAME}`]);
+    const seen: { host: string | undefined; servername: string | false | null; path: string | undefined }[] = [];
+    const server = https.createServer({ cert: readFileSync(join(ca.dir, 'kept.pem')), key: readFileSync(join(ca.dir, 'kept.key')) }, (req, res) => {
+      seen.push({ host: req.headers.host, servername: (req.socket as TLSSocket).servername, path: req.url });
+      res.end('kept');
+    });
+    server.on('upgrade', (req: http.IncomingMessage, socket: TLSSocket) => {
+      seen.push({ host: req.headers.host, servername: socket.servername, path: req.url });
+      socket.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', resolve));
+    const { port } = server.address() as AddressInfo;
+    dns.setA(NAME, ['127.0.0.2'], 1);
+    const cfg = config(dns, { url: `dns+https://${NAME}:${port}`, tls: { ca: ca.caFile } });
+    (cfg.routes as Record<string, unknown>[])[0]!.preserveHost = true;
+    const proxy = await startProxy({ ...cfg, server: { ...(cfg.server as object), engine } });
+    try {
+      // node:http, not fetch: fetch may not set Host.
+      const res = await new Promise<{ status: number | undefined; text: string }>((resolve, reject) => {
+        http.get(`${proxy.url}/x`, { headers: { host: 'www.example.org' } }, (answer) => {
+          let text = '';
+          answer.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve({ status: answer.statusCode, text }));
+        }).on('error', reject);
+      });
+      assert.deepEqual(res, { status: 200, text: 'kept' });
+      const upgraded = await new Promise<number | undefined>((resolve, reject) => {
+        const req = http.request(`${proxy.url}/ws`, { headers: { host: 'www.example.org', connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' } });
+        req.on('upgrade', (answer, socket) => (socket.destroy(), resolve(answer.statusCode)));
+        req.on('response', (answer) => (answer.resume(), resolve(answer.statusCode)));
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(upgraded, 101);
+      assert.deepEqual(seen.map((s) => [s.path, s.host, s.servername]), [['/x', 'www.example.org', NAME], ['/ws', 'www.example.org', NAME]]);
     } finally {
       await proxy.stop();
       server.closeAllConnections();
