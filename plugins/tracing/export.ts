@@ -6,9 +6,12 @@ import type { Context } from '@opentelemetry/api';
 import { TraceFlags } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
+import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
+import { ProtobufTraceSerializer, TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
 import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Logger } from 'pino';
+import { serializeSpans } from './otlp-protobuf.js';
 import type { TracingSettings } from './settings.js';
 import { shownUrl } from './settings.js';
 
@@ -142,4 +145,16 @@ function otlpExporter(settings: TracingSettings): SpanExporter {
     concurrencyLimit: 4,
   };
   return settings.protocol === 'http/json' ? new JsonExporter(config) : new ProtobufExporter(config);
+}
+
+/**
+ * OpenTelemetry's OTLP/HTTP protobuf exporter (its transport, retries, timeouts and headers) with
+ * the one-pass serializer of otlp-protobuf.ts in place of the library's, which writes the same bytes.
+ */
+class ProtobufExporter extends OTLPExporterBase<ReadableSpan[]> {
+  constructor(config: Parameters<typeof convertLegacyHttpOptions>[0]) {
+    const options = convertLegacyHttpOptions(config, 'TRACES', 'v1/traces', { 'Content-Type': 'application/x-protobuf' });
+    const serializer = { serializeRequest: serializeSpans, deserializeResponse: ProtobufTraceSerializer.deserializeResponse };
+    super(createOtlpHttpExportDelegate(options, serializer, 'otlp_http_span_exporter', TraceExporterMetricsHelper, undefined));
+  }
 }

@@ -14,7 +14,6 @@ import type { TLSSocket } from 'node:tls';
 import { counter, definePlugin, type RequestContext, type RequestSpan, type SpanAttributes, type SpanAttributeValue, type SwitchyardError, type Upstream } from '../../core/index.js';
 import { CountedBatchProcessor, type ExportCounters } from './export.js';
 import { newSpanId, newTraceparent, PooledIds, spanIdOf, traceIdOf } from './ids.js';
-import { flatString } from './flat-string.js';
 import { Propagation } from './propagation.js';
 import { resolveSettings, shownUrl, TracingSettingsError, type TracingOptions } from './settings.js';
 
@@ -310,15 +309,15 @@ function setServerAttributes(span: Span, ctx: RequestContext, method: string, ro
   if (!known) span.setAttribute(ATTR_HTTP_REQUEST_METHOD_ORIGINAL, method);
   if (route !== undefined) span.setAttribute(ATTR_HTTP_ROUTE, route);
   // The path only: credentials ride in queries (`?key=`), never recorded.
-  span.setAttribute(ATTR_URL_PATH, flatString(ctx.pathname));
+  span.setAttribute(ATTR_URL_PATH, ctx.pathname);
   span.setAttribute(ATTR_URL_SCHEME, (req.socket as TLSSocket | null)?.encrypted === true ? 'https' : 'http');
-  span.setAttribute(ATTR_CLIENT_ADDRESS, flatString(ctx.clientIp));
+  span.setAttribute(ATTR_CLIENT_ADDRESS, ctx.clientIp);
   const userAgent = req.headers['user-agent'];
-  if (userAgent !== undefined) span.setAttribute(ATTR_USER_AGENT_ORIGINAL, flatString(userAgent));
-  span.setAttribute(ATTR_NETWORK_PROTOCOL_VERSION, flatString(req.httpVersion));
+  if (userAgent !== undefined) span.setAttribute(ATTR_USER_AGENT_ORIGINAL, userAgent);
+  span.setAttribute(ATTR_NETWORK_PROTOCOL_VERSION, req.httpVersion);
   const length = req.headers['content-length'];
   if (length !== undefined) span.setAttribute(ATTR_HTTP_REQUEST_BODY_SIZE, Number(length));
-  span.setAttribute(ATTR_SWITCHYARD_REQUEST_ID, flatString(ctx.id));
+  span.setAttribute(ATTR_SWITCHYARD_REQUEST_ID, ctx.id);
 }
 
 /** What a client span says of its upstream, worked out once per upstream. */
@@ -349,7 +348,7 @@ function setClientAttributes(span: Span, ctx: RequestContext, upstream: Upstream
   span.setAttribute(ATTR_SERVER_ADDRESS, facts.address);
   span.setAttribute(ATTR_SERVER_PORT, facts.port);
   // Without the query: an upstream key (upstream-auth) may be in it.
-  span.setAttribute(ATTR_URL_FULL, flatString(facts.origin + (query === -1 ? path : path.slice(0, query))));
+  span.setAttribute(ATTR_URL_FULL, facts.origin + (query === -1 ? path : path.slice(0, query)));
   if (resends > 0) span.setAttribute(ATTR_HTTP_REQUEST_RESEND_COUNT, resends);
   span.setAttribute(ATTR_SWITCHYARD_UPSTREAM, upstream.name);
 }
