@@ -332,12 +332,12 @@ class Writer {
    * A string that recurs in every batch (attribute keys, span and event names): its encoded
    * bytes, length first, are kept and copied in, one native call fewer per use (a native call
    * costs about as much as the rest of an attribute). Bounded: past REPEATED_MAX kept strings,
-   * others are written as any string.
+   * and for strings longer than REPEATED_MAX_LENGTH, they are written as any string.
    */
   repeated(text: string): void {
     let encoded = repeatedStrings.get(text);
     if (encoded === undefined) {
-      if (repeatedStrings.size >= REPEATED_MAX) {
+      if (repeatedStrings.size >= REPEATED_MAX || text.length > REPEATED_MAX_LENGTH) {
         this.string(text);
         return;
       }
@@ -412,5 +412,6 @@ class Writer {
 }
 
 const REPEATED_MAX = 1024;
+const REPEATED_MAX_LENGTH = 128;
 const repeatedStrings = new Map<string, Buffer>();
 const writer = new Writer();

@@ -145,7 +145,8 @@ describe('tracing: the one-pass OTLP protobuf serializer writes the library\'s b
     const { provider, ended } = recorder('switchyard');
     const tracer = provider.getTracer('t');
     for (let i = 0; i < 3; i++) {
-      const span = tracer.startSpan(`span ${i} ${'é'.repeat(i * 30)}`);
+      const span = tracer.startSpan(`span ${i} ${'é'.repeat(i * 100)}`);
+      span.setAttribute(`long key ${'k'.repeat(200)} ${i}`, 'past the length a recurring string is kept at');
       for (let k = 0; k < 600; k++) span.setAttribute(`key.${i}.${k}`, k);
       span.end();
     }
