@@ -21,6 +21,8 @@ const FLAGS_HAS_IS_REMOTE = 0x100;
 const FLAGS_IS_REMOTE = 0x200;
 
 const TWO_TO_32 = 0x100000000;
+const FIRST_BUFFER_SIZE = 64 * 1024;
+const KEPT_BUFFER_MAX = 4 * 1024 * 1024;
 const MIN_INT64 = -(2 ** 63);
 const MAX_INT64_EXCLUSIVE = 2 ** 63;
 
@@ -47,7 +49,10 @@ export function serializeSpans(spans: ReadableSpan[]): Uint8Array {
     }
     out.end(resourceSpans);
   }
-  return Buffer.from(out.buf.subarray(0, out.pos));
+  const request = Buffer.from(out.buf.subarray(0, out.pos));
+  // One batch of outsized attributes must not hold its buffer for the life of the process.
+  if (out.buf.length > KEPT_BUFFER_MAX) out.buf = Buffer.allocUnsafe(FIRST_BUFFER_SIZE);
+  return request;
 }
 
 type Resource = ReadableSpan['resource'];
@@ -251,7 +256,7 @@ function writeAnyValue(out: Writer, value: AttributeValue | unknown): void {
  * bytes along when the length needs more.
  */
 class Writer {
-  buf = Buffer.allocUnsafe(64 * 1024);
+  buf = Buffer.allocUnsafe(FIRST_BUFFER_SIZE);
   pos = 0;
 
   private room(bytes: number): void {

@@ -154,6 +154,15 @@ describe('tracing: the one-pass OTLP protobuf serializer writes the library\'s b
     assertSameBytes(ended());
   });
 
+  test('a batch past the size whose buffer is kept, then a small one', () => {
+    const { provider, ended } = recorder('switchyard');
+    const tracer = provider.getTracer('t');
+    for (let i = 0; i < 5; i++) tracer.startSpan(`big ${i}`, { attributes: { body: String(i).repeat(1024 * 1024) } }).end();
+    assertSameBytes(ended());
+    const [first] = ended();
+    assertSameBytes([first!]);
+  });
+
   test('a batch past the buffer\'s first 64 KiB, and each result kept after the next call', () => {
     const { provider, ended } = recorder('switchyard');
     const tracer = provider.getTracer('switchyard');
