@@ -43,10 +43,7 @@ export function serializeSpans(spans: ReadableSpan[]): Uint8Array {
       out.tag(2, LENGTH_DELIMITED);
       writeScopeSpans(out, scopeSpans);
     }
-    if (resource.schemaUrl) {
-      out.tag(3, LENGTH_DELIMITED);
-      out.string(resource.schemaUrl);
-    }
+    out.optionalString(3, resource.schemaUrl);
     out.end(resourceSpans);
   }
   const request = Buffer.from(out.buf.subarray(0, out.pos));
@@ -78,10 +75,7 @@ function writeScopeSpans(out: Writer, spans: ReadableSpan[]): void {
   const scopeStart = out.begin();
   out.tag(1, LENGTH_DELIMITED);
   out.string(scope.name);
-  if (scope.version) {
-    out.tag(2, LENGTH_DELIMITED);
-    out.string(scope.version);
-  }
+  out.optionalString(2, scope.version);
   const { attributes, droppedAttributesCount } = scope as Scope & { attributes?: Attributes; droppedAttributesCount?: number };
   if (attributes) writeAttributes(out, attributes, 3);
   if (droppedAttributesCount) {
@@ -93,25 +87,14 @@ function writeScopeSpans(out: Writer, spans: ReadableSpan[]): void {
     out.tag(2, LENGTH_DELIMITED);
     writeSpan(out, span);
   }
-  if (scope.schemaUrl) {
-    out.tag(3, LENGTH_DELIMITED);
-    out.string(scope.schemaUrl);
-  }
+  out.optionalString(3, scope.schemaUrl);
   out.end(start);
 }
 
 function writeSpan(out: Writer, span: ReadableSpan): void {
   const start = out.begin();
   const context = span.spanContext();
-  out.tag(1, LENGTH_DELIMITED);
-  out.hex(context.traceId);
-  out.tag(2, LENGTH_DELIMITED);
-  out.hex(context.spanId);
-  const traceState = context.traceState?.serialize();
-  if (traceState) {
-    out.tag(3, LENGTH_DELIMITED);
-    out.string(traceState);
-  }
+  writeIds(out, context);
   const parent = span.parentSpanContext;
   if (parent?.spanId) {
     out.tag(4, LENGTH_DELIMITED);
@@ -145,10 +128,7 @@ function writeSpan(out: Writer, span: ReadableSpan): void {
   out.varint(span.droppedLinksCount);
   out.tag(15, LENGTH_DELIMITED); // Status
   const statusStart = out.begin();
-  if (span.status.message) {
-    out.tag(2, LENGTH_DELIMITED);
-    out.string(span.status.message);
-  }
+  out.optionalString(2, span.status.message);
   out.tag(3, VARINT);
   out.varint(span.status.code);
   out.end(statusStart);
@@ -172,21 +152,22 @@ function writeEvent(out: Writer, event: TimedEvent): void {
 function writeLink(out: Writer, link: Link): void {
   const start = out.begin();
   const { context } = link;
-  out.tag(1, LENGTH_DELIMITED);
-  out.hex(context.traceId);
-  out.tag(2, LENGTH_DELIMITED);
-  out.hex(context.spanId);
-  const traceState = context.traceState?.serialize();
-  if (traceState) {
-    out.tag(3, LENGTH_DELIMITED);
-    out.string(traceState);
-  }
+  writeIds(out, context);
   if (link.attributes) writeAttributes(out, link.attributes, 4);
   out.tag(5, VARINT);
   out.varint(link.droppedAttributesCount || 0);
   out.tag(6, FIXED32);
   out.fixed32(spanFlags(context, context.isRemote));
   out.end(start);
+}
+
+/** trace_id, span_id and trace_state: fields 1 to 3 of both Span and Link. */
+function writeIds(out: Writer, context: SpanContext): void {
+  out.tag(1, LENGTH_DELIMITED);
+  out.hex(context.traceId);
+  out.tag(2, LENGTH_DELIMITED);
+  out.hex(context.spanId);
+  out.optionalString(3, context.traceState?.serialize());
 }
 
 function spanFlags(context: SpanContext, isRemote: boolean | undefined): number {
@@ -355,6 +336,13 @@ class Writer {
     this.room(encoded.length);
     this.buf.set(encoded, this.pos);
     this.pos += encoded.length;
+  }
+
+  /** A string field proto3 leaves out when empty (or, here, absent). */
+  optionalString(field: number, text: string | undefined): void {
+    if (!text) return;
+    this.tag(field, LENGTH_DELIMITED);
+    this.string(text);
   }
 
   /** UTF-8 with its length; a string short enough for a one-byte length is written in one call. */
