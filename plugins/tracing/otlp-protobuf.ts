@@ -317,8 +317,8 @@ class Writer {
   /**
    * A string that recurs in every batch (attribute keys, span and event names): its encoded
    * bytes, length first, are kept and copied in, one native call fewer per use (a native call
-   * costs about as much as the rest of an attribute). Bounded: past REPEATED_MAX kept strings,
-   * and for strings longer than REPEATED_MAX_LENGTH, they are written as any string.
+   * costs about as much as the rest of an attribute). Bounded: once REPEATED_MAX strings are
+   * kept, and for any string over REPEATED_MAX_LENGTH characters, it is written as any string.
    */
   repeated(text: string): void {
     let encoded = repeatedStrings.get(text);
