@@ -99,6 +99,56 @@ async function discovery(proxy: RunningProxy): Promise<{ discovery: Discovered[]
 }
 
 /** The first log line written after `from` lines that `predicate` accepts. */
+interface Arrival { host: string | undefined; servername: string | false | null; path: string | undefined }
+
+/**
+ * An https member on 127.0.0.2 whose certificate names only `name`: checked against the address,
+ * it would be refused. Records each request's and upgrade's Host, TLS server name and path.
+ */
+async function startNamedHttpsMember(name: string, body: string): Promise<{ port: number; caFile: string; seen: Arrival[]; arrivals: EventEmitter; close(): Promise<void> }> {
+  const ca = createTestCa();
+  ca.issue(join(ca.dir, 'member.pem'), join(ca.dir, 'member.key'), name, [`DNS:${name}`]);
+  const seen: Arrival[] = [];
+  const arrivals = new EventEmitter();
+  const server = https.createServer({ cert: readFileSync(join(ca.dir, 'member.pem')), key: readFileSync(join(ca.dir, 'member.key')) }, (req, res) => {
+    seen.push({ host: req.headers.host, servername: (req.socket as TLSSocket).servername, path: req.url });
+    res.end(body);
+    arrivals.emit('request');
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: TLSSocket) => {
+    seen.push({ host: req.headers.host, servername: socket.servername, path: req.url });
+    socket.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    caFile: ca.caFile,
+    seen,
+    arrivals,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** A browser's WebSocket upgrade through the proxy; the status it got (101 when upgraded). */
+function sendUpgrade(url: string, headers: Record<string, string> = {}): Promise<number | undefined> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { headers: { ...headers, connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' } });
+    req.on('upgrade', (answer, socket) => {
+      socket.destroy();
+      resolve(answer.statusCode);
+    });
+    req.on('response', (answer) => {
+      answer.resume();
+      resolve(answer.statusCode);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 function logAfter(proxy: RunningProxy, from: number, predicate: (line: LogLine) => boolean): Promise<LogLine> {
   return proxy.waitForLog((line) => proxy.logs.indexOf(line) >= from && predicate(line));
 }
@@ -300,24 +350,9 @@ test('A and AAAA records both become members, an IPv6 one in brackets', async ()
 for (const engine of ['undici', 'http-proxy'] as const) {
   test(`an https member dialled by address is asked by name: Host and the TLS server name its certificate is checked against (${engine} engine, a WebSocket upgrade and the health probe)`, async () => {
     const NAME = 'secure.test';
-    const ca = createTestCa();
-    // The certificate names only the DNS name: checked against the address, it would be refused.
-    ca.issue(join(ca.dir, 'secure.pem'), join(ca.dir, 'secure.key'), NAME, [`DNS:${NAME}`]);
-    const seen: { host: string | undefined; servername: string | false | null; path: string | undefined }[] = [];
-    const arrivals = new EventEmitter();
-    const server = https.createServer({ cert: readFileSync(join(ca.dir, 'secure.pem')), key: readFileSync(join(ca.dir, 'secure.key')) }, (req, res) => {
-      seen.push({ host: req.headers.host, servername: (req.socket as TLSSocket).servername, path: req.url });
-      res.end('secure');
-      arrivals.emit('request');
-    });
-    server.on('upgrade', (req: http.IncomingMessage, socket: TLSSocket) => {
-      seen.push({ host: req.headers.host, servername: socket.servername, path: req.url });
-      socket.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', resolve));
-    const { port } = server.address() as AddressInfo;
+    const { port, caFile, seen, arrivals, close } = await startNamedHttpsMember(NAME, 'secure');
     dns.setA(NAME, ['127.0.0.2'], 1);
-    const cfg = config(dns, { url: `dns+https://${NAME}:${port}`, tls: { ca: ca.caFile } }, {
+    const cfg = config(dns, { url: `dns+https://${NAME}:${port}`, tls: { ca: caFile } }, {
       plugins: [{ name: 'health-check', options: { active: { interval: 100, path: '/health', healthyThreshold: 1 } } }],
     });
     const proxy = await startProxy({ ...cfg, server: { ...(cfg.server as object), engine } });
@@ -325,14 +360,7 @@ for (const engine of ['undici', 'http-proxy'] as const) {
       const res = await fetch(`${proxy.url}/x`);
       assert.equal(res.status, 200);
       assert.equal(await res.text(), 'secure');
-      const upgraded = await new Promise<number | undefined>((resolve, reject) => {
-        const req = http.request(`${proxy.url}/ws`, { headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' } });
-        req.on('upgrade', (answer, socket) => (socket.destroy(), resolve(answer.statusCode)));
-        req.on('response', (answer) => (answer.resume(), resolve(answer.statusCode)));
-        req.on('error', reject);
-        req.end();
-      });
-      assert.equal(upgraded, 101, 'the upgrade passed the TLS check against the name');
+      assert.equal(await sendUpgrade(`${proxy.url}/ws`), 101, 'the upgrade passed the TLS check against the name');
       assert.ok(seen.some((s) => s.path === '/ws'));
       // A probe that failed its TLS check would never arrive.
       await until(() => seen.some((s) => s.path === '/health'), arrivals, 'request');
@@ -341,8 +369,7 @@ for (const engine of ['undici', 'http-proxy'] as const) {
       for (const s of seen) assert.deepEqual([s.host, s.servername], [`${NAME}:${port}`, NAME], JSON.stringify(s));
     } finally {
       await proxy.stop();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
+      await close();
     }
   });
 }
@@ -350,21 +377,9 @@ for (const engine of ['undici', 'http-proxy'] as const) {
 for (const engine of ['undici', 'http-proxy'] as const) {
   test(`with preserveHost, an https member dialled by address still has its certificate checked against its name: the client's Host goes upstream (${engine} engine, and a WebSocket upgrade)`, async () => {
     const NAME = 'kept.test';
-    const ca = createTestCa();
-    ca.issue(join(ca.dir, 'kept.pem'), join(ca.dir, 'kept.key'), NAME, [`DNS:${NAME}`]);
-    const seen: { host: string | undefined; servername: string | false | null; path: string | undefined }[] = [];
-    const server = https.createServer({ cert: readFileSync(join(ca.dir, 'kept.pem')), key: readFileSync(join(ca.dir, 'kept.key')) }, (req, res) => {
-      seen.push({ host: req.headers.host, servername: (req.socket as TLSSocket).servername, path: req.url });
-      res.end('kept');
-    });
-    server.on('upgrade', (req: http.IncomingMessage, socket: TLSSocket) => {
-      seen.push({ host: req.headers.host, servername: socket.servername, path: req.url });
-      socket.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', resolve));
-    const { port } = server.address() as AddressInfo;
+    const { port, caFile, seen, close } = await startNamedHttpsMember(NAME, 'kept');
     dns.setA(NAME, ['127.0.0.2'], 1);
-    const cfg = config(dns, { url: `dns+https://${NAME}:${port}`, tls: { ca: ca.caFile } });
+    const cfg = config(dns, { url: `dns+https://${NAME}:${port}`, tls: { ca: caFile } });
     (cfg.routes as Record<string, unknown>[])[0]!.preserveHost = true;
     const proxy = await startProxy({ ...cfg, server: { ...(cfg.server as object), engine } });
     try {
@@ -376,19 +391,11 @@ for (const engine of ['undici', 'http-proxy'] as const) {
         }).on('error', reject);
       });
       assert.deepEqual(res, { status: 200, text: 'kept' });
-      const upgraded = await new Promise<number | undefined>((resolve, reject) => {
-        const req = http.request(`${proxy.url}/ws`, { headers: { host: 'www.example.org', connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' } });
-        req.on('upgrade', (answer, socket) => (socket.destroy(), resolve(answer.statusCode)));
-        req.on('response', (answer) => (answer.resume(), resolve(answer.statusCode)));
-        req.on('error', reject);
-        req.end();
-      });
-      assert.equal(upgraded, 101);
+      assert.equal(await sendUpgrade(`${proxy.url}/ws`, { host: 'www.example.org' }), 101);
       assert.deepEqual(seen.map((s) => [s.path, s.host, s.servername]), [['/x', 'www.example.org', NAME], ['/ws', 'www.example.org', NAME]]);
     } finally {
       await proxy.stop();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
+      await close();
     }
   });
 }
