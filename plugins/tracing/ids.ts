@@ -7,7 +7,8 @@
 // unsampled trace, this for 6,321 (callgrind, the id, the SDK sampler's decision and undici's
 // header check, in a loop: (instructions at 2n − at n) ÷ n, n = 20,000, one run of both). Writing
 // the hex with a table of two-digit strings cost over 11,000: a string built of many pieces is
-// dearer than one native call.
+// dearer than one native call. The bytes of the trace id also give the sampling decision its
+// input (sampling.ts), without reading the hex back.
 // The request-level figures are in plugins/tracing/README.md, "Cost".
 import { randomFillSync } from 'node:crypto';
 import type { IdGenerator } from '@opentelemetry/sdk-trace-base';
@@ -35,30 +36,46 @@ function fresh(bytes: number): number {
   }
 }
 
-/** Writes `bytes` fresh random bytes as lower-case hex into traceparentBytes from `offset`. */
-function drawInto(offset: number, bytes: number): void {
+/**
+ * Writes `bytes` fresh random bytes as lower-case hex into traceparentBytes from `offset`;
+ * returns where they are in the pool, valid until the next draw.
+ */
+function drawInto(offset: number, bytes: number): number {
   const at = fresh(bytes);
   for (let i = 0; i < bytes; i++) {
     const byte = pool[at + i]!;
     traceparentBytes[offset + 2 * i] = HEX_DIGITS[byte >> 4]!;
     traceparentBytes[offset + 2 * i + 1] = HEX_DIGITS[byte & 15]!;
   }
+  return at;
 }
 
-/** A new trace, as the traceparent of an unsampled first hop: `00-<32 hex>-<16 hex>-00`. */
-export function newTraceparent(): string {
-  // The trace id's digits are written before the span id is drawn: a refill may reuse the pool.
-  drawInto(TRACE_ID_AT, 16);
+/** A new trace: what newTrace() drew. */
+export interface NewTrace {
+  /** The traceparent of an unsampled first hop: `00-<32 hex>-<16 hex>-00`. */
+  traceparent: string;
+  /** The trace id's four 32-bit words xor-ed together, what the ratio rule decides on (sampling.ts). */
+  spread: number;
+}
+
+const drawn: NewTrace = { traceparent: '', spread: 0 };
+
+/** A new trace. The object is reused by the next call: read it at once. */
+export function newTrace(): NewTrace {
+  const at = drawInto(TRACE_ID_AT, 16);
+  // Before the span id is drawn: a refill may reuse the pool.
+  drawn.spread = (pool.readUInt32BE(at) ^ pool.readUInt32BE(at + 4) ^ pool.readUInt32BE(at + 8) ^ pool.readUInt32BE(at + 12)) >>> 0;
   drawInto(SPAN_ID_AT, 8);
-  return traceparentBytes.toString('latin1', 0, TRACEPARENT_SHAPE.length);
+  drawn.traceparent = traceparentBytes.toString('latin1', 0, TRACEPARENT_SHAPE.length);
+  return drawn;
 }
 
-/** The trace id of a traceparent made by newTraceparent(). */
+/** The trace id of a traceparent made by newTrace(). */
 export function traceIdOf(traceparent: string): string {
   return traceparent.slice(TRACE_ID_AT, TRACE_ID_AT + 32);
 }
 
-/** The span id of a traceparent made by newTraceparent(). */
+/** The span id of a traceparent made by newTrace(). */
 export function spanIdOf(traceparent: string): string {
   return traceparent.slice(SPAN_ID_AT, SPAN_ID_AT + 16);
 }
@@ -80,7 +97,7 @@ export class PooledIds implements IdGenerator {
   generateTraceId(): string {
     let id = this.nextTraceId;
     this.nextTraceId = undefined;
-    if (id === undefined) id = traceIdOf(newTraceparent());
+    if (id === undefined) id = traceIdOf(newTrace().traceparent);
     return id;
   }
 

@@ -4,7 +4,7 @@
 // as its parent in `traceparent`. Other plugins add attributes and events through `ctx.span`.
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span, type SpanContext, type SpanStatus } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, SamplingDecision, TraceIdRatioBasedSampler, type ReadableSpan, type Sampler, type SamplingResult } from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, SamplingDecision, type ReadableSpan, type Sampler, type SamplingResult } from '@opentelemetry/sdk-trace-base';
 import {
   ATTR_CLIENT_ADDRESS, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_REQUEST_METHOD_ORIGINAL, ATTR_HTTP_REQUEST_RESEND_COUNT,
   ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_SERVICE_NAME,
@@ -13,8 +13,9 @@ import {
 import type { TLSSocket } from 'node:tls';
 import { counter, definePlugin, type RequestContext, type RequestSpan, type SpanAttributes, type SpanAttributeValue, type SwitchyardError, type Upstream } from '../../core/index.js';
 import { CountedBatchProcessor, type ExportCounters } from './export.js';
-import { newSpanId, newTraceparent, PooledIds, spanIdOf, traceIdOf } from './ids.js';
+import { newSpanId, newTrace, PooledIds, spanIdOf, traceIdOf } from './ids.js';
 import { Propagation } from './propagation.js';
+import { TraceRatio } from './sampling.js';
 import { resolveSettings, shownUrl, TracingSettingsError, type TracingOptions } from './settings.js';
 
 export const name = 'tracing';
@@ -73,10 +74,7 @@ export default definePlugin<typeof schema>({
     });
     const tracer = provider.getTracer('switchyard');
     const propagation = new Propagation(settings.b3);
-    // New traces: the SDK's ratio rule on the id, so a service downstream sampling by trace id at
-    // the same ratio agrees with this hop.
-    const roots = new TraceIdRatioBasedSampler(settings.sampleRatio);
-    const sampledRoot = (traceId: string) => roots.shouldSample(ROOT_CONTEXT, traceId).decision === SamplingDecision.RECORD_AND_SAMPLED;
+    const roots = new TraceRatio(settings.sampleRatio);
     const { alwaysSampleErrors, parentBased } = settings;
     api.log.info({ collector: shownUrl(settings.url), protocol: settings.protocol, sampleRatio: settings.sampleRatio, parentBased }, 'tracing requests');
 
@@ -101,12 +99,13 @@ export default definePlugin<typeof schema>({
       // A new trace is drawn as the traceparent the upstream gets if it is not recorded (ids.ts).
       let unsampledTraceparent: string | undefined;
       if (parent === undefined) {
-        unsampledTraceparent = newTraceparent();
+        const drawn = newTrace();
+        unsampledTraceparent = drawn.traceparent;
         traceId = traceIdOf(unsampledTraceparent);
-        sampled = sampledRoot(traceId);
+        sampled = roots.admitsSpread(drawn.spread);
       } else {
         traceId = parent.traceId;
-        sampled = parentBased ? (parent.traceFlags & TraceFlags.SAMPLED) !== 0 : sampledRoot(traceId);
+        sampled = parentBased ? (parent.traceFlags & TraceFlags.SAMPLED) !== 0 : roots.admitsTraceId(traceId);
       }
       ctx.traceId = traceId;
       if (sampled || alwaysSampleErrors) ctx.span = startServerSpan(ctx, parent, traceId, sampled);
@@ -214,7 +213,7 @@ class Unrecorded implements RequestSpan, SpanContext {
   spanId: string;
   readonly traceFlags = TraceFlags.NONE;
 
-  /** `traceparent`: a new trace's, as newTraceparent() drew it; undefined when the caller named the trace. */
+  /** `traceparent`: a new trace's, as newTrace() drew it; undefined when the caller named the trace. */
   constructor(readonly traceId: string, readonly traceparent: string | undefined) {
     this.spanId = traceparent === undefined ? '' : spanIdOf(traceparent);
   }

@@ -1,0 +1,56 @@
+// The plugin decides on new traces from the random bytes of their ids (sampling.ts); these tests
+// hold that decision equal to OpenTelemetry's TraceIdRatioBased sampler reading the same id.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ROOT_CONTEXT } from '@opentelemetry/api';
+import { SamplingDecision, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
+import { newTrace, traceIdOf } from '../../plugins/tracing/ids.js';
+import { TraceRatio } from '../../plugins/tracing/sampling.js';
+
+const sdkSamples = (ratio: number, traceId: string) =>
+  new TraceIdRatioBasedSampler(ratio).shouldSample(ROOT_CONTEXT, traceId).decision === SamplingDecision.RECORD_AND_SAMPLED;
+
+describe('the ratio rule on new traces', () => {
+  test('each drawn id\'s spread is exactly the one the SDK reads from its hex', () => {
+    // A ratio whose bound is the spread itself turns the id down, one a step above takes it: both
+    // samplers agree on both only if they read the same number.
+    for (let i = 0; i < 2000; i++) {
+      const { traceparent, spread } = newTrace();
+      const traceId = traceIdOf(traceparent);
+      for (const [bound, expected] of [[spread, false], [spread + 1, true]] as const) {
+        if (bound > 0xffffffff) continue;
+        const ratio = (bound + 0.5) / 0xffffffff;
+        assert.equal(new TraceRatio(ratio).admitsSpread(spread), expected, `${traceId} at bound ${bound}`);
+        assert.equal(sdkSamples(ratio, traceId), expected, `the SDK, ${traceId} at bound ${bound}`);
+      }
+    }
+  });
+
+  test('decisions equal the SDK\'s at the usual ratios and the edges', () => {
+    const ratios = [0, -1, Number.NaN, 1e-9, 0.01, 0.25, 0.5, 0.999999, 1, 2];
+    const taken = new Map<number, number>(ratios.map((r) => [r, 0]));
+    for (let i = 0; i < 20000; i++) {
+      const { traceparent, spread } = newTrace();
+      const traceId = traceIdOf(traceparent);
+      for (const ratio of ratios) {
+        const ours = new TraceRatio(ratio).admitsSpread(spread);
+        assert.equal(ours, sdkSamples(ratio, traceId), `${traceId} at ${ratio}`);
+        if (ours) taken.set(ratio, taken.get(ratio)! + 1);
+      }
+    }
+    assert.equal(taken.get(0), 0);
+    assert.equal(taken.get(Number.NaN), 0);
+    assert.equal(taken.get(1), 20000);
+    assert.equal(taken.get(2), 20000);
+    // The ids are random: the share taken is near the ratio (binomial, far outside 6 σ otherwise).
+    assert.ok(Math.abs(taken.get(0.5)! - 10000) < 450, String(taken.get(0.5)));
+    assert.ok(Math.abs(taken.get(0.01)! - 200) < 85, String(taken.get(0.01)));
+  });
+
+  test('a caller\'s trace id is decided by the SDK\'s sampler itself', () => {
+    const ratio = new TraceRatio(0.5);
+    assert.equal(ratio.admitsTraceId('00000000000000000000000000000001'), true);
+    assert.equal(ratio.admitsTraceId('ffffffff00000000000000000000000f'), false);
+    assert.equal(ratio.admitsTraceId('not an id'), false);
+  });
+});
