@@ -11,7 +11,6 @@
 // input (sampling.ts), without reading the hex back.
 // The request-level figures are in plugins/tracing/README.md, "Cost".
 import { randomFillSync } from 'node:crypto';
-import type { IdGenerator } from '@opentelemetry/sdk-trace-base';
 
 const POOL_BYTES = 4096;
 const pool = Buffer.allocUnsafe(POOL_BYTES);
@@ -84,24 +83,4 @@ export function spanIdOf(traceparent: string): string {
 export function newSpanId(): string {
   const at = fresh(8);
   return pool.toString('hex', at, at + 8);
-}
-
-/**
- * The SDK's ids, from the same pool. A new trace whose id the plugin already drew (to decide on
- * it) hands that id over in `nextTraceId`, set just before the SDK's startSpan, which runs
- * synchronously and takes it.
- */
-export class PooledIds implements IdGenerator {
-  nextTraceId: string | undefined;
-
-  generateTraceId(): string {
-    let id = this.nextTraceId;
-    this.nextTraceId = undefined;
-    if (id === undefined) id = traceIdOf(newTrace().traceparent);
-    return id;
-  }
-
-  generateSpanId(): string {
-    return newSpanId();
-  }
 }

@@ -2,9 +2,9 @@
 // continues its caller's W3C trace context (or B3) or starts a trace, subject to sampling; it gets
 // one server span, and one client span per attempt at an upstream, whose id the upstream receives
 // as its parent in `traceparent`. Other plugins add attributes and events through `ctx.span`.
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span, type SpanContext, type SpanStatus } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, TraceFlags, type SpanContext, type SpanStatus } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, SamplingDecision, type ReadableSpan, type Sampler, type SamplingResult } from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import {
   ATTR_CLIENT_ADDRESS, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_REQUEST_METHOD_ORIGINAL, ATTR_HTTP_REQUEST_RESEND_COUNT,
   ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_SERVICE_NAME,
@@ -13,10 +13,11 @@ import {
 import type { TLSSocket } from 'node:tls';
 import { counter, definePlugin, type RequestContext, type RequestSpan, type SpanAttributes, type SpanAttributeValue, type SwitchyardError, type Upstream } from '../../core/index.js';
 import { CountedBatchProcessor, type ExportCounters } from './export.js';
-import { newSpanId, newTrace, PooledIds, spanIdOf, traceIdOf } from './ids.js';
+import { newSpanId, newTrace, spanIdOf, traceIdOf } from './ids.js';
 import { Propagation } from './propagation.js';
 import { TraceRatio } from './sampling.js';
 import { resolveSettings, shownUrl, TracingSettingsError, type TracingOptions } from './settings.js';
+import { clock, ProxySpan, type SpanSource } from './span.js';
 
 export const name = 'tracing';
 
@@ -62,32 +63,25 @@ export default definePlugin<typeof schema>({
       throw err;
     }
     const exporting = new CountedBatchProcessor(settings, exportCounters(api.metrics), api.log);
-    // The plugin decides on sampling and draws the new trace's id itself, before the SDK is
-    // called at all; the SDK is told the decision and the id (ids.ts).
-    const ids = new PooledIds();
-    const decided = new Decided();
-    const provider = new BasicTracerProvider({
+    const spans: SpanSource = {
       resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: settings.serviceName }),
-      sampler: decided,
-      idGenerator: ids,
-      spanProcessors: [exporting],
-    });
-    const tracer = provider.getTracer('switchyard');
+      instrumentationScope: { name: 'switchyard' },
+      limits: settings.limits,
+      onEnd: (span) => exporting.onEnd(span),
+    };
     const propagation = new Propagation(settings.b3);
     const roots = new TraceRatio(settings.sampleRatio);
     const { alwaysSampleErrors, parentBased } = settings;
     api.log.info({ collector: shownUrl(settings.url), protocol: settings.protocol, sampleRatio: settings.sampleRatio, parentBased }, 'tracing requests');
 
-    /** The request's server span, started by the SDK with the decision already made. */
-    function startServerSpan(ctx: RequestContext, parent: SpanContext | undefined, traceId: string, sampled: boolean): Recorded {
+    /** The request's server span; `spanId` drawn already for a new trace (its traceparent's). */
+    function startServerSpan(ctx: RequestContext, parent: SpanContext | undefined, traceId: string, spanId: string, sampled: boolean): Recorded {
       const method = ctx.req.method ?? 'GET';
       const route = ctx.route?.name;
-      const parentContext = parent === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, parent);
-      decided.next = sampled ? SAMPLED : RECORDED_ONLY;
-      if (parent === undefined) ids.nextTraceId = traceId;
-      const server = tracer.startSpan(spanName(method, route), { kind: SpanKind.SERVER, startTime: ctx.startedAt }, parentContext);
+      const context: SpanContext = { traceId, spanId, traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE, traceState: parent?.traceState };
+      const server = new ProxySpan(context, spanName(method, route), SpanKind.SERVER, parent, clock.fromPerformanceMs(ctx.startedAt), spans);
       setServerAttributes(server, ctx, method, route);
-      return new Recorded(server, parentContext, sampled);
+      return new Recorded(server, sampled);
     }
 
     // First of all access taps, so that a refusal by auth or a limit is inside the span.
@@ -108,7 +102,7 @@ export default definePlugin<typeof schema>({
         sampled = parentBased ? (parent.traceFlags & TraceFlags.SAMPLED) !== 0 : roots.admitsTraceId(traceId);
       }
       ctx.traceId = traceId;
-      if (sampled || alwaysSampleErrors) ctx.span = startServerSpan(ctx, parent, traceId, sampled);
+      if (sampled || alwaysSampleErrors) ctx.span = startServerSpan(ctx, parent, traceId, unsampledTraceparent === undefined ? newSpanId() : spanIdOf(unsampledTraceparent), sampled);
       // Not recorded, and the caller said "not sampled" too: its traceparent goes upstream as it
       // came, which W3C trace context allows a hop that records nothing. Else the upstream is
       // told this trace, "not sampled", and a parent id no span will ever have.
@@ -123,12 +117,14 @@ export default definePlugin<typeof schema>({
         traced.endAttempt(ctx, undefined);
         // An error from an earlier attempt was retried: it is not how this request ends.
         traced.retried = ctx.error;
-        decided.next = traced.sampled ? SAMPLED : RECORDED_ONLY;
         const method = ctx.outgoing.method;
-        const client = tracer.startSpan(method, { kind: SpanKind.CLIENT, startTime: ctx.startedAt + ctx.timings.upstreamStart! }, traced.childContext());
+        const { server } = traced;
+        const parent = server.spanContext();
+        const context: SpanContext = { traceId: parent.traceId, spanId: newSpanId(), traceFlags: parent.traceFlags, traceState: parent.traceState };
+        const client = new ProxySpan(context, method, SpanKind.CLIENT, parent, clock.fromPerformanceMs(ctx.startedAt + ctx.timings.upstreamStart!), spans);
         setClientAttributes(client, ctx, ctx.upstream!, method);
         traced.attempt = client;
-        propagation.stamp(ctx.outgoing.headers, client.spanContext());
+        propagation.stamp(ctx.outgoing.headers, context);
       } else if (traced instanceof Unrecorded) {
         if (traced.spanId === '') traced.spanId = newSpanId();
         propagation.stamp(ctx.outgoing.headers, traced, traced.traceparent);
@@ -151,9 +147,9 @@ export default definePlugin<typeof schema>({
       const error = ctx.error !== traced.retried ? ctx.error : undefined;
       traced.endAttempt(ctx, error?.code);
       const { server } = traced;
-      server.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+      server.record(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
       const size = ctx.response?.headers['content-length'];
-      if (size !== undefined) server.setAttribute(ATTR_HTTP_RESPONSE_BODY_SIZE, Number(size));
+      if (size !== undefined) server.record(ATTR_HTTP_RESPONSE_BODY_SIZE, Number(size));
       if (ctx.answeredBy !== undefined) server.addEvent(ctx.answeredBy === 'cacheLookup' ? 'switchyard.cache.hit' : 'switchyard.answered', { [ATTR_SWITCHYARD_STAGE]: ctx.answeredBy });
       if (error !== undefined) server.setAttribute(ATTR_SWITCHYARD_ERROR_CODE, error.code);
       if (failed) {
@@ -181,25 +177,6 @@ const ATTR_SWITCHYARD_ATTEMPT_OUTCOME = 'switchyard.attempt.outcome';
 const ATTR_SWITCHYARD_STAGE = 'switchyard.stage';
 
 const ERROR_STATUS: SpanStatus = Object.freeze({ code: SpanStatusCode.ERROR });
-const SAMPLED: SamplingResult = Object.freeze({ decision: SamplingDecision.RECORD_AND_SAMPLED });
-const RECORDED_ONLY: SamplingResult = Object.freeze({ decision: SamplingDecision.RECORD });
-
-/**
- * The SDK's sampler, reduced to repeating what the plugin decided (set in `next` just before each
- * startSpan): the plugin decides before calling the SDK, so an unsampled request never does.
- * RECORDED_ONLY is a request kept in case it fails (`alwaysSampleErrors`): recorded, not exported.
- */
-class Decided implements Sampler {
-  next: SamplingResult = SAMPLED;
-
-  shouldSample(): SamplingResult {
-    return this.next;
-  }
-
-  toString(): string {
-    return 'DecidedBySwitchyardTracing';
-  }
-}
 
 /**
  * `ctx.span` of a request that is not recorded: it records nothing, and is the trace context the
@@ -232,15 +209,14 @@ class Unrecorded implements RequestSpan, SpanContext {
 /** `ctx.span` of a recorded request: the server span, and the client span of the attempt in flight. */
 class Recorded implements RequestSpan {
   /** The client span of the attempt in flight. */
-  attempt: Span | undefined;
+  attempt: ProxySpan | undefined;
   /** ctx.error when the latest attempt began: a failure some earlier attempt had, and retried. */
   retried: SwitchyardError | undefined;
   /** Recorded but unsampled spans, kept in case the request fails (alwaysSampleErrors). */
   readonly recorded: ReadableSpan[] = [];
-  private child: Context | undefined;
 
-  constructor(readonly server: Span, private readonly parentContext: Context, readonly sampled: boolean) {
-    if (!sampled) this.recorded.push(server as unknown as ReadableSpan);
+  constructor(readonly server: ProxySpan, readonly sampled: boolean) {
+    if (!sampled) this.recorded.push(server);
   }
 
   isRecording(): boolean {
@@ -259,28 +235,22 @@ class Recorded implements RequestSpan {
     this.server.addEvent(name, attributes, time);
   }
 
-  /** The context client spans start in: the server span's, made once per request. */
-  childContext(): Context {
-    this.child ??= trace.setSpan(this.parentContext, this.server);
-    return this.child;
-  }
-
   /** Ends the attempt in flight, if any: a failure with `code`, else the upstream's answer. */
   endAttempt(ctx: RequestContext, code: string | undefined): void {
     const span = this.attempt;
     if (span === undefined) return;
     this.attempt = undefined;
     const status = ctx.response?.status;
-    if (status !== undefined && ctx.timings.firstByte !== undefined && ctx.timings.firstByte >= ctx.timings.upstreamStart!) span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+    if (status !== undefined && ctx.timings.firstByte !== undefined && ctx.timings.firstByte >= ctx.timings.upstreamStart!) span.record(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
     if (code !== undefined || (status !== undefined && status >= 500)) {
-      span.setAttribute(ATTR_ERROR_TYPE, code ?? String(status));
-      if (code !== undefined) span.setAttribute(ATTR_SWITCHYARD_ERROR_CODE, code);
-      span.setAttribute(ATTR_SWITCHYARD_ATTEMPT_OUTCOME, 'failure');
+      span.record(ATTR_ERROR_TYPE, code ?? String(status));
+      if (code !== undefined) span.record(ATTR_SWITCHYARD_ERROR_CODE, code);
+      span.record(ATTR_SWITCHYARD_ATTEMPT_OUTCOME, 'failure');
       span.setStatus(ERROR_STATUS);
     } else {
-      span.setAttribute(ATTR_SWITCHYARD_ATTEMPT_OUTCOME, 'success');
+      span.record(ATTR_SWITCHYARD_ATTEMPT_OUTCOME, 'success');
     }
-    if (!this.sampled) this.recorded.push(span as unknown as ReadableSpan);
+    if (!this.sampled) this.recorded.push(span);
     span.end();
   }
 }
@@ -299,24 +269,24 @@ function spanName(method: string, route: string | undefined): string {
   return named;
 }
 
-// One setAttribute per value, not an object of them: no object to build and walk, and an unset
-// value (undefined) is skipped by the SDK.
-function setServerAttributes(span: Span, ctx: RequestContext, method: string, route: string | undefined): void {
+// The plugin's own attributes, each key once per span and each value a string or number made
+// here: recorded without the checks other plugins' attributes get (span.ts).
+function setServerAttributes(span: ProxySpan, ctx: RequestContext, method: string, route: string | undefined): void {
   const { req } = ctx;
   const known = KNOWN_METHODS.has(method);
-  span.setAttribute(ATTR_HTTP_REQUEST_METHOD, known ? method : '_OTHER');
-  if (!known) span.setAttribute(ATTR_HTTP_REQUEST_METHOD_ORIGINAL, method);
-  if (route !== undefined) span.setAttribute(ATTR_HTTP_ROUTE, route);
+  span.record(ATTR_HTTP_REQUEST_METHOD, known ? method : '_OTHER');
+  if (!known) span.record(ATTR_HTTP_REQUEST_METHOD_ORIGINAL, method);
+  if (route !== undefined) span.record(ATTR_HTTP_ROUTE, route);
   // The path only: credentials ride in queries (`?key=`), never recorded.
-  span.setAttribute(ATTR_URL_PATH, ctx.pathname);
-  span.setAttribute(ATTR_URL_SCHEME, (req.socket as TLSSocket | null)?.encrypted === true ? 'https' : 'http');
-  span.setAttribute(ATTR_CLIENT_ADDRESS, ctx.clientIp);
+  span.record(ATTR_URL_PATH, ctx.pathname);
+  span.record(ATTR_URL_SCHEME, (req.socket as TLSSocket | null)?.encrypted === true ? 'https' : 'http');
+  span.record(ATTR_CLIENT_ADDRESS, ctx.clientIp);
   const userAgent = req.headers['user-agent'];
-  if (userAgent !== undefined) span.setAttribute(ATTR_USER_AGENT_ORIGINAL, userAgent);
-  span.setAttribute(ATTR_NETWORK_PROTOCOL_VERSION, req.httpVersion);
+  if (userAgent !== undefined) span.record(ATTR_USER_AGENT_ORIGINAL, userAgent);
+  span.record(ATTR_NETWORK_PROTOCOL_VERSION, req.httpVersion);
   const length = req.headers['content-length'];
-  if (length !== undefined) span.setAttribute(ATTR_HTTP_REQUEST_BODY_SIZE, Number(length));
-  span.setAttribute(ATTR_SWITCHYARD_REQUEST_ID, ctx.id);
+  if (length !== undefined) span.record(ATTR_HTTP_REQUEST_BODY_SIZE, Number(length));
+  span.record(ATTR_SWITCHYARD_REQUEST_ID, ctx.id);
 }
 
 /** What a client span says of its upstream, worked out once per upstream. */
@@ -338,18 +308,18 @@ function factsOf(upstream: Upstream): UpstreamFacts {
   return facts;
 }
 
-function setClientAttributes(span: Span, ctx: RequestContext, upstream: Upstream, method: string): void {
+function setClientAttributes(span: ProxySpan, ctx: RequestContext, upstream: Upstream, method: string): void {
   const facts = factsOf(upstream);
   const path = ctx.outgoing.path;
   const query = path.indexOf('?');
   const resends = ctx.tried.length - 1;
-  span.setAttribute(ATTR_HTTP_REQUEST_METHOD, KNOWN_METHODS.has(method) ? method : '_OTHER');
-  span.setAttribute(ATTR_SERVER_ADDRESS, facts.address);
-  span.setAttribute(ATTR_SERVER_PORT, facts.port);
+  span.record(ATTR_HTTP_REQUEST_METHOD, KNOWN_METHODS.has(method) ? method : '_OTHER');
+  span.record(ATTR_SERVER_ADDRESS, facts.address);
+  span.record(ATTR_SERVER_PORT, facts.port);
   // Without the query: an upstream key (upstream-auth) may be in it.
-  span.setAttribute(ATTR_URL_FULL, facts.origin + (query === -1 ? path : path.slice(0, query)));
-  if (resends > 0) span.setAttribute(ATTR_HTTP_REQUEST_RESEND_COUNT, resends);
-  span.setAttribute(ATTR_SWITCHYARD_UPSTREAM, upstream.name);
+  span.record(ATTR_URL_FULL, facts.origin + (query === -1 ? path : path.slice(0, query)));
+  if (resends > 0) span.record(ATTR_HTTP_REQUEST_RESEND_COUNT, resends);
+  span.record(ATTR_SWITCHYARD_UPSTREAM, upstream.name);
 }
 
 /** The status the client got; a response cut short counts as the failure that cut it (499: the client left). */

@@ -2,6 +2,7 @@
 // (the ones users already set for every other service), else the specification's defaults. Kept
 // apart from the plugin so the precedence can be tested with an environment of its own.
 import { parseKeyPairsIntoRecord } from '@opentelemetry/core';
+import type { SpanLimitSettings } from './span.js';
 
 export type Protocol = 'http/protobuf' | 'http/json';
 
@@ -42,6 +43,7 @@ export interface TracingSettings {
   maxQueueSize: number;
   maxExportBatchSize: number;
   exportTimeoutMs: number;
+  limits: SpanLimitSettings;
 }
 
 /** The environment variables read, each named in a problem it causes. */
@@ -70,6 +72,21 @@ export function resolveSettings(options: TracingOptions, env: Env): TracingSetti
     maxQueueSize: options.batch.maxQueueSize,
     maxExportBatchSize: Math.min(options.batch.maxExportBatchSize, options.batch.maxQueueSize),
     exportTimeoutMs: options.batch.exportTimeoutMs,
+    limits: limitsFromEnv(env),
+  };
+}
+
+/**
+ * What a span keeps: the OpenTelemetry SDK's span limits, from its variables with its precedence
+ * (the span's own over the general attribute limits) and its defaults.
+ */
+function limitsFromEnv(env: Env): SpanLimitSettings {
+  const limit = (name: string) => numberFromEnv(env, name, 'a whole number');
+  return {
+    attributeCountLimit: limit('OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT') ?? limit('OTEL_ATTRIBUTE_COUNT_LIMIT') ?? 128,
+    attributeValueLengthLimit: limit('OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT') ?? limit('OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT') ?? Infinity,
+    eventCountLimit: limit('OTEL_SPAN_EVENT_COUNT_LIMIT') ?? 128,
+    attributePerEventCountLimit: limit('OTEL_SPAN_ATTRIBUTE_PER_EVENT_COUNT_LIMIT') ?? 128,
   };
 }
 
@@ -129,11 +146,11 @@ function samplerFromEnv(env: Env): { ratio: number; parentBased: boolean } | und
   }
 }
 
-function numberFromEnv(env: Env, name: string): number | undefined {
+function numberFromEnv(env: Env, name: string, expected = 'a whole number of milliseconds'): number | undefined {
   const raw = nonEmpty(env[name]);
   if (raw === undefined) return undefined;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0) throw new TracingSettingsError(`${name} is "${raw}"; expected a whole number of milliseconds`);
+  if (!Number.isInteger(value) || value < 0) throw new TracingSettingsError(`${name} is "${raw}"; expected ${expected}`);
   return value;
 }
 

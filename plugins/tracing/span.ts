@@ -1,0 +1,219 @@
+// The spans a recorded request makes: OpenTelemetry ReadableSpans, the objects the SDK's batch
+// processor and the OTLP exporters take, made here rather than by the SDK's tracer. The SDK's
+// tracer and span do, per span, what the plugin has already done or never needs: a context
+// lookup and a parent check by regular expression, a sanitised copy of the options' attributes, a
+// links array, two span-count metrics, two clock readings and an offset, a validity check and a
+// hasOwnProperty per attribute. Its attributes object, keyed by a different string each time,
+// then sends the exporter's loop over it through megamorphic loads. Here a span keeps its
+// attributes as two arrays in the order set (`attributes` is made from them when a reader asks)
+// and the plugin's own values, checked where they are made, go in without a check (`record`);
+// what other plugins set through `ctx.span` gets the SDK's checks and limits (`setAttribute`).
+// Callgrind, sampling 1, main thread (bench/README.md "Tracing with the plugin's own spans"):
+// see plugins/tracing/README.md, "Cost".
+import { diag, SpanStatusCode, type Attributes, type AttributeValue, type HrTime, type Link, type SpanContext, type SpanKind, type SpanStatus } from '@opentelemetry/api';
+import { isAttributeValue, sanitizeAttributes } from '@opentelemetry/core';
+import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
+
+/** What a span keeps at most: the SDK's span limits, from the same environment variables (settings.ts). */
+export interface SpanLimitSettings {
+  attributeCountLimit: number;
+  /** Longer strings are cut to this many characters; Infinity keeps them whole. */
+  attributeValueLengthLimit: number;
+  eventCountLimit: number;
+  attributePerEventCountLimit: number;
+}
+
+/** What every span of one plugin instance shares. */
+export interface SpanSource {
+  readonly resource: ReadableSpan['resource'];
+  readonly instrumentationScope: ReadableSpan['instrumentationScope'];
+  readonly limits: SpanLimitSettings;
+  /** Takes each span as it ends. */
+  onEnd(span: ReadableSpan): void;
+}
+
+const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
+const NOT_ENDED: HrTime = Object.freeze([0, 0]) as unknown as HrTime;
+const NO_LINKS: Link[] = Object.freeze([]) as unknown as Link[];
+
+export class ProxySpan implements ReadableSpan {
+  /** Attribute keys in the order first set, and their values: the serializer reads these. */
+  readonly keys: string[] = [];
+  readonly values: AttributeValue[] = [];
+  events: TimedEvent[] = [];
+  status: SpanStatus = UNSET;
+  endTime: HrTime = NOT_ENDED;
+  duration: HrTime = NOT_ENDED;
+  ended = false;
+  droppedAttributesCount = 0;
+  droppedEventsCount = 0;
+  readonly droppedLinksCount = 0;
+  readonly links: Link[] = NO_LINKS;
+  readonly resource: ReadableSpan['resource'];
+  readonly instrumentationScope: ReadableSpan['instrumentationScope'];
+
+  constructor(
+    private readonly context: SpanContext,
+    readonly name: string,
+    readonly kind: SpanKind,
+    readonly parentSpanContext: SpanContext | undefined,
+    readonly startTime: HrTime,
+    private readonly source: SpanSource,
+  ) {
+    this.resource = source.resource;
+    this.instrumentationScope = source.instrumentationScope;
+  }
+
+  spanContext(): SpanContext {
+    return this.context;
+  }
+
+  /** The attributes as an object, made on each read (exporters read it once). */
+  get attributes(): Attributes {
+    const attributes: Attributes = {};
+    for (let i = 0; i < this.keys.length; i++) attributes[this.keys[i]!] = this.values[i];
+    return attributes;
+  }
+
+  isRecording(): boolean {
+    return !this.ended;
+  }
+
+  /**
+   * One of the plugin's own attributes: a key set at most once per span, a value of a kind OTLP
+   * takes. Only the span's limits apply.
+   */
+  record(key: string, value: AttributeValue): void {
+    if (this.keys.length >= this.source.limits.attributeCountLimit) {
+      this.droppedAttributesCount++;
+      return;
+    }
+    this.keys.push(key);
+    this.values.push(this.cut(value));
+  }
+
+  /** An attribute from anyone, checked as the SDK's span checks it; a key set again keeps its place. */
+  setAttribute(key: string, value: unknown): void {
+    if (value == null || this.ended) return;
+    if (key.length === 0) {
+      diag.warn(`Invalid attribute key: ${key}`);
+      return;
+    }
+    if (!isAttributeValue(value)) {
+      diag.warn(`Invalid attribute value set for key: ${key}`);
+      return;
+    }
+    const at = this.keys.indexOf(key);
+    if (at === -1) this.record(key, value);
+    else this.values[at] = this.cut(value);
+  }
+
+  setAttributes(attributes: Record<string, unknown>): void {
+    for (const key in attributes) if (Object.hasOwn(attributes, key)) this.setAttribute(key, attributes[key]);
+  }
+
+  /** An event at `time` (epoch ms; now when undefined), the oldest dropped past the span's limit. */
+  addEvent(name: string, attributes?: Record<string, unknown>, time?: number): void {
+    if (this.ended) return;
+    const { eventCountLimit, attributePerEventCountLimit } = this.source.limits;
+    if (eventCountLimit === 0) {
+      this.droppedEventsCount++;
+      return;
+    }
+    if (this.events.length >= eventCountLimit) {
+      this.events.shift();
+      this.droppedEventsCount++;
+    }
+    const kept: Attributes = {};
+    let count = 0;
+    let dropped = 0;
+    const sanitized = sanitizeAttributes(attributes);
+    for (const key in sanitized) {
+      if (count >= attributePerEventCountLimit) dropped++;
+      else {
+        kept[key] = this.cut(sanitized[key]!);
+        count++;
+      }
+    }
+    this.events.push({ name, attributes: kept, time: time === undefined ? clock.now() : clock.fromEpochMs(time), droppedAttributesCount: dropped });
+  }
+
+  setStatus(status: SpanStatus): void {
+    if (this.ended || status.code === SpanStatusCode.UNSET || this.status.code === SpanStatusCode.OK) return;
+    this.status = status;
+  }
+
+  /** Ends the span (`at`: a performance.now() reading; now when undefined) and hands it on. */
+  end(at?: number): void {
+    if (this.ended) {
+      diag.error(`${this.name} ${this.context.traceId}-${this.context.spanId} - You can only call end() on a span once.`);
+      return;
+    }
+    this.ended = true;
+    this.endTime = at === undefined ? clock.now() : clock.fromPerformanceMs(at);
+    this.duration = hrDifference(this.endTime, this.startTime);
+    this.source.onEnd(this);
+  }
+
+  /** A value within the span's length limit (strings, and the strings of an array). */
+  private cut(value: AttributeValue): AttributeValue {
+    const limit = this.source.limits.attributeValueLengthLimit;
+    if (limit === Infinity) return value;
+    if (typeof value === 'string') return value.length > limit ? value.slice(0, limit) : value;
+    if (Array.isArray(value)) return value.map((item: unknown) => (typeof item === 'string' && item.length > limit ? item.slice(0, limit) : item)) as AttributeValue;
+    return value;
+  }
+}
+
+/**
+ * Epoch times as HrTime, from the monotonic clock the core stamps requests with (performance.now(),
+ * ms since `performance.timeOrigin`). The epoch of its zero is taken from Date.now() at most once a
+ * second, as the SDK takes it (per span there), so a wall-clock correction shows within a second
+ * and every span of a request reads the same offset.
+ */
+class SpanClock {
+  /** The epoch of performance.now() = 0, as whole seconds and the milliseconds past them. */
+  private zeroSeconds = 0;
+  private zeroMs = 0;
+  private checkedAt = -Infinity;
+
+  now(): HrTime {
+    return this.fromPerformanceMs(performance.now());
+  }
+
+  fromPerformanceMs(ms: number): HrTime {
+    if (ms - this.checkedAt > 1000 || ms < this.checkedAt) this.recheck();
+    const sinceZero = this.zeroMs + ms;
+    const seconds = Math.floor(sinceZero / 1000);
+    return normalized(this.zeroSeconds + seconds, Math.round((sinceZero - seconds * 1000) * 1e6));
+  }
+
+  fromEpochMs(ms: number): HrTime {
+    const seconds = Math.floor(ms / 1000);
+    return normalized(seconds, Math.round((ms - seconds * 1000) * 1e6));
+  }
+
+  private recheck(): void {
+    const performanceNow = performance.now();
+    const zero = Date.now() - performanceNow;
+    this.zeroSeconds = Math.floor(zero / 1000);
+    this.zeroMs = zero - this.zeroSeconds * 1000;
+    this.checkedAt = performanceNow;
+  }
+}
+
+export const clock = new SpanClock();
+
+function normalized(seconds: number, nanos: number): HrTime {
+  return nanos >= 1e9 ? [seconds + 1, nanos - 1e9] : [seconds, nanos];
+}
+
+function hrDifference(end: HrTime, start: HrTime): HrTime {
+  let seconds = end[0] - start[0];
+  let nanos = end[1] - start[1];
+  if (nanos < 0) {
+    seconds -= 1;
+    nanos += 1e9;
+  }
+  return [seconds, nanos];
+}
