@@ -167,12 +167,14 @@ export class ProxySpan implements ReadableSpan {
 
 /**
  * Epoch times as HrTime, from the monotonic clock the core stamps requests with (performance.now(),
- * ms since `performance.timeOrigin`). The epoch of its zero is taken from Date.now() at most once a
- * second, as the SDK takes it (per span there), so a wall-clock correction shows within a second
- * and every span of a request reads the same offset.
+ * ms since `performance.timeOrigin`). The epoch of its zero is checked against Date.now() at most
+ * once a second, as the SDK takes it (per span there), and moved only when the wall clock has
+ * moved by more than RESYNC_MS: Date.now() counts whole milliseconds, and following its every
+ * rounding would move a span's end against its start.
  */
 class SpanClock {
-  /** The epoch of performance.now() = 0, as whole seconds and the milliseconds past them. */
+  /** The epoch of performance.now() = 0 in ms, and as whole seconds and the milliseconds past them. */
+  private zero = Number.NaN;
   private zeroSeconds = 0;
   private zeroMs = 0;
   private checkedAt = -Infinity;
@@ -195,12 +197,16 @@ class SpanClock {
 
   private recheck(): void {
     const performanceNow = performance.now();
+    this.checkedAt = performanceNow;
     const zero = Date.now() - performanceNow;
+    if (Math.abs(zero - this.zero) <= RESYNC_MS) return;
+    this.zero = zero;
     this.zeroSeconds = Math.floor(zero / 1000);
     this.zeroMs = zero - this.zeroSeconds * 1000;
-    this.checkedAt = performanceNow;
   }
 }
+
+const RESYNC_MS = 5;
 
 export const clock = new SpanClock();
 
