@@ -1,19 +1,20 @@
-// From ended spans to the collector: OpenTelemetry's BatchSpanProcessor and OTLP exporter, with a
-// door in front of the batch queue and a counter behind the exporter, so every span that does not
-// reach the collector is counted in /metrics. Nothing here runs on a request's path but onEnd(),
+// From ended spans to the collector: OpenTelemetry's BatchSpanProcessor and OTLP export delegate
+// (its bounded concurrency and timeouts) with the serializer for the protocol and the plugin's
+// transport (transport.ts), a door in front of the batch queue and a counter behind the exporter,
+// so every span that does not reach the collector is counted in /metrics. Nothing here runs on a request's path but onEnd(),
 // which only queues: an exporter that is down or hangs costs requests nothing.
 import type { Context } from '@opentelemetry/api';
 import { TraceFlags } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
-import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
-import { ProtobufTraceSerializer, TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
+import { createOtlpNetworkExportDelegate, OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
+import { createOtlpHttpExporterMetrics } from '@opentelemetry/otlp-exporter-base/node-http';
+import { JsonTraceSerializer, ProtobufTraceSerializer, TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
 import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Logger } from 'pino';
 import { serializeSpans } from './otlp-protobuf.js';
 import type { TracingSettings } from './settings.js';
 import { shownUrl } from './settings.js';
+import { createTransport } from './transport.js';
 
 /** Where the counts go: prom-client counters, shared by every instance in the registry. */
 export interface ExportCounters {
@@ -136,25 +137,21 @@ class CountingExporter implements SpanExporter {
   }
 }
 
-function otlpExporter(settings: TracingSettings): SpanExporter {
-  const config = {
-    url: settings.url,
-    headers: settings.headers,
-    timeoutMillis: settings.timeoutMs,
-    // One batch at a time is what the batch processor sends; a few more for forced flushes.
-    concurrencyLimit: 4,
-  };
-  return settings.protocol === 'http/json' ? new JsonExporter(config) : new ProtobufExporter(config);
-}
-
 /**
- * OpenTelemetry's OTLP/HTTP protobuf exporter (its transport, retries, timeouts and headers) with
- * the one-pass serializer of otlp-protobuf.ts in place of the library's, which writes the same bytes.
+ * OpenTelemetry's OTLP exporter for the protocol: for protobuf the one-pass serializer of
+ * otlp-protobuf.ts (the same bytes as the library's), for JSON the library's serializer.
  */
-class ProtobufExporter extends OTLPExporterBase<ReadableSpan[]> {
-  constructor(config: Parameters<typeof convertLegacyHttpOptions>[0]) {
-    const options = convertLegacyHttpOptions(config, 'TRACES', 'v1/traces', { 'Content-Type': 'application/x-protobuf' });
-    const serializer = { serializeRequest: serializeSpans, deserializeResponse: ProtobufTraceSerializer.deserializeResponse };
-    super(createOtlpHttpExportDelegate(options, serializer, 'otlp_http_span_exporter', TraceExporterMetricsHelper, undefined));
-  }
+function otlpExporter(settings: TracingSettings): SpanExporter {
+  const protobuf = settings.protocol === 'http/protobuf';
+  const serializer = protobuf ? { serializeRequest: serializeSpans, deserializeResponse: ProtobufTraceSerializer.deserializeResponse } : JsonTraceSerializer;
+  const transport = createTransport({
+    url: settings.url,
+    headers: { ...settings.headers, 'content-type': protobuf ? 'application/x-protobuf' : 'application/json' },
+    compression: settings.compression,
+    tls: settings.tls,
+  });
+  const metrics = createOtlpHttpExporterMetrics('otlp_http_span_exporter', TraceExporterMetricsHelper, settings.url, undefined);
+  // One batch at a time is what the batch processor sends; a few more for forced flushes.
+  const delegate = createOtlpNetworkExportDelegate({ timeoutMillis: settings.timeoutMs, concurrencyLimit: 4, compression: settings.compression }, serializer, metrics, transport);
+  return new OTLPExporterBase<ReadableSpan[]>(delegate);
 }

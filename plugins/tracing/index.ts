@@ -32,6 +32,7 @@ export const schema = {
       type: 'object', additionalProperties: { type: 'string' },
       description: 'sent with every export, over those of OTEL_EXPORTER_OTLP_HEADERS; never logged (give secrets as ${VARS} named like secrets, so /config masks them)',
     },
+    compression: { enum: ['gzip', 'none'], description: 'gzip each export request; else OTEL_EXPORTER_OTLP_TRACES_COMPRESSION / OTEL_EXPORTER_OTLP_COMPRESSION, else none' },
     timeoutMs: { type: 'integer', minimum: 1, description: 'one export request\'s time limit; else OTEL_EXPORTER_OTLP_TIMEOUT, else 10000' },
     sampleRatio: { type: 'number', minimum: 0, maximum: 1, description: 'share of new traces recorded; else from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, else 1' },
     parentBased: { type: 'boolean', description: 'follow the caller\'s sampled flag when it sends a trace context; else from OTEL_TRACES_SAMPLER, else true' },

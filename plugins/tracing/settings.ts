@@ -1,6 +1,7 @@
 // What the plugin runs with: its options, else the standard OpenTelemetry environment variables
 // (the ones users already set for every other service), else the specification's defaults. Kept
 // apart from the plugin so the precedence can be tested with an environment of its own.
+import { readFileSync } from 'node:fs';
 import { parseKeyPairsIntoRecord } from '@opentelemetry/core';
 import type { SpanLimitSettings } from './span.js';
 
@@ -8,6 +9,7 @@ export type Protocol = 'http/protobuf' | 'http/json';
 
 /** The options as the schema lets them through (the env-backed ones have no schema default). */
 export interface TracingOptions {
+  compression?: 'gzip' | 'none';
   serviceName?: string;
   endpoint?: string;
   protocol?: Protocol;
@@ -44,6 +46,9 @@ export interface TracingSettings {
   maxExportBatchSize: number;
   exportTimeoutMs: number;
   limits: SpanLimitSettings;
+  compression: 'gzip' | 'none';
+  /** PEM read from the files the OTEL_EXPORTER_OTLP_*CERTIFICATE / *_CLIENT_KEY variables name. */
+  tls: { ca?: string; cert?: string; key?: string };
 }
 
 /** The environment variables read, each named in a problem it causes. */
@@ -73,7 +78,35 @@ export function resolveSettings(options: TracingOptions, env: Env): TracingSetti
     maxExportBatchSize: Math.min(options.batch.maxExportBatchSize, options.batch.maxQueueSize),
     exportTimeoutMs: options.batch.exportTimeoutMs,
     limits: limitsFromEnv(env),
+    compression: options.compression ?? compressionFromEnv(env),
+    tls: {
+      ca: pemFromEnv(env, 'OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE', 'OTEL_EXPORTER_OTLP_CERTIFICATE'),
+      cert: pemFromEnv(env, 'OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE', 'OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE'),
+      key: pemFromEnv(env, 'OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY', 'OTEL_EXPORTER_OTLP_CLIENT_KEY'),
+    },
   };
+}
+
+function compressionFromEnv(env: Env): 'gzip' | 'none' {
+  for (const name of ['OTEL_EXPORTER_OTLP_TRACES_COMPRESSION', 'OTEL_EXPORTER_OTLP_COMPRESSION']) {
+    const value = nonEmpty(env[name]);
+    if (value === undefined) continue;
+    if (value === 'gzip' || value === 'none') return value;
+    throw new TracingSettingsError(`${name} is "${value}"; expected gzip or none`);
+  }
+  return 'none';
+}
+
+/** The contents of the PEM file the signal's variable, else the general one, names. */
+function pemFromEnv(env: Env, own: string, general: string): string | undefined {
+  const name = nonEmpty(env[own]) !== undefined ? own : general;
+  const path = nonEmpty(env[name]);
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new TracingSettingsError(`${name} names ${path}, which cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
 }
 
 /**

@@ -2,8 +2,10 @@
 // protobuf, decodes them into plain spans, and can be switched to hang (hold every export open).
 // Protobuf is decoded with protobufjs against the few OTLP trace messages written out below.
 import { EventEmitter } from 'node:events';
-import http, { type IncomingHttpHeaders, type ServerResponse } from 'node:http';
+import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { gunzipSync } from 'node:zlib';
 import protobuf from 'protobufjs';
 
 export interface CollectedSpan {
@@ -34,6 +36,8 @@ export interface Collector {
   readonly spans: CollectedSpan[];
   /** `hang`: take the request, never answer it. */
   mode: 'ok' | 'hang';
+  /** Answers for the next export requests, in order (their spans are recorded all the same); then 200s. */
+  readonly scripted: { status: number; headers?: Record<string, string> }[];
   /** Export requests received and not answered yet (held by `hang`). */
   readonly held: number;
   /** Resolves once at least `count` spans have arrived (at once if they have). */
@@ -45,13 +49,15 @@ export interface Collector {
   close(): Promise<void>;
 }
 
-export async function startCollector(): Promise<Collector> {
+/** `tls`: serve https with this key and certificate (PEM). */
+export async function startCollector(options: { tls?: { key: string; cert: string } } = {}): Promise<Collector> {
   const exports: ExportRequest[] = [];
   const spans: CollectedSpan[] = [];
   const arrivals = new EventEmitter<{ export: [ExportRequest] }>();
   const heldResponses = new Set<ServerResponse>();
   const collector = {
     mode: 'ok' as 'ok' | 'hang',
+    scripted: [] as { status: number; headers?: Record<string, string> }[],
     exports,
     spans,
     url: '',
@@ -78,17 +84,22 @@ export async function startCollector(): Promise<Collector> {
       server.close(() => resolve());
     }),
   };
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      const body = Buffer.concat(chunks);
+      const sent = Buffer.concat(chunks);
+      const body = req.headers['content-encoding'] === 'gzip' ? gunzipSync(sent) : sent;
       const contentType = req.headers['content-type'];
       const decoded = contentType?.startsWith('application/json') ? fromJson(JSON.parse(body.toString('utf8')) as JsonRequest) : fromProtobuf(body);
       const request = { headers: req.headers, contentType, spans: decoded };
       exports.push(request);
       spans.push(...decoded);
-      if (collector.mode === 'hang') {
+      const script = collector.scripted.shift();
+      if (script !== undefined) {
+        res.writeHead(script.status, script.headers);
+        res.end();
+      } else if (collector.mode === 'hang') {
         heldResponses.add(res);
         res.on('close', () => heldResponses.delete(res));
       } else {
@@ -96,9 +107,10 @@ export async function startCollector(): Promise<Collector> {
       }
       arrivals.emit('export', request);
     });
-  });
+  };
+  const server = options.tls === undefined ? http.createServer(onRequest) : https.createServer(options.tls, onRequest);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  collector.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`;
+  collector.url = `${options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`;
   return collector;
 }
 

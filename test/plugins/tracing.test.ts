@@ -11,6 +11,7 @@ import { resolveSettings, type TracingOptions } from '../../plugins/tracing/sett
 import { startProxy as startSwitchyard, startUpstream, stopAll, type RunningProxy, type RunningUpstream } from '../../testing/index.js';
 import { KEYS, startFakeProvider } from '../helpers/ai-providers.js';
 import { startCollector, type CollectedSpan, type Collector } from '../helpers/otlp-collector.js';
+import { createTestCa } from '../helpers/tls.js';
 import { closedPort } from '../helpers/wire.js';
 
 const SERVER = 2;
@@ -424,6 +425,83 @@ describe('export formats and configuration', { timeout: 60000 }, () => {
       startSwitchyard(config([{ name: 'tracing' }]), { env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url://token-s3cret' } }),
       (err: Error) => /OTEL_EXPORTER_OTLP_ENDPOINT is not a URL/.test(err.message) && !err.message.includes('s3cret'),
     );
+  });
+});
+
+describe('the export transport', { timeout: 60000 }, () => {
+  /** The metric's value for `labels` ('' for none) in /metrics. */
+  async function metric(sy: RunningProxy, name: string, labels = ''): Promise<number> {
+    const text = await (await fetch(`${sy.url}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
+    return line === undefined ? 0 : Number(line.split(' ')[1]);
+  }
+
+  /** Sends one request and returns its trace id, once its two spans reached the collector `times` times. */
+  async function tracedRequest(sy: RunningProxy, on: Collector, times = 1): Promise<string> {
+    const res = await fetch(`${sy.url}/transport`);
+    await res.arrayBuffer();
+    const traceId = await loggedTraceId(sy, res.headers.get('x-request-id')!);
+    while (on.spans.filter((span) => span.traceId === traceId).length < 2 * times) await on.nextExport();
+    return traceId;
+  }
+
+  test('a 503 with Retry-After is retried, the spans are counted once; the sender names itself and sends the endpoint\'s user info', async () => {
+    collector.scripted.push({ status: 503, headers: { 'retry-after': '0' } });
+    const withUser = collector.url.replace('http://', 'http://otlp:s%3Acret@');
+    const sy = await startSwitchyard(config([tracing({ protocol: 'http/protobuf', endpoint: withUser }), { name: 'metrics', options: { public: true } }]));
+    const traceId = await tracedRequest(sy, collector, 2);
+    const tries = collector.exports.filter((e) => e.spans.some((s) => s.traceId === traceId));
+    assert.equal(tries.length, 2, 'the refused export, then the same spans again');
+    assert.deepEqual(tries[1]!.spans.map((s) => s.spanId).sort(), tries[0]!.spans.map((s) => s.spanId).sort());
+    assert.equal(tries[0]!.headers['user-agent'], 'Switchyard-OTLP-Exporter');
+    assert.equal(tries[0]!.headers.authorization, `Basic ${Buffer.from('otlp:s:cret').toString('base64')}`, 'the endpoint\'s user info, as node:http sent it');
+    assert.ok(!JSON.stringify(sy.logs).includes('cret'), 'never logged');
+    assert.equal(await metric(sy, 'switchyard_tracing_spans_exported_total'), 2);
+    assert.equal(await metric(sy, 'switchyard_tracing_spans_dropped_total', '{reason="export_failed"}'), 0);
+  });
+
+  test('a 400 is not retried: the batch is dropped and counted', async () => {
+    collector.scripted.push({ status: 400 });
+    const sy = await startSwitchyard(config([tracing(), { name: 'metrics', options: { public: true } }]));
+    const res = await fetch(`${sy.url}/refused-batch`);
+    await res.arrayBuffer();
+    const traceId = await loggedTraceId(sy, res.headers.get('x-request-id')!);
+    await sy.waitForLog((l) => l.msg === 'could not export spans; dropping them and trying again with the next batch');
+    assert.equal(collector.exports.filter((e) => e.spans.some((s) => s.traceId === traceId)).length, 1);
+    assert.equal(await metric(sy, 'switchyard_tracing_spans_dropped_total', '{reason="export_failed"}'), 2);
+  });
+
+  test('OTEL_EXPORTER_OTLP_COMPRESSION=gzip sends gzip that decodes to the spans', async () => {
+    const sy = await startSwitchyard(config([tracing({ protocol: 'http/protobuf' })]), { env: { OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip' } });
+    const traceId = await tracedRequest(sy, collector);
+    const request = collector.exports.find((e) => e.spans.some((s) => s.traceId === traceId))!;
+    assert.equal(request.headers['content-encoding'], 'gzip');
+    assert.equal(request.contentType, 'application/x-protobuf');
+  });
+
+  test('an https collector is trusted through OTEL_EXPORTER_OTLP_CERTIFICATE, and refused without it', async () => {
+    const ca = createTestCa();
+    const certFile = `${ca.dir}/collector.crt`;
+    const keyFile = `${ca.dir}/collector.key`;
+    ca.issue(certFile, keyFile);
+    const secure = await startCollector({ tls: { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') } });
+    try {
+      const trusted = await startSwitchyard(config([tracing({ endpoint: secure.url })]), { env: { OTEL_EXPORTER_OTLP_CERTIFICATE: ca.caFile } });
+      await tracedRequest(trusted, secure);
+      const untrusted = await startSwitchyard(config([tracing({ endpoint: secure.url })]));
+      await (await fetch(`${untrusted.url}/untrusted`)).arrayBuffer();
+      const warned = await untrusted.waitForLog((l) => l.msg === 'could not export spans; dropping them and trying again with the next batch');
+      assert.match(String(warned.reason), /certificate/i);
+    } finally {
+      await secure.close();
+    }
+  });
+
+  test('an unusable compression or certificate variable fails the start, naming it', () => {
+    const base = { alwaysSampleErrors: false, b3: 'off', batch: { maxQueueSize: 2048, maxExportBatchSize: 512, exportTimeoutMs: 30000 } } as TracingOptions;
+    assert.throws(() => resolveSettings(base, { OTEL_EXPORTER_OTLP_COMPRESSION: 'br' }), /OTEL_EXPORTER_OTLP_COMPRESSION is "br"; expected gzip or none/);
+    assert.throws(() => resolveSettings(base, { OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: '/no/such/ca.pem' }), /OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE names \/no\/such\/ca.pem, which cannot be read: ENOENT/);
+    assert.equal(resolveSettings({ ...base, compression: 'none' }, { OTEL_EXPORTER_OTLP_COMPRESSION: 'gzip' }).compression, 'none', 'the option wins');
   });
 });
 
