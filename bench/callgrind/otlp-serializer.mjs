@@ -6,45 +6,47 @@
 //   for w in library ours; do for n in 20 120; do valgrind --tool=callgrind \
 //     --callgrind-out-file=/dev/null node --single-threaded bench/callgrind/otlp-serializer.mjs $n $w; done; done
 // usage: node otlp-serializer.mjs CALLS library|ours   (`npm run build` first)
-import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { SpanKind, TraceFlags } from '@opentelemetry/api';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { serializeSpans } from '../../dist/plugins/tracing/otlp-protobuf.js';
+import { clock, ProxySpan } from '../../dist/plugins/tracing/span.js';
 
-const exporter = new InMemorySpanExporter();
-const provider = new BasicTracerProvider({
+// The plugin's own spans (plugins/tracing/span.ts), as it makes them since it left the SDK's tracer.
+const batch = [];
+const source = {
   resource: resourceFromAttributes({ 'service.name': 'switchyard' }),
-  spanProcessors: [new SimpleSpanProcessor(exporter)],
-});
-const tracer = provider.getTracer('switchyard', '0.1.0');
+  instrumentationScope: { name: 'switchyard' },
+  limits: { attributeCountLimit: 128, attributeValueLengthLimit: Infinity, eventCountLimit: 128, attributePerEventCountLimit: 128 },
+  onEnd: (span) => batch.push(span),
+};
 const userAgent = 'wrk/4.2.0 [epoll] Linux/6.1.0'.slice(0);
+const hex = (n, digits) => n.toString(16).padStart(digits, '0');
 for (let i = 0; i < 256; i++) {
   const path = `/3/movie/${550 + i}`;
-  const server = tracer.startSpan('GET main', { kind: SpanKind.SERVER });
-  server.setAttribute('http.request.method', 'GET');
-  server.setAttribute('http.route', 'main');
-  server.setAttribute('url.path', path);
-  server.setAttribute('url.scheme', 'http');
-  server.setAttribute('client.address', ['127.0.0', '.1'].join(''));
-  server.setAttribute('user_agent.original', userAgent);
-  server.setAttribute('network.protocol.version', '1.1');
-  server.setAttribute('switchyard.request_id', `${(1e15 + i).toString(16)}-req`.slice(0, 16));
-  const client = tracer.startSpan('GET', { kind: SpanKind.CLIENT }, trace.setSpan(context.active(), server));
-  client.setAttribute('http.request.method', 'GET');
-  client.setAttribute('server.address', '127.0.0.1');
-  client.setAttribute('server.port', 43117);
-  client.setAttribute('url.full', `http://127.0.0.1:43117${path}`);
-  client.setAttribute('switchyard.upstream', 'http://127.0.0.1:43117');
-  client.setAttribute('http.response.status_code', 200);
-  client.setAttribute('switchyard.attempt.outcome', 'success');
+  const serverContext = { traceId: hex(0x1234567 + i, 32), spanId: hex(0xabcdef + i, 16), traceFlags: TraceFlags.SAMPLED };
+  const server = new ProxySpan(serverContext, 'GET main', SpanKind.SERVER, undefined, clock.now(), source);
+  server.record('http.request.method', 'GET');
+  server.record('http.route', 'main');
+  server.record('url.path', path);
+  server.record('url.scheme', 'http');
+  server.record('client.address', ['127.0.0', '.1'].join(''));
+  server.record('user_agent.original', userAgent);
+  server.record('network.protocol.version', '1.1');
+  server.record('switchyard.request_id', `${(1e15 + i).toString(16)}-req`.slice(0, 16));
+  const client = new ProxySpan({ ...serverContext, spanId: hex(0x123abc + i, 16) }, 'GET', SpanKind.CLIENT, serverContext, clock.now(), source);
+  client.record('http.request.method', 'GET');
+  client.record('server.address', '127.0.0.1');
+  client.record('server.port', 43117);
+  client.record('url.full', `http://127.0.0.1:43117${path}`);
+  client.record('switchyard.upstream', 'http://127.0.0.1:43117');
+  client.record('http.response.status_code', 200);
+  client.record('switchyard.attempt.outcome', 'success');
   client.end();
-  server.setAttribute('http.response.status_code', 200);
-  server.setAttribute('http.response.body.size', 13);
-  server.setStatus({ code: SpanStatusCode.UNSET });
+  server.record('http.response.status_code', 200);
+  server.record('http.response.body.size', 13);
   server.end();
 }
-const batch = exporter.getFinishedSpans();
 const serialize = process.argv[3] === 'ours' ? serializeSpans : (spans) => ProtobufTraceSerializer.serializeRequest(spans);
 let bytes = 0;
 for (let i = Number(process.argv[2]); i > 0; i--) bytes += serialize(batch).length;
