@@ -148,9 +148,10 @@ export default definePlugin<typeof schema>({
       const error = ctx.error !== traced.retried ? ctx.error : undefined;
       traced.endAttempt(ctx, error?.code);
       const { server } = traced;
-      server.record(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+      // Checked and de-duplicated: other plugins have had the span since the access stage.
+      server.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
       const size = ctx.response?.headers['content-length'];
-      if (size !== undefined) server.record(ATTR_HTTP_RESPONSE_BODY_SIZE, Number(size));
+      if (size !== undefined) server.setAttribute(ATTR_HTTP_RESPONSE_BODY_SIZE, Number(size));
       if (ctx.answeredBy !== undefined) server.addEvent(ctx.answeredBy === 'cacheLookup' ? 'switchyard.cache.hit' : 'switchyard.answered', { [ATTR_SWITCHYARD_STAGE]: ctx.answeredBy });
       if (error !== undefined) server.setAttribute(ATTR_SWITCHYARD_ERROR_CODE, error.code);
       if (failed) {
@@ -270,8 +271,9 @@ function spanName(method: string, route: string | undefined): string {
   return named;
 }
 
-// The plugin's own attributes, each key once per span and each value a string or number made
-// here: recorded without the checks other plugins' attributes get (span.ts).
+// The plugin's own attributes, set as the span starts (before any other plugin can reach it), each
+// key once and each value a string or number made here: recorded without the checks other
+// plugins' attributes get (span.ts). Client spans are never handed to other plugins.
 function setServerAttributes(span: ProxySpan, ctx: RequestContext, method: string, route: string | undefined): void {
   const { req } = ctx;
   const known = KNOWN_METHODS.has(method);

@@ -80,8 +80,8 @@ export class ProxySpan implements ReadableSpan {
   }
 
   /**
-   * One of the plugin's own attributes: a key set at most once per span, a value of a kind OTLP
-   * takes. Only the span's limits apply.
+   * One of the plugin's own attributes: a key no one has set on this span yet, a value of a kind
+   * OTLP takes. Only the span's limits apply.
    */
   record(key: string, value: AttributeValue): void {
     if (this.keys.length >= this.source.limits.attributeCountLimit) {

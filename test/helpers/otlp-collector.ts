@@ -17,6 +17,8 @@ export interface CollectedSpan {
   /** OTLP's numbering: 2 server, 3 client. */
   kind: number;
   attributes: Record<string, unknown>;
+  /** Keys the span carried more than once (OTLP wants each once). */
+  repeatedKeys: string[];
   events: { name: string; attributes: Record<string, unknown> }[];
   /** 0 unset, 1 ok, 2 error. */
   statusCode: number;
@@ -177,6 +179,7 @@ function fromJson(request: JsonRequest): CollectedSpan[] {
       name: span.name,
       kind: span.kind,
       attributes: attributesOf(span.attributes),
+      repeatedKeys: (span.attributes ?? []).map((kv) => kv.key).filter((key, i, keys) => keys.indexOf(key) !== i),
       events: (span.events ?? []).map((event) => ({ name: event.name, attributes: attributesOf(event.attributes) })),
       statusCode: span.status?.code ?? 0,
       serviceName,
