@@ -3,9 +3,10 @@
 // same ratio agrees with this hop. The rule is applied here to the random bytes the id was drawn
 // from (ids.ts); the SDK's sampler reads it back from the hex, checking it with a regular
 // expression first: 3,148 instructions a request in the proxy at ratio 0.01 (callgrind with V8's
-// perf map, bench/README.md "Tracing at 0.01"), more than half of what the 1.03× target allows an
-// unsampled request. A test holds the two equal over thousands of ids and every kind of ratio.
-// A caller's trace id (not parent-based) is rare and goes to the SDK's sampler itself.
+// perf map; bench/README.md, "Tracing on the plugin's own spans and transport"), more than half of
+// what the 1.03× target allows an unsampled request. A test holds the two equal over thousands of
+// ids and every kind of ratio. A caller's trace id (not parent-based) is rare and goes to the
+// SDK's sampler itself.
 import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { SamplingDecision, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
 
