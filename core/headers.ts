@@ -104,3 +104,17 @@ export function setForwardedHeaders(req: IncomingMessage, headers: IncomingHttpH
 function forwardedNode(address: string): string {
   return address.includes(':') ? `"[${address}]"` : address;
 }
+
+/**
+ * A Retry-After value (RFC 9110 §10.2.3: whole seconds or an HTTP date) as milliseconds from now;
+ * undefined when absent or unreadable. A date in the past is 0. A date names its day and month
+ * in letters: V8's Date.parse also reads "1.5" or "-3" as dates (in 2001), which would mean "now".
+ */
+export function retryAfterMs(value: string | string[] | undefined): number | undefined {
+  const text = (Array.isArray(value) ? value[0] : value)?.trim();
+  if (text === undefined || text === '') return undefined;
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  if (!/[a-z]/i.test(text)) return undefined;
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}

@@ -14,7 +14,7 @@ export { createResolver, type DnsSettings } from './dns.js';
 export { LIVE_UPSTREAMS, LiveUpstreams, liveUpstreams, type LiveUpstreamsListener } from './live-upstreams.js';
 export type { Reply, Route, Upstream } from './types.js';
 export type { SwitchyardConfig, RouteConfig, UpstreamConfig } from './config/schema.js';
-export { HTTP_TOKEN_PATTERN } from './headers.js';
+export { HTTP_TOKEN_PATTERN, retryAfterMs } from './headers.js';
 export { acceptedCodings, acceptsCoding, canonicalCoding } from './content-coding.js';
 export { PreparedHead } from './response-head.js';
 export { pipeChain } from './pipe-chain.js';

@@ -1,7 +1,7 @@
 // Retries with failover: a request whose upstream failed (connection error, timeout, 502/503/504)
 // goes to another upstream, with backoff, within a time budget and a route-wide retry budget. A
 // request that never reached an upstream is retried whatever its method: nothing was sent.
-import { definePlugin, RETRY, Stage, type RequestContext, type SwitchyardError, type HealthView } from '../../core/index.js';
+import { definePlugin, RETRY, retryAfterMs, Stage, type RequestContext, type SwitchyardError, type HealthView } from '../../core/index.js';
 
 const NAME = 'retry';
 
@@ -123,11 +123,7 @@ function backoff(attempt: number, settings: { base: number; max: number }): numb
 function retryAfter(ctx: RequestContext, error: SwitchyardError): number | undefined {
   const status = error.details?.status;
   if (error.code !== 'SY_ERR_UPSTREAM_ERROR_STATUS' || (status !== 503 && status !== 429)) return undefined;
-  const value = ctx.response?.headers['retry-after'];
-  if (typeof value !== 'string' || value === '') return undefined;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+  return retryAfterMs(ctx.response?.headers['retry-after']);
 }
 
 function anotherUpstreamLeft(ctx: RequestContext, health: HealthView): boolean {

@@ -1,8 +1,9 @@
 // From ended spans to the collector: OpenTelemetry's BatchSpanProcessor and OTLP export delegate
 // (its bounded concurrency and timeouts) with the serializer for the protocol and the plugin's
 // transport (transport.ts), a door in front of the batch queue and a counter behind the exporter,
-// so every span that does not reach the collector is counted in /metrics. Nothing here runs on a request's path but onEnd(),
-// which only queues: an exporter that is down or hangs costs requests nothing.
+// so every span that does not reach the collector is counted in /metrics. Nothing here runs on a
+// request's path but onEnd(), which only queues: an exporter that is down or hangs costs
+// requests nothing.
 import type { Context } from '@opentelemetry/api';
 import { TraceFlags } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';

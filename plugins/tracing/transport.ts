@@ -16,6 +16,7 @@ import { gzip } from 'node:zlib';
 import { diag } from '@opentelemetry/api';
 import { OTLPExporterError, type ExportResponse, type IExporterTransport } from '@opentelemetry/otlp-exporter-base';
 import type { Dispatcher, Pool } from 'undici';
+import { retryAfterMs } from '../../core/index.js';
 
 const UndiciPool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof Pool;
 
@@ -66,8 +67,7 @@ class UndiciTransport implements IExporterTransport {
       return { status: 'failure', error: error as Error };
     }
     return new Promise((resolve) => {
-      const answer = new Answer(resolve);
-      answer.timer = setTimeout(() => answer.timedOut(), timeoutMillis);
+      const answer = new Answer(resolve, timeoutMillis);
       this.pool.dispatch({ path: this.path, method: 'POST', headers: this.headers, body, headersTimeout: timeoutMillis, bodyTimeout: timeoutMillis }, answer);
     });
   }
@@ -79,7 +79,7 @@ class UndiciTransport implements IExporterTransport {
 
 /** One export request's answer, gathered from undici's handler calls into an ExportResponse. */
 class Answer implements Dispatcher.DispatchHandler {
-  timer: NodeJS.Timeout | undefined;
+  private readonly timer: NodeJS.Timeout;
   private abort: ((err?: Error) => void) | undefined;
   private status = 0;
   private retryAfter: string | undefined;
@@ -87,7 +87,9 @@ class Answer implements Dispatcher.DispatchHandler {
   private size = 0;
   private settled = false;
 
-  constructor(private readonly resolve: (response: ExportResponse) => void) {}
+  constructor(private readonly resolve: (response: ExportResponse) => void, timeoutMillis: number) {
+    this.timer = setTimeout(() => this.timedOut(), timeoutMillis);
+  }
 
   onConnect(abort: (err?: Error) => void): void {
     this.abort = abort;
@@ -125,7 +127,7 @@ class Answer implements Dispatcher.DispatchHandler {
     this.settle(code !== undefined && RETRYABLE_NETWORK_ERRORS.has(code) ? { status: 'retryable', error: err } : { status: 'failure', error: err });
   }
 
-  timedOut(): void {
+  private timedOut(): void {
     this.settle({ status: 'retryable', error: new Error('Request timed out') });
     this.abort?.();
   }
@@ -170,13 +172,4 @@ function basicAuthOf(url: URL): Record<string, string> {
   if (url.username === '' && url.password === '') return {};
   const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
   return { authorization: `Basic ${Buffer.from(credentials).toString('base64')}` };
-}
-
-/** Retry-After in seconds or as an HTTP date, as milliseconds from now; undefined when absent or unreadable. */
-function retryAfterMs(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const seconds = Number(text);
-  if (Number.isFinite(seconds)) return Math.max(seconds * 1000, 0);
-  const at = Date.parse(text);
-  return Number.isNaN(at) ? undefined : Math.max(at - Date.now(), 0);
 }
