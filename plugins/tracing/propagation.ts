@@ -1,7 +1,7 @@
 // Trace context in and out: W3C `traceparent`/`tracestate` always, B3 (single `b3` header or the
 // X-B3-* set) for older meshes when asked. The parsing is OpenTelemetry's; only the traceparent
 // written upstream is formatted here, a fixed 55-character string.
-import { INVALID_SPANID, INVALID_TRACEID, ROOT_CONTEXT, trace, type SpanContext, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
+import { ROOT_CONTEXT, trace, type SpanContext, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
 import { parseTraceParent, TraceState } from '@opentelemetry/core';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -34,8 +34,8 @@ export class Propagation {
     const traceparent = headers.traceparent;
     if (typeof traceparent === 'string') {
       const parent = parseTraceParent(traceparent);
-      // All zeros is W3C's invalid id: such a caller is no parent (its digits are checked already).
-      if (parent !== null && parent.traceId !== INVALID_TRACEID && parent.spanId !== INVALID_SPANID) {
+      // null too for W3C's invalid all-zero ids (the library's pattern excludes them).
+      if (parent !== null) {
         parent.isRemote = true;
         const tracestate = headers.tracestate;
         if (tracestate !== undefined) parent.traceState = new TraceState(Array.isArray(tracestate) ? tracestate.join(',') : tracestate);

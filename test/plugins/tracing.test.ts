@@ -139,6 +139,21 @@ describe('spans of a request', { timeout: 60000 }, () => {
     assert.equal(sent.tracestate, 'rojo=00f067aa0ba902b7');
   });
 
+  test('a traceparent with an all-zero trace or span id (W3C\'s invalid ids) starts a trace of the proxy\'s own', async () => {
+    const sy = await startSwitchyard(config([tracing()]));
+    for (const invalid of [`00-${'0'.repeat(32)}-${CALLER_SPAN}-01`, `00-${CALLER_TRACE}-${'0'.repeat(16)}-01`]) {
+      const seenBefore = upstream.requests.length;
+      const res = await fetch(`${sy.url}/invalid-parent`, { headers: { traceparent: invalid } });
+      await res.arrayBuffer();
+      const traceId = await loggedTraceId(sy, res.headers.get('x-request-id')!);
+      assert.notEqual(traceId, '0'.repeat(32), invalid);
+      assert.notEqual(traceId, CALLER_TRACE, invalid);
+      const server = (await traceOf(traceId, 2)).find((s) => s.kind === SERVER)!;
+      assert.equal(server.parentSpanId, '', `${invalid}: a root span`);
+      assert.equal(String(upstream.requests[seenBefore]!.headers.traceparent).split('-')[1], traceId);
+    }
+  });
+
   test('B3 in, B3 and traceparent out when b3 is on', async () => {
     const sy = await startSwitchyard(config([tracing({ b3: 'single' })]));
     const seenBefore = upstream.requests.length;
