@@ -12,7 +12,8 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { serializeSpans } from '../../dist/plugins/tracing/otlp-protobuf.js';
 import { clock, ProxySpan } from '../../dist/plugins/tracing/span.js';
 
-// The plugin's own spans (plugins/tracing/span.ts), as it makes them since it left the SDK's tracer.
+// The plugin's own spans (plugins/tracing/span.ts), as it makes them since it left the SDK's tracer,
+// with the values it records as shared (recordShared) marked so.
 const batch = [];
 const source = {
   resource: resourceFromAttributes({ 'service.name': 'switchyard' }),
@@ -26,22 +27,22 @@ for (let i = 0; i < 256; i++) {
   const path = `/3/movie/${550 + i}`;
   const serverContext = { traceId: hex(0x1234567 + i, 32), spanId: hex(0xabcdef + i, 16), traceFlags: TraceFlags.SAMPLED };
   const server = new ProxySpan(serverContext, 'GET main', SpanKind.SERVER, undefined, clock.now(), source);
-  server.record('http.request.method', 'GET');
-  server.record('http.route', 'main');
+  server.recordShared('http.request.method', 'GET');
+  server.recordShared('http.route', 'main');
   server.record('url.path', path);
-  server.record('url.scheme', 'http');
+  server.recordShared('url.scheme', 'http');
   server.record('client.address', ['127.0.0', '.1'].join(''));
   server.record('user_agent.original', userAgent);
-  server.record('network.protocol.version', '1.1');
+  server.recordShared('network.protocol.version', '1.1');
   server.record('switchyard.request_id', `${(1e15 + i).toString(16)}-req`.slice(0, 16));
   const client = new ProxySpan({ ...serverContext, spanId: hex(0x123abc + i, 16) }, 'GET', SpanKind.CLIENT, serverContext, clock.now(), source);
-  client.record('http.request.method', 'GET');
-  client.record('server.address', '127.0.0.1');
+  client.recordShared('http.request.method', 'GET');
+  client.recordShared('server.address', '127.0.0.1');
   client.record('server.port', 43117);
   client.record('url.full', `http://127.0.0.1:43117${path}`);
-  client.record('switchyard.upstream', 'http://127.0.0.1:43117');
+  client.recordShared('switchyard.upstream', 'http://127.0.0.1:43117');
   client.record('http.response.status_code', 200);
-  client.record('switchyard.attempt.outcome', 'success');
+  client.recordShared('switchyard.attempt.outcome', 'success');
   client.end();
   server.record('http.response.status_code', 200);
   server.record('http.response.body.size', 13);

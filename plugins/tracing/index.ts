@@ -247,10 +247,10 @@ class Recorded implements RequestSpan {
     if (code !== undefined || (status !== undefined && status >= 500)) {
       span.record(ATTR_ERROR_TYPE, code ?? String(status));
       if (code !== undefined) span.record(ATTR_SWITCHYARD_ERROR_CODE, code);
-      span.record(ATTR_SWITCHYARD_ATTEMPT_OUTCOME, 'failure');
+      span.recordShared(ATTR_SWITCHYARD_ATTEMPT_OUTCOME, 'failure');
       span.setStatus(ERROR_STATUS);
     } else {
-      span.record(ATTR_SWITCHYARD_ATTEMPT_OUTCOME, 'success');
+      span.recordShared(ATTR_SWITCHYARD_ATTEMPT_OUTCOME, 'success');
     }
     if (!this.sampled) this.recorded.push(span);
     span.end();
@@ -277,16 +277,16 @@ function spanName(method: string, route: string | undefined): string {
 function setServerAttributes(span: ProxySpan, ctx: RequestContext, method: string, route: string | undefined): void {
   const { req } = ctx;
   const known = KNOWN_METHODS.has(method);
-  span.record(ATTR_HTTP_REQUEST_METHOD, known ? method : '_OTHER');
+  span.recordShared(ATTR_HTTP_REQUEST_METHOD, known ? method : '_OTHER');
   if (!known) span.record(ATTR_HTTP_REQUEST_METHOD_ORIGINAL, method);
-  if (route !== undefined) span.record(ATTR_HTTP_ROUTE, route);
+  if (route !== undefined) span.recordShared(ATTR_HTTP_ROUTE, route);
   // The path only: credentials ride in queries (`?key=`), never recorded.
   span.record(ATTR_URL_PATH, ctx.pathname);
-  span.record(ATTR_URL_SCHEME, (req.socket as TLSSocket | null)?.encrypted === true ? 'https' : 'http');
+  span.recordShared(ATTR_URL_SCHEME, (req.socket as TLSSocket | null)?.encrypted === true ? 'https' : 'http');
   span.record(ATTR_CLIENT_ADDRESS, ctx.clientIp);
   const userAgent = req.headers['user-agent'];
   if (userAgent !== undefined) span.record(ATTR_USER_AGENT_ORIGINAL, userAgent);
-  span.record(ATTR_NETWORK_PROTOCOL_VERSION, req.httpVersion);
+  span.recordShared(ATTR_NETWORK_PROTOCOL_VERSION, req.httpVersion);
   const length = req.headers['content-length'];
   if (length !== undefined) span.record(ATTR_HTTP_REQUEST_BODY_SIZE, Number(length));
   span.record(ATTR_SWITCHYARD_REQUEST_ID, ctx.id);
@@ -316,13 +316,13 @@ function setClientAttributes(span: ProxySpan, ctx: RequestContext, upstream: Ups
   const path = ctx.outgoing.path;
   const query = path.indexOf('?');
   const resends = ctx.tried.length - 1;
-  span.record(ATTR_HTTP_REQUEST_METHOD, KNOWN_METHODS.has(method) ? method : '_OTHER');
-  span.record(ATTR_SERVER_ADDRESS, facts.address);
+  span.recordShared(ATTR_HTTP_REQUEST_METHOD, KNOWN_METHODS.has(method) ? method : '_OTHER');
+  span.recordShared(ATTR_SERVER_ADDRESS, facts.address);
   span.record(ATTR_SERVER_PORT, facts.port);
   // Without the query: an upstream key (upstream-auth) may be in it.
   span.record(ATTR_URL_FULL, facts.origin + (query === -1 ? path : path.slice(0, query)));
   if (resends > 0) span.record(ATTR_HTTP_REQUEST_RESEND_COUNT, resends);
-  span.record(ATTR_SWITCHYARD_UPSTREAM, upstream.name);
+  span.recordShared(ATTR_SWITCHYARD_UPSTREAM, upstream.name);
 }
 
 /** The status the client got; a response cut short counts as the failure that cut it (499: the client left). */

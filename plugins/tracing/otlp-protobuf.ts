@@ -112,7 +112,7 @@ function writeSpan(out: Writer, span: ReadableSpan): void {
   out.time(span.startTime);
   out.tag(8, FIXED64);
   out.time(span.endTime);
-  if (span instanceof ProxySpan) writeAttributeList(out, span.keys, span.values, 9);
+  if (span instanceof ProxySpan) writeAttributeList(out, span.keys, span.values, span.sharedValues, 9);
   else writeAttributes(out, span.attributes, 9);
   out.tag(10, VARINT);
   out.varint(span.droppedAttributesCount);
@@ -185,11 +185,19 @@ function writeAttributes(out: Writer, attributes: Attributes, field: number): vo
   }
 }
 
-/** The same, from the plugin's own spans' keys and values: no object to walk. */
-function writeAttributeList(out: Writer, keys: readonly string[], values: readonly unknown[], field: number): void {
+/**
+ * The same, from the plugin's own spans' keys and values: no object to walk. A value whose bit is
+ * set in `shared` is a string written from the cache of recurring strings (ProxySpan.recordShared):
+ * a map lookup and a copy where encoding it costs a native call. Seven such values a request
+ * (methods, route, scheme, protocol version, server address, upstream, outcome): 44,410 → 41,275
+ * instructions a request in `bench/callgrind/otlp-serializer.mjs`; in the proxy at sampling 1,
+ * main thread, 241,037–241,455 → 237,743–238,737.
+ */
+function writeAttributeList(out: Writer, keys: readonly string[], values: readonly unknown[], shared: number, field: number): void {
   for (let i = 0; i < keys.length; i++) {
     out.tag(field, LENGTH_DELIMITED);
-    writeKeyValue(out, keys[i]!, values[i]);
+    if (i < 31 && (shared & (1 << i)) !== 0) writeSharedKeyValue(out, keys[i]!, values[i] as string);
+    else writeKeyValue(out, keys[i]!, values[i]);
   }
 }
 
@@ -200,6 +208,19 @@ function writeKeyValue(out: Writer, key: string, value: unknown): void {
   out.tag(2, LENGTH_DELIMITED);
   const valueStart = out.begin();
   writeAnyValue(out, value);
+  out.end(valueStart);
+  out.end(start);
+}
+
+/** A KeyValue whose string value recurs: both strings from the cache. */
+function writeSharedKeyValue(out: Writer, key: string, value: string): void {
+  const start = out.begin();
+  out.tag(1, LENGTH_DELIMITED);
+  out.repeated(key);
+  out.tag(2, LENGTH_DELIMITED);
+  const valueStart = out.begin();
+  out.tag(1, LENGTH_DELIMITED);
+  out.repeated(value);
   out.end(valueStart);
   out.end(start);
 }

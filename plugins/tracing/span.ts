@@ -40,6 +40,8 @@ export class ProxySpan implements ReadableSpan {
   /** Attribute keys in the order first set, and their values: the serializer reads these. */
   readonly keys: string[] = [];
   readonly values: AttributeValue[] = [];
+  /** Bit i: values[i] is a string many spans share (recordShared), whose encoding the serializer keeps. */
+  sharedValues = 0;
   events: TimedEvent[] = [];
   status: SpanStatus = UNSET;
   endTime: HrTime = NOT_ENDED;
@@ -92,6 +94,17 @@ export class ProxySpan implements ReadableSpan {
     this.values.push(this.cut(value));
   }
 
+  /**
+   * As record(), for a string that recurs across spans from a small set (a method, a route, an
+   * upstream's name): the serializer writes it from a bounded cache of encodings instead of
+   * encoding it again (otlp-protobuf.ts). Only the first 31 attributes can be so marked.
+   */
+  recordShared(key: string, value: string): void {
+    const at = this.keys.length;
+    this.record(key, value);
+    if (at < 31 && this.keys.length > at) this.sharedValues |= 1 << at;
+  }
+
   /** An attribute from anyone, checked as the SDK's span checks it; a key set again keeps its place. */
   setAttribute(key: string, value: unknown): void {
     if (value == null || this.ended) return;
@@ -105,7 +118,10 @@ export class ProxySpan implements ReadableSpan {
     }
     const at = this.keys.indexOf(key);
     if (at === -1) this.record(key, value);
-    else this.values[at] = this.cut(value);
+    else {
+      this.values[at] = this.cut(value);
+      this.sharedValues &= ~(1 << at);
+    }
   }
 
   setAttributes(attributes: Record<string, unknown>): void {

@@ -161,6 +161,38 @@ describe('the plugin\'s spans', () => {
     assert.equal(server.events[0].name, 'switchyard.refused');
   });
 
+  test('values recorded as shared are written from the serializer\'s cache as the library writes them, until someone replaces them', () => {
+    const build = (): ReadableSpan[] => {
+      const { span, ended } = proxySpan({ attributeValueLengthLimit: 12 });
+      span.recordShared('http.request.method', 'GET');
+      span.recordShared('http.route', 'movies');
+      span.record('url.path', '/3/movie/550');
+      span.recordShared('network.protocol.version', ['1', '1'].join('.'));
+      span.recordShared('switchyard.upstream', 'http://tmdb-mirror-1.example');
+      span.recordShared('unicode', 'Ça coûte €');
+      // Another plugin replaces two shared values: a number and a string of its own.
+      span.setAttribute('http.route', 42);
+      span.setAttribute('switchyard.upstream', 'changed');
+      // Attributes 6 to 45; the 33rd (index 32: 1 << 32 is 1, the method's bit) a number.
+      for (let i = 0; i < 40; i++) {
+        if (i === 26) span.record('a number past the marks', 7);
+        else span.recordShared(`shared.${i}`, `value ${i % 3}`);
+      }
+      span.end();
+      return ended;
+    };
+    for (let round = 0; round < 2; round++) {
+      const spans = build();
+      const ours = Buffer.from(serializeSpans(spans));
+      const theirs = Buffer.from(ProtobufTraceSerializer.serializeRequest(spans)!);
+      assert.ok(ours.equals(theirs), `round ${round}: ${ours.length} bytes against the library's ${theirs.length}`);
+    }
+    const [span] = build() as ProxySpan[];
+    assert.deepEqual(span!.attributes['http.route'], 42);
+    assert.equal(span!.attributes['switchyard.upstream'], 'changed');
+    assert.equal(span!.attributes['shared.30'], 'value 0', 'past the 31 marked ones, values are written as any');
+  });
+
   test('limits come from the SDK\'s environment variables, the span\'s own over the general ones', () => {
     const base = { alwaysSampleErrors: false, b3: 'off', batch: { maxQueueSize: 2048, maxExportBatchSize: 512, exportTimeoutMs: 30000 } } as TracingOptions;
     assert.deepEqual(resolveSettings(base, {}).limits, { attributeCountLimit: 128, attributeValueLengthLimit: Infinity, eventCountLimit: 128, attributePerEventCountLimit: 128 });
