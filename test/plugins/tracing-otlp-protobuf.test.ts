@@ -161,6 +161,10 @@ describe('tracing: the one-pass OTLP protobuf serializer writes the library\'s b
     assertSameBytes(ended());
     const [first] = ended();
     assertSameBytes([first!]);
+    // A batch that fits the fresh first-size buffer: its times and flags must land in it.
+    const small = tracer.startSpan('small after big', { attributes: { n: 1.5 } });
+    small.end();
+    assertSameBytes(ended().slice(-1));
   });
 
   test('a batch past the buffer\'s first 64 KiB, and each result kept after the next call', () => {
