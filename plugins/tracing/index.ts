@@ -16,7 +16,7 @@ import { CountedBatchProcessor, type ExportCounters } from './export.js';
 import { newSpanId, newTrace, spanIdOf, traceIdOf } from './ids.js';
 import { Propagation } from './propagation.js';
 import { TraceRatio } from './sampling.js';
-import { resolveSettings, shownUrl, TracingSettingsError, type TracingOptions } from './settings.js';
+import { resolveSettings, shownUrl, TracingSettingsError, type TracingOptions, type TracingSettings } from './settings.js';
 import { clock, ProxySpan, type SpanSource } from './span.js';
 
 export const name = 'tracing';
@@ -56,7 +56,7 @@ export default definePlugin<typeof schema>({
   schema,
   setup(api, options) {
     if (api.route !== undefined) throw new Error('tracing is a global plugin: configure it under the top-level plugins, not on a route');
-    let settings;
+    let settings: TracingSettings;
     try {
       settings = resolveSettings(options as TracingOptions, api.env);
     } catch (err) {
