@@ -120,7 +120,7 @@ export class ProxySpan implements ReadableSpan {
     if (at === -1) this.record(key, value);
     else {
       this.values[at] = this.cut(value);
-      this.sharedValues &= ~(1 << at);
+      if (at < 31) this.sharedValues &= ~(1 << at);
     }
   }
 

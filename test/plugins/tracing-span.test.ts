@@ -178,6 +178,8 @@ describe('the plugin\'s spans', () => {
         if (i === 26) span.record('a number past the marks', 7);
         else span.recordShared(`shared.${i}`, `value ${i % 3}`);
       }
+      // Replacing the 33rd keeps the method's mark (1 << 32 would name it), and its bytes.
+      span.setAttribute('a number past the marks', 8);
       span.end();
       return ended;
     };
@@ -191,6 +193,8 @@ describe('the plugin\'s spans', () => {
     assert.deepEqual(span!.attributes['http.route'], 42);
     assert.equal(span!.attributes['switchyard.upstream'], 'changed');
     assert.equal(span!.attributes['shared.30'], 'value 0', 'past the 31 marked ones, values are written as any');
+    // Attributes 0 to 5: method, route, url.path, protocol version, upstream, unicode.
+    assert.equal(span!.sharedValues & 0b111111, 0b101001, 'the method, protocol version and unicode value stay marked; the replaced route and upstream do not');
   });
 
   test('limits come from the SDK\'s environment variables, the span\'s own over the general ones', () => {
