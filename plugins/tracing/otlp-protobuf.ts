@@ -198,31 +198,23 @@ function writeAttributes(out: Writer, attributes: Attributes, field: number): vo
 function writeAttributeList(out: Writer, keys: readonly string[], values: readonly unknown[], shared: number, field: number): void {
   for (let i = 0; i < keys.length; i++) {
     out.tag(field, LENGTH_DELIMITED);
-    if (i < 31 && (shared & (1 << i)) !== 0) writeSharedKeyValue(out, keys[i]!, values[i] as string);
-    else writeKeyValue(out, keys[i]!, values[i]);
+    writeKeyValue(out, keys[i]!, values[i], i < 31 && (shared & (1 << i)) !== 0);
   }
 }
 
-function writeKeyValue(out: Writer, key: string, value: unknown): void {
+/** A KeyValue; `shared`: the value is a string that recurs, written from the cache as the key is. */
+function writeKeyValue(out: Writer, key: string, value: unknown, shared = false): void {
   const start = out.begin();
   out.tag(1, LENGTH_DELIMITED);
   out.repeated(key);
   out.tag(2, LENGTH_DELIMITED);
   const valueStart = out.begin();
-  writeAnyValue(out, value);
-  out.end(valueStart);
-  out.end(start);
-}
-
-/** A KeyValue whose string value recurs: both strings from the cache. */
-function writeSharedKeyValue(out: Writer, key: string, value: string): void {
-  const start = out.begin();
-  out.tag(1, LENGTH_DELIMITED);
-  out.repeated(key);
-  out.tag(2, LENGTH_DELIMITED);
-  const valueStart = out.begin();
-  out.tag(1, LENGTH_DELIMITED);
-  out.repeated(value);
+  if (shared) {
+    out.tag(1, LENGTH_DELIMITED);
+    out.repeated(value as string);
+  } else {
+    writeAnyValue(out, value);
+  }
   out.end(valueStart);
   out.end(start);
 }
