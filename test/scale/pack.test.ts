@@ -105,7 +105,9 @@ test('the packed tarball installs into an empty folder and `npx --no switchyard 
   let stdout = '';
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8'); });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  // 'close', not 'exit': npx can exit before the node it started has written its last lines to the
+  // pipe they share; 'close' waits until every process holding it is done.
+  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
   try {
     const port = await new Promise<number>((resolve, reject) => {
       createInterface({ input: child.stdout! }).on('line', (line) => {
