@@ -47,14 +47,16 @@ export async function startProcess(args: string[], options: { env?: NodeJS.Proce
     }
     seen.emit('line');
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { seen.emit('line'); resolve(code); }));
+  // 'close', not 'exit': at 'exit' the last lines may still be in the pipe; 'close' comes after them.
+  let closed = false;
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => { closed = true; seen.emit('line'); resolve(code); }));
   const waitForLine = (match: (line: LogLine) => boolean, from = 0) => new Promise<LogLine>((resolve, reject) => {
     const check = () => {
       const found = lines.slice(from).find(match);
       if (found) {
         seen.off('line', check);
         resolve(found);
-      } else if (child.exitCode !== null || child.signalCode !== null) {
+      } else if (closed) {
         seen.off('line', check);
         reject(new Error(`switchyard exited (${child.exitCode ?? child.signalCode}) before the awaited log line; stderr: ${stderr}`));
       }
