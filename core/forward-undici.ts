@@ -12,13 +12,11 @@ import { authorityHostname, type ForwardEngine, type PoolOptions, type UpstreamR
 import { SwitchyardError, type ErrorCode } from './errors.js';
 import { codeFor, EMPTY_QUERY_MARK, writeInterim } from './forward.js';
 import { IS_HOP_BY_HOP, namedByConnection } from './headers.js';
+import { UndiciPool } from './undici-pool.js';
 import type { Upstream } from './types.js';
 
-// Pool alone, not undici's index: the index also loads fetch, WebSocket, the mocks and caches
-// (about 7 MiB of RSS more), none of which dispatch() needs. test/core/cli.test.ts checks
-// that this file is still undici's Pool.
+// undici's internals beside its Pool (core/undici-pool.ts), loaded by Pool anyway.
 const requireUndici = createRequire(import.meta.url);
-const UndiciPool = requireUndici('undici/lib/dispatcher/pool.js') as typeof Pool;
 const buildUndiciConnector = requireUndici('undici/lib/core/connect.js') as typeof buildConnector;
 /** undici's header-name lookup (a trie of known names → interned lower-case strings), loaded by Pool anyway. */
 const { headerNameToString } = requireUndici('undici/lib/core/util.js') as { headerNameToString(name: Buffer | string): string };

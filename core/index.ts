@@ -18,6 +18,7 @@ export { HTTP_TOKEN_PATTERN, retryAfterMs } from './headers.js';
 export { acceptedCodings, acceptsCoding, canonicalCoding } from './content-coding.js';
 export { PreparedHead } from './response-head.js';
 export { pipeChain } from './pipe-chain.js';
+export { UndiciPool } from './undici-pool.js';
 export { cacheClearListeners, CACHE_CLEAR_LISTENERS, type ClearEvent, type ClearListener } from './cache-clears.js';
 export type { InjectRequest, InjectResponse } from './plugin.js';
 export { balancerTables, BALANCER_TABLES, type BalancedRouteHandle, type BalancerTables, type UpstreamStatsRow, type UpstreamView } from './balancer-tables.js';

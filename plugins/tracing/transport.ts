@@ -8,17 +8,14 @@
 // gzip when asked, TLS from the OTEL_* certificate variables, a 4 MiB bound on the answer, and
 // its retry rule (429, 502, 503 and 504 and network errors, up to five retries with backoff from
 // 1 s growing by 1.5 to at most 5 s, ±20 % jitter, Retry-After honoured, all within the
-// request's time limit). Like core/forward-undici.ts it loads undici's Pool alone (not the index,
-// ~7 MiB of RSS more) and sends through dispatch() with a handler of the same kind.
-import { createRequire } from 'node:module';
+// request's time limit). It sends through the core's UndiciPool (undici's Pool without its index)
+// with a dispatch() handler of the same kind as the engine's.
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { diag } from '@opentelemetry/api';
 import { OTLPExporterError, type ExportResponse, type IExporterTransport } from '@opentelemetry/otlp-exporter-base';
 import type { Dispatcher, Pool } from 'undici';
-import { retryAfterMs } from '../../core/index.js';
-
-const UndiciPool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof Pool;
+import { retryAfterMs, UndiciPool } from '../../core/index.js';
 
 const compress = promisify(gzip);
 
