@@ -1,56 +1,88 @@
-// Trace and span ids, from a pool of random bytes refilled 4 KiB at a time (one randomFillSync per
-// ~170 requests), never the SDK's RandomIdGenerator (Math.random() and writeUInt32BE per 4 bytes).
-// A new trace is drawn as the whole traceparent this hop sends when it does not record the request
-// (`00-<trace id>-<span id>-00`): the hex digits go into a buffer shaped like the header and one
-// native call makes the string; the trace id is a slice of it, which V8 makes without copying.
-// Two hex toString() calls and a template string did the same work for 7,966 instructions per new
-// unsampled trace, this for 6,321 (callgrind, the id, the SDK sampler's decision and undici's
-// header check, in a loop: (instructions at 2n − at n) ÷ n, n = 20,000, one run of both). Writing
-// the hex with a table of two-digit strings cost over 11,000: a string built of many pieces is
-// dearer than one native call. The bytes of the trace id also give the sampling decision its
-// input (sampling.ts), without reading the hex back. Each byte's two digits go in with one
-// DataView store of a 16-bit pair, and the spread is read with DataView loads, which compile to
-// plain loads where Buffer's readUInt32BE stays a call: 2,313 → about 1,500 instructions a draw
-// against per-byte table lookups (bench/callgrind/trace-ids.mjs; two runs, 1,417 and 1,561).
-// The request-level figures are in plugins/tracing/README.md, "Cost".
+// Trace and span ids, never the SDK's RandomIdGenerator (Math.random() and writeUInt32BE per 4
+// bytes). A leaf module: the batching below is a measured speed trick, the one core/request-id.ts
+// uses for request ids.
+//
+// Ids are made 128 at a time as whole traceparents (`00-<trace id>-<span id>-00`, the header a hop
+// that does not record the request sends) into one string, and each draw takes a slice of it,
+// which V8 makes without copying; a trace or span id is a slice of that slice. Drawing each
+// traceparent into a buffer and reading it back with one toString() per draw cost 2,351
+// instructions a draw with its trace id, this 972 (bench/callgrind/trace-ids.mjs: (instructions
+// at 40,000 draws − at 20,000) ÷ 20,000); in the proxy at sampling 0, 175,900 → 174,861 a request
+// (bench/callgrind/run.sh, main thread). The per-draw toString() was ~450 of it, and its second
+// encoding (`hex`, for span ids) made Buffer's toString polymorphic for every caller in the
+// process: at sampling 0.01, 177,668 → 176,427.
+// The sampling decision reads the trace id's random bytes, not its hex (sampling.ts).
+//
+// A slice keeps its batch (7 KiB) alive: spans waiting for export hold at most one batch each,
+// bounded by the export queue, as request ids (recorded on spans) already do.
 import { randomFillSync } from 'node:crypto';
 
-const POOL_BYTES = 4096;
-const pool = Buffer.allocUnsafe(POOL_BYTES);
-/** The pool's big-endian words (DataView reads compile to loads; Buffer's readUInt32BE stays a call). */
-const poolView = new DataView(pool.buffer, pool.byteOffset, POOL_BYTES);
-let taken = POOL_BYTES;
-
-const TRACEPARENT_SHAPE = '00-00000000000000000000000000000000-0000000000000000-00';
-const traceparentBytes = Buffer.from(TRACEPARENT_SHAPE, 'latin1');
-/** Writes two bytes at any offset in one store (the ids' offsets are odd and even). */
-const traceparentView = new DataView(traceparentBytes.buffer, traceparentBytes.byteOffset, traceparentBytes.length);
-/** A byte's two hex digits as they lie in memory when stored little-endian: the first in the low 8 bits. */
-const HEX_PAIRS = Uint16Array.from({ length: 256 }, (_, byte) => '0123456789abcdef'.charCodeAt(byte >> 4) | ('0123456789abcdef'.charCodeAt(byte & 15) << 8));
+const TRACE_ID_BYTES = 16;
+const SPAN_ID_BYTES = 8;
+const SLOT_BYTES = TRACE_ID_BYTES + SPAN_ID_BYTES;
+const TRACEPARENT_LENGTH = 55;
+/** Where the ids' hex digits start in a traceparent. */
 const TRACE_ID_AT = 3;
 const SPAN_ID_AT = 36;
+const IDS_PER_BATCH = 128;
 
-/** Where `bytes` fresh random bytes start in the pool; never all zero (an invalid id in W3C trace context). */
-function fresh(bytes: number): number {
-  for (;;) {
-    if (taken + bytes > POOL_BYTES) {
-      randomFillSync(pool);
-      taken = 0;
-    }
-    const at = taken;
-    taken += bytes;
-    for (let i = at; i < at + bytes; i++) if (pool[i] !== 0) return at;
+const randomBytes = Buffer.alloc(SLOT_BYTES * IDS_PER_BATCH);
+/** The random bytes' big-endian words (DataView reads compile to loads; Buffer's readUInt32BE stays a call). */
+const randomWords = new DataView(randomBytes.buffer, randomBytes.byteOffset, randomBytes.length);
+const batchText = Buffer.from('00-00000000000000000000000000000000-0000000000000000-00'.repeat(IDS_PER_BATCH), 'latin1');
+/** Four hex digits a store, at any offset (the ids' offsets are odd and even). */
+const batchView = new DataView(batchText.buffer, batchText.byteOffset, batchText.length);
+let batch = '';
+let nextInBatch = IDS_PER_BATCH;
+
+/** Takes the next slot of the batch, making a new batch when this one is used up. */
+function nextSlot(): number {
+  if (nextInBatch === IDS_PER_BATCH) {
+    batch = newBatch();
+    nextInBatch = 0;
   }
+  return nextInBatch++;
+}
+
+function newBatch(): string {
+  randomFillSync(randomBytes);
+  for (let slot = 0; slot < IDS_PER_BATCH; slot++) {
+    const bytes = slot * SLOT_BYTES;
+    validateIds(bytes);
+    const text = slot * TRACEPARENT_LENGTH;
+    // One call site, so that V8 inlines the digits' arithmetic (six unrolled calls it did not).
+    for (let word = 0; word < SLOT_BYTES / 4; word++) {
+      const at = text + (word < TRACE_ID_BYTES / 4 ? TRACE_ID_AT : SPAN_ID_AT - 2 * TRACE_ID_BYTES) + 8 * word;
+      const value = randomWords.getUint32(bytes + 4 * word);
+      batchView.setInt32(at, hexDigitsOf16(value >>> 16), true);
+      batchView.setInt32(at + 4, hexDigitsOf16(value & 0xffff), true);
+    }
+  }
+  return batchText.toString('latin1');
 }
 
 /**
- * Writes `bytes` fresh random bytes as lower-case hex into traceparentBytes from `offset`;
- * returns where they are in the pool, valid until the next draw.
+ * An all-zero id is invalid in W3C trace context (a chance of 2^-128 and 2^-64): its last bit set
+ * makes it valid, as OpenTelemetry's own generator does.
  */
-function drawInto(offset: number, bytes: number): number {
-  const at = fresh(bytes);
-  for (let i = 0; i < bytes; i++) traceparentView.setUint16(offset + 2 * i, HEX_PAIRS[pool[at + i]!]!, true);
-  return at;
+function validateIds(bytes: number): void {
+  if ((randomWords.getUint32(bytes) | randomWords.getUint32(bytes + 4) | randomWords.getUint32(bytes + 8) | randomWords.getUint32(bytes + 12)) === 0) {
+    randomBytes[bytes + TRACE_ID_BYTES - 1] = 1;
+  }
+  if ((randomWords.getUint32(bytes + TRACE_ID_BYTES) | randomWords.getUint32(bytes + TRACE_ID_BYTES + 4)) === 0) randomBytes[bytes + SLOT_BYTES - 1] = 1;
+}
+
+/**
+ * The four hex digits of a 16-bit value as four latin1 bytes in one int32, the first digit in the
+ * low byte (stored little-endian, it comes first in memory). Each nibble goes to a byte of its own;
+ * adding 6 to a byte carries into its bit 4 exactly when the nibble is 10 or more, which picks the
+ * letters' offset ('a' - '0' - 10 = 39) without a branch or a table: a batch costs about 26
+ * instructions per id byte, against 38 with two table lookups and two byte stores per byte.
+ */
+function hexDigitsOf16(value: number): number {
+  const nibbles = ((value >> 12) & 0xf) | (value & 0xf00) | ((value & 0xf0) << 12) | ((value & 0xf) << 24);
+  const letters = ((nibbles + 0x06060606) >> 4) & 0x01010101;
+  return (nibbles + 0x30303030 + letters * 39) | 0;
 }
 
 /** A new trace: what newTrace() drew. */
@@ -65,26 +97,26 @@ const drawn: NewTrace = { traceparent: '', spread: 0 };
 
 /** A new trace. The object is reused by the next call: read it at once. */
 export function newTrace(): NewTrace {
-  const at = drawInto(TRACE_ID_AT, 16);
-  // Read before the span id is drawn: a refill may reuse the pool.
-  drawn.spread = (poolView.getUint32(at) ^ poolView.getUint32(at + 4) ^ poolView.getUint32(at + 8) ^ poolView.getUint32(at + 12)) >>> 0;
-  drawInto(SPAN_ID_AT, 8);
-  drawn.traceparent = traceparentBytes.toString('latin1', 0, TRACEPARENT_SHAPE.length);
+  const slot = nextSlot();
+  const bytes = slot * SLOT_BYTES;
+  drawn.spread = (randomWords.getUint32(bytes) ^ randomWords.getUint32(bytes + 4) ^ randomWords.getUint32(bytes + 8) ^ randomWords.getUint32(bytes + 12)) >>> 0;
+  const text = slot * TRACEPARENT_LENGTH;
+  drawn.traceparent = batch.slice(text, text + TRACEPARENT_LENGTH);
   return drawn;
 }
 
 /** The trace id of a traceparent made by newTrace(). */
 export function traceIdOf(traceparent: string): string {
-  return traceparent.slice(TRACE_ID_AT, TRACE_ID_AT + 32);
+  return traceparent.slice(TRACE_ID_AT, TRACE_ID_AT + 2 * TRACE_ID_BYTES);
 }
 
 /** The span id of a traceparent made by newTrace(). */
 export function spanIdOf(traceparent: string): string {
-  return traceparent.slice(SPAN_ID_AT, SPAN_ID_AT + 16);
+  return traceparent.slice(SPAN_ID_AT, SPAN_ID_AT + 2 * SPAN_ID_BYTES);
 }
 
 /** 16 lower-case hex digits. */
 export function newSpanId(): string {
-  const at = fresh(8);
-  return pool.toString('hex', at, at + 8);
+  const text = nextSlot() * TRACEPARENT_LENGTH + SPAN_ID_AT;
+  return batch.slice(text, text + 2 * SPAN_ID_BYTES);
 }

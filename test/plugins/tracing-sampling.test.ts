@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { SamplingDecision, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
-import { newTrace, traceIdOf } from '../../plugins/tracing/ids.js';
+import { parseTraceParent } from '@opentelemetry/core';
+import { newSpanId, newTrace, spanIdOf, traceIdOf } from '../../plugins/tracing/ids.js';
 import { TraceRatio } from '../../plugins/tracing/sampling.js';
 
 const sdkSamples = (ratio: number, traceId: string) =>
@@ -45,6 +46,29 @@ describe('the ratio rule on new traces', () => {
     // The ids are random: the share taken is near the ratio (binomial, far outside 6 σ otherwise).
     assert.ok(Math.abs(taken.get(0.5)! - 10000) < 450, String(taken.get(0.5)));
     assert.ok(Math.abs(taken.get(0.01)! - 200) < 85, String(taken.get(0.01)));
+  });
+
+  test('ids come out as W3C trace context writes them, every digit at every place, across batches', () => {
+    // 4,000 draws span many batches of 128; a digit written at the wrong place or from the wrong
+    // half of a byte shows as a place that never sees some digit (or as a spread the SDK reads
+    // differently, above).
+    const seen = Array.from({ length: 48 }, () => new Set<string>());
+    const spanIds = new Set<string>();
+    for (let i = 0; i < 4000; i++) {
+      const { traceparent } = newTrace();
+      assert.match(traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+      const parsed = parseTraceParent(traceparent);
+      assert.ok(parsed, traceparent);
+      assert.equal(parsed.traceId, traceIdOf(traceparent));
+      assert.equal(parsed.spanId, spanIdOf(traceparent));
+      const ids = traceIdOf(traceparent) + spanIdOf(traceparent);
+      for (let at = 0; at < ids.length; at++) seen[at]!.add(ids[at]!);
+      const spanId = newSpanId();
+      assert.match(spanId, /^[0-9a-f]{16}$/);
+      spanIds.add(spanId);
+    }
+    for (const [at, digits] of seen.entries()) assert.equal(digits.size, 16, `place ${at} saw only ${[...digits].sort().join('')}`);
+    assert.equal(spanIds.size, 4000);
   });
 
   test('a caller\'s trace id is decided by the SDK\'s sampler itself', () => {
