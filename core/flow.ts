@@ -86,7 +86,14 @@ function routed(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Rou
   ctx.prepareOutgoing(prepareOutgoing, route);
   const plan = route.plan ?? pipeline.plan;
   if (plan.access === null) return lookUpCache(pipeline, rt, ctx, route, plan);
-  return then(runBail<Reply>(plan.access, ctx), (reply) => (reply ? sendReply(ctx, plan, reply, 'access') : lookUpCache(pipeline, rt, ctx, route, plan)));
+  // Taps that decided synchronously (most) go on at once: no closure is made for the next step.
+  const reply = runBail<Reply>(plan.access, ctx);
+  if (reply instanceof Promise) return reply.then((decided) => accessed(pipeline, rt, ctx, route, plan, decided));
+  return accessed(pipeline, rt, ctx, route, plan, reply);
+}
+
+function accessed(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route, plan: Plan, reply: Reply | undefined): Promise<void> | void {
+  return reply ? sendReply(ctx, plan, reply, 'access') : lookUpCache(pipeline, rt, ctx, route, plan);
 }
 
 /** No route: the global access taps may still answer (a preflight, /robots.txt, a refusal); else 404. */
@@ -102,7 +109,13 @@ function unmatched(pipeline: Pipeline, ctx: RequestContext): Promise<void> | voi
 
 function lookUpCache(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route, plan: Plan): Promise<void> | void {
   if (plan.cacheLookup === null) return forward(pipeline, rt, ctx, route, plan);
-  return then(runBail<Reply>(plan.cacheLookup, ctx), (reply) => (reply ? sendReply(ctx, plan, reply, 'cacheLookup') : forward(pipeline, rt, ctx, route, plan)));
+  const reply = runBail<Reply>(plan.cacheLookup, ctx);
+  if (reply instanceof Promise) return reply.then((found) => lookedUp(pipeline, rt, ctx, route, plan, found));
+  return lookedUp(pipeline, rt, ctx, route, plan, reply);
+}
+
+function lookedUp(pipeline: Pipeline, rt: Runtime, ctx: RequestContext, route: Route, plan: Plan, reply: Reply | undefined): Promise<void> | void {
+  return reply ? sendReply(ctx, plan, reply, 'cacheLookup') : forward(pipeline, rt, ctx, route, plan);
 }
 
 /**
