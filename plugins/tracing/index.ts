@@ -127,7 +127,6 @@ export default definePlugin<typeof schema>({
         traced.attempt = client;
         propagation.stamp(ctx.outgoing.headers, context);
       } else if (traced instanceof Unrecorded) {
-        if (traced.spanId === '') traced.spanId = newSpanId();
         propagation.stamp(ctx.outgoing.headers, traced, traced.traceparent);
       }
     });
@@ -185,16 +184,20 @@ const ERROR_STATUS: SpanStatus = Object.freeze({ code: SpanStatusCode.ERROR });
  * upstream is told (a new trace, or the caller's restamped), with "not sampled".
  */
 class Unrecorded implements RequestSpan, SpanContext {
-  /**
-   * A parent id for the upstream, kept for retries: the new trace's own (a slice of its
-   * traceparent), else made at the first attempt (a cache hit needs none).
-   */
-  spanId: string;
   readonly traceFlags = TraceFlags.NONE;
+  /** The parent id the upstream is told, once asked for (B3, or a caller's trace restamped). */
+  private parentId: string | undefined;
 
   /** `traceparent`: a new trace's, as newTrace() drew it; undefined when the caller named the trace. */
-  constructor(readonly traceId: string, readonly traceparent: string | undefined) {
-    this.spanId = traceparent === undefined ? '' : spanIdOf(traceparent);
+  constructor(readonly traceId: string, readonly traceparent: string | undefined) {}
+
+  /**
+   * A parent id for the upstream, kept for retries: the new trace's own (a slice of its
+   * traceparent), else made at the first attempt that needs one. Unasked for, a new trace's
+   * traceparent goes upstream as drawn and the slice is never made.
+   */
+  get spanId(): string {
+    return (this.parentId ??= this.traceparent === undefined ? newSpanId() : spanIdOf(this.traceparent));
   }
 
   isRecording(): boolean {
