@@ -13,8 +13,7 @@
 // process: at sampling 0.01, 177,668 → 176,427.
 // The sampling decision reads the trace id's random bytes, not its hex (sampling.ts).
 //
-// A slice keeps its batch (7 KiB) alive: spans waiting for export hold at most one batch each,
-// bounded by the export queue, as request ids (recorded on spans) already do.
+// A slice keeps its batch (7 KiB) alive: what a span holds until its export is detached() first.
 import { randomFillSync } from 'node:crypto';
 
 const TRACE_ID_BYTES = 16;
@@ -119,4 +118,15 @@ export function spanIdOf(traceparent: string): string {
 export function newSpanId(): string {
   const text = nextSlot() * TRACEPARENT_LENGTH + SPAN_ID_AT;
   return batch.slice(text, text + 2 * SPAN_ID_BYTES);
+}
+
+/**
+ * The same id as a string of its own, not a slice of a batch: for what a span holds until it is
+ * exported, seconds later. Sliced, each sampled request's ids kept their 7 KiB batch (and its
+ * request id the core's 9 KiB one) alive through the queue: at 1 % sampling ~6 MiB for a queue
+ * of 850 spans, copied through each scavenge into the old generation. Joining makes a new string
+ * that slicing flattens into one of its own; ~300 instructions, on sampled requests only.
+ */
+export function detached(id: string): string {
+  return ` ${id}`.slice(1);
 }

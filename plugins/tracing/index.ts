@@ -13,7 +13,7 @@ import {
 import type { TLSSocket } from 'node:tls';
 import { counter, definePlugin, type RequestContext, type RequestSpan, type SpanAttributes, type SpanAttributeValue, type SwitchyardError, type Upstream } from '../../core/index.js';
 import { CountedBatchProcessor, type ExportCounters } from './export.js';
-import { newSpanId, newTrace, spanIdOf, traceIdOf } from './ids.js';
+import { detached, newSpanId, newTrace, spanIdOf, traceIdOf } from './ids.js';
 import { Propagation } from './propagation.js';
 import { TraceRatio } from './sampling.js';
 import { resolveSettings, shownUrl, TracingSettingsError, type TracingOptions, type TracingSettings } from './settings.js';
@@ -79,7 +79,7 @@ export default definePlugin<typeof schema>({
     function startServerSpan(ctx: RequestContext, parent: SpanContext | undefined, traceId: string, spanId: string, sampled: boolean): Recorded {
       const method = ctx.req.method ?? 'GET';
       const route = ctx.route?.name;
-      const context: SpanContext = { traceId, spanId, traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE, traceState: parent?.traceState };
+      const context: SpanContext = { traceId: detached(traceId), spanId: detached(spanId), traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE, traceState: parent?.traceState };
       const server = new ProxySpan(context, spanName(method, route), SpanKind.SERVER, parent, clock.fromPerformanceMs(ctx.startedAt), spans);
       setServerAttributes(server, ctx, method, route);
       return new Recorded(server, sampled);
@@ -121,7 +121,7 @@ export default definePlugin<typeof schema>({
         const method = ctx.outgoing.method;
         const { server } = traced;
         const parent = server.spanContext();
-        const context: SpanContext = { traceId: parent.traceId, spanId: newSpanId(), traceFlags: parent.traceFlags, traceState: parent.traceState };
+        const context: SpanContext = { traceId: parent.traceId, spanId: detached(newSpanId()), traceFlags: parent.traceFlags, traceState: parent.traceState };
         const client = new ProxySpan(context, method, SpanKind.CLIENT, parent, clock.fromPerformanceMs(ctx.startedAt + ctx.timings.upstreamStart!), spans);
         setClientAttributes(client, ctx, ctx.upstream!, method);
         traced.attempt = client;
@@ -292,7 +292,7 @@ function setServerAttributes(span: ProxySpan, ctx: RequestContext, method: strin
   span.recordShared(ATTR_NETWORK_PROTOCOL_VERSION, req.httpVersion);
   const length = req.headers['content-length'];
   if (length !== undefined) span.record(ATTR_HTTP_REQUEST_BODY_SIZE, Number(length));
-  span.record(ATTR_SWITCHYARD_REQUEST_ID, ctx.id);
+  span.record(ATTR_SWITCHYARD_REQUEST_ID, detached(ctx.id));
 }
 
 /** What a client span says of its upstream, worked out once per upstream. */

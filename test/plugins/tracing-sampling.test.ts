@@ -5,7 +5,9 @@ import { describe, test } from 'node:test';
 import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { SamplingDecision, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
 import { parseTraceParent } from '@opentelemetry/core';
-import { newSpanId, newTrace, spanIdOf, traceIdOf } from '../../plugins/tracing/ids.js';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { detached, newSpanId, newTrace, spanIdOf, traceIdOf } from '../../plugins/tracing/ids.js';
 import { TraceRatio } from '../../plugins/tracing/sampling.js';
 
 const sdkSamples = (ratio: number, traceId: string) =>
@@ -69,6 +71,31 @@ describe('the ratio rule on new traces', () => {
     }
     for (const [at, digits] of seen.entries()) assert.equal(digits.size, 16, `place ${at} saw only ${[...digits].sort().join('')}`);
     assert.equal(spanIds.size, 4000);
+  });
+
+  test('a detached id keeps no batch of ids alive, as a span waiting for export holds it', () => {
+    setFlagsFromString('--expose-gc');
+    const collect = runInNewContext('gc') as () => void;
+    // One id kept from each batch of 128, as a sampled request at 1 % keeps its ids queued.
+    const heapWith = (keep: (id: string) => string) => {
+      const kept: string[] = [];
+      for (let i = 0; i < 128 * 2000; i++) {
+        const { traceparent } = newTrace();
+        if (i % 128 === 0) kept.push(keep(traceIdOf(traceparent)));
+      }
+      collect();
+      const used = process.memoryUsage().heapUsed;
+      assert.equal(kept.length, 2000);
+      return used;
+    };
+    const base = heapWith(() => '');
+    const sliced = heapWith((id) => id) - base;
+    const own = heapWith(detached) - base;
+    // 2,000 batches of 7 KiB (~14 MiB) against 2,000 strings of 32 characters.
+    assert.ok(sliced > 10 * 1024 * 1024, `sliced ids kept ${sliced} bytes`);
+    assert.ok(own < 1024 * 1024, `detached ids kept ${own} bytes`);
+    const one = traceIdOf(newTrace().traceparent);
+    assert.equal(detached(one), one);
   });
 
   test('a caller\'s trace id is decided by the SDK\'s sampler itself', () => {
