@@ -1,5 +1,7 @@
 // The plugin decides on new traces from the random bytes of their ids (sampling.ts); these tests
-// hold that decision equal to OpenTelemetry's TraceIdRatioBased sampler reading the same id.
+// hold that decision equal to OpenTelemetry's TraceIdRatioBased sampler reading the same id, and
+// the ids (ids.ts, drawn in batches) to W3C trace context, with the copies spans keep detached
+// from their batch.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ROOT_CONTEXT } from '@opentelemetry/api';
