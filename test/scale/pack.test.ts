@@ -4,16 +4,16 @@
 // there with `switchyard-proxy/testing`. The preset's default store is SQLite in the folder, so the
 // installed sqlite3 binding is loaded too.
 // By default (CI) the run is bounded: the tarball is packed from the dist/ that `npm test` built,
-// installed with `npm install --offline --ignore-scripts` from the npm cache that `npm ci` filled,
-// and sqlite3's compiled binding is copied from this repository's install instead of compiled again
-// (~20 s). SWITCHYARD_PACK_TEST=1 (`npm run test:pack`) runs it as a user would: a clean build by
+// installed with `npm ci --offline --ignore-scripts` from the npm cache that `npm ci` filled (see
+// appLockfile), and sqlite3's compiled binding is copied from this repository's install instead of
+// compiled again (~20 s). SWITCHYARD_PACK_TEST=1 (`npm run test:pack`) runs it as a user would: a clean build by
 // `prepack`, the dependencies from the registry, sqlite3 compiled (a couple of minutes).
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -47,13 +47,40 @@ function installed(): Promise<Installed> {
     const tarball = join(packDir, readdirSync(packDir).find((name) => name.endsWith('.tgz'))!);
     const { stdout: listing } = await run('tar', ['-tzf', tarball], { maxBuffer: 16 * 1024 * 1024 });
     const app = mkdtempSync(join(tmpdir(), 'switchyard-app-'));
-    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true }));
-    const install = FULL ? [] : ['--offline', '--ignore-scripts'];
-    await run('npm', ['install', '--no-audit', '--no-fund', ...install, tarball], { cwd: app, env: ENV, timeout: FULL ? 600_000 : 120_000, maxBuffer: 64 * 1024 * 1024 });
-    if (!FULL) copySqliteBinding(app);
+    const options = { cwd: app, env: ENV, timeout: FULL ? 600_000 : 120_000, maxBuffer: 64 * 1024 * 1024 };
+    if (FULL) {
+      writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true }));
+      await run('npm', ['install', '--no-audit', '--no-fund', tarball], options);
+    } else {
+      const spec = `file:${relative(app, tarball)}`;
+      writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, dependencies: { [PACKAGE.name]: spec } }));
+      writeFileSync(join(app, 'package-lock.json'), JSON.stringify(appLockfile(spec)));
+      await run('npm', ['ci', '--no-audit', '--no-fund', '--offline', '--ignore-scripts'], options);
+      copySqliteBinding(app);
+    }
     return { listing, app };
   })();
   return installing;
+}
+
+/**
+ * The bounded run's lockfile: the tarball, and under it the tree this repository's lockfile pins
+ * for its production dependencies, at the same places. With it `npm ci --offline` takes each
+ * package from the tarballs this repository's `npm ci` cached, by integrity. Without one, npm 11
+ * resolves the tarball's version ranges from the registry's full documents, which `npm ci` does
+ * not cache (it fetched the abbreviated ones): offline, ENOTCACHED.
+ */
+function appLockfile(spec: string): object {
+  const repository = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean; link?: boolean } & Record<string, unknown>> };
+  const own = repository.packages['']!;
+  const packages: Record<string, unknown> = {
+    '': { name: 'app', dependencies: { [PACKAGE.name]: spec } },
+    [`node_modules/${PACKAGE.name}`]: { version: PACKAGE.version, resolved: spec, license: own.license, dependencies: own.dependencies, bin: own.bin, engines: own.engines },
+  };
+  for (const [path, entry] of Object.entries(repository.packages)) {
+    if (path.startsWith('node_modules/') && entry.dev !== true && entry.link !== true) packages[path] = entry;
+  }
+  return { name: 'app', lockfileVersion: 3, requires: true, packages };
 }
 
 /** sqlite3's compiled binding from this repository's install, where `--ignore-scripts` left none. */
