@@ -114,7 +114,7 @@ function writeSpan(out: Writer, span: ReadableSpan): void {
   out.time(span.startTime);
   out.tag(8, FIXED64);
   out.time(span.endTime);
-  if (span instanceof ProxySpan) writeAttributeList(out, span.keys, span.values, span.sharedValues, 9);
+  if (span instanceof ProxySpan) writeAttributeList(out, span, 9);
   else writeAttributes(out, span.attributes, 9);
   out.tag(10, VARINT);
   out.varint(span.droppedAttributesCount);
@@ -188,17 +188,18 @@ function writeAttributes(out: Writer, attributes: Attributes, field: number): vo
 }
 
 /**
- * The same, from the plugin's own spans' keys and values: no object to walk. A value whose bit is
- * set in `shared` is a string written from the cache of recurring strings (ProxySpan.recordShared):
- * a map lookup and a copy where encoding it costs a native call. Seven such values a request
+ * The same, from the plugin's own spans' keys and values: no object to walk. A value the span
+ * says is shared (ProxySpan.recordShared, isSharedValue) is a string written from the cache of
+ * recurring strings: a map lookup and a copy where encoding it costs a native call. Seven such values a request
  * (methods, route, scheme, protocol version, server address, upstream, outcome): 44,410 → 41,275
  * instructions a request in `bench/callgrind/otlp-serializer.mjs`; in the proxy at sampling 1,
  * main thread, 241,037–241,455 → 237,743–238,737.
  */
-function writeAttributeList(out: Writer, keys: readonly string[], values: readonly unknown[], shared: number, field: number): void {
+function writeAttributeList(out: Writer, span: ProxySpan, field: number): void {
+  const { keys, values } = span;
   for (let i = 0; i < keys.length; i++) {
     out.tag(field, LENGTH_DELIMITED);
-    writeKeyValue(out, keys[i]!, values[i], i < 31 && (shared & (1 << i)) !== 0);
+    writeKeyValue(out, keys[i]!, values[i], span.isSharedValue(i));
   }
 }
 

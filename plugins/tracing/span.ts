@@ -35,12 +35,14 @@ export interface SpanSource {
 const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
 const NOT_ENDED: HrTime = Object.freeze([0, 0]) as unknown as HrTime;
 const NO_LINKS: Link[] = Object.freeze([]) as unknown as Link[];
+/** Attributes whose value can be marked shared: a bit each in a 32-bit int, short of the sign bit. */
+const SHAREABLE = 31;
 
 export class ProxySpan implements ReadableSpan {
   /** Attribute keys in the order first set, and their values: the serializer reads these. */
   readonly keys: string[] = [];
   readonly values: AttributeValue[] = [];
-  /** Bit i: values[i] is a string many spans share (recordShared), whose encoding the serializer keeps. */
+  /** Bit i: values[i] is a string many spans share (recordShared), whose encoding the serializer keeps; read it with isSharedValue(). */
   sharedValues = 0;
   events: TimedEvent[] = [];
   status: SpanStatus = UNSET;
@@ -97,12 +99,17 @@ export class ProxySpan implements ReadableSpan {
   /**
    * As record(), for a string that recurs across spans from a small set (a method, a route, an
    * upstream's name): the serializer writes it from a bounded cache of encodings instead of
-   * encoding it again (otlp-protobuf.ts). Only the first 31 attributes can be so marked.
+   * encoding it again (otlp-protobuf.ts). Only the first SHAREABLE attributes can be so marked.
    */
   recordShared(key: string, value: string): void {
     const at = this.keys.length;
     this.record(key, value);
-    if (at < 31 && this.keys.length > at) this.sharedValues |= 1 << at;
+    if (at < SHAREABLE && this.keys.length > at) this.sharedValues |= 1 << at;
+  }
+
+  /** Whether values[at] was recorded as shared and not replaced since. */
+  isSharedValue(at: number): boolean {
+    return at < SHAREABLE && (this.sharedValues & (1 << at)) !== 0;
   }
 
   /** An attribute from anyone, checked as the SDK's span checks it; a key set again keeps its place. */
@@ -120,7 +127,7 @@ export class ProxySpan implements ReadableSpan {
     if (at === -1) this.record(key, value);
     else {
       this.values[at] = this.cut(value);
-      if (at < 31) this.sharedValues &= ~(1 << at);
+      if (at < SHAREABLE) this.sharedValues &= ~(1 << at);
     }
   }
 
