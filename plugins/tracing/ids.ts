@@ -47,7 +47,7 @@ function newBatch(): string {
   randomFillSync(randomBytes);
   for (let slot = 0; slot < IDS_PER_BATCH; slot++) {
     const bytes = slot * SLOT_BYTES;
-    validateIds(bytes);
+    makeIdsValid(bytes);
     const text = slot * TRACEPARENT_LENGTH;
     // One call site, so that V8 inlines the digits' arithmetic (six unrolled calls it did not).
     for (let word = 0; word < SLOT_BYTES / 4; word++) {
@@ -64,7 +64,7 @@ function newBatch(): string {
  * An all-zero id is invalid in W3C trace context (a chance of 2^-128 and 2^-64): its last bit set
  * makes it valid, as OpenTelemetry's own generator does.
  */
-function validateIds(bytes: number): void {
+function makeIdsValid(bytes: number): void {
   if ((randomWords.getUint32(bytes) | randomWords.getUint32(bytes + 4) | randomWords.getUint32(bytes + 8) | randomWords.getUint32(bytes + 12)) === 0) {
     randomBytes[bytes + TRACE_ID_BYTES - 1] = 1;
   }
