@@ -8,7 +8,7 @@ import { TraceState } from '@opentelemetry/core';
 import { JsonTraceSerializer, ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { serializeSpans } from '../../plugins/tracing/otlp-protobuf.js';
+import { keptEncodings, serializeSpans } from '../../plugins/tracing/otlp-protobuf.js';
 import { resolveSettings, type TracingOptions } from '../../plugins/tracing/settings.js';
 import { clock, ProxySpan, type SpanLimitSettings, type SpanSource } from '../../plugins/tracing/span.js';
 
@@ -195,6 +195,38 @@ describe('the plugin\'s spans', () => {
     assert.equal(span!.attributes['shared.30'], 'value 0', 'past the 31 marked ones, values are written as any');
     // Attributes 0 to 5: method, route, url.path, protocol version, upstream, unicode.
     assert.equal(span!.sharedValues & 0b111111, 0b101001, 'the method, protocol version and unicode value stay marked; the replaced route and upstream do not');
+  });
+
+  test('shared key-value pairs past what the serializer keeps, too long to keep, or under a second key, are written as the library writes them', () => {
+    const build = (): ReadableSpan[] => {
+      const from = source();
+      const span = (): ProxySpan => new ProxySpan(OWN, 'GET movies', SpanKind.SERVER, PARENT, clock.now(), from);
+      // The same value under two keys, and one key with two values: each pair is its own.
+      const first = span();
+      first.recordShared('http.request.method', 'GET');
+      first.recordShared('switchyard.stage', 'GET');
+      first.recordShared('switchyard.upstream', 'mirror-1');
+      first.end();
+      const second = span();
+      second.recordShared('switchyard.upstream', 'mirror-2');
+      second.recordShared('http.route', 'r'.repeat(200));
+      second.end();
+      // More distinct pairs than are kept, each marked shared (a span marks 31 at most).
+      for (let i = 0; i < 1100; i += 20) {
+        const many = span();
+        for (let k = i; k < i + 20; k++) many.recordShared(`pair.${k}`, `value ${k}`);
+        many.end();
+      }
+      return from.ended;
+    };
+    for (let round = 0; round < 2; round++) {
+      const spans = build();
+      const ours = Buffer.from(serializeSpans(spans));
+      const theirs = Buffer.from(ProtobufTraceSerializer.serializeRequest(spans)!);
+      assert.ok(ours.equals(theirs), `round ${round}: ${ours.length} bytes against the library's ${theirs.length}`);
+    }
+    const kept = keptEncodings();
+    assert.ok(kept.keyValues === 1024 && kept.strings <= 1024, `kept ${kept.keyValues} key-value pairs and ${kept.strings} strings, 1,024 of each at most`);
   });
 
   test('limits come from the SDK\'s environment variables, the span\'s own over the general ones', () => {
