@@ -434,15 +434,44 @@ class Writer {
     this.pos += this.buf.write(text, this.pos);
   }
 
-  /** Bytes spelled in hex (trace and span ids). */
+  /**
+   * Bytes spelled in hex (trace and span ids). Ids are decoded here, four bytes a store: Buffer's
+   * hex write is a native call, about 1,350 instructions an id, five ids a request.
+   * `bench/callgrind/otlp-serializer.mjs`: 32,224 → 29,329 instructions a request; in the proxy
+   * at sampling 1 (main thread), 228,686 → 225,033–225,310.
+   */
   hex(text: string): void {
     const length = text.length >>> 1;
     this.varint(length);
     this.room(length);
+    if (text.length === 2 * length && length % 4 === 0 && this.hexWords(text, length)) {
+      this.pos += length;
+      return;
+    }
     const written = this.buf.write(text, this.pos, length, 'hex');
     // Not hex (ids the SDK and the propagators check never are): zeros, at the declared length.
     if (written < length) this.buf.fill(0, this.pos + written, this.pos + length);
     this.pos += length;
+  }
+
+  /**
+   * `length` bytes (a multiple of 4) from their hex digits, as big-endian words at pos; false for
+   * a character that is not a hex digit, whatever it wrote then being written over.
+   */
+  private hexWords(text: string, length: number): boolean {
+    let seen = 0;
+    for (let word = 0; word < length; word += 4) {
+      let value = 0;
+      for (let i = 2 * word; i < 2 * word + 8; i++) {
+        const code = text.charCodeAt(i);
+        const nibble = HEX_VALUES[code & 0xff]!;
+        // -1 (not a digit) sets every high bit, a code past 0xff some: either fails the test below.
+        seen |= nibble | (code >> 8);
+        value = (value << 4) | nibble;
+      }
+      this.view.setInt32(this.pos + word, value);
+    }
+    return (seen & ~0xf) === 0;
   }
 
   bytes(value: Uint8Array): void {
@@ -481,6 +510,13 @@ class Writer {
 
 function viewOf(buf: Buffer): DataView {
   return new DataView(buf.buffer, buf.byteOffset, buf.length);
+}
+
+/** Each byte's value as a hex digit, -1 for any other character. */
+const HEX_VALUES = new Int8Array(256).fill(-1);
+for (let digit = 0; digit < 16; digit++) {
+  HEX_VALUES['0123456789abcdef'.charCodeAt(digit)] = digit;
+  HEX_VALUES['0123456789ABCDEF'.charCodeAt(digit)] = digit;
 }
 
 const REPEATED_MAX = 1024;

@@ -128,6 +128,22 @@ describe('tracing: the one-pass OTLP protobuf serializer writes the library\'s b
     assertSameBytes([handMade]);
   });
 
+  test('ids in upper and mixed case as the library reads them; an id that is not hex, zeros from its first bad digit', () => {
+    const { provider, ended } = recorder('switchyard');
+    provider.getTracer('t').startSpan('model').end();
+    const [base] = ended();
+    const withIds = (traceId: string, spanId: string, parentId?: string): ReadableSpan => Object.create(base!, {
+      spanContext: { value: () => ({ traceId, spanId, traceFlags: TraceFlags.SAMPLED }) },
+      parentSpanContext: { value: parentId === undefined ? undefined : { traceId, spanId: parentId, traceFlags: TraceFlags.SAMPLED } },
+    }) as ReadableSpan;
+    assertSameBytes([withIds('0AF7651916CD43DD8448EB211C80319C', 'B7AD6B7169203331', '00F067aa0BA902B7'), withIds('0af7651916cd43dd8448eb211c80319c', 'ffffffffffffffff', 'FFFFFFFF00000001')]);
+    // Not hex: the bytes before the bad digit's pair, then zeros, at the id's length.
+    const bad = Buffer.from(serializeSpans([withIds('0af7651916cd43dd8448eb211c80319g', 'b7ad6b71692033x1')]));
+    const expectedTraceId = Buffer.concat([Buffer.from('0af7651916cd43dd8448eb211c8031', 'hex'), Buffer.alloc(1)]);
+    const expectedSpanId = Buffer.concat([Buffer.from('b7ad6b71692033', 'hex'), Buffer.alloc(1)]);
+    assert.ok(bad.includes(Buffer.concat([Buffer.from([0x0a, 16]), expectedTraceId, Buffer.from([0x12, 8]), expectedSpanId])), bad.toString('hex'));
+  });
+
   test('timestamps whose nanoseconds carry from the low word into the high one', () => {
     const { provider, ended } = recorder('switchyard');
     provider.getTracer('t').startSpan('model').end();
