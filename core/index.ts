@@ -11,6 +11,7 @@ export type { AdminRequest, AdminRouteSpec } from './admin.js';
 export type { HealthStatus, HealthView, PluginStore, StoreChannel, UpstreamHealth } from './state.js';
 export { observeAttempts, UPSTREAM_FAILURE_CODES, type AttemptOutcome } from './attempts.js';
 export { createResolver, type DnsSettings } from './dns.js';
+export { hexDigitsOf16 } from './hex.js';
 export { LIVE_UPSTREAMS, LiveUpstreams, liveUpstreams, type LiveUpstreamsListener } from './live-upstreams.js';
 export type { Reply, Route, Upstream } from './types.js';
 export type { SwitchyardConfig, RouteConfig, UpstreamConfig } from './config/schema.js';

@@ -15,6 +15,7 @@
 //
 // A slice keeps its batch (7 KiB) alive: what a span holds until its export is detached() first.
 import { randomFillSync } from 'node:crypto';
+import { hexDigitsOf16 } from '../../core/index.js';
 
 const TRACE_ID_BYTES = 16;
 const SPAN_ID_BYTES = 8;
@@ -69,19 +70,6 @@ function makeIdsValid(bytes: number): void {
     randomBytes[bytes + TRACE_ID_BYTES - 1] = 1;
   }
   if ((randomWords.getUint32(bytes + TRACE_ID_BYTES) | randomWords.getUint32(bytes + TRACE_ID_BYTES + 4)) === 0) randomBytes[bytes + SLOT_BYTES - 1] = 1;
-}
-
-/**
- * The four hex digits of a 16-bit value as four latin1 bytes in one int32, the first digit in the
- * low byte (stored little-endian, it comes first in memory). Each nibble goes to a byte of its own;
- * adding 6 to a byte carries into its bit 4 exactly when the nibble is 10 or more, which picks the
- * letters' offset ('a' - '0' - 10 = 39) without a branch or a table: a batch costs about 26
- * instructions per id byte, against 38 with two table lookups and two byte stores per byte.
- */
-function hexDigitsOf16(value: number): number {
-  const nibbles = ((value >> 12) & 0xf) | (value & 0xf00) | ((value & 0xf0) << 12) | ((value & 0xf) << 24);
-  const letters = ((nibbles + 0x06060606) >> 4) & 0x01010101;
-  return (nibbles + 0x30303030 + letters * 39) | 0;
 }
 
 /** A new trace: what newTrace() drew. */

@@ -92,4 +92,13 @@ test('made request ids are version 4 UUIDs, all different, across the batches th
   const ids = Array.from({ length: 1000 }, () => newRequestId());
   for (const id of ids) assert.match(id, V4);
   assert.equal(new Set(ids).size, ids.length);
+  // Every random place takes every digit (a place no store reaches would stay '0'); the version's
+  // place is always 4 and the variant's one of 8, 9, a, b.
+  for (let place = 0; place < 36; place++) {
+    const seen = new Set(ids.map((id) => id[place]));
+    if ([8, 13, 18, 23].includes(place)) assert.deepEqual([...seen], ['-']);
+    else if (place === 14) assert.deepEqual([...seen], ['4']);
+    else if (place === 19) assert.deepEqual([...seen].sort(), ['8', '9', 'a', 'b']);
+    else assert.equal(seen.size, 16, `place ${place}: ${[...seen].sort().join('')}`);
+  }
 });
