@@ -1,12 +1,13 @@
 // Ended spans as an OTLP/protobuf ExportTraceServiceRequest: the same bytes as OpenTelemetry's
 // own serializer (`ProtobufTraceSerializer` of @opentelemetry/otlp-transformer; a test holds
-// them equal over every kind of value), written in one pass with Node's native UTF-8 and hex
-// writers. The library's sizes the message in a first pass and writes it in a second, both
+// them equal over every kind of value), written in one pass with Node's native UTF-8 writer.
+// The library's sizes the message in a first pass and writes it in a second, both
 // reading every string one character at a time, and in the proxy those strings come in many of
 // V8's string representations, so its loops run on megamorphic property loads: about half of
 // a sampled request's instructions. `bench/callgrind/otlp-serializer.mjs` (the plugin's two
 // spans a request, 512 to a batch): 101,988 instructions a request for the library's, 46,244
-// for this; in the proxy at sampling 1, 464,734 → 282,304 a request (plugins/tracing/README.md).
+// for this, 29,329 after the cuts below; in the proxy at sampling 1, 464,734 → 282,304 a request
+// at first (plugins/tracing/README.md).
 import type { Attributes, AttributeValue, HrTime, Link, SpanContext } from '@opentelemetry/api';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
 import { ProxySpan } from './span.js';
