@@ -75,11 +75,21 @@ export default definePlugin<typeof schema>({
     const { alwaysSampleErrors, parentBased } = settings;
     api.log.info({ collector: shownUrl(settings.url), protocol: settings.protocol, sampleRatio: settings.sampleRatio, parentBased }, 'tracing requests');
 
-    /** The request's server span; `spanId` drawn already for a new trace (its traceparent's). */
-    function startServerSpan(ctx: RequestContext, parent: SpanContext | undefined, traceId: string, spanId: string, sampled: boolean): Recorded {
+    /**
+     * The request's server span. A new trace's ids are those of the traceparent it was drawn as,
+     * copied out of their batch once, together (ids.ts, detached()); a continued trace's span id
+     * is drawn here.
+     */
+    function startServerSpan(ctx: RequestContext, parent: SpanContext | undefined, traceId: string, traceparent: string | undefined, sampled: boolean): Recorded {
       const method = ctx.req.method ?? 'GET';
       const route = ctx.route?.name;
-      const context: SpanContext = { traceId: detached(traceId), spanId: detached(spanId), traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE, traceState: parent?.traceState };
+      const own = traceparent === undefined ? undefined : detached(traceparent);
+      const context: SpanContext = {
+        traceId: own === undefined ? detached(traceId) : traceIdOf(own),
+        spanId: own === undefined ? detached(newSpanId()) : spanIdOf(own),
+        traceFlags: sampled ? TraceFlags.SAMPLED : TraceFlags.NONE,
+        traceState: parent?.traceState,
+      };
       const server = new ProxySpan(context, spanName(method, route), SpanKind.SERVER, parent, clock.fromPerformanceMs(ctx.startedAt), spans);
       setServerAttributes(server, ctx, method, route);
       return new Recorded(server, sampled);
@@ -103,7 +113,7 @@ export default definePlugin<typeof schema>({
         sampled = parentBased ? (parent.traceFlags & TraceFlags.SAMPLED) !== 0 : roots.admitsTraceId(traceId);
       }
       ctx.traceId = traceId;
-      if (sampled || alwaysSampleErrors) ctx.span = startServerSpan(ctx, parent, traceId, unsampledTraceparent === undefined ? newSpanId() : spanIdOf(unsampledTraceparent), sampled);
+      if (sampled || alwaysSampleErrors) ctx.span = startServerSpan(ctx, parent, traceId, unsampledTraceparent, sampled);
       // Not recorded, and the caller said "not sampled" too: its traceparent goes upstream as it
       // came, which W3C trace context allows a hop that records nothing. Else the upstream is
       // told this trace, "not sampled", and a parent id no span will ever have.

@@ -35,6 +35,8 @@ export interface SpanSource {
 const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
 const NOT_ENDED: HrTime = Object.freeze([0, 0]) as unknown as HrTime;
 const NO_LINKS: Link[] = Object.freeze([]) as unknown as Link[];
+/** Until a first event: most spans have none, and need no array of their own. */
+const NO_EVENTS: TimedEvent[] = Object.freeze([]) as unknown as TimedEvent[];
 /** Attributes whose value can be marked shared: a bit each in a 32-bit int, short of the sign bit. */
 const SHAREABLE = 31;
 
@@ -44,10 +46,9 @@ export class ProxySpan implements ReadableSpan {
   readonly values: AttributeValue[] = [];
   /** Bit i: values[i] is a string many spans share (recordShared), whose encoding the serializer keeps; read it with isSharedValue(). */
   sharedValues = 0;
-  events: TimedEvent[] = [];
+  events: TimedEvent[] = NO_EVENTS;
   status: SpanStatus = UNSET;
   endTime: HrTime = NOT_ENDED;
-  duration: HrTime = NOT_ENDED;
   ended = false;
   droppedAttributesCount = 0;
   droppedEventsCount = 0;
@@ -70,6 +71,11 @@ export class ProxySpan implements ReadableSpan {
 
   spanContext(): SpanContext {
     return this.context;
+  }
+
+  /** endTime − startTime, worked out when read: OTLP's exporters never read it. */
+  get duration(): HrTime {
+    return this.ended ? hrDifference(this.endTime, this.startTime) : NOT_ENDED;
   }
 
   /** The attributes as an object, made on each read (exporters read it once). */
@@ -143,6 +149,7 @@ export class ProxySpan implements ReadableSpan {
       this.droppedEventsCount++;
       return;
     }
+    if (this.events === NO_EVENTS) this.events = [];
     if (this.events.length >= eventCountLimit) {
       this.events.shift();
       this.droppedEventsCount++;
@@ -174,7 +181,6 @@ export class ProxySpan implements ReadableSpan {
     }
     this.ended = true;
     this.endTime = at === undefined ? clock.now() : clock.fromPerformanceMs(at);
-    this.duration = hrDifference(this.endTime, this.startTime);
     this.source.onEnd(this);
   }
 
