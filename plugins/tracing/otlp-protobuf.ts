@@ -231,15 +231,7 @@ function writeSharedKeyValue(out: Writer, key: string, value: string): void {
     return;
   }
   const start = out.pos;
-  const valueStart = out.begin();
-  out.tag(1, LENGTH_DELIMITED);
-  out.repeated(key);
-  out.tag(2, LENGTH_DELIMITED);
-  const anyValueStart = out.begin();
-  out.tag(1, LENGTH_DELIMITED);
-  out.repeated(value);
-  out.end(anyValueStart);
-  out.end(valueStart);
+  writeKeyValue(out, key, value);
   if (sharedKeyValueCount >= REPEATED_MAX || value.length > REPEATED_MAX_LENGTH) return;
   if (byValue === undefined) sharedKeyValues.set(key, (byValue = new Map()));
   byValue.set(value, Buffer.from(out.buf.subarray(start, out.pos)));
