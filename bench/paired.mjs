@@ -20,6 +20,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median } from './lib/aggregate.mjs';
+import { wholeNumberFromEnv } from './lib/env.mjs';
 import {
   getFreePort, installCleanupHandlers, parsePortHandshake, pinningTool, spawnTracked, stopChild, waitForHttp200, waitForLine,
 } from './lib/processes.mjs';
@@ -39,20 +40,12 @@ const COMPARISONS = {
 const UNDER_TEST_CORE = 0;
 const LOAD_CORE = 1;
 
-function wholeFromEnv(name, fallback) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a whole number of at least 1, got "${raw}"`);
-  return value;
-}
-
 const settings = {
   name: process.env.BENCH_PAIRED || 'tracing-1pct',
-  windows: wholeFromEnv('BENCH_WINDOWS', 8),
-  windowSeconds: wholeFromEnv('BENCH_WINDOW', 5),
-  warmupSeconds: wholeFromEnv('BENCH_TRACING_WARMUP', 20),
-  connections: wholeFromEnv('BENCH_CONNECTIONS', 32),
+  windows: wholeNumberFromEnv('BENCH_WINDOWS', 8),
+  windowSeconds: wholeNumberFromEnv('BENCH_WINDOW', 5),
+  warmupSeconds: wholeNumberFromEnv('BENCH_TRACING_WARMUP', 20),
+  connections: wholeNumberFromEnv('BENCH_CONNECTIONS', 32),
 };
 const comparison = COMPARISONS[settings.name];
 if (!comparison) throw new Error(`BENCH_PAIRED must be one of ${Object.keys(COMPARISONS).join(', ')}, got "${settings.name}"`);

@@ -26,6 +26,7 @@ import { spawnSync } from 'node:child_process';
 import zlib from 'node:zlib';
 import { aggregateRounds } from './lib/aggregate.mjs';
 import { makeCompressibleJson } from './lib/bodies.mjs';
+import { wholeNumberFromEnv } from './lib/env.mjs';
 import {
   CLK_TCK,
   coreBusyPercent,
@@ -73,17 +74,6 @@ const UPSTREAM_BODY_BYTES = 1024;
 class Skip extends Error {}
 
 // ---------------------------------------------------------------- settings
-
-function positiveNumberFromEnv(name, fallback) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
-  return value;
-}
-
-/** wrk takes whole seconds and whole connection counts; never less than 1. */
-const wholeNumberFromEnv = (name, fallback) => Math.max(1, Math.round(positiveNumberFromEnv(name, fallback)));
 
 function readSettings() {
   return {
