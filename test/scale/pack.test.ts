@@ -6,8 +6,9 @@
 // By default (CI) the run is bounded: the tarball is packed from the dist/ that `npm test` built,
 // installed with `npm ci --offline --ignore-scripts` from the npm cache that `npm ci` filled (see
 // appLockfile), and sqlite3's compiled binding is copied from this repository's install instead of
-// compiled again (~20 s). SWITCHYARD_PACK_TEST=1 (`npm run test:pack`) runs it as a user would: a clean build by
-// `prepack`, the dependencies from the registry, sqlite3 compiled (a couple of minutes).
+// compiled again (~20 s). SWITCHYARD_PACK_TEST=1 (`npm run test:pack`) runs it as a user would: a
+// clean build by `prepack`, the dependencies from the registry, sqlite3 compiled (a couple of
+// minutes).
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
