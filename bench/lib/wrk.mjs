@@ -35,7 +35,9 @@ export async function runWrk({ url, seconds, connections, core, headers = {}, sc
   child.stdout.on('data', (chunk) => (stdout += chunk));
 
   const watchdog = setTimeout(() => stopChild(child, 1000), (seconds + 15) * 1000);
-  const code = await new Promise((resolve) => child.on('exit', (c, signal) => resolve(signal ?? c)));
+  // 'close', not 'exit': the process can be gone before its stdout was read to the end, and a
+  // report read then is empty (seen with two wrk runs at once, as paired.mjs runs them).
+  const code = await new Promise((resolve) => child.on('close', (c, signal) => resolve(signal ?? c)));
   clearTimeout(watchdog);
   if (code !== 0) throw new Error(`wrk failed (${code}):\n${stdout}\n${child.stderrTail}`);
   return parseWrkReport(stdout);
