@@ -12,10 +12,11 @@
 //   node bench/paired.mjs            (or: npm run bench:paired, which builds first)
 //
 // Env: BENCH_PAIRED (what to compare with the plain route: tracing-1pct, the default,
-//      tracing-sampled, or tracing-unsampled), BENCH_WINDOWS (8), BENCH_WINDOW (seconds, 5),
+//      tracing-sampled, or tracing-unsampled), BENCH_CLIENT (what the requests look like: browser,
+//      the default, wrk, or traced; see CLIENTS), BENCH_WINDOWS (8), BENCH_WINDOW (seconds, 5),
 //      BENCH_TRACING_WARMUP (seconds of load both get first, 20), BENCH_CONNECTIONS (per proxy, 32).
 // Bounded: warm-up + windows × window seconds of load (about 1 min by default), 127.0.0.1 only.
-// Writes bench/results/<time>-paired-<name>.md.
+// Writes bench/results/<time>-paired-<name>-<client>.md.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +25,7 @@ import { wholeNumberFromEnv } from './lib/env.mjs';
 import {
   getFreePort, installCleanupHandlers, parsePortHandshake, pinningTool, spawnTracked, stopChild, waitForHttp200, waitForLine,
 } from './lib/processes.mjs';
+import { BROWSER_HEADERS } from './lib/web-proxy.mjs';
 import { runWrk, WRK, WRK_INSTALL_HINT } from './lib/wrk.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -37,11 +39,28 @@ const COMPARISONS = {
   'tracing-unsampled': { config: 'configs/tracing.yaml', env: { BENCH_SAMPLE_RATIO: '0' }, target: null, issue: 28 },
 };
 
+/**
+ * What the load sends, the same to both proxies. wrk alone sends a GET with Host and nothing else,
+ * which no real client does, and every header a client adds costs the plain route too (parsed,
+ * copied to the upstream request, checked by undici): a ratio measured on wrk's bare GET is the
+ * plugin's cost against the cheapest request there is.
+ */
+const FROM_A_PAGE = { ...BROWSER_HEADERS, origin: 'https://app.example.com' };
+const CLIENTS = {
+  // A browser's GET (Chromium's headers; bench/lib/web-proxy.mjs) from a page on another site.
+  browser: { headers: FROM_A_PAGE, script: null },
+  wrk: { headers: {}, script: null },
+  // The same, with a caller's own traceparent, a new trace each request, sampled at the
+  // comparison's ratio (bench/traced-caller.lua): a service behind a traced front end.
+  traced: { headers: FROM_A_PAGE, script: path.join(BENCH_DIR, 'traced-caller.lua') },
+};
+
 const UNDER_TEST_CORE = 0;
 const LOAD_CORE = 1;
 
 const settings = {
   name: process.env.BENCH_PAIRED || 'tracing-1pct',
+  client: process.env.BENCH_CLIENT || 'browser',
   windows: wholeNumberFromEnv('BENCH_WINDOWS', 8),
   windowSeconds: wholeNumberFromEnv('BENCH_WINDOW', 5),
   warmupSeconds: wholeNumberFromEnv('BENCH_TRACING_WARMUP', 20),
@@ -49,6 +68,10 @@ const settings = {
 };
 const comparison = COMPARISONS[settings.name];
 if (!comparison) throw new Error(`BENCH_PAIRED must be one of ${Object.keys(COMPARISONS).join(', ')}, got "${settings.name}"`);
+const client = CLIENTS[settings.client];
+if (!client) throw new Error(`BENCH_CLIENT must be one of ${Object.keys(CLIENTS).join(', ')}, got "${settings.client}"`);
+// Read by traced-caller.lua, which wrk runs with this process's environment.
+process.env.BENCH_CALLER_SAMPLED = comparison.env.BENCH_SAMPLE_RATIO;
 if (!WRK) throw new Error(`wrk not found: ${WRK_INSTALL_HINT}`);
 if (!pinningTool) console.log('paired: taskset not found, running unpinned: the windows will be noisier');
 
@@ -92,7 +115,7 @@ async function startProxy(name, config, env, upstreamUrl) {
 /** Both proxies loaded at once for one window, each by its own wrk: requests and CPU µs per request of each. */
 async function window(proxies) {
   const before = proxies.map((proxy) => runNanoseconds(proxy.child.pid));
-  const results = await Promise.all(proxies.map((proxy) => runWrk({ url: proxy.url, seconds: settings.windowSeconds, connections: settings.connections, core: LOAD_CORE })));
+  const results = await Promise.all(proxies.map((proxy) => runWrk({ url: proxy.url, seconds: settings.windowSeconds, connections: settings.connections, core: LOAD_CORE, ...client })));
   return proxies.map((proxy, i) => {
     const { requests, non2xx } = results[i];
     if (non2xx > 0 || requests === 0) throw new Error(`${proxy.name}: ${non2xx} answers not 2xx of ${requests}`);
@@ -107,8 +130,8 @@ installCleanupHandlers();
 const upstream = await startUpstream();
 const plain = await startProxy('plain', 'switchyard.bench.yaml', {}, upstream.url);
 const traced = await startProxy(settings.name, comparison.config, comparison.env, upstream.url);
-console.log(`paired: ${settings.name} against the plain route, ${settings.warmupSeconds} s warm-up each, ${settings.windows} windows of ${settings.windowSeconds} s, wrk -c${settings.connections} on each`);
-await Promise.all([plain, traced].map((proxy) => runWrk({ url: proxy.url, seconds: settings.warmupSeconds, connections: settings.connections, core: LOAD_CORE })));
+console.log(`paired: ${settings.name} against the plain route, ${settings.warmupSeconds} s warm-up each, ${settings.windows} windows of ${settings.windowSeconds} s, wrk -c${settings.connections} on each, ${settings.client} requests`);
+await Promise.all([plain, traced].map((proxy) => runWrk({ url: proxy.url, seconds: settings.warmupSeconds, connections: settings.connections, core: LOAD_CORE, ...client })));
 
 const windows = [];
 for (let n = 1; n <= settings.windows; n++) {
@@ -124,9 +147,9 @@ const ratios = windows.map((w) => w.ratio);
 const figure = median(ratios);
 const verdict = comparison.target === null ? '' : ` Issue ${comparison.issue}'s target ≤ ${comparison.target}×: ${figure <= comparison.target ? 'met' : '**missed**'}.`;
 const lines = [
-  `# Paired load: ${settings.name} against the plain route`,
+  `# Paired load: ${settings.name} against the plain route, ${settings.client} requests`,
   '',
-  `${new Date().toISOString()}, \`BENCH_PAIRED=${settings.name} BENCH_WINDOWS=${settings.windows} BENCH_WINDOW=${settings.windowSeconds} BENCH_TRACING_WARMUP=${settings.warmupSeconds} node bench/paired.mjs\`, wrk -t1 -c${settings.connections} on each, both proxies on core ${UNDER_TEST_CORE}${pinningTool ? '' : ' (unpinned)'}.`,
+  `${new Date().toISOString()}, \`BENCH_PAIRED=${settings.name} BENCH_CLIENT=${settings.client} BENCH_WINDOWS=${settings.windows} BENCH_WINDOW=${settings.windowSeconds} BENCH_TRACING_WARMUP=${settings.warmupSeconds} node bench/paired.mjs\`, wrk -t1 -c${settings.connections} on each, both proxies on core ${UNDER_TEST_CORE}${pinningTool ? '' : ' (unpinned)'}.`,
   '',
   `| window | plain CPU µs/req (event loop's thread) | ${settings.name} CPU µs/req (event loop's thread) | ratio | ratio, event loop's thread |`,
   '| --- | --- | --- | --- | --- |',
@@ -138,6 +161,6 @@ const lines = [
 const report = lines.join('\n');
 const resultsDir = path.join(BENCH_DIR, 'results');
 mkdirSync(resultsDir, { recursive: true });
-const file = path.join(resultsDir, `${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}Z-paired-${settings.name}.md`);
+const file = path.join(resultsDir, `${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}Z-paired-${settings.name}-${settings.client}.md`);
 writeFileSync(file, report);
 console.log(`\n${report}\npaired: wrote ${path.relative(ROOT, file)}`);
