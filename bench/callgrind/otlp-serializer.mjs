@@ -23,10 +23,16 @@ const source = {
 };
 const userAgent = 'wrk/4.2.0 [epoll] Linux/6.1.0'.slice(0);
 const hex = (n, digits) => n.toString(16).padStart(digits, '0');
+// A new trace's ids as the plugin keeps them beside their hex (ProxySpan.idWords): 32-bit words.
+const words = (...ids) => {
+  const bytes = Buffer.from(ids.join(''), 'hex');
+  return Int32Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readInt32BE(4 * i));
+};
 for (let i = 0; i < 256; i++) {
   const path = `/3/movie/${550 + i}`;
   const serverContext = { traceId: hex(0x1234567 + i, 32), spanId: hex(0xabcdef + i, 16), traceFlags: TraceFlags.SAMPLED };
   const server = new ProxySpan(serverContext, 'GET main', SpanKind.SERVER, undefined, clock.now(), source);
+  server.idWords = words(serverContext.traceId, serverContext.spanId);
   server.recordShared('http.request.method', 'GET');
   server.recordShared('http.route', 'main');
   server.record('url.path', path);
@@ -36,6 +42,7 @@ for (let i = 0; i < 256; i++) {
   server.recordShared('network.protocol.version', '1.1');
   server.record('switchyard.request_id', `${(1e15 + i).toString(16)}-req`.slice(0, 16));
   const client = new ProxySpan({ ...serverContext, spanId: hex(0x123abc + i, 16) }, 'GET', SpanKind.CLIENT, serverContext, clock.now(), source);
+  client.idWords = words(serverContext.traceId, client.spanContext().spanId, serverContext.spanId);
   client.recordShared('http.request.method', 'GET');
   client.recordShared('server.address', '127.0.0.1');
   client.record('server.port', 43117);

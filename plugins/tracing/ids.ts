@@ -34,6 +34,8 @@ const batchText = Buffer.from('00-00000000000000000000000000000000-0000000000000
 const batchView = new DataView(batchText.buffer, batchText.byteOffset, batchText.length);
 let batch = '';
 let nextInBatch = IDS_PER_BATCH;
+/** Where the last slot taken starts in randomBytes. */
+let lastTaken = 0;
 
 /** Takes the next slot of the batch, making a new batch when this one is used up. */
 function nextSlot(): number {
@@ -41,6 +43,7 @@ function nextSlot(): number {
     batch = newBatch();
     nextInBatch = 0;
   }
+  lastTaken = nextInBatch * SLOT_BYTES;
   return nextInBatch++;
 }
 
@@ -106,6 +109,21 @@ export function spanIdOf(traceparent: string): string {
 export function newSpanId(): string {
   const text = nextSlot() * TRACEPARENT_LENGTH + SPAN_ID_AT;
   return batch.slice(text, text + 2 * SPAN_ID_BYTES);
+}
+
+/**
+ * The trace id of the last draw (newTrace()) as four 32-bit words, into[at] to into[at + 3]: for
+ * a span to keep, so that the serializer copies words, not decodes hex (ProxySpan.idWords). Read
+ * it right after the draw: the next batch writes over the bytes.
+ */
+export function copyTraceIdWords(into: Int32Array, at: number): void {
+  for (let word = 0; word < TRACE_ID_BYTES / 4; word++) into[at + word] = randomWords.getInt32(lastTaken + 4 * word);
+}
+
+/** The span id of the last draw (newTrace() or newSpanId()) as two 32-bit words, into[at] and into[at + 1]. */
+export function copySpanIdWords(into: Int32Array, at: number): void {
+  into[at] = randomWords.getInt32(lastTaken + TRACE_ID_BYTES);
+  into[at + 1] = randomWords.getInt32(lastTaken + TRACE_ID_BYTES + 4);
 }
 
 /**

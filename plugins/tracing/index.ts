@@ -13,7 +13,7 @@ import {
 import type { TLSSocket } from 'node:tls';
 import { counter, definePlugin, type RequestContext, type RequestSpan, type SpanAttributes, type SpanAttributeValue, type SwitchyardError, type Upstream } from '../../core/index.js';
 import { CountedBatchProcessor, type ExportCounters } from './export.js';
-import { detached, newSpanId, newTrace, spanIdOf, traceIdOf } from './ids.js';
+import { copySpanIdWords, copyTraceIdWords, detached, newSpanId, newTrace, spanIdOf, traceIdOf } from './ids.js';
 import { Propagation } from './propagation.js';
 import { TraceRatio } from './sampling.js';
 import { resolveSettings, shownUrl, TracingSettingsError, type TracingOptions, type TracingSettings } from './settings.js';
@@ -91,6 +91,7 @@ export default definePlugin<typeof schema>({
         traceState: parent?.traceState,
       };
       const server = new ProxySpan(context, spanName(method, route), SpanKind.SERVER, parent, clock.fromPerformanceMs(ctx.startedAt), spans);
+      if (own !== undefined) server.idWords = drawnTraceWords();
       setServerAttributes(server, ctx, method, route);
       return new Recorded(server, sampled);
     }
@@ -133,6 +134,7 @@ export default definePlugin<typeof schema>({
         const parent = server.spanContext();
         const context: SpanContext = { traceId: parent.traceId, spanId: detached(newSpanId()), traceFlags: parent.traceFlags, traceState: parent.traceState };
         const client = new ProxySpan(context, method, SpanKind.CLIENT, parent, clock.fromPerformanceMs(ctx.startedAt + ctx.timings.upstreamStart!), spans);
+        if (server.idWords !== undefined) client.idWords = drawnChildWords(server.idWords);
         setClientAttributes(client, ctx, ctx.upstream!, method);
         traced.attempt = client;
         propagation.stamp(ctx.outgoing.headers, context);
@@ -303,6 +305,24 @@ function setServerAttributes(span: ProxySpan, ctx: RequestContext, method: strin
   const length = req.headers['content-length'];
   if (length !== undefined) span.record(ATTR_HTTP_REQUEST_BODY_SIZE, Number(length));
   span.record(ATTR_SWITCHYARD_REQUEST_ID, detached(ctx.id));
+}
+
+/** A new trace's server span ids as ProxySpan.idWords, right after newTrace() drew them. */
+function drawnTraceWords(): Int32Array {
+  const words = new Int32Array(6);
+  copyTraceIdWords(words, 0);
+  copySpanIdWords(words, 4);
+  return words;
+}
+
+/** A child's ids as ProxySpan.idWords, right after newSpanId() drew its span id: the trace's, its own, its parent's. */
+function drawnChildWords(parent: Int32Array): Int32Array {
+  const words = new Int32Array(8);
+  for (let i = 0; i < 4; i++) words[i] = parent[i]!;
+  copySpanIdWords(words, 4);
+  words[6] = parent[4]!;
+  words[7] = parent[5]!;
+  return words;
 }
 
 /** What a client span says of its upstream, worked out once per upstream. */

@@ -56,6 +56,13 @@ export class ProxySpan implements ReadableSpan {
   readonly links: Link[] = NO_LINKS;
   readonly resource: ReadableSpan['resource'];
   readonly instrumentationScope: ReadableSpan['instrumentationScope'];
+  /**
+   * The ids as 32-bit words, big-endian, when this hop drew the trace (ids.ts): the trace id in
+   * 0–3, the span id in 4–5 and, when the span has a parent, the parent's span id in 6–7. OTLP's
+   * protobuf carries ids as bytes, and the serializer copies these rather than decode the hex
+   * (otlp-protobuf.ts). Undefined for a trace a caller named: the hex is decoded.
+   */
+  idWords: Int32Array | undefined = undefined;
 
   constructor(
     private readonly context: SpanContext,

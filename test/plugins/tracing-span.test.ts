@@ -161,6 +161,28 @@ describe('the plugin\'s spans', () => {
     assert.equal(server.events[0].name, 'switchyard.refused');
   });
 
+  test('ids kept as words (a trace drawn here) are written as the library writes their hex, a root and its child', () => {
+    // Words whose high bit is set too: they are stored as negative int32s.
+    const trace = '8af7651916cd43dd8448eb211c80319c';
+    const root: SpanContext = { traceId: trace, spanId: 'f0f067aa0ba902b7', traceFlags: TraceFlags.SAMPLED };
+    const child: SpanContext = { traceId: trace, spanId: '0000000000000001', traceFlags: TraceFlags.SAMPLED };
+    const words = (...ids: string[]): Int32Array => {
+      const bytes = Buffer.from(ids.join(''), 'hex');
+      return Int32Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readInt32BE(4 * i));
+    };
+    const server = new ProxySpan(root, 'GET movies', SpanKind.SERVER, undefined, clock.now(), source());
+    server.idWords = words(trace, root.spanId);
+    const client = new ProxySpan(child, 'GET', SpanKind.CLIENT, root, clock.now(), source());
+    client.idWords = words(trace, child.spanId, root.spanId);
+    client.end();
+    server.end();
+    const spans = [client, server];
+    const ours = Buffer.from(serializeSpans(spans));
+    const fromHex = (span: ProxySpan): ReadableSpan => Object.create(span, { idWords: { value: undefined } }) as ReadableSpan;
+    assert.ok(ours.equals(Buffer.from(serializeSpans(spans.map(fromHex)))), 'the same bytes as the hex path');
+    assert.ok(ours.equals(Buffer.from(ProtobufTraceSerializer.serializeRequest(spans)!)), 'the library\'s bytes');
+  });
+
   test('values recorded as shared are written from the serializer\'s cache as the library writes them, until someone replaces them', () => {
     const build = (): ReadableSpan[] => {
       const { span, ended } = proxySpan({ attributeValueLengthLimit: 12 });

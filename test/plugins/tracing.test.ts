@@ -388,6 +388,7 @@ describe('export formats and configuration', { timeout: 60000 }, () => {
         OTEL_SERVICE_NAME: 'from-env',
       },
     });
+    const seenBefore = upstream.requests.length;
     const res = await fetch(`${sy.url}/proto`);
     await res.arrayBuffer();
     const traceId = await loggedTraceId(sy, res.headers.get('x-request-id')!);
@@ -400,7 +401,10 @@ describe('export formats and configuration', { timeout: 60000 }, () => {
     assert.equal(server.name, 'GET main');
     assert.equal(server.serviceName, 'from-env');
     assert.equal(server.attributes['http.response.status_code'], 200);
-    assert.equal(spans.find((s) => s.kind === CLIENT)!.parentSpanId, server.spanId);
+    const client = spans.find((s) => s.kind === CLIENT)!;
+    assert.equal(client.parentSpanId, server.spanId);
+    // A new trace's ids reach the serializer as words (ProxySpan.idWords), the upstream as hex.
+    assert.equal(upstream.requests.slice(seenBefore)[0]!.headers.traceparent, `00-${traceId}-${client.spanId}-01`);
     assert.ok(sy.logs.some((l) => l.msg === 'tracing requests'));
     assert.ok(!JSON.stringify(sy.logs).includes('s3cret'));
   });
