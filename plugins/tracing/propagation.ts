@@ -1,10 +1,12 @@
 // Trace context in and out: W3C `traceparent`/`tracestate` always, B3 (single `b3` header or the
-// X-B3-* set) for older meshes when asked. The parsing is OpenTelemetry's; only the traceparent
-// written upstream is formatted here, a fixed 55-character string.
+// X-B3-* set) for older meshes when asked. The parsing is OpenTelemetry's, but for the canonical
+// traceparent (traceparent.ts); the traceparent written upstream is formatted here, a fixed
+// 55-character string.
 import { ROOT_CONTEXT, trace, type SpanContext, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
-import { parseTraceParent, TraceState } from '@opentelemetry/core';
+import { TraceState } from '@opentelemetry/core';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
 import type { IncomingHttpHeaders } from 'node:http';
+import { readTraceparent } from './traceparent.js';
 
 /** `00-<32 hex>-<16 hex>-<2 hex>` */
 const TRACEPARENT_LENGTH = 55;
@@ -33,7 +35,7 @@ export class Propagation {
   parent(headers: IncomingHttpHeaders): SpanContext | undefined {
     const traceparent = headers.traceparent;
     if (typeof traceparent === 'string') {
-      const parent = parseTraceParent(traceparent);
+      const parent = readTraceparent(traceparent);
       // null too for W3C's invalid all-zero ids (the library's pattern excludes them).
       if (parent !== null) {
         parent.isRemote = true;
