@@ -6,10 +6,7 @@ import { ROOT_CONTEXT, trace, type SpanContext, type TextMapGetter, type TextMap
 import { TraceState } from '@opentelemetry/core';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
 import type { IncomingHttpHeaders } from 'node:http';
-import { readTraceparent } from './traceparent.js';
-
-/** `00-<32 hex>-<16 hex>-<2 hex>` */
-const TRACEPARENT_LENGTH = 55;
+import { readTraceparent, TRACEPARENT_LENGTH } from './traceparent.js';
 
 export type B3Mode = 'off' | 'single' | 'multi';
 

@@ -11,7 +11,8 @@
 import type { SpanContext } from '@opentelemetry/api';
 import { parseTraceParent } from '@opentelemetry/core';
 
-const LENGTH = 55;
+/** `00-<32 hex>-<16 hex>-<2 hex>`: version 00's length. */
+export const TRACEPARENT_LENGTH = 55;
 const TRACE_ID_AT = 3;
 const SPAN_ID_AT = 36;
 const FLAGS_AT = 53;
@@ -32,7 +33,7 @@ export function readTraceparent(value: string): SpanContext | null {
  * charCodeAt() over the characters cost the same as the whole check.
  */
 function isCanonical(value: string): boolean {
-  return value.length === LENGTH && CANONICAL.test(value) && !value.startsWith(ZERO_TRACE_ID, TRACE_ID_AT) && !value.startsWith(ZERO_SPAN_ID, SPAN_ID_AT);
+  return value.length === TRACEPARENT_LENGTH && CANONICAL.test(value) && !value.startsWith(ZERO_TRACE_ID, TRACE_ID_AT) && !value.startsWith(ZERO_SPAN_ID, SPAN_ID_AT);
 }
 
 const CANONICAL = /^00-[\da-f]{32}-[\da-f]{16}-[\da-f]{2}$/;
