@@ -11,7 +11,8 @@
 #
 # usage: bench/callgrind/run.sh LABEL TARGET [PATH]    (env: WARM=20000 N=10000 CONNS=1,
 #        NODE_FLAGS for node itself, KEEP=1 to keep the callgrind files, LOAD_HEADERS for the
-#        requests' headers as JSON, and any variable the config reads, e.g. BENCH_ALGORITHM=round-robin)
+#        requests' headers as JSON, VALGRIND_FLAGS for callgrind itself (e.g. `--cache-sim=yes
+#        --branch-sim=yes`: simulated cache misses and mispredicted branches, per request), and any variable the config reads, e.g. BENCH_ALGORITHM=round-robin)
 #   TARGET: a config file; `preset:NAME` (the preset from its env, UPSTREAM_SERVERS set to the bench
 #   upstream); `bare-undici` (bench/servers/undici-proxy.mjs, the floor of issue 10); or `direct`
 #   (a second bench upstream answering the load itself: what node:http costs with nothing on top).
@@ -47,7 +48,7 @@ case $TARGET in
 esac
 exec {PROXYIN}< <(exec sleep 3600 2>/dev/null)
 HOLD2=$!
-valgrind --tool=callgrind --separate-threads=yes --instr-atstart=no --callgrind-out-file="$OUT/cg.%p.out" \
+valgrind --tool=callgrind ${VALGRIND_FLAGS:-} --separate-threads=yes --instr-atstart=no --callgrind-out-file="$OUT/cg.%p.out" \
   node ${NODE_FLAGS:-} "${COMMAND[@]}" <&$PROXYIN > "$OUT/proxy.log" 2>&1 &
 VG=$!
 if [ "$TARGET" = bare-undici ] || [ "$TARGET" = direct ]; then
@@ -75,6 +76,12 @@ kill -INT "$VG"; wait "$VG" 2>/dev/null || true
 total=$(cat "$OUT"/cg.*.out* | awk '/^totals:/ {s += $2} END {printf "%.0f", s}')
 main=$(cat "$OUT"/cg.*.out*-01 | awk '/^totals:/ {s += $2} END {printf "%.0f", s}')
 echo "$LABEL instructions/request: $((total / COUNTED))  main-thread: $((main / COUNTED))  (over $COUNTED requests)"
+# With cache or branch simulation on, every event callgrind counted, main thread, per request.
+if [ -n "${VALGRIND_FLAGS:-}" ]; then
+  cat "$OUT"/cg.*.out*-01 | awk -v n="$COUNTED" -v label="$LABEL" '/^events:/ {for (i = 2; i <= NF; i++) name[i] = $i}
+    /^totals:/ {for (i = 2; i <= NF; i++) sum[i] += $i; last = NF}
+    END {line = label " main-thread per request:"; for (i = 2; i <= last; i++) line = line sprintf(" %s=%.1f", name[i], sum[i] / n); print line}'
+fi
 # Other threads are V8's compiler and GC helpers: a few hundred instructions per request normally.
 # Thousands mean a one-off burst (code recompiled after a late deoptimisation, a major GC) fell
 # inside the window, which says nothing about the request path: run again.
