@@ -12,8 +12,8 @@
 //   node bench/paired.mjs            (or: npm run bench:paired, which builds first)
 //
 // Env: BENCH_PAIRED (what to compare with the plain route: tracing-1pct, the default,
-//      tracing-sampled, or tracing-unsampled), BENCH_CLIENT (what the requests look like: browser,
-//      the default, wrk, or traced; see CLIENTS), BENCH_WINDOWS (8), BENCH_WINDOW (seconds, 5),
+//      tracing-sampled, or tracing-unsampled), BENCH_CLIENT (what the requests look like: fetch,
+//      the default, browser, wrk, or traced; see CLIENTS), BENCH_WINDOWS (8), BENCH_WINDOW (seconds, 5),
 //      BENCH_TRACING_WARMUP (seconds of load both get first, 20), BENCH_CONNECTIONS (per proxy, 32).
 // Bounded: warm-up + windows × window seconds of load (about 1 min by default), 127.0.0.1 only.
 // Writes bench/results/<time>-paired-<name>-<client>.md.
@@ -46,13 +46,35 @@ const COMPARISONS = {
  * plugin's cost against the cheapest request there is.
  */
 const FROM_A_PAGE = { ...BROWSER_HEADERS, origin: 'https://app.example.com' };
+/**
+ * What Chromium 156 sent for `fetch('https://api…/items')` from a page on another site: captured
+ * from the browser on this machine (playwright-core, headless, 2026-12-06), names and values as
+ * it sent them, but for Origin and Referer, which named the capture's own 127.0.0.1 page.
+ */
+const CHROMIUM_FETCH = {
+  'sec-ch-ua-platform': '"Linux"',
+  'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36',
+  'sec-ch-ua': '"Not:A-Brand";v="8", "Chromium";v="156"',
+  'sec-ch-ua-mobile': '?0',
+  accept: '*/*',
+  origin: 'https://app.example.com',
+  'sec-fetch-site': 'cross-site',
+  'sec-fetch-mode': 'cors',
+  'sec-fetch-dest': 'empty',
+  referer: 'https://app.example.com/',
+  'accept-encoding': 'gzip, deflate, br, zstd',
+  'accept-language': 'en-US,en;q=0.9',
+};
 const CLIENTS = {
-  // A browser's GET (Chromium's headers; bench/lib/web-proxy.mjs) from a page on another site.
+  // A browser's API call: Chromium's cross-site fetch(), every header it sends.
+  fetch: { headers: CHROMIUM_FETCH, script: null },
+  // What the figures of 2026-12-06 09:15–09:50 were taken with: four of a navigation's headers
+  // (bench/lib/web-proxy.mjs) and an Origin, which a navigation does not send.
   browser: { headers: FROM_A_PAGE, script: null },
   wrk: { headers: {}, script: null },
-  // The same, with a caller's own traceparent, a new trace each request, sampled at the
+  // The fetch, with a caller's own traceparent, a new trace each request, sampled at the
   // comparison's ratio (bench/traced-caller.lua): a service behind a traced front end.
-  traced: { headers: FROM_A_PAGE, script: path.join(BENCH_DIR, 'traced-caller.lua') },
+  traced: { headers: CHROMIUM_FETCH, script: path.join(BENCH_DIR, 'traced-caller.lua') },
 };
 
 const UNDER_TEST_CORE = 0;
@@ -60,7 +82,7 @@ const LOAD_CORE = 1;
 
 const settings = {
   name: process.env.BENCH_PAIRED || 'tracing-1pct',
-  client: process.env.BENCH_CLIENT || 'browser',
+  client: process.env.BENCH_CLIENT || 'fetch',
   windows: wholeNumberFromEnv('BENCH_WINDOWS', 8),
   windowSeconds: wholeNumberFromEnv('BENCH_WINDOW', 5),
   warmupSeconds: wholeNumberFromEnv('BENCH_TRACING_WARMUP', 20),
