@@ -14,8 +14,8 @@
 // Env: BENCH_PAIRED (what to compare with the plain route: tracing-1pct, the default,
 //      tracing-sampled, or tracing-unsampled), BENCH_CLIENT (what the requests look like: fetch,
 //      the default, browser, wrk, or traced; see CLIENTS), BENCH_WINDOWS (8), BENCH_WINDOW (seconds, 5),
-//      BENCH_TRACING_WARMUP (seconds of load both get first, 20), BENCH_CONNECTIONS (per proxy, 32).
-// Bounded: warm-up + windows × window seconds of load (about 1 min by default), 127.0.0.1 only.
+//      BENCH_TRACING_WARMUP (seconds of load both get first, in windows, 40), BENCH_CONNECTIONS (per proxy, 32).
+// Bounded: warm-up + windows × window seconds of load (about 80 s by default), 127.0.0.1 only.
 // Writes bench/results/<time>-paired-<name>-<client>.md.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -85,7 +85,7 @@ const settings = {
   client: process.env.BENCH_CLIENT || 'fetch',
   windows: wholeNumberFromEnv('BENCH_WINDOWS', 8),
   windowSeconds: wholeNumberFromEnv('BENCH_WINDOW', 5),
-  warmupSeconds: wholeNumberFromEnv('BENCH_TRACING_WARMUP', 20),
+  warmupSeconds: wholeNumberFromEnv('BENCH_TRACING_WARMUP', 40),
   connections: wholeNumberFromEnv('BENCH_CONNECTIONS', 32),
 };
 const comparison = COMPARISONS[settings.name];
@@ -152,8 +152,13 @@ installCleanupHandlers();
 const upstream = await startUpstream();
 const plain = await startProxy('plain', 'switchyard.bench.yaml', {}, upstream.url);
 const traced = await startProxy(settings.name, comparison.config, comparison.env, upstream.url);
-console.log(`paired: ${settings.name} against the plain route, ${settings.warmupSeconds} s warm-up each, ${settings.windows} windows of ${settings.windowSeconds} s, wrk -c${settings.connections} on each, ${settings.client} requests`);
-await Promise.all([plain, traced].map((proxy) => runWrk({ url: proxy.url, seconds: settings.warmupSeconds, connections: settings.connections, core: LOAD_CORE, ...client })));
+console.log(`paired: ${settings.name} against the plain route, ${settings.warmupSeconds} s warm-up each (in windows), ${settings.windows} windows of ${settings.windowSeconds} s, wrk -c${settings.connections} on each, ${settings.client} requests`);
+// The warm-up runs in windows too. Each wrk run opens new connections, and a request on a new
+// connection meets objects V8 had not seen since it optimised (a socket before node:net caches its
+// peer's address, for one): after one long warm-up run, each of the first windows set off a round
+// of deoptimisations and recompiles, in both proxies, and more in the one with more code on the
+// path (bench/README.md, "JIT settling"). Windows in a row settle it.
+for (let warmed = 0; warmed < settings.warmupSeconds; warmed += settings.windowSeconds) await window([plain, traced]);
 
 const windows = [];
 for (let n = 1; n <= settings.windows; n++) {
