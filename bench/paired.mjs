@@ -12,7 +12,7 @@
 //   node bench/paired.mjs            (or: npm run bench:paired, which builds first)
 //
 // Env: BENCH_PAIRED (what to compare with the plain route: tracing-1pct, the default,
-//      tracing-sampled, or tracing-unsampled), BENCH_CLIENT (what the requests look like: fetch,
+//      tracing-sampled, tracing-unsampled, or one-header), BENCH_CLIENT (what the requests look like: fetch,
 //      the default, browser, wrk, or traced; see CLIENTS), BENCH_WINDOWS (8), BENCH_WINDOW (seconds, 5),
 //      BENCH_TRACING_WARMUP (seconds of load both get first, in windows, 40), BENCH_CONNECTIONS (per proxy, 32).
 // Bounded: warm-up + windows × window seconds of load (about 80 s by default), 127.0.0.1 only.
@@ -37,6 +37,8 @@ const COMPARISONS = {
   'tracing-sampled': { config: 'configs/tracing.yaml', env: { BENCH_SAMPLE_RATIO: '1' }, target: 1.25, issue: 28 },
   // No target: what trace context alone costs (no request sampled), to split the 1 % figure.
   'tracing-unsampled': { config: 'configs/tracing.yaml', env: { BENCH_SAMPLE_RATIO: '0' }, target: null, issue: 28 },
+  // No target: one fixed header more on the upstream request, what propagation alone costs.
+  'one-header': { config: 'configs/one-header.yaml', env: { BENCH_SAMPLE_RATIO: '0' }, target: null, issue: 28 },
 };
 
 /**
