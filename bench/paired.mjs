@@ -12,9 +12,10 @@
 //   node bench/paired.mjs            (or: npm run bench:paired, which builds first)
 //
 // Env: BENCH_PAIRED (what to compare with the plain route: tracing-1pct, the default,
-//      tracing-sampled, tracing-unsampled, or one-header), BENCH_CLIENT (what the requests look like: fetch,
-//      the default, browser, wrk, or traced; see CLIENTS), BENCH_WINDOWS (8), BENCH_WINDOW (seconds, 5),
-//      BENCH_TRACING_WARMUP (seconds of load both get first, in windows, 40), BENCH_CONNECTIONS (per proxy, 32).
+//      tracing-sampled, tracing-unsampled, or one-header), BENCH_CLIENT (what the requests look
+//      like: fetch, the default, browser, wrk, or traced; see CLIENTS), BENCH_WINDOWS (8),
+//      BENCH_WINDOW (seconds, 5), BENCH_TRACING_WARMUP (seconds of load both get first, in
+//      windows, 40), BENCH_CONNECTIONS (per proxy, 32).
 // Bounded: warm-up + windows × window seconds of load (about 80 s by default), 127.0.0.1 only.
 // Writes bench/results/<time>-paired-<name>-<client>.md.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
