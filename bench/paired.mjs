@@ -7,16 +7,19 @@
 // plugin under test. Each window loads both at once, each with its own wrk, so whatever the
 // machine does in that window it does to both, and gives one ratio of CPU per request, read
 // from the kernel's per-thread run time (/proc/PID/task/*/schedstat, nanoseconds: /proc's ticks
-// would be a 1 % step per window). The figure is the median ratio, with the spread of all windows.
+// would be a 1 % step per window). This is done for several pairs of fresh processes in turn
+// (see measurePair); the figure is the median ratio over all their windows, with each pair's own.
 //
 //   node bench/paired.mjs            (or: npm run bench:paired, which builds first)
 //
 // Env: BENCH_PAIRED (what to compare with the plain route: tracing-1pct, the default,
 //      tracing-sampled, tracing-unsampled, or one-header), BENCH_CLIENT (what the requests look
-//      like: fetch, the default, browser, wrk, or traced; see CLIENTS), BENCH_WINDOWS (8),
-//      BENCH_WINDOW (seconds, 5), BENCH_TRACING_WARMUP (seconds of load both get first, in
+//      like: fetch, the default, browser, wrk, or traced; see CLIENTS), BENCH_PAIRS (pairs of fresh
+//      processes measured one after the other, 3), BENCH_WINDOWS (measured per pair, 8),
+//      BENCH_WINDOW (seconds, 5), BENCH_TRACING_WARMUP (seconds of load each pair gets first, in
 //      windows, 40), BENCH_CONNECTIONS (per proxy, 32).
-// Bounded: warm-up + windows × window seconds of load (about 80 s by default), 127.0.0.1 only.
+// Bounded: pairs × (warm-up + windows × window seconds) of load (about 4 min by default);
+// 127.0.0.1 only.
 // Writes bench/results/<time>-paired-<name>-<client>.md.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -86,6 +89,7 @@ const LOAD_CORE = 1;
 const settings = {
   name: process.env.BENCH_PAIRED || 'tracing-1pct',
   client: process.env.BENCH_CLIENT || 'fetch',
+  pairs: wholeNumberFromEnv('BENCH_PAIRS', 3),
   windows: wholeNumberFromEnv('BENCH_WINDOWS', 8),
   windowSeconds: wholeNumberFromEnv('BENCH_WINDOW', 5),
   warmupSeconds: wholeNumberFromEnv('BENCH_TRACING_WARMUP', 40),
@@ -153,39 +157,51 @@ async function window(proxies) {
 
 installCleanupHandlers();
 const upstream = await startUpstream();
-const plain = await startProxy('plain', 'switchyard.bench.yaml', {}, upstream.url);
-const traced = await startProxy(settings.name, comparison.config, comparison.env, upstream.url);
-console.log(`paired: ${settings.name} against the plain route, ${settings.warmupSeconds} s warm-up each (in windows), ${settings.windows} windows of ${settings.windowSeconds} s, wrk -c${settings.connections} on each, ${settings.client} requests`);
-// The warm-up runs in windows too. Each wrk run opens new connections, and a request on a new
-// connection meets objects V8 had not seen since it optimised (a socket before node:net caches its
-// peer's address, for one): after one long warm-up run, each of the first windows set off a round
-// of deoptimisations and recompiles, in both proxies, and more in the one with more code on the
-// path (bench/README.md, "JIT settling"). Windows in a row settle it.
-for (let warmed = 0; warmed < settings.warmupSeconds; warmed += settings.windowSeconds) await window([plain, traced]);
-
+console.log(`paired: ${settings.name} against the plain route, ${settings.pairs} pairs of fresh processes, each ${settings.warmupSeconds} s of warm-up (in windows) and ${settings.windows} windows of ${settings.windowSeconds} s, wrk -c${settings.connections} on each, ${settings.client} requests`);
 const windows = [];
-for (let n = 1; n <= settings.windows; n++) {
-  const [plainWindow, tracedWindow] = await window([plain, traced]);
-  const row = { plain: plainWindow, traced: tracedWindow, ratio: tracedWindow.cpuMicrosPerRequest / plainWindow.cpuMicrosPerRequest };
-  windows.push(row);
-  console.log(`window ${n}: plain ${row.plain.cpuMicrosPerRequest.toFixed(1)} (event loop ${row.plain.mainMicrosPerRequest.toFixed(1)}; ${row.plain.requests} requests), ${settings.name} ${row.traced.cpuMicrosPerRequest.toFixed(1)} (${row.traced.mainMicrosPerRequest.toFixed(1)}; ${row.traced.requests}) CPU µs/req: ${row.ratio.toFixed(3)}×`);
-}
-for (const proxy of [traced, plain]) await stopChild(proxy.child);
+for (let pair = 1; pair <= settings.pairs; pair++) windows.push(...(await measurePair(pair)));
 await stopChild(upstream.child);
+
+/**
+ * One pair of fresh processes, warmed up, then measured window by window. Two processes of one
+ * build are not equally fast: where V8 and the allocator put code and objects differs from one
+ * start to the next, and a pair keeps its lot for its whole life (one configuration's run medians
+ * spread 1.003–1.075× on 2026-12-06, each run's own windows within 3–6 %). Several pairs sample that.
+ */
+async function measurePair(pair) {
+  const plain = await startProxy('plain', 'switchyard.bench.yaml', {}, upstream.url);
+  const traced = await startProxy(settings.name, comparison.config, comparison.env, upstream.url);
+  // The warm-up runs in windows too. Each wrk run opens new connections, and a request on a new
+  // connection meets objects V8 had not seen since it optimised (a socket before node:net caches
+  // its peer's address, for one): after one long warm-up run, each of the first windows set off a
+  // round of deoptimisations and recompiles, in both proxies, and more in the one with more code
+  // on the path (bench/README.md, "JIT settling"). Windows in a row settle it.
+  for (let warmed = 0; warmed < settings.warmupSeconds; warmed += settings.windowSeconds) await window([plain, traced]);
+  const rows = [];
+  for (let n = 1; n <= settings.windows; n++) {
+    const [plainWindow, tracedWindow] = await window([plain, traced]);
+    const row = { pair, plain: plainWindow, traced: tracedWindow, ratio: tracedWindow.cpuMicrosPerRequest / plainWindow.cpuMicrosPerRequest };
+    rows.push(row);
+    console.log(`pair ${pair} window ${n}: plain ${row.plain.cpuMicrosPerRequest.toFixed(1)} (event loop ${row.plain.mainMicrosPerRequest.toFixed(1)}; ${row.plain.requests} requests), ${settings.name} ${row.traced.cpuMicrosPerRequest.toFixed(1)} (${row.traced.mainMicrosPerRequest.toFixed(1)}; ${row.traced.requests}) CPU µs/req: ${row.ratio.toFixed(3)}×`);
+  }
+  for (const proxy of [traced, plain]) await stopChild(proxy.child);
+  return rows;
+}
 
 const ratios = windows.map((w) => w.ratio);
 const figure = median(ratios);
+const pairMedians = Array.from({ length: settings.pairs }, (_, i) => median(windows.filter((w) => w.pair === i + 1).map((w) => w.ratio)));
 const verdict = comparison.target === null ? '' : ` Issue ${comparison.issue}'s target ≤ ${comparison.target}×: ${figure <= comparison.target ? 'met' : '**missed**'}.`;
 const lines = [
   `# Paired load: ${settings.name} against the plain route, ${settings.client} requests`,
   '',
-  `${new Date().toISOString()}, \`BENCH_PAIRED=${settings.name} BENCH_CLIENT=${settings.client} BENCH_WINDOWS=${settings.windows} BENCH_WINDOW=${settings.windowSeconds} BENCH_TRACING_WARMUP=${settings.warmupSeconds} node bench/paired.mjs\`, wrk -t1 -c${settings.connections} on each, both proxies on core ${UNDER_TEST_CORE}${pinningTool ? '' : ' (unpinned)'}.`,
+  `${new Date().toISOString()}, \`BENCH_PAIRED=${settings.name} BENCH_CLIENT=${settings.client} BENCH_PAIRS=${settings.pairs} BENCH_WINDOWS=${settings.windows} BENCH_WINDOW=${settings.windowSeconds} BENCH_TRACING_WARMUP=${settings.warmupSeconds} node bench/paired.mjs\`, wrk -t1 -c${settings.connections} on each, both proxies on core ${UNDER_TEST_CORE}${pinningTool ? '' : ' (unpinned)'}.`,
   '',
-  `| window | plain CPU µs/req (event loop's thread) | ${settings.name} CPU µs/req (event loop's thread) | ratio | ratio, event loop's thread |`,
-  '| --- | --- | --- | --- | --- |',
-  ...windows.map((w, i) => `| ${i + 1} | ${w.plain.cpuMicrosPerRequest.toFixed(1)} (${w.plain.mainMicrosPerRequest.toFixed(1)}) | ${w.traced.cpuMicrosPerRequest.toFixed(1)} (${w.traced.mainMicrosPerRequest.toFixed(1)}) | ${w.ratio.toFixed(3)}× | ${(w.traced.mainMicrosPerRequest / w.plain.mainMicrosPerRequest).toFixed(3)}× |`),
+  `| pair | window | plain CPU µs/req (event loop's thread) | ${settings.name} CPU µs/req (event loop's thread) | ratio | ratio, event loop's thread |`,
+  '| --- | --- | --- | --- | --- | --- |',
+  ...windows.map((w, i) => `| ${w.pair} | ${(i % settings.windows) + 1} | ${w.plain.cpuMicrosPerRequest.toFixed(1)} (${w.plain.mainMicrosPerRequest.toFixed(1)}) | ${w.traced.cpuMicrosPerRequest.toFixed(1)} (${w.traced.mainMicrosPerRequest.toFixed(1)}) | ${w.ratio.toFixed(3)}× | ${(w.traced.mainMicrosPerRequest / w.plain.mainMicrosPerRequest).toFixed(3)}× |`),
   '',
-  `Median ratio **${figure.toFixed(3)}×** (windows ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}×).${verdict}`,
+  `Median ratio **${figure.toFixed(3)}×** over all windows (windows ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}×; each pair's median ${pairMedians.map((m) => `${m.toFixed(3)}×`).join(', ')}).${verdict}`,
   '',
 ];
 const report = lines.join('\n');
