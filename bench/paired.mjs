@@ -166,7 +166,8 @@ await stopChild(upstream.child);
  * One pair of fresh processes, warmed up, then measured window by window. Two processes of one
  * build are not equally fast: where V8 and the allocator put code and objects differs from one
  * start to the next, and a pair keeps its lot for its whole life (one configuration's run medians
- * spread 1.003–1.075× on 2026-12-06, each run's own windows within 3–6 %). Several pairs sample that.
+ * read 1.003× and 1.075× on 2026-12-06, each run's own windows within 3–8 %). Several pairs
+ * sample that.
  */
 async function measurePair(pair) {
   const plain = await startProxy('plain', 'switchyard.bench.yaml', {}, upstream.url);
