@@ -16,14 +16,11 @@
 // A slice keeps its batch (7 KiB) alive: what a span holds until its export is detached() first.
 import { randomFillSync } from 'node:crypto';
 import { hexDigitsOf16 } from '../../core/index.js';
+import { SPAN_ID_AT, TRACE_ID_AT, TRACEPARENT_LENGTH } from './traceparent.js';
 
 const TRACE_ID_BYTES = 16;
 const SPAN_ID_BYTES = 8;
 const SLOT_BYTES = TRACE_ID_BYTES + SPAN_ID_BYTES;
-const TRACEPARENT_LENGTH = 55;
-/** Where the ids' hex digits start in a traceparent. */
-const TRACE_ID_AT = 3;
-const SPAN_ID_AT = 36;
 const IDS_PER_BATCH = 128;
 
 const randomBytes = Buffer.alloc(SLOT_BYTES * IDS_PER_BATCH);

@@ -11,10 +11,10 @@
 import type { SpanContext } from '@opentelemetry/api';
 import { parseTraceParent } from '@opentelemetry/core';
 
-/** `00-<32 hex>-<16 hex>-<2 hex>`: version 00's length. */
+/** `00-<32 hex>-<16 hex>-<2 hex>`: version 00's length, and where its ids start (ids.ts draws such values). */
 export const TRACEPARENT_LENGTH = 55;
-const TRACE_ID_AT = 3;
-const SPAN_ID_AT = 36;
+export const TRACE_ID_AT = 3;
+export const SPAN_ID_AT = 36;
 const FLAGS_AT = 53;
 
 /** The caller's span in `value`, or null for a value W3C trace context (as OpenTelemetry reads it) refuses. */
