@@ -9,12 +9,15 @@
 //   SIGUSR2: counting stops (instrumentation is off); "done COUNTED FAILED" (answers counted, and
 //   how many of them were not 2xx), the in-flight requests finish, connections close, exit.
 // usage: node keepalive-load.mjs PORT WARM N CONNS PATH   (env LOAD_HEADERS: request headers as
-//        JSON, e.g. '{"accept-encoding":"gzip, deflate, br"}', what a browser sends)
+//        JSON, e.g. '{"accept-encoding":"gzip, deflate, br"}', what a browser sends; LOAD_METHOD
+//        and LOAD_BODY: a request with a body, e.g. POST and an API client's JSON)
 import http from 'node:http';
 
 const [port, warm, n, conns] = process.argv.slice(2, 6).map(Number);
 const path = process.argv[6] ?? '/';
 const headers = process.env.LOAD_HEADERS ? JSON.parse(process.env.LOAD_HEADERS) : {};
+const method = process.env.LOAD_METHOD ?? 'GET';
+const body = process.env.LOAD_BODY;
 const agent = new http.Agent({ keepAlive: true, maxSockets: conns });
 
 let answered = 0;
@@ -28,7 +31,7 @@ let onIdle;
 function send() {
   if (stopping || answered >= MAX_ANSWERS) return;
   inFlight++;
-  http.get({ host: '127.0.0.1', port, path, agent, headers }, (res) => {
+  const request = http.request({ host: '127.0.0.1', port, path, method, agent, headers }, (res) => {
     res.resume();
     res.on('end', () => {
       inFlight--;
@@ -43,6 +46,7 @@ function send() {
       send();
     });
   });
+  request.end(body);
 }
 
 let signals = 0;

@@ -11,9 +11,10 @@
 #
 # usage: bench/callgrind/run.sh LABEL TARGET [PATH]    (env: WARM=20000 N=10000 CONNS=1,
 #        NODE_FLAGS for node itself, KEEP=1 to keep the callgrind files, LOAD_HEADERS for the
-#        requests' headers as JSON, VALGRIND_FLAGS for callgrind itself (e.g. `--cache-sim=yes
-#        --branch-sim=yes`: simulated cache misses and mispredicted branches, per request), and
-#        any variable the config reads, e.g. BENCH_ALGORITHM=round-robin)
+#        requests' headers as JSON, LOAD_METHOD and LOAD_BODY for requests with a body,
+#        VALGRIND_FLAGS for callgrind itself (e.g. `--cache-sim=yes --branch-sim=yes`: simulated
+#        cache misses and mispredicted branches, per request), and any variable the config reads,
+#        e.g. BENCH_ALGORITHM=round-robin)
 #   TARGET: a config file; `preset:NAME` (the preset from its env, UPSTREAM_SERVERS set to the bench
 #   upstream); `bare-undici` (bench/servers/undici-proxy.mjs, the floor of issue 10); or `direct`
 #   (a second bench upstream answering the load itself: what node:http costs with nothing on top).
