@@ -14,10 +14,10 @@
 //
 // Env: BENCH_PAIRED (what to compare with the plain route: tracing-1pct, the default,
 //      tracing-sampled, tracing-unsampled, or one-header), BENCH_CLIENT (what the requests look
-//      like: fetch, the default, browser, wrk, or traced; see CLIENTS), BENCH_PAIRS (pairs of fresh
-//      processes measured one after the other, 3), BENCH_WINDOWS (measured per pair, 8),
-//      BENCH_WINDOW (seconds, 5), BENCH_TRACING_WARMUP (seconds of load each pair gets first, in
-//      windows, 40), BENCH_CONNECTIONS (per proxy, 32).
+//      like: fetch, the default, browser, wrk, traced, or openai-sdk; see CLIENTS), BENCH_PAIRS
+//      (pairs of fresh processes measured one after the other, 3), BENCH_WINDOWS (measured per
+//      pair, 8), BENCH_WINDOW (seconds, 5), BENCH_TRACING_WARMUP (seconds of load each pair gets
+//      first, in windows, 40), BENCH_CONNECTIONS (per proxy, 32).
 // Bounded: pairs × (warm-up + windows × window seconds) of load (about 4 min by default);
 // 127.0.0.1 only.
 // Writes bench/results/<time>-paired-<name>-<client>.md.
@@ -71,6 +71,28 @@ const CHROMIUM_FETCH = {
   'accept-encoding': 'gzip, deflate, br, zstd',
   'accept-language': 'en-US,en;q=0.9',
 };
+/**
+ * The headers `openai` 6.49.0 (the SDK for Node) sent with `chat.completions.create`, captured by
+ * a node:http server on this machine (2026-12-06), in its order, but for Host, Connection and
+ * Content-Length, which wrk writes. The key is the capture's own: the bench upstream checks none.
+ * The method, path and body are bench/openai-sdk-post.lua's.
+ */
+const OPENAI_SDK_CHAT = {
+  accept: 'application/json',
+  'user-agent': 'OpenAI/JS 6.49.0',
+  'x-stainless-retry-count': '0',
+  'x-stainless-lang': 'js',
+  'x-stainless-package-version': '6.49.0',
+  'x-stainless-os': 'Linux',
+  'x-stainless-arch': 'x64',
+  'x-stainless-runtime': 'node',
+  'x-stainless-runtime-version': 'v20.20.2',
+  authorization: 'Bearer sk-proj-capture',
+  'content-type': 'application/json',
+  'accept-language': '*',
+  'sec-fetch-mode': 'cors',
+  'accept-encoding': 'gzip, deflate',
+};
 const CLIENTS = {
   // A browser's API call: Chromium's cross-site fetch(), every header it sends.
   fetch: { headers: CHROMIUM_FETCH, script: null },
@@ -81,6 +103,8 @@ const CLIENTS = {
   // The fetch, with a caller's own traceparent, a new trace each request, sampled at the
   // comparison's ratio (bench/traced-caller.lua): a service behind a traced front end.
   traced: { headers: CHROMIUM_FETCH, script: path.join(BENCH_DIR, 'traced-caller.lua') },
+  // An API client's call with a body: the OpenAI SDK's chat completion POST, headers and JSON body.
+  'openai-sdk': { headers: OPENAI_SDK_CHAT, script: path.join(BENCH_DIR, 'openai-sdk-post.lua') },
 };
 
 const UNDER_TEST_CORE = 0;
