@@ -13,11 +13,11 @@
 //   node bench/paired.mjs            (or: npm run bench:paired, which builds first)
 //
 // Env: BENCH_PAIRED (what to compare with the plain route: tracing-1pct, the default,
-//      tracing-sampled, tracing-unsampled, or one-header), BENCH_CLIENT (what the requests look
-//      like: fetch, the default, browser, wrk, traced, or openai-sdk; see CLIENTS), BENCH_PAIRS
-//      (pairs of fresh processes measured one after the other, 3), BENCH_WINDOWS (measured per
-//      pair, 8), BENCH_WINDOW (seconds, 5), BENCH_TRACING_WARMUP (seconds of load each pair gets
-//      first, in windows, 40), BENCH_CONNECTIONS (per proxy, 32).
+//      tracing-sampled, tracing-unsampled, one-header, or plain itself), BENCH_CLIENT (what the
+//      requests look like: fetch, the default, browser, wrk, traced, or openai-sdk; see CLIENTS),
+//      BENCH_PAIRS (pairs of fresh processes measured one after the other, 3), BENCH_WINDOWS
+//      (measured per pair, 8), BENCH_WINDOW (seconds, 5), BENCH_TRACING_WARMUP (seconds of load
+//      each pair gets first, in windows, 40), BENCH_CONNECTIONS (per proxy, 32).
 // Bounded: pairs × (warm-up + windows × window seconds) of load (about 4 min by default);
 // 127.0.0.1 only.
 // Writes bench/results/<time>-paired-<name>-<client>.md.
@@ -43,6 +43,8 @@ const COMPARISONS = {
   'tracing-unsampled': { config: 'configs/tracing.yaml', env: { BENCH_SAMPLE_RATIO: '0' }, target: null, issue: 28 },
   // No target: one fixed header more on the upstream request, what propagation alone costs.
   'one-header': { config: 'configs/one-header.yaml', env: { BENCH_SAMPLE_RATIO: '0' }, target: null, issue: 28 },
+  // No target: the plain route against itself, what the method reads for a cost of nothing.
+  plain: { config: 'switchyard.bench.yaml', env: {}, target: null, issue: 28 },
 };
 
 /**
