@@ -2,7 +2,7 @@
 // bytes). A leaf module: the batching below is a measured speed trick, the one core/request-id.ts
 // uses for request ids.
 //
-// Ids are made 128 at a time as whole traceparents (`00-<trace id>-<span id>-00`, the header a hop
+// Ids are made 512 at a time as whole traceparents (`00-<trace id>-<span id>-00`, the header a hop
 // that does not record the request sends) into one string, and each draw takes a slice of it,
 // which V8 makes without copying; a trace or span id is a slice of that slice. Drawing each
 // traceparent into a buffer and reading it back with one toString() per draw cost 2,351
@@ -13,7 +13,13 @@
 // process: at sampling 0.01, 177,668 → 176,427.
 // The sampling decision reads the trace id's random bytes, not its hex (sampling.ts).
 //
-// A slice keeps its batch (7 KiB) alive: what a span holds until its export is detached() first.
+// 512, not 128: a batch's randomFillSync() costs what it costs per call more than per byte (6.9 µs
+// for 128 ids' 3 KiB, 9.7 µs for 1,024 ids' 24 KiB, alone in a loop), and in the proxy, where its
+// code is cold each time, V8's sampling profiler put 0.20–0.30 % of the CPU at sampling 0 in it
+// with batches of 128, a third of the plugin's own frames (bench/README.md, "What tracing costs
+// by being there"). A batch's hex is written in one go, ~0.1 ms every 512 requests.
+//
+// A slice keeps its batch (28 KiB) alive: what a span holds until its export is detached() first.
 import { randomFillSync } from 'node:crypto';
 import { hexDigitsOf16 } from '../../core/index.js';
 import { SPAN_ID_AT, TRACE_ID_AT, TRACEPARENT_LENGTH } from './traceparent.js';
@@ -21,7 +27,8 @@ import { SPAN_ID_AT, TRACE_ID_AT, TRACEPARENT_LENGTH } from './traceparent.js';
 const TRACE_ID_BYTES = 16;
 const SPAN_ID_BYTES = 8;
 const SLOT_BYTES = TRACE_ID_BYTES + SPAN_ID_BYTES;
-const IDS_PER_BATCH = 128;
+/** Exported for the tests, which draw across batches. */
+export const IDS_PER_BATCH = 512;
 
 const randomBytes = Buffer.alloc(SLOT_BYTES * IDS_PER_BATCH);
 /** The random bytes' big-endian words (DataView reads compile to loads; Buffer's readUInt32BE stays a call). */
@@ -125,9 +132,9 @@ export function copySpanIdWords(into: Int32Array, at: number): void {
 
 /**
  * The same id as a string of its own, not a slice of a batch: for what a span holds until it is
- * exported, seconds later. Sliced, each sampled request's ids kept their 7 KiB batch (and its
- * request id the core's 9 KiB one) alive through the queue: at 1 % sampling ~6 MiB for a queue
- * of 850 spans, copied through each scavenge into the old generation. Joining makes a new string
+ * exported, seconds later. Sliced, each sampled request's ids kept their batch (7 KiB when it was
+ * 128 ids) and its request id the core's 9 KiB one alive through the queue: at 1 % sampling ~6 MiB
+ * for a queue of 850 spans, copied through each scavenge into the old generation. Joining makes a new string
  * that slicing flattens into one of its own; ~300 instructions, on sampled requests only.
  */
 export function detached(id: string): string {

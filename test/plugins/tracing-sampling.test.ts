@@ -9,7 +9,7 @@ import { SamplingDecision, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-t
 import { parseTraceParent } from '@opentelemetry/core';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { detached, newSpanId, newTrace, spanIdOf, traceIdOf } from '../../plugins/tracing/ids.js';
+import { detached, IDS_PER_BATCH, newSpanId, newTrace, spanIdOf, traceIdOf } from '../../plugins/tracing/ids.js';
 import { TraceRatio } from '../../plugins/tracing/sampling.js';
 
 const sdkSamples = (ratio: number, traceId: string) =>
@@ -53,7 +53,7 @@ describe('the ratio rule on new traces', () => {
   });
 
   test('ids come out as W3C trace context writes them, every digit at every place, across batches', () => {
-    // 4,000 draws span many batches of 128; a digit written at the wrong place or from the wrong
+    // 4,000 draws and 4,000 span ids span many batches; a digit written at the wrong place or from the wrong
     // half of a byte shows as a place that never sees some digit (or as a spread the SDK reads
     // differently, above).
     const seen = Array.from({ length: 48 }, () => new Set<string>());
@@ -78,22 +78,22 @@ describe('the ratio rule on new traces', () => {
   test('a detached id keeps no batch of ids alive, as a span waiting for export holds it', () => {
     setFlagsFromString('--expose-gc');
     const collect = runInNewContext('gc') as () => void;
-    // One id kept from each batch of 128, as a sampled request at 1 % keeps its ids queued.
+    // One id kept from each batch, as a sampled request at 1 % keeps its ids queued.
     const heapWith = (keep: (id: string) => string) => {
       const kept: string[] = [];
-      for (let i = 0; i < 128 * 2000; i++) {
+      for (let i = 0; i < IDS_PER_BATCH * 500; i++) {
         const { traceparent } = newTrace();
-        if (i % 128 === 0) kept.push(keep(traceIdOf(traceparent)));
+        if (i % IDS_PER_BATCH === 0) kept.push(keep(traceIdOf(traceparent)));
       }
       collect();
       const used = process.memoryUsage().heapUsed;
-      assert.equal(kept.length, 2000);
+      assert.equal(kept.length, 500);
       return used;
     };
     const base = heapWith(() => '');
     const sliced = heapWith((id) => id) - base;
     const own = heapWith(detached) - base;
-    // 2,000 batches of 7 KiB (~14 MiB) against 2,000 strings of 32 characters.
+    // 500 batches of 28 KiB (~14 MiB) against 500 strings of 32 characters.
     assert.ok(sliced > 10 * 1024 * 1024, `sliced ids kept ${sliced} bytes`);
     assert.ok(own < 1024 * 1024, `detached ids kept ${own} bytes`);
     const one = traceIdOf(newTrace().traceparent);
