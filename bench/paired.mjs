@@ -13,11 +13,12 @@
 //   node bench/paired.mjs            (or: npm run bench:paired, which builds first)
 //
 // Env: BENCH_PAIRED (what to compare with the plain route: tracing-1pct, the default,
-//      tracing-sampled, tracing-unsampled, one-header, or plain itself), BENCH_CLIENT (what the
-//      requests look like: fetch, the default, browser, wrk, traced, or openai-sdk; see CLIENTS),
-//      BENCH_PAIRS (pairs of fresh processes measured one after the other, 3), BENCH_WINDOWS
-//      (measured per pair, 8), BENCH_WINDOW (seconds, 5), BENCH_TRACING_WARMUP (seconds of load
-//      each pair gets first, in windows, 40), BENCH_CONNECTIONS (per proxy, 32).
+//      tracing-sampled, tracing-unsampled, one-header, plain itself, idle-taps, tracing-loaded or
+//      ballast; see COMPARISONS), BENCH_CLIENT (what the requests look like: fetch, the default,
+//      browser, wrk, traced, or openai-sdk; see CLIENTS), BENCH_PAIRS (pairs of fresh processes
+//      measured one after the other, 3), BENCH_WINDOWS (measured per pair, 8), BENCH_WINDOW
+//      (seconds, 5), BENCH_TRACING_WARMUP (seconds of load each pair gets first, in windows, 40),
+//      BENCH_CONNECTIONS (per proxy, 32).
 // Bounded: pairs × (warm-up + windows × window seconds) of load (about 4 min by default);
 // 127.0.0.1 only.
 // Writes bench/results/<time>-paired-<name>-<client>.md.
@@ -45,6 +46,13 @@ const COMPARISONS = {
   'one-header': { config: 'configs/one-header.yaml', env: { BENCH_SAMPLE_RATIO: '0' }, target: null, issue: 28 },
   // No target: the plain route against itself, what the method reads for a cost of nothing.
   plain: { config: 'switchyard.bench.yaml', env: {}, target: null, issue: 28 },
+  // No target: what tracing costs by being there, before it does anything. Its stages tapped by a
+  // plugin that does nothing in them (bench/plugins/idle-taps.mjs); the same with tracing's
+  // packages loaded and unused; the same with 3.5 MB of plain data on the heap, what loading
+  // them adds to it.
+  'idle-taps': { config: 'configs/idle-taps.yaml', env: {}, target: null, issue: 28 },
+  'tracing-loaded': { config: 'configs/idle-taps.yaml', env: { IDLE_LOAD_TRACING: 'true' }, target: null, issue: 28 },
+  ballast: { config: 'configs/idle-taps.yaml', env: { IDLE_BALLAST_MB: '3.5' }, target: null, issue: 28 },
 };
 
 /**
