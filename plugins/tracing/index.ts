@@ -5,13 +5,14 @@
 import { SpanKind, SpanStatusCode, TraceFlags, type SpanContext, type SpanStatus } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import {
-  ATTR_CLIENT_ADDRESS, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_REQUEST_METHOD_ORIGINAL, ATTR_HTTP_REQUEST_RESEND_COUNT,
-  ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_SERVICE_NAME,
-  ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME, ATTR_USER_AGENT_ORIGINAL,
-} from '@opentelemetry/semantic-conventions';
 import type { TLSSocket } from 'node:tls';
 import { counter, definePlugin, type RequestContext, type RequestSpan, type SpanAttributes, type SpanAttributeValue, type SwitchyardError, type Upstream } from '../../core/index.js';
+import {
+  ATTR_CLIENT_ADDRESS, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_BODY_SIZE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_REQUEST_METHOD_ORIGINAL, ATTR_HTTP_REQUEST_RESEND_COUNT,
+  ATTR_HTTP_RESPONSE_BODY_SIZE, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE, ATTR_NETWORK_PROTOCOL_VERSION, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT,
+  ATTR_SERVICE_NAME, ATTR_SWITCHYARD_ATTEMPT_OUTCOME, ATTR_SWITCHYARD_ERROR_CODE, ATTR_SWITCHYARD_REQUEST_ID, ATTR_SWITCHYARD_STAGE,
+  ATTR_SWITCHYARD_UPSTREAM, ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME, ATTR_USER_AGENT_ORIGINAL,
+} from './attributes.js';
 import { CountedBatchProcessor, type ExportCounters } from './export.js';
 import { copySpanIdWords, copyTraceIdWords, detached, newSpanId, newTrace, spanIdOf, traceIdOf } from './ids.js';
 import { Propagation } from './propagation.js';
@@ -179,15 +180,6 @@ export default definePlugin<typeof schema>({
 });
 
 const SHUTDOWN_LIMIT_MS = 5000;
-
-// Attribute names without a constant in @opentelemetry/semantic-conventions' stable entry point.
-const ATTR_HTTP_REQUEST_BODY_SIZE = 'http.request.body.size';
-const ATTR_HTTP_RESPONSE_BODY_SIZE = 'http.response.body.size';
-const ATTR_SWITCHYARD_REQUEST_ID = 'switchyard.request_id';
-const ATTR_SWITCHYARD_UPSTREAM = 'switchyard.upstream';
-const ATTR_SWITCHYARD_ERROR_CODE = 'switchyard.error.code';
-const ATTR_SWITCHYARD_ATTEMPT_OUTCOME = 'switchyard.attempt.outcome';
-const ATTR_SWITCHYARD_STAGE = 'switchyard.stage';
 
 const ERROR_STATUS: SpanStatus = Object.freeze({ code: SpanStatusCode.ERROR });
 

@@ -259,3 +259,18 @@ describe('the plugin\'s spans', () => {
     assert.throws(() => resolveSettings(base, { OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT: 'lots' }), /OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT is "lots"; expected a whole number$/);
   });
 });
+
+describe('the plugin\'s attribute names', () => {
+  test('each of the semantic conventions is spelled as the conventions package spells it', async () => {
+    const names: Record<string, string> = await import('../../plugins/tracing/attributes.js');
+    const stable: Record<string, unknown> = await import('@opentelemetry/semantic-conventions');
+    const incubating: Record<string, unknown> = await import('@opentelemetry/semantic-conventions/incubating');
+    let checked = 0;
+    for (const [constant, name] of Object.entries(names)) {
+      if (name.startsWith('switchyard.')) continue;
+      assert.equal(name, stable[constant] ?? incubating[constant], constant);
+      checked++;
+    }
+    assert.equal(checked, 17);
+  });
+});
