@@ -55,6 +55,7 @@ const UNDICI_HANDLER = '9. undici: the legacy dispatch handler';
 const TAPABLE = '10. tapable: the registry of taps';
 const KEYV_SQLITE = '11. @keyv/sqlite: the adapter\'s query()';
 const KEYV_REDIS = '12. @keyv/redis: getClient()';
+const OTLP_RESPONSE = '13. @opentelemetry/otlp-transformer: the protobuf response reader\'s module';
 
 describe(PINO, () => {
   test('pino exports every symbol the access log reads, and a plain logger gets the line pino itself writes', async () => {
@@ -433,5 +434,18 @@ describe(KEYV_REDIS, { skip: noRedis }, () => {
     await limits.increment('caller', 60_000);
     assert.equal(await limits.increment('caller', 60_000), 2);
     assert.equal(await client.get('ledger:caller'), '2', broken(KEYV_REDIS, 'rate-limit did not count with its Redis script'));
+  });
+});
+
+describe(OTLP_RESPONSE, () => {
+  test('the response reader the tracing plugin imports reads a collector\'s answer as the package\'s protobuf serializer does', async () => {
+    const { PROTOBUF_SERIALIZER } = await import('../../plugins/tracing/export.js');
+    const { ProtobufTraceSerializer } = await import('@opentelemetry/otlp-transformer');
+    // partial_success { rejected_spans: 2, error_message: "quota" }, then an empty answer.
+    const partial = Buffer.from([0x08, 0x02, 0x12, 0x05, ...Buffer.from('quota')]);
+    for (const answer of [Buffer.from([0x0a, partial.length, ...partial]), Buffer.alloc(0)]) {
+      const ours = PROTOBUF_SERIALIZER.deserializeResponse(answer);
+      assert.deepEqual(ours, ProtobufTraceSerializer.deserializeResponse(answer), broken(OTLP_RESPONSE, `read ${JSON.stringify(ours)}`));
+    }
   });
 });
