@@ -22,6 +22,8 @@ export interface CollectedSpan {
   events: { name: string; attributes: Record<string, unknown> }[];
   /** 0 unset, 1 ok, 2 error. */
   statusCode: number;
+  /** W3C trace flags in the low byte (1: sampled), then whether the parent is remote (0x100 and 0x200); 0 when absent. */
+  flags: number;
   serviceName: unknown;
 }
 
@@ -148,6 +150,7 @@ interface JsonSpan {
   attributes?: JsonKeyValue[];
   events?: { name: string; attributes?: JsonKeyValue[] }[];
   status?: { code?: number };
+  flags?: number;
 }
 
 interface JsonRequest {
@@ -182,6 +185,7 @@ function fromJson(request: JsonRequest): CollectedSpan[] {
       repeatedKeys: (span.attributes ?? []).map((kv) => kv.key).filter((key, i, keys) => keys.indexOf(key) !== i),
       events: (span.events ?? []).map((event) => ({ name: event.name, attributes: attributesOf(event.attributes) })),
       statusCode: span.status?.code ?? 0,
+      flags: span.flags ?? 0,
       serviceName,
     })));
   });
@@ -198,7 +202,7 @@ message ScopeSpans { repeated Span spans = 2; }
 message Span {
   bytes trace_id = 1; bytes span_id = 2; string trace_state = 3; bytes parent_span_id = 4;
   string name = 5; int32 kind = 6; fixed64 start_time_unix_nano = 7; fixed64 end_time_unix_nano = 8;
-  repeated KeyValue attributes = 9; repeated Event events = 11; Status status = 15;
+  repeated KeyValue attributes = 9; repeated Event events = 11; Status status = 15; fixed32 flags = 16;
 }
 message Event { fixed64 time_unix_nano = 1; string name = 2; repeated KeyValue attributes = 3; }
 message Status { string message = 2; int32 code = 3; }

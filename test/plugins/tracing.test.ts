@@ -271,9 +271,9 @@ describe('sampling', { timeout: 60000 }, () => {
     assert.equal(collector.spans.slice(exportsBefore).filter((s) => s.traceId === CALLER_TRACE).length, 0);
   });
 
-  test('at ratio 0.01 with alwaysSampleErrors a failing request is exported, with its attempt', async () => {
+  for (const protocol of ['http/json', 'http/protobuf']) test(`at ratio 0.01 with alwaysSampleErrors a failing request is exported, with its attempt, both marked sampled (${protocol})`, async () => {
     const dead = await closedPort();
-    const sy = await startSwitchyard(config([tracing({ sampleRatio: 0.01, alwaysSampleErrors: true })], [{ url: `http://127.0.0.1:${dead}` }]));
+    const sy = await startSwitchyard(config([tracing({ sampleRatio: 0.01, alwaysSampleErrors: true, protocol })], [{ url: `http://127.0.0.1:${dead}` }]));
     const exportsBefore = collector.spans.length;
     const bad = await fetch(`${sy.url}/bad`);
     assert.equal(bad.status, 502);
@@ -286,6 +286,8 @@ describe('sampling', { timeout: 60000 }, () => {
     assert.equal(server.attributes['error.type'], 'SY_ERR_UPSTREAM_UNREACHABLE');
     assert.equal(server.statusCode, ERROR);
     assert.equal(spans.find((s) => s.kind === CLIENT)!.parentSpanId, server.spanId);
+    // Recorded unsampled, exported as sampled: a backend drops spans that say otherwise.
+    for (const span of spans) assert.equal(span.flags & 0xff, 1, `${span.name}: flags ${span.flags}`);
   });
 
   test('without parentBased, a caller\'s sampled trace the ratio turns down goes upstream as the same trace, not sampled, under a parent id of this hop', async () => {
