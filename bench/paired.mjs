@@ -14,7 +14,9 @@
 //
 // Env: BENCH_PAIRED (what to compare with the plain route: tracing-1pct, the default,
 //      tracing-sampled, tracing-unsampled, one-header, plain itself, idle-taps, tracing-loaded or
-//      ballast; see COMPARISONS), BENCH_CLIENT (what the requests look like: fetch, the default,
+//      ballast; see COMPARISONS), BENCH_PAIRED_AGAINST (what it is compared with: the plain route,
+//      the default, or another of COMPARISONS, as tracing-1pct against tracing-unsampled for what
+//      sampling adds to trace context alone), BENCH_CLIENT (what the requests look like: fetch, the default,
 //      browser, wrk, traced, or openai-sdk; see CLIENTS), BENCH_PAIRS (pairs of fresh processes
 //      measured one after the other, 3), BENCH_WINDOWS (measured per pair, 8), BENCH_WINDOW
 //      (seconds, 5), BENCH_TRACING_WARMUP (seconds of load each pair gets first, in windows, 40),
@@ -131,6 +133,9 @@ const settings = {
 };
 const comparison = COMPARISONS[settings.name];
 if (!comparison) throw new Error(`BENCH_PAIRED must be one of ${Object.keys(COMPARISONS).join(', ')}, got "${settings.name}"`);
+const against = process.env.BENCH_PAIRED_AGAINST || 'plain';
+const baseline = COMPARISONS[against];
+if (!baseline) throw new Error(`BENCH_PAIRED_AGAINST must be one of ${Object.keys(COMPARISONS).join(', ')}, got "${against}"`);
 const client = CLIENTS[settings.client];
 if (!client) throw new Error(`BENCH_CLIENT must be one of ${Object.keys(CLIENTS).join(', ')}, got "${settings.client}"`);
 // Read by traced-caller.lua, which wrk runs with this process's environment.
@@ -191,7 +196,7 @@ async function window(proxies) {
 
 installCleanupHandlers();
 const upstream = await startUpstream();
-console.log(`paired: ${settings.name} against the plain route, ${settings.pairs} pairs of fresh processes, each ${settings.warmupSeconds} s of warm-up (in windows) and ${settings.windows} windows of ${settings.windowSeconds} s, wrk -c${settings.connections} on each, ${settings.client} requests`);
+console.log(`paired: ${settings.name} against ${against}, ${settings.pairs} pairs of fresh processes, each ${settings.warmupSeconds} s of warm-up (in windows) and ${settings.windows} windows of ${settings.windowSeconds} s, wrk -c${settings.connections} on each, ${settings.client} requests`);
 const windows = [];
 for (let pair = 1; pair <= settings.pairs; pair++) windows.push(...(await measurePair(pair)));
 await stopChild(upstream.child);
@@ -204,37 +209,37 @@ await stopChild(upstream.child);
  * sample that.
  */
 async function measurePair(pair) {
-  const plain = await startProxy('plain', 'switchyard.bench.yaml', {}, upstream.url);
+  const base = await startProxy(against, baseline.config, baseline.env, upstream.url);
   const traced = await startProxy(settings.name, comparison.config, comparison.env, upstream.url);
   // The warm-up runs in windows too. Each wrk run opens new connections, and a request on a new
   // connection meets objects V8 had not seen since it optimised (a socket before node:net caches
   // its peer's address, for one): after one long warm-up run, each of the first windows set off a
   // round of deoptimisations and recompiles, in both proxies, and more in the one with more code
   // on the path (bench/README.md, "JIT settling"). Windows in a row settle it.
-  for (let warmed = 0; warmed < settings.warmupSeconds; warmed += settings.windowSeconds) await window([plain, traced]);
+  for (let warmed = 0; warmed < settings.warmupSeconds; warmed += settings.windowSeconds) await window([base, traced]);
   const rows = [];
   for (let n = 1; n <= settings.windows; n++) {
-    const [plainWindow, tracedWindow] = await window([plain, traced]);
-    const row = { pair, plain: plainWindow, traced: tracedWindow, ratio: tracedWindow.cpuMicrosPerRequest / plainWindow.cpuMicrosPerRequest };
+    const [baseWindow, tracedWindow] = await window([base, traced]);
+    const row = { pair, base: baseWindow, traced: tracedWindow, ratio: tracedWindow.cpuMicrosPerRequest / baseWindow.cpuMicrosPerRequest };
     rows.push(row);
-    console.log(`pair ${pair} window ${n}: plain ${row.plain.cpuMicrosPerRequest.toFixed(1)} (event loop ${row.plain.mainMicrosPerRequest.toFixed(1)}; ${row.plain.requests} requests), ${settings.name} ${row.traced.cpuMicrosPerRequest.toFixed(1)} (${row.traced.mainMicrosPerRequest.toFixed(1)}; ${row.traced.requests}) CPU µs/req: ${row.ratio.toFixed(3)}×`);
+    console.log(`pair ${pair} window ${n}: ${against} ${row.base.cpuMicrosPerRequest.toFixed(1)} (event loop ${row.base.mainMicrosPerRequest.toFixed(1)}; ${row.base.requests} requests), ${settings.name} ${row.traced.cpuMicrosPerRequest.toFixed(1)} (${row.traced.mainMicrosPerRequest.toFixed(1)}; ${row.traced.requests}) CPU µs/req: ${row.ratio.toFixed(3)}×`);
   }
-  for (const proxy of [traced, plain]) await stopChild(proxy.child);
+  for (const proxy of [traced, base]) await stopChild(proxy.child);
   return rows;
 }
 
 const ratios = windows.map((w) => w.ratio);
 const figure = median(ratios);
 const pairMedians = Array.from({ length: settings.pairs }, (_, i) => median(windows.filter((w) => w.pair === i + 1).map((w) => w.ratio)));
-const verdict = comparison.target === null ? '' : ` Issue ${comparison.issue}'s target ≤ ${comparison.target}×: ${figure <= comparison.target ? 'met' : '**missed**'}.`;
+const verdict = comparison.target === null || against !== 'plain' ? '' : ` Issue ${comparison.issue}'s target ≤ ${comparison.target}×: ${figure <= comparison.target ? 'met' : '**missed**'}.`;
 const lines = [
-  `# Paired load: ${settings.name} against the plain route, ${settings.client} requests`,
+  `# Paired load: ${settings.name} against ${against}, ${settings.client} requests`,
   '',
-  `${new Date().toISOString()}, \`BENCH_PAIRED=${settings.name} BENCH_CLIENT=${settings.client} BENCH_PAIRS=${settings.pairs} BENCH_WINDOWS=${settings.windows} BENCH_WINDOW=${settings.windowSeconds} BENCH_TRACING_WARMUP=${settings.warmupSeconds} node bench/paired.mjs\`, wrk -t1 -c${settings.connections} on each, both proxies on core ${UNDER_TEST_CORE}${pinningTool ? '' : ' (unpinned)'}.`,
+  `${new Date().toISOString()}, \`BENCH_PAIRED=${settings.name} BENCH_PAIRED_AGAINST=${against} BENCH_CLIENT=${settings.client} BENCH_PAIRS=${settings.pairs} BENCH_WINDOWS=${settings.windows} BENCH_WINDOW=${settings.windowSeconds} BENCH_TRACING_WARMUP=${settings.warmupSeconds} node bench/paired.mjs\`, wrk -t1 -c${settings.connections} on each, both proxies on core ${UNDER_TEST_CORE}${pinningTool ? '' : ' (unpinned)'}.`,
   '',
-  `| pair | window | plain CPU µs/req (event loop's thread) | ${settings.name} CPU µs/req (event loop's thread) | ratio | ratio, event loop's thread |`,
+  `| pair | window | ${against} CPU µs/req (event loop's thread) | ${settings.name} CPU µs/req (event loop's thread) | ratio | ratio, event loop's thread |`,
   '| --- | --- | --- | --- | --- | --- |',
-  ...windows.map((w, i) => `| ${w.pair} | ${(i % settings.windows) + 1} | ${w.plain.cpuMicrosPerRequest.toFixed(1)} (${w.plain.mainMicrosPerRequest.toFixed(1)}) | ${w.traced.cpuMicrosPerRequest.toFixed(1)} (${w.traced.mainMicrosPerRequest.toFixed(1)}) | ${w.ratio.toFixed(3)}× | ${(w.traced.mainMicrosPerRequest / w.plain.mainMicrosPerRequest).toFixed(3)}× |`),
+  ...windows.map((w, i) => `| ${w.pair} | ${(i % settings.windows) + 1} | ${w.base.cpuMicrosPerRequest.toFixed(1)} (${w.base.mainMicrosPerRequest.toFixed(1)}) | ${w.traced.cpuMicrosPerRequest.toFixed(1)} (${w.traced.mainMicrosPerRequest.toFixed(1)}) | ${w.ratio.toFixed(3)}× | ${(w.traced.mainMicrosPerRequest / w.base.mainMicrosPerRequest).toFixed(3)}× |`),
   '',
   `Median ratio **${figure.toFixed(3)}×** over all windows (windows ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}×; each pair's median ${pairMedians.map((m) => `${m.toFixed(3)}×`).join(', ')}).${verdict}`,
   '',
@@ -242,6 +247,6 @@ const lines = [
 const report = lines.join('\n');
 const resultsDir = path.join(BENCH_DIR, 'results');
 mkdirSync(resultsDir, { recursive: true });
-const file = path.join(resultsDir, `${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}Z-paired-${settings.name}-${settings.client}.md`);
+const file = path.join(resultsDir, `${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}Z-paired-${settings.name}${against === 'plain' ? '' : `-against-${against}`}-${settings.client}.md`);
 writeFileSync(file, report);
 console.log(`\n${report}\npaired: wrote ${path.relative(ROOT, file)}`);
