@@ -438,14 +438,19 @@ describe(KEYV_REDIS, { skip: noRedis }, () => {
 });
 
 describe(OTLP_RESPONSE, () => {
-  test('the response reader the tracing plugin imports reads a collector\'s answer as the package\'s protobuf serializer does', async () => {
-    const { PROTOBUF_SERIALIZER } = await import('../../plugins/tracing/export.js');
+  test('the response reader the tracing plugin imports loads, and reads a collector\'s answer as the package\'s protobuf serializer does', async () => {
+    let serializer: typeof import('../../plugins/tracing/export.js')['PROTOBUF_SERIALIZER'];
+    try {
+      serializer = (await import('../../plugins/tracing/export.js')).PROTOBUF_SERIALIZER;
+    } catch (err) {
+      assert.fail(broken(OTLP_RESPONSE, `the tracing plugin's export module failed to load: ${(err as Error).message}`));
+    }
     const { ProtobufTraceSerializer } = await import('@opentelemetry/otlp-transformer');
     // partial_success { rejected_spans: 2, error_message: "quota" }, then an empty answer.
     const partial = Buffer.from([0x08, 0x02, 0x12, 0x05, ...Buffer.from('quota')]);
-    for (const answer of [Buffer.from([0x0a, partial.length, ...partial]), Buffer.alloc(0)]) {
-      const ours = PROTOBUF_SERIALIZER.deserializeResponse(answer);
-      assert.deepEqual(ours, ProtobufTraceSerializer.deserializeResponse(answer), broken(OTLP_RESPONSE, `read ${JSON.stringify(ours)}`));
-    }
+    const answers = [Buffer.from([0x0a, partial.length, ...partial]), Buffer.alloc(0)];
+    const read = answers.map((answer) => serializer.deserializeResponse(answer));
+    assert.deepEqual(read, [{ partialSuccess: { rejectedSpans: 2, errorMessage: 'quota' } }, {}], broken(OTLP_RESPONSE, `read ${JSON.stringify(read)}`));
+    assert.deepEqual(read, answers.map((answer) => ProtobufTraceSerializer.deserializeResponse(answer)), broken(OTLP_RESPONSE, 'the package\'s serializer reads the answer otherwise'));
   });
 });
