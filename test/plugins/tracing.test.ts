@@ -170,6 +170,27 @@ describe('spans of a request', { timeout: 60000 }, () => {
     assert.equal(sent.traceparent, `00-${b3Trace}-${client.spanId}-01`);
   });
 
+  test('a reload that turns B3 on and JSON export loads them then; the old config\'s spans go out in its protobuf, the new one\'s in JSON', async () => {
+    const sy = await startSwitchyard(config([tracing({ protocol: 'http/protobuf', b3: 'off', batch: { scheduleDelayMs: 60_000 } })]));
+    const before = await fetch(`${sy.url}/before-reload`);
+    await before.arrayBuffer();
+    assert.equal(upstream.requests.at(-1)!.headers.b3, undefined);
+    sy.writeConfig(config([tracing({ protocol: 'http/json', b3: 'single' })]));
+    assert.deepEqual(await sy.yard.reload(), { ok: true });
+    const after = await fetch(`${sy.url}/after-reload`);
+    assert.equal(after.status, 200);
+    await after.arrayBuffer();
+    const afterTrace = await loggedTraceId(sy, after.headers.get('x-request-id')!);
+    const client = (await traceOf(afterTrace, 2)).find((s) => s.kind === CLIENT)!;
+    assert.equal(upstream.requests.at(-1)!.headers.b3, `${afterTrace}-${client.spanId}-1`);
+    // The old config's queue, held by its minute-long delay, was sent when the reload retired it.
+    const beforeTrace = await loggedTraceId(sy, before.headers.get('x-request-id')!);
+    await traceOf(beforeTrace, 2);
+    const formatOf = (traceId: string) => collector.exports.find((e) => e.spans.some((span) => span.traceId === traceId))!.contentType;
+    assert.equal(formatOf(beforeTrace), 'application/x-protobuf');
+    assert.equal(formatOf(afterTrace), 'application/json');
+  });
+
   test('a refusal, a rate-limit block and a cache hit are events on the server span; plugins add attributes through ctx.span', async () => {
     const stamp = definePlugin({
       name: 'stamp',
