@@ -9,8 +9,7 @@ import { TraceFlags } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { createOtlpNetworkExportDelegate, OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
 import { createOtlpHttpExporterMetrics } from '@opentelemetry/otlp-exporter-base/node-http';
-import type { IExporterMetricsHelper, ISerializer } from '@opentelemetry/otlp-transformer';
-import { deserializeExportTraceServiceResponse } from '@opentelemetry/otlp-transformer/build/src/trace/protobuf/response-deserializer.js';
+import { JsonTraceSerializer, ProtobufTraceSerializer, TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
 import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Logger } from 'pino';
 import { serializeSpans } from './otlp-protobuf.js';
@@ -36,8 +35,8 @@ export class CountedBatchProcessor implements SpanProcessor {
   private letIn = 0;
   private closed = false;
 
-  constructor(exporter: SpanExporter, settings: TracingSettings, counters: ExportCounters, log: Logger) {
-    this.exporter = new CountingExporter(exporter, counters, log, shownUrl(settings.url));
+  constructor(settings: TracingSettings, counters: ExportCounters, log: Logger) {
+    this.exporter = new CountingExporter(otlpExporter(settings), counters, log, shownUrl(settings.url));
     this.maxQueueSize = settings.maxQueueSize;
     this.batch = new BatchSpanProcessor(this.exporter, {
       maxQueueSize: settings.maxQueueSize,
@@ -100,11 +99,6 @@ export class CountedBatchProcessor implements SpanProcessor {
   }
 }
 
-/** The batch processor and exporter for the settings (for JSON, the library's serializer, loaded then). */
-export async function createBatchProcessor(settings: TracingSettings, counters: ExportCounters, log: Logger): Promise<CountedBatchProcessor> {
-  return new CountedBatchProcessor(await otlpExporter(settings), settings, counters, log);
-}
-
 /** Counts each batch's fate and logs when exporting starts failing and when it works again. */
 class CountingExporter implements SpanExporter {
   /** Spans the batch processor took out of its queue and handed over so far. */
@@ -145,32 +139,20 @@ class CountingExporter implements SpanExporter {
 }
 
 /**
- * For protobuf: the one-pass serializer of otlp-protobuf.ts (the same bytes as the library's), and
- * the library's reader of the collector's answer, from its own module.
+ * OpenTelemetry's OTLP exporter for the protocol: for protobuf the one-pass serializer of
+ * otlp-protobuf.ts (the same bytes as the library's), for JSON the library's serializer.
  */
-export const PROTOBUF_SERIALIZER: ISerializer<ReadableSpan[], unknown> = {
-  serializeRequest: serializeSpans,
-  deserializeResponse: deserializeExportTraceServiceResponse,
-};
-
-/**
- * OpenTelemetry's OTLP exporter for the protocol. For JSON, the library's serializer: its package,
- * which holds every signal's serializers (0.75 MB of heap), is loaded only then.
- */
-async function otlpExporter(settings: TracingSettings): Promise<SpanExporter> {
+function otlpExporter(settings: TracingSettings): SpanExporter {
   const protobuf = settings.protocol === 'http/protobuf';
-  const serializer = protobuf ? PROTOBUF_SERIALIZER : (await import('@opentelemetry/otlp-transformer')).JsonTraceSerializer;
+  const serializer = protobuf ? { serializeRequest: serializeSpans, deserializeResponse: ProtobufTraceSerializer.deserializeResponse } : JsonTraceSerializer;
   const transport = createTransport({
     url: settings.url,
     headers: { ...settings.headers, 'content-type': protobuf ? 'application/x-protobuf' : 'application/json' },
     compression: settings.compression,
     tls: settings.tls,
   });
-  const metrics = createOtlpHttpExporterMetrics('otlp_http_span_exporter', SPAN_COUNT, settings.url, undefined);
+  const metrics = createOtlpHttpExporterMetrics('otlp_http_span_exporter', TraceExporterMetricsHelper, settings.url, undefined);
   // One batch at a time is what the batch processor sends; a few more for forced flushes.
   const delegate = createOtlpNetworkExportDelegate({ timeoutMillis: settings.timeoutMs, concurrencyLimit: 4, compression: settings.compression }, serializer, metrics, transport);
   return new OTLPExporterBase<ReadableSpan[]>(delegate);
 }
-
-/** What the exporter's self-metrics count a batch by (the library's TraceExporterMetricsHelper): its spans. */
-const SPAN_COUNT: IExporterMetricsHelper<ReadableSpan[]> = { name: 'span', countItems: (spans) => spans.length };

@@ -13,9 +13,9 @@ import {
   ATTR_SERVICE_NAME, ATTR_SWITCHYARD_ATTEMPT_OUTCOME, ATTR_SWITCHYARD_ERROR_CODE, ATTR_SWITCHYARD_REQUEST_ID, ATTR_SWITCHYARD_STAGE,
   ATTR_SWITCHYARD_UPSTREAM, ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME, ATTR_USER_AGENT_ORIGINAL,
 } from './attributes.js';
-import { createBatchProcessor, type ExportCounters } from './export.js';
+import { CountedBatchProcessor, type ExportCounters } from './export.js';
 import { copySpanIdWords, copyTraceIdWords, detached, newSpanId, newTrace, spanIdOf, traceIdOf } from './ids.js';
-import { createPropagation } from './propagation.js';
+import { Propagation } from './propagation.js';
 import { TraceRatio } from './sampling.js';
 import { resolveSettings, shownUrl, TracingSettingsError, type TracingOptions, type TracingSettings } from './settings.js';
 import { clock, ProxySpan, type SpanSource } from './span.js';
@@ -55,7 +55,7 @@ export const schema = {
 export default definePlugin<typeof schema>({
   name,
   schema,
-  async setup(api, options) {
+  setup(api, options) {
     if (api.route !== undefined) throw new Error('tracing is a global plugin: configure it under the top-level plugins, not on a route');
     let settings: TracingSettings;
     try {
@@ -64,14 +64,14 @@ export default definePlugin<typeof schema>({
       if (err instanceof TracingSettingsError) throw new Error(`tracing: ${err.message}`);
       throw err;
     }
-    const propagation = await createPropagation(settings.b3);
-    const exporting = await createBatchProcessor(settings, exportCounters(api.metrics), api.log);
+    const exporting = new CountedBatchProcessor(settings, exportCounters(api.metrics), api.log);
     const spans: SpanSource = {
       resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: settings.serviceName }),
       instrumentationScope: { name: 'switchyard' },
       limits: settings.limits,
       onEnd: (span) => exporting.onEnd(span),
     };
+    const propagation = new Propagation(settings.b3);
     const roots = new TraceRatio(settings.sampleRatio);
     const { alwaysSampleErrors, parentBased } = settings;
     api.log.info({ collector: shownUrl(settings.url), protocol: settings.protocol, sampleRatio: settings.sampleRatio, parentBased }, 'tracing requests');

@@ -1,11 +1,10 @@
 // Trace context in and out: W3C `traceparent`/`tracestate` always, B3 (single `b3` header or the
 // X-B3-* set) for older meshes when asked. The parsing is OpenTelemetry's, but for the canonical
 // traceparent (traceparent.ts); the traceparent written upstream is formatted here, a fixed
-// 55-character string. The B3 propagator's package is loaded only when B3 is on: 0.28 MB of heap
-// otherwise held for nothing, and the heap's size is a cost every request pays (bench/README.md).
+// 55-character string.
 import { ROOT_CONTEXT, trace, type SpanContext, type TextMapGetter, type TextMapSetter } from '@opentelemetry/api';
 import { TraceState } from '@opentelemetry/core';
-import type { B3Propagator } from '@opentelemetry/propagator-b3';
+import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
 import type { IncomingHttpHeaders } from 'node:http';
 import { readTraceparent, TRACEPARENT_LENGTH } from './traceparent.js';
 
@@ -22,16 +21,12 @@ const headerSetter: TextMapSetter<IncomingHttpHeaders> = {
   },
 };
 
-/** Propagation for the B3 mode, its package loaded when it is on. */
-export async function createPropagation(b3: B3Mode): Promise<Propagation> {
-  if (b3 === 'off') return new Propagation(undefined);
-  const { B3InjectEncoding, B3Propagator } = await import('@opentelemetry/propagator-b3');
-  return new Propagation(new B3Propagator({ injectEncoding: b3 === 'single' ? B3InjectEncoding.SINGLE_HEADER : B3InjectEncoding.MULTI_HEADER }));
-}
-
 export class Propagation {
-  /** `b3`: the propagator B3 is read and written with, undefined when it is off. */
-  constructor(private readonly b3: B3Propagator | undefined) {}
+  private readonly b3: B3Propagator | undefined;
+
+  constructor(b3: B3Mode) {
+    this.b3 = b3 === 'off' ? undefined : new B3Propagator({ injectEncoding: b3 === 'single' ? B3InjectEncoding.SINGLE_HEADER : B3InjectEncoding.MULTI_HEADER });
+  }
 
   /** The caller's span, from `traceparent` (and `tracestate`), else from B3 when enabled; undefined for none or a malformed one. */
   parent(headers: IncomingHttpHeaders): SpanContext | undefined {

@@ -55,7 +55,6 @@ const UNDICI_HANDLER = '9. undici: the legacy dispatch handler';
 const TAPABLE = '10. tapable: the registry of taps';
 const KEYV_SQLITE = '11. @keyv/sqlite: the adapter\'s query()';
 const KEYV_REDIS = '12. @keyv/redis: getClient()';
-const OTLP_RESPONSE = '13. @opentelemetry/otlp-transformer: the protobuf response reader\'s module';
 
 describe(PINO, () => {
   test('pino exports every symbol the access log reads, and a plain logger gets the line pino itself writes', async () => {
@@ -434,23 +433,5 @@ describe(KEYV_REDIS, { skip: noRedis }, () => {
     await limits.increment('caller', 60_000);
     assert.equal(await limits.increment('caller', 60_000), 2);
     assert.equal(await client.get('ledger:caller'), '2', broken(KEYV_REDIS, 'rate-limit did not count with its Redis script'));
-  });
-});
-
-describe(OTLP_RESPONSE, () => {
-  test('the response reader the tracing plugin imports loads, and reads a collector\'s answer as the package\'s protobuf serializer does', async () => {
-    let serializer: typeof import('../../plugins/tracing/export.js')['PROTOBUF_SERIALIZER'];
-    try {
-      serializer = (await import('../../plugins/tracing/export.js')).PROTOBUF_SERIALIZER;
-    } catch (err) {
-      assert.fail(broken(OTLP_RESPONSE, `the tracing plugin's export module failed to load: ${(err as Error).message}`));
-    }
-    const { ProtobufTraceSerializer } = await import('@opentelemetry/otlp-transformer');
-    // partial_success { rejected_spans: 2, error_message: "quota" }, then an empty answer.
-    const partial = Buffer.from([0x08, 0x02, 0x12, 0x05, ...Buffer.from('quota')]);
-    const answers = [Buffer.from([0x0a, partial.length, ...partial]), Buffer.alloc(0)];
-    const read = answers.map((answer) => serializer.deserializeResponse(answer));
-    assert.deepEqual(read, [{ partialSuccess: { rejectedSpans: 2, errorMessage: 'quota' } }, {}], broken(OTLP_RESPONSE, `read ${JSON.stringify(read)}`));
-    assert.deepEqual(read, answers.map((answer) => ProtobufTraceSerializer.deserializeResponse(answer)), broken(OTLP_RESPONSE, 'the package\'s serializer reads the answer otherwise'));
   });
 });

@@ -3,10 +3,8 @@
 // hanging, protobuf and JSON, configuration from options and the OTEL_* environment, and
 // ctx.span for other plugins.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import OpenAI from 'openai';
 import { definePlugin, type PluginDefinition } from '../../core/index.js';
 import { resolveSettings, type TracingOptions } from '../../plugins/tracing/settings.js';
@@ -435,31 +433,6 @@ describe('export formats and configuration', { timeout: 60000 }, () => {
   });
 
   const base: TracingOptions = { alwaysSampleErrors: false, b3: 'off', batch: { maxQueueSize: 2048, maxExportBatchSize: 512, exportTimeoutMs: 30000 } };
-
-  test('only what the configuration uses is loaded: the B3 propagator with b3 on, the JSON serializer\'s package with http/json', async () => {
-    // A fresh process: this one has loaded everything by now. The OpenTelemetry packages are
-    // CommonJS, so whatever of them loads is in require's cache.
-    const loadedWith = async (options: Record<string, unknown>): Promise<string[]> => {
-      const script = `
-        import { createRequire } from 'node:module';
-        import { startProxy } from ${JSON.stringify(new URL('../../testing/index.js', import.meta.url).href)};
-        const sy = await startProxy(${JSON.stringify(config([tracing(options)]))});
-        const res = await fetch(sy.url + '/loaded');
-        await res.arrayBuffer();
-        await sy.stop();
-        console.log(JSON.stringify(Object.keys(createRequire(import.meta.url).cache)));`;
-      const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script]);
-      return (JSON.parse(stdout.trim().split('\n').at(-1)!) as string[]).map((file) => file.replace(/^.*node_modules\//, ''));
-    };
-    const transformerIndex = '@opentelemetry/otlp-transformer/build/src/index.js';
-    const lean = await loadedWith({ protocol: 'http/protobuf', b3: 'off' });
-    assert.ok(lean.includes('@opentelemetry/otlp-exporter-base/build/src/index.js'), 'the exporter is loaded');
-    assert.ok(!lean.some((file) => file.startsWith('@opentelemetry/propagator-b3/')), 'no B3 propagator');
-    assert.ok(!lean.includes(transformerIndex), 'no serializers but the response reader');
-    const full = await loadedWith({ protocol: 'http/json', b3: 'single' });
-    assert.ok(full.some((file) => file.startsWith('@opentelemetry/propagator-b3/')), 'the B3 propagator');
-    assert.ok(full.includes(transformerIndex), 'the JSON serializer\'s package');
-  });
 
   test('options win over the environment, which wins over the defaults', () => {
     const env = {
