@@ -168,7 +168,7 @@ describe('spans of a request', { timeout: 60000 }, () => {
     assert.equal(sent.traceparent, `00-${b3Trace}-${client.spanId}-01`);
   });
 
-  test('a reload that turns B3 on and JSON export loads them then; the old config\'s spans go out in its protobuf, the new one\'s in JSON', async () => {
+  test('a reload that turns B3 and JSON export on: the old config\'s spans go out in its protobuf, the new one\'s in JSON', async () => {
     const sy = await startSwitchyard(config([tracing({ protocol: 'http/protobuf', b3: 'off', batch: { scheduleDelayMs: 60_000 } })]));
     const before = await fetch(`${sy.url}/before-reload`);
     await before.arrayBuffer();
