@@ -2,7 +2,7 @@
 // switches at will, the core's health table reached through a tiny plugin, and request helpers.
 import { EventEmitter } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
 import type { Upstream, UpstreamHealth } from '../../core/index.js';
 import { pluginSource, until } from './servers.js';
 
@@ -57,9 +57,9 @@ class FleetMember extends EventEmitter<{ hit: [IncomingMessage]; check: [Incomin
     this.server = http.createServer((req, res) => this.handle(req, res));
   }
 
-  async listen(port = 0): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(port, '127.0.0.1', resolve));
-    this.port = (this.server.address() as AddressInfo).port;
+  async listen(port?: number): Promise<void> {
+    this.port = port ?? await listenOutsideEphemeralRange(this.server);
+    if (port !== undefined) await new Promise<void>((resolve) => this.server.listen(port, '127.0.0.1', resolve));
     this.url = `http://127.0.0.1:${this.port}`;
   }
 
@@ -119,6 +119,40 @@ class FleetMember extends EventEmitter<{ hit: [IncomingMessage]; check: [Incomin
     const body = JSON.stringify({ upstream: this.name, ...echo });
     res.writeHead(200, { 'content-type': echo ? 'application/json' : this.checkContentType, 'content-length': Buffer.byteLength(body) });
     res.end(body);
+  }
+}
+
+/**
+ * A killed member's port must stay free until it is revived: a test of an upstream that is down
+ * expects ECONNREFUSED there, and revive() listens on it again. A port the kernel hands out for
+ * port 0 can be handed to the next server anyone starts (Switchyard's own listener, say), which then
+ * answers the checks meant for the dead member. Ports below the ephemeral range are never handed
+ * out that way, so one picked there stays free while the member is down.
+ */
+async function listenOutsideEphemeralRange(server: http.Server): Promise<number> {
+  const low = ephemeralLow();
+  for (let tries = 0; ; tries++) {
+    const port = low - 1 - Math.floor(Math.random() * Math.min(10000, low - 1025));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, '127.0.0.1', () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      return port;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || tries === 50) throw err;
+    }
+  }
+}
+
+function ephemeralLow(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  } catch {
+    return 32768;
   }
 }
 
@@ -195,17 +229,20 @@ export function upstreamRef(member: Member, route = 'main'): Upstream {
  * A safety net, not a clock to wait on: a wait for an event that never comes fails the test with
  * `what` instead of hanging the run.
  */
-export function guard<T>(promise: Promise<T>, what: string, ms = 15000): Promise<T> {
+export function guard<T>(promise: Promise<T>, what: string | (() => string), ms = 15000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`gave up waiting: ${what}`)), ms);
+    timer = setTimeout(() => reject(new Error(`gave up waiting: ${typeof what === 'string' ? what : what()}`)), ms);
   });
   return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
 
 /** Resolves once `member` is (un)healthy in the health table, re-checked on every change event. */
 export function healthBecomes(health: UpstreamHealth, member: Member, healthy: boolean, route = 'main'): Promise<void> {
-  return guard(until(() => health.isHealthy(upstreamRef(member, route)) === healthy, health, 'change'), `${member.name} ${healthy ? 'healthy' : 'unhealthy'}`);
+  const ref = upstreamRef(member, route);
+  // Said on a timeout: what the table holds, and whether checks reached the member at all.
+  const state = () => `${member.name} ${healthy ? 'healthy' : 'unhealthy'} (the table says ${JSON.stringify(health.get(ref))}; ${member.checks} checks reached ${member.url})`;
+  return guard(until(() => health.isHealthy(ref) === healthy, health, 'change'), state);
 }
 
 /** Resolves after the member has seen `count` more health checks. */
