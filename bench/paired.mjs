@@ -16,11 +16,11 @@
 //      tracing-sampled, tracing-unsampled, one-header, plain itself, idle-taps, tracing-loaded or
 //      ballast; see COMPARISONS), BENCH_PAIRED_AGAINST (what it is compared with: the plain route,
 //      the default, or another of COMPARISONS, as tracing-1pct against tracing-unsampled for what
-//      sampling adds to trace context alone), BENCH_CLIENT (what the requests look like: fetch, the default,
-//      browser, wrk, traced, or openai-sdk; see CLIENTS), BENCH_PAIRS (pairs of fresh processes
-//      measured one after the other, 3), BENCH_WINDOWS (measured per pair, 8), BENCH_WINDOW
-//      (seconds, 5), BENCH_TRACING_WARMUP (seconds of load each pair gets first, in windows, 40),
-//      BENCH_CONNECTIONS (per proxy, 32).
+//      sampling adds to trace context alone), BENCH_CLIENT (what the requests look like: fetch,
+//      the default, browser, wrk, traced, openai-sdk, anthropic-sdk or gemini-sdk; see CLIENTS),
+//      BENCH_PAIRS (pairs of fresh processes measured one after the other, 3), BENCH_WINDOWS
+//      (measured per pair, 8), BENCH_WINDOW (seconds, 5), BENCH_TRACING_WARMUP (seconds of load
+//      each pair gets first, in windows, 40), BENCH_CONNECTIONS (per proxy, 32).
 // Bounded: pairs × (warm-up + windows × window seconds) of load (about 4 min by default);
 // 127.0.0.1 only.
 // Writes bench/results/<time>-paired-<name>-<client>.md.
@@ -105,6 +105,43 @@ const OPENAI_SDK_CHAT = {
   'sec-fetch-mode': 'cors',
   'accept-encoding': 'gzip, deflate',
 };
+/**
+ * The headers `@anthropic-ai/sdk` 1.12.0 sent with `messages.create`, captured as the OpenAI
+ * SDK's were (2026-12-06), names as it spelt them and in its order. Method, path and body:
+ * bench/anthropic-sdk-post.lua.
+ */
+const ANTHROPIC_SDK_MESSAGE = {
+  Accept: 'application/json',
+  'User-Agent': 'Anthropic/JS 1.12.0',
+  'X-Stainless-Retry-Count': '0',
+  'X-Stainless-Timeout': '600',
+  'X-Stainless-Lang': 'js',
+  'X-Stainless-Package-Version': '1.12.0',
+  'X-Stainless-OS': 'Linux',
+  'X-Stainless-Arch': 'x64',
+  'X-Stainless-Runtime': 'node',
+  'X-Stainless-Runtime-Version': 'v20.20.2',
+  'anthropic-version': '2026-10-21',
+  authorization: 'Bearer sk-ant-capture',
+  'content-type': 'application/json',
+  'accept-language': '*',
+  'sec-fetch-mode': 'cors',
+  'accept-encoding': 'gzip, deflate',
+};
+/**
+ * The headers `@google/genai` 2.32.0 sent with `models.generateContent`, captured the same way.
+ * Method, path and body: bench/gemini-sdk-post.lua.
+ */
+const GEMINI_SDK_GENERATE = {
+  'User-Agent': 'google-genai-sdk/2.32.0 gl-node/v20.20.2',
+  'x-goog-api-client': 'google-genai-sdk/2.32.0 gl-node/v20.20.2',
+  'Content-Type': 'application/json',
+  'x-goog-api-key': 'AIza-capture',
+  accept: '*/*',
+  'accept-language': '*',
+  'sec-fetch-mode': 'cors',
+  'accept-encoding': 'gzip, deflate',
+};
 const CLIENTS = {
   // A browser's API call: Chromium's cross-site fetch(), every header it sends.
   fetch: { headers: CHROMIUM_FETCH, script: null },
@@ -117,6 +154,9 @@ const CLIENTS = {
   traced: { headers: CHROMIUM_FETCH, script: path.join(BENCH_DIR, 'traced-caller.lua') },
   // An API client's call with a body: the OpenAI SDK's chat completion POST, headers and JSON body.
   'openai-sdk': { headers: OPENAI_SDK_CHAT, script: path.join(BENCH_DIR, 'openai-sdk-post.lua') },
+  // The other two providers' SDKs, each with its own headers and body: a message, a generateContent.
+  'anthropic-sdk': { headers: ANTHROPIC_SDK_MESSAGE, script: path.join(BENCH_DIR, 'anthropic-sdk-post.lua') },
+  'gemini-sdk': { headers: GEMINI_SDK_GENERATE, script: path.join(BENCH_DIR, 'gemini-sdk-post.lua') },
 };
 
 const UNDER_TEST_CORE = 0;
