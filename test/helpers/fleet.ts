@@ -2,9 +2,9 @@
 // switches at will, the core's health table reached through a tiny plugin, and request helpers.
 import { EventEmitter } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { readFileSync } from 'node:fs';
 import type { Upstream, UpstreamHealth } from '../../core/index.js';
 import { pluginSource, until } from './servers.js';
+import { listenOutsideEphemeralRange } from './wire.js';
 
 /** ok: 200 JSON naming the upstream; fail: `failStatus`; hang: never answers; reset: drops the socket. */
 export type Mode = 'ok' | 'fail' | 'hang' | 'reset';
@@ -57,8 +57,9 @@ class FleetMember extends EventEmitter<{ hit: [IncomingMessage]; check: [Incomin
     this.server = http.createServer((req, res) => this.handle(req, res));
   }
 
+  /** A new member's port is outside the ephemeral range, so that it stays free while the member is killed (wire.ts). */
   async listen(port?: number): Promise<void> {
-    this.port = port ?? await listenOutsideEphemeralRange(this.server);
+    this.port = port ?? (await listenOutsideEphemeralRange(this.server));
     if (port !== undefined) await new Promise<void>((resolve) => this.server.listen(port, '127.0.0.1', resolve));
     this.url = `http://127.0.0.1:${this.port}`;
   }
@@ -119,40 +120,6 @@ class FleetMember extends EventEmitter<{ hit: [IncomingMessage]; check: [Incomin
     const body = JSON.stringify({ upstream: this.name, ...echo });
     res.writeHead(200, { 'content-type': echo ? 'application/json' : this.checkContentType, 'content-length': Buffer.byteLength(body) });
     res.end(body);
-  }
-}
-
-/**
- * A killed member's port must stay free until it is revived: a test of an upstream that is down
- * expects ECONNREFUSED there, and revive() listens on it again. A port the kernel hands out for
- * port 0 can be handed to the next server anyone starts (Switchyard's own listener, say), which then
- * answers the checks meant for the dead member. Ports below the ephemeral range are never handed
- * out that way, so one picked there stays free while the member is down.
- */
-async function listenOutsideEphemeralRange(server: http.Server): Promise<number> {
-  const low = ephemeralLow();
-  for (let tries = 0; ; tries++) {
-    const port = low - 1 - Math.floor(Math.random() * Math.min(10000, low - 1025));
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, '127.0.0.1', () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      return port;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || tries === 50) throw err;
-    }
-  }
-}
-
-function ephemeralLow(): number {
-  try {
-    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
-  } catch {
-    return 32768;
   }
 }
 

@@ -2,6 +2,7 @@
 // nothing behind them, and promises that settle on events (never on timers).
 import { after } from 'node:test';
 import { EventEmitter, once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import type { RunningSwitchyard } from './servers.js';
@@ -43,13 +44,51 @@ export function closed(stream: { destroyed: boolean; closed?: boolean; once(e: '
   return new Promise((resolve) => stream.once('close', () => resolve()));
 }
 
-/** A port on 127.0.0.1 that nothing listens on: bound once, then released. */
+/** A port on 127.0.0.1 that nothing listens on, and that no server of the run will be given: bound once, then released. */
 export async function closedPort(): Promise<number> {
   const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOutsideEphemeralRange(server);
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
+}
+
+/**
+ * Listens on 127.0.0.1 at a free port below the kernel's ephemeral range, and returns it. A test
+ * that expects ECONNREFUSED at a port it released (an upstream killed, a closed port) needs the
+ * port to stay free: one the kernel hands out for port 0 may go to the next server anyone starts
+ * (Switchyard's own listener, say), which then answers what was meant for nothing. Ports below
+ * the range are never handed out that way, and this process hands out each one once. (CI once
+ * failed so: a killed upstream never became unhealthy, 2026-12-06.)
+ */
+export async function listenOutsideEphemeralRange(server: net.Server): Promise<number> {
+  const low = ephemeralLow();
+  for (let tries = 0; ; tries++) {
+    const port = low - 1 - Math.floor(Math.random() * Math.min(10000, low - 1025));
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, '127.0.0.1', () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      return port;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || tries === 50) throw err;
+    }
+  }
+}
+
+const handedOut = new Set<number>();
+
+function ephemeralLow(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  } catch {
+    return 32768;
+  }
 }
 
 export interface Exchange {
