@@ -57,14 +57,14 @@ export async function closedPort(): Promise<number> {
  * that expects ECONNREFUSED at a port it released (an upstream killed, a closed port) needs the
  * port to stay free: one the kernel hands out for port 0 may go to the next server anyone starts
  * (Switchyard's own listener, say), which then answers what was meant for nothing. Ports below
- * the range are never handed out that way, and this process hands out each one once. (CI once
- * failed so: a killed upstream never became unhealthy, 2026-12-06.)
+ * the range are never handed out that way, and this process hands out each one once. (A CI run
+ * on 2026-12-06 had a killed upstream never become unhealthy, which this would explain.)
  */
 export async function listenOutsideEphemeralRange(server: net.Server): Promise<number> {
   const low = ephemeralLow();
-  for (let tries = 0; ; tries++) {
+  for (let tries = 1; ; tries++) {
     const port = low - 1 - Math.floor(Math.random() * Math.min(10000, low - 1025));
-    if (handedOut.has(port)) continue;
+    if (handedOut.has(port) && tries < 50) continue;
     handedOut.add(port);
     try {
       await new Promise<void>((resolve, reject) => {
