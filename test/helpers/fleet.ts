@@ -59,8 +59,8 @@ class FleetMember extends EventEmitter<{ hit: [IncomingMessage]; check: [Incomin
 
   /** A new member's port is outside the ephemeral range, so that it stays free while the member is killed (wire.ts). */
   async listen(port?: number): Promise<void> {
-    this.port = port ?? (await listenOutsideEphemeralRange(this.server));
-    if (port !== undefined) await new Promise<void>((resolve) => this.server.listen(port, '127.0.0.1', resolve));
+    if (port === undefined) this.port = await listenOutsideEphemeralRange(this.server);
+    else await new Promise<void>((resolve) => this.server.listen(port, '127.0.0.1', resolve));
     this.url = `http://127.0.0.1:${this.port}`;
   }
 
