@@ -9,6 +9,7 @@
 // from the kernel's per-thread run time (/proc/PID/task/*/schedstat, nanoseconds: /proc's ticks
 // would be a 1 % step per window). This is done for several pairs of fresh processes in turn
 // (see measurePair); the figure is the median ratio over all their windows, with each pair's own.
+// The report also splits each side's time into user and system (/proc/PID/stat) over all windows.
 //
 //   node bench/paired.mjs            (or: npm run bench:paired, which builds first)
 //
@@ -28,6 +29,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median } from './lib/aggregate.mjs';
+import { CLK_TCK, readStat } from './lib/cpu.mjs';
 import { wholeNumberFromEnv } from './lib/env.mjs';
 import {
   getFreePort, installCleanupHandlers, parsePortHandshake, pinningTool, spawnTracked, stopChild, waitForHttp200, waitForLine,
@@ -223,14 +225,22 @@ async function startProxy(name, config, env, upstreamUrl) {
 /** Both proxies loaded at once for one window, each by its own wrk: requests and CPU µs per request of each. */
 async function window(proxies) {
   const before = proxies.map((proxy) => runNanoseconds(proxy.child.pid));
+  const statsBefore = proxies.map((proxy) => readStat(proxy.child.pid));
   const results = await Promise.all(proxies.map((proxy) => runWrk({ url: proxy.url, seconds: settings.windowSeconds, connections: settings.connections, core: LOAD_CORE, ...client })));
   return proxies.map((proxy, i) => {
     const { requests, non2xx } = results[i];
     if (non2xx > 0 || requests === 0) throw new Error(`${proxy.name}: ${non2xx} answers not 2xx of ${requests}`);
     const after = runNanoseconds(proxy.child.pid);
+    const statsAfter = readStat(proxy.child.pid);
     const main = (after.main - before[i].main) / 1000 / requests;
     const others = (after.others - before[i].others) / 1000 / requests;
-    return { requests, cpuMicrosPerRequest: main + others, mainMicrosPerRequest: main };
+    // The same time split into user and system, in clock ticks: 10 ms each, so summed over all windows (splitOf).
+    const split = {
+      userTicks: statsAfter.utime - statsBefore[i].utime,
+      systemTicks: statsAfter.stime - statsBefore[i].stime,
+      minorFaults: statsAfter.minflt - statsBefore[i].minflt,
+    };
+    return { requests, cpuMicrosPerRequest: main + others, mainMicrosPerRequest: main, split };
   });
 }
 
@@ -272,6 +282,18 @@ const ratios = windows.map((w) => w.ratio);
 const figure = median(ratios);
 const pairMedians = Array.from({ length: settings.pairs }, (_, i) => median(windows.filter((w) => w.pair === i + 1).map((w) => w.ratio)));
 const verdict = comparison.target === null || against !== 'plain' ? '' : ` Issue ${comparison.issue}'s target ≤ ${comparison.target}×: ${figure <= comparison.target ? 'met' : '**missed**'}.`;
+/**
+ * One side's user and system CPU µs per request and minor page faults per 1,000 requests, over all
+ * windows: whether a cost is the proxy's own code or the kernel's work for it (syscalls, faults).
+ */
+function splitOf(side) {
+  const sum = (key) => windows.reduce((total, w) => total + w[side].split[key], 0);
+  const requests = windows.reduce((total, w) => total + w[side].requests, 0);
+  const micros = (ticks) => ((ticks / CLK_TCK) * 1e6) / requests;
+  return { user: micros(sum('userTicks')), system: micros(sum('systemTicks')), faults: (sum('minorFaults') * 1000) / requests };
+}
+const baseSplit = splitOf('base');
+const tracedSplit = splitOf('traced');
 const lines = [
   `# Paired load: ${settings.name} against ${against}, ${settings.client} requests`,
   '',
@@ -282,6 +304,8 @@ const lines = [
   ...windows.map((w, i) => `| ${w.pair} | ${(i % settings.windows) + 1} | ${w.base.cpuMicrosPerRequest.toFixed(1)} (${w.base.mainMicrosPerRequest.toFixed(1)}) | ${w.traced.cpuMicrosPerRequest.toFixed(1)} (${w.traced.mainMicrosPerRequest.toFixed(1)}) | ${w.ratio.toFixed(3)}× | ${(w.traced.mainMicrosPerRequest / w.base.mainMicrosPerRequest).toFixed(3)}× |`),
   '',
   `Median ratio **${figure.toFixed(3)}×** over all windows (windows ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}×; each pair's median ${pairMedians.map((m) => `${m.toFixed(3)}×`).join(', ')}).${verdict}`,
+  '',
+  `User and system time, all windows together (/proc/PID/stat, ${CLK_TCK} ticks a second): user ${baseSplit.user.toFixed(1)} against ${tracedSplit.user.toFixed(1)} µs/req (${(tracedSplit.user / baseSplit.user).toFixed(3)}×), system ${baseSplit.system.toFixed(1)} against ${tracedSplit.system.toFixed(1)} µs/req (${(tracedSplit.system / baseSplit.system).toFixed(3)}×); minor page faults ${baseSplit.faults.toFixed(2)} against ${tracedSplit.faults.toFixed(2)} per 1,000 requests.`,
   '',
 ];
 const report = lines.join('\n');

@@ -23,7 +23,7 @@ function readClockTicks() {
  * Parse /proc/<pid>/stat. The command name (field 2) is in parentheses and may
  * contain spaces, so split after the last ')'. Field numbers follow proc(5).
  */
-function readStat(pid) {
+export function readStat(pid) {
   let text;
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -32,7 +32,7 @@ function readStat(pid) {
   }
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const field = (n) => Number(rest[n - 3]); // rest[0] is field 3 (state)
-  return { pid, ppid: field(4), utime: field(14), stime: field(15), cutime: field(16), cstime: field(17) };
+  return { pid, ppid: field(4), minflt: field(10), utime: field(14), stime: field(15), cutime: field(16), cstime: field(17) };
 }
 
 function allPids() {
