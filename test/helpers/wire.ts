@@ -64,7 +64,10 @@ export async function listenOutsideEphemeralRange(server: net.Server): Promise<n
   const low = ephemeralLow();
   for (let tries = 1; ; tries++) {
     const port = low - 1 - Math.floor(Math.random() * Math.min(10000, low - 1025));
-    if (handedOut.has(port) && tries < 50) continue;
+    if (handedOut.has(port)) {
+      if (tries === MAX_TRIES) throw new Error(`no port below ${low} left to hand out after ${MAX_TRIES} tries`);
+      continue;
+    }
     handedOut.add(port);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -76,12 +79,13 @@ export async function listenOutsideEphemeralRange(server: net.Server): Promise<n
       });
       return port;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || tries === 50) throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || tries === MAX_TRIES) throw err;
     }
   }
 }
 
 const handedOut = new Set<number>();
+const MAX_TRIES = 50;
 
 function ephemeralLow(): number {
   try {
