@@ -1,14 +1,42 @@
-// How export requests reach the collector: through a worker thread of the plugin's own, which sends
-// them over OTLP/HTTP on undici (export-worker.ts). Not on this thread, because the request path
-// runs here: an export's POST through the same undici and stream functions that forward every
-// request gives them objects of other shapes (a request with a body, another handler, the
-// collector's socket), and V8 deoptimises them and compiles them again for both. That lasted:
-// callgrind, main thread, a proxy sampling 0.01 switched to 0 before the count (no span made
-// inside it) ran 236,882 instructions a request, against 234,275 for one at 0 throughout, and
-// 234,218 for one that sampled 0.01 but never exported (bench/README.md, "What an export leaves
-// behind"). The worker's V8 has its own compiled code; the batch goes to it as bytes.
-import { Worker } from 'node:worker_threads';
+// How export requests reach the collector: OTLP/HTTP on undici, the engine the proxy forwards with,
+// where OpenTelemetry's exporters post with node:http. Sending through node:http's client makes
+// node's shared HTTP, stream and socket functions, which the proxy's own server side runs on every
+// request, see a client's objects too: their inline caches go megamorphic and stay so. Callgrind,
+// sampling 0.01, main thread: 177,604 instructions a request when no export ever ran, 190,586
+// with the library's exports inside the window (LoadIC_Megamorphic alone +4,190), 181,269 with
+// this transport (plugins/tracing/README.md, "Cost"). What the library's transport does is kept: a User-Agent,
+// gzip when asked, TLS from the OTEL_* certificate variables, a 4 MiB bound on the answer, and
+// its retry rule (429, 502, 503 and 504 and network errors, up to five retries with backoff from
+// 1 s growing by 1.5 to at most 5 s, ±20 % jitter, Retry-After honoured, all within the
+// request's time limit). It sends through the core's UndiciPool (undici's Pool without its index)
+// with a dispatch() handler of the same kind as the engine's.
+//
+// Its POSTs still reshape what they share with the request path (undici's request and parser
+// callbacks, node's stream writes: a request with a body, another handler, another socket), and
+// the cost outlasts them: a proxy warmed at 0.01 and counted at 0 runs ~2,600 instructions a
+// request more than one at 0 throughout. Sending from a worker thread halved that and read 1-2
+// points lower at 0.01, but ~5 points higher at sampling 1 (1.252× and 1.276× against 1.213× and
+// 1.205× by turns), past its 1.25× target; it was not kept (bench/README.md, "What an export
+// leaves behind").
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
+import { diag } from '@opentelemetry/api';
 import { OTLPExporterError, type ExportResponse, type IExporterTransport } from '@opentelemetry/otlp-exporter-base';
+import type { Dispatcher, Pool } from 'undici';
+import { retryAfterMs, UndiciPool } from '../../core/index.js';
+
+const compress = promisify(gzip);
+
+/** Names the sender, as the library's exporters name themselves (OTel-OTLP-Exporter-JavaScript/…). */
+const USER_AGENT = 'Switchyard-OTLP-Exporter';
+const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
+const RETRYABLE_STATUSES = new Set([429, 502, 503, 504]);
+const RETRYABLE_NETWORK_ERRORS = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND', 'ENETUNREACH', 'EHOSTUNREACH', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+const MAX_RETRIES = 5;
+const FIRST_BACKOFF_MS = 1000;
+const MAX_BACKOFF_MS = 5000;
+const BACKOFF_GROWTH = 1.5;
+const JITTER = 0.2;
 
 export interface TransportSettings {
   url: string;
@@ -19,78 +47,134 @@ export interface TransportSettings {
   tls: { ca?: string; cert?: string; key?: string };
 }
 
-/** What goes to the worker: a batch to send, or the word to finish and stop. */
-export type WorkerRequest = { kind: 'send'; id: number; data: Uint8Array; timeoutMillis: number } | { kind: 'close' };
-/** An ExportResponse as it crosses threads: its error as plain data. */
-export type WorkerAnswer =
-  | { status: 'success'; data?: Uint8Array }
-  | { status: 'retryable'; retryInMillis?: number; error?: ErrorData }
-  | { status: 'failure'; error: ErrorData };
-export interface ErrorData {
-  message: string;
-  /** The collector's status and body, when it answered with an error. */
-  httpStatus?: number;
-  body?: string;
-}
-export interface WorkerReply {
-  id: number;
-  answer: WorkerAnswer;
-}
-
-/** Sends export requests from the worker thread, which retries as OpenTelemetry's exporters retry. */
+/** Sends export requests, retrying as OpenTelemetry's exporters retry. */
 export function createTransport(settings: TransportSettings): IExporterTransport {
-  return new WorkerTransport(settings);
+  return new Retrying(new UndiciTransport(settings));
 }
 
-class WorkerTransport implements IExporterTransport {
-  private readonly worker: Worker;
-  private readonly waiting = new Map<number, (response: ExportResponse) => void>();
-  private nextId = 0;
-  /** Why the worker is gone, once it is: later batches fail at once instead of waiting forever. */
-  private stopped: string | undefined;
+class UndiciTransport implements IExporterTransport {
+  private readonly pool: Pool;
+  private readonly path: string;
+  private readonly headers: Record<string, string>;
 
-  constructor(settings: TransportSettings) {
-    this.worker = new Worker(new URL('./export-worker.js', import.meta.url), { workerData: settings });
-    // Held only while a batch is out, as a socket would be: an idle worker must not keep a
-    // stopping proxy alive, and a stop's last flush must not be cut short.
-    this.worker.unref();
-    this.worker.on('message', (reply: WorkerReply) => {
-      const resolve = this.waiting.get(reply.id);
-      this.waiting.delete(reply.id);
-      if (this.waiting.size === 0) this.worker.unref();
-      resolve?.(responseOf(reply.answer));
-    });
-    this.worker.on('error', (error) => this.stop(error.message));
-    this.worker.on('exit', () => this.stop('the export thread stopped'));
+  constructor(private readonly settings: TransportSettings) {
+    const url = new URL(settings.url);
+    this.pool = new UndiciPool(url.origin, { connect: settings.tls, connections: 4 });
+    this.path = `${url.pathname}${url.search}`;
+    this.headers = { ...basicAuthOf(url), ...settings.headers, 'user-agent': USER_AGENT, ...(settings.compression === 'gzip' ? { 'content-encoding': 'gzip' } : {}) };
   }
 
-  send(data: Uint8Array, timeoutMillis: number): Promise<ExportResponse> {
-    if (this.stopped !== undefined) return Promise.resolve({ status: 'failure', error: new Error(this.stopped) });
+  async send(data: Uint8Array, timeoutMillis: number): Promise<ExportResponse> {
+    let body: Uint8Array;
+    try {
+      body = this.settings.compression === 'gzip' ? await compress(data) : data;
+    } catch (error) {
+      return { status: 'failure', error: error as Error };
+    }
     return new Promise((resolve) => {
-      const id = this.nextId++;
-      this.waiting.set(id, resolve);
-      this.worker.ref();
-      this.worker.postMessage({ kind: 'send', id, data, timeoutMillis } satisfies WorkerRequest);
+      const answer = new Answer(resolve, timeoutMillis);
+      this.pool.dispatch({ path: this.path, method: 'POST', headers: this.headers, body, headersTimeout: timeoutMillis, bodyTimeout: timeoutMillis }, answer);
     });
   }
 
   shutdown(): void {
-    this.worker.postMessage({ kind: 'close' } satisfies WorkerRequest);
-  }
-
-  private stop(reason: string): void {
-    this.stopped ??= reason;
-    for (const resolve of this.waiting.values()) resolve({ status: 'failure', error: new Error(reason) });
-    this.waiting.clear();
+    void this.pool.close();
   }
 }
 
-function responseOf(answer: WorkerAnswer): ExportResponse {
-  if (answer.status === 'success') return answer;
-  const error = answer.error && errorOf(answer.error);
-  return answer.status === 'retryable' ? { status: 'retryable', retryInMillis: answer.retryInMillis, error } : { status: 'failure', error: error! };
+/** One export request's answer, gathered from undici's handler calls into an ExportResponse. */
+class Answer implements Dispatcher.DispatchHandler {
+  private readonly timer: NodeJS.Timeout;
+  private abort: ((err?: Error) => void) | undefined;
+  private status = 0;
+  private retryAfter: string | undefined;
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  private settled = false;
+
+  constructor(private readonly resolve: (response: ExportResponse) => void, timeoutMillis: number) {
+    this.timer = setTimeout(() => this.timedOut(), timeoutMillis);
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+    if (this.settled) abort();
+  }
+
+  onHeaders(status: number, rawHeaders: Buffer[]): boolean {
+    this.status = status;
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      if (rawHeaders[i]!.toString('latin1').toLowerCase() === 'retry-after') this.retryAfter = rawHeaders[i + 1]!.toString('latin1');
+    }
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.size += chunk.length;
+    if (this.size > MAX_ANSWER_BYTES) {
+      this.settle({ status: 'failure', error: new Error(`OTLP export response body exceeded size limit of ${MAX_ANSWER_BYTES} bytes`) });
+      this.abort?.();
+      return false;
+    }
+    this.chunks.push(chunk);
+    return true;
+  }
+
+  onComplete(): void {
+    const { status } = this;
+    if (status >= 200 && status <= 299) this.settle({ status: 'success', data: Buffer.concat(this.chunks) });
+    else if (RETRYABLE_STATUSES.has(status)) this.settle({ status: 'retryable', retryInMillis: retryAfterMs(this.retryAfter) });
+    else this.settle({ status: 'failure', error: new OTLPExporterError(`collector answered ${status}`, status, Buffer.concat(this.chunks).toString('utf8')) });
+  }
+
+  onError(err: Error): void {
+    const code = (err as NodeJS.ErrnoException).code;
+    this.settle(code !== undefined && RETRYABLE_NETWORK_ERRORS.has(code) ? { status: 'retryable', error: err } : { status: 'failure', error: err });
+  }
+
+  private timedOut(): void {
+    this.settle({ status: 'retryable', error: new Error('Request timed out') });
+    this.abort?.();
+  }
+
+  private settle(response: ExportResponse): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.resolve(response);
+  }
 }
 
-function errorOf({ message, httpStatus, body }: ErrorData): Error {
-  return httpStatus === undefined ? new Error(message) : new OTLPExporterError(message, httpStatus, body);
+class Retrying implements IExporterTransport {
+  constructor(private readonly inner: IExporterTransport) {}
+
+  async send(data: Uint8Array, timeoutMillis: number): Promise<ExportResponse> {
+    const deadline = Date.now() + timeoutMillis;
+    let result = await this.inner.send(data, timeoutMillis);
+    let backoff = FIRST_BACKOFF_MS;
+    for (let retries = 0; result.status === 'retryable' && retries < MAX_RETRIES; retries++) {
+      const jittered = Math.min(backoff * (1 + (Math.random() * 2 - 1) * JITTER), MAX_BACKOFF_MS);
+      backoff *= BACKOFF_GROWTH;
+      const wait = result.retryInMillis ?? jittered;
+      const left = deadline - Date.now();
+      if (wait > left) {
+        diag.info(`Export retry time ${Math.round(wait)}ms exceeds remaining timeout ${Math.round(left)}ms, not retrying further.`);
+        return result;
+      }
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      result = await this.inner.send(data, deadline - Date.now());
+    }
+    return result;
+  }
+
+  shutdown(): void {
+    this.inner.shutdown();
+  }
+}
+
+/** An endpoint's user info as Basic credentials, as node:http sends it (the headers given win). */
+function basicAuthOf(url: URL): Record<string, string> {
+  if (url.username === '' && url.password === '') return {};
+  const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+  return { authorization: `Basic ${Buffer.from(credentials).toString('base64')}` };
 }

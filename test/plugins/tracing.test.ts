@@ -4,7 +4,6 @@
 // ctx.span for other plugins.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import diagnosticsChannel from 'node:diagnostics_channel';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { definePlugin, type PluginDefinition } from '../../core/index.js';
@@ -506,23 +505,6 @@ describe('the export transport', { timeout: 60000 }, () => {
     assert.ok(!JSON.stringify(sy.logs).includes('cret'), 'never logged');
     assert.equal(await metric(sy, 'switchyard_tracing_spans_exported_total'), 2);
     assert.equal(await metric(sy, 'switchyard_tracing_spans_dropped_total', '{reason="export_failed"}'), 0);
-  });
-
-  test('exports go from a thread of their own: undici on the event loop\'s thread never sends to the collector', async () => {
-    const origins: string[] = [];
-    const created = ({ request }: { request: { origin: string | URL } }) => origins.push(String(request.origin));
-    diagnosticsChannel.subscribe('undici:request:create', created as (message: unknown) => void);
-    try {
-      const withUndici = config([tracing()]);
-      (withUndici.server as Record<string, unknown>).engine = 'undici';
-      const sy = await startSwitchyard(withUndici);
-      await tracedRequest(sy, collector);
-      // The channel is this thread's: a worker's undici publishes on its own.
-      assert.ok(origins.includes(new URL(upstream.url).origin), `the upstream's request was seen here: ${origins.join(', ')}`);
-      assert.ok(!origins.includes(new URL(collector.url).origin), 'no export was sent from here');
-    } finally {
-      diagnosticsChannel.unsubscribe('undici:request:create', created as (message: unknown) => void);
-    }
   });
 
   test('a 400 is not retried: the batch is dropped and counted', async () => {
