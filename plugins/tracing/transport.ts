@@ -14,7 +14,7 @@
 // Its POSTs still reshape what they share with the request path (undici's request and parser
 // callbacks, node's stream writes: a request with a body, another handler, another socket), and
 // the cost outlasts them: a proxy warmed at 0.01 and counted at 0 runs ~2,600 instructions a
-// request more than one at 0 throughout. Sending from a worker thread halved that and read 1-2
+// request more than one at 0 throughout. Sending from a worker thread halved that and read 1–2
 // points lower at 0.01, but ~5 points higher at sampling 1 (1.252× and 1.276× against 1.213× and
 // 1.205× by turns), past its 1.25× target; it was not kept (bench/README.md, "What an export
 // leaves behind").
