@@ -21,11 +21,14 @@
 //      the default, browser, wrk, traced, openai-sdk, anthropic-sdk or gemini-sdk; see CLIENTS),
 //      BENCH_PAIRS (pairs of fresh processes measured one after the other, 3), BENCH_WINDOWS
 //      (measured per pair, 8), BENCH_WINDOW (seconds, 5), BENCH_TRACING_WARMUP (seconds of load
-//      each pair gets first, in windows, 40), BENCH_CONNECTIONS (per proxy, 32).
+//      each pair gets first, in windows, 40), BENCH_CONNECTIONS (per proxy, 32), BENCH_GC (1: each
+//      proxy also sums its garbage-collection pauses, bench/lib/gc-pauses.cjs, and the report says
+//      what share of each side's CPU they were).
 // Bounded: pairs × (warm-up + windows × window seconds) of load (about 4 min by default);
 // 127.0.0.1 only.
 // Writes bench/results/<time>-paired-<name>-<client>.md.
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median } from './lib/aggregate.mjs';
@@ -172,7 +175,9 @@ const settings = {
   windowSeconds: wholeNumberFromEnv('BENCH_WINDOW', 5),
   warmupSeconds: wholeNumberFromEnv('BENCH_TRACING_WARMUP', 40),
   connections: wholeNumberFromEnv('BENCH_CONNECTIONS', 32),
+  gc: process.env.BENCH_GC === '1',
 };
+const gcDir = settings.gc ? mkdtempSync(path.join(tmpdir(), 'switchyard-paired-gc-')) : null;
 const comparison = COMPARISONS[settings.name];
 if (!comparison) throw new Error(`BENCH_PAIRED must be one of ${Object.keys(COMPARISONS).join(', ')}, got "${settings.name}"`);
 const against = process.env.BENCH_PAIRED_AGAINST || 'plain';
@@ -210,28 +215,40 @@ async function startUpstream() {
   return { child, url: `http://127.0.0.1:${port}` };
 }
 
+/** A proxy's GC pauses so far (bench/lib/gc-pauses.cjs): none until its first collection. */
+function gcTotals(proxy) {
+  const none = { pauseMs: 0, minor: 0, major: 0 };
+  if (!proxy.gcFile || !existsSync(proxy.gcFile)) return none;
+  const lines = readFileSync(proxy.gcFile, 'utf8').trimEnd().split('\n');
+  return lines[0] === '' ? none : JSON.parse(lines.at(-1));
+}
+
 async function startProxy(name, config, env, upstreamUrl) {
   const port = await getFreePort();
+  const gcFile = gcDir ? path.join(gcDir, `${name}-${port}.jsonl`) : null;
+  const gcEnv = gcFile ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require "${path.join(BENCH_DIR, 'lib/gc-pauses.cjs')}"`, BENCH_GC_FILE: gcFile } : {};
   const args = [path.join(ROOT, 'dist/bin/switchyard.js'), 'start', '--config', path.join(BENCH_DIR, config), '--port', String(port), '--no-watch'];
   const child = spawnTracked(name, process.execPath, args, {
     core: UNDER_TEST_CORE,
     cwd: ROOT,
-    env: { ...process.env, UPSTREAM_URL: upstreamUrl, SWITCHYARD_ENGINE: 'undici', ...env },
+    env: { ...process.env, UPSTREAM_URL: upstreamUrl, SWITCHYARD_ENGINE: 'undici', ...gcEnv, ...env },
   });
   await waitForHttp200(() => `http://127.0.0.1:${port}/health`, { timeoutMs: 10_000, child });
-  return { name, child, url: `http://127.0.0.1:${port}/` };
+  return { name, child, url: `http://127.0.0.1:${port}/`, gcFile };
 }
 
 /** Both proxies loaded at once for one window, each by its own wrk: requests and CPU µs per request of each. */
 async function window(proxies) {
   const before = proxies.map((proxy) => runNanoseconds(proxy.child.pid));
   const statsBefore = proxies.map((proxy) => readStat(proxy.child.pid));
+  const gcBefore = proxies.map(gcTotals);
   const results = await Promise.all(proxies.map((proxy) => runWrk({ url: proxy.url, seconds: settings.windowSeconds, connections: settings.connections, core: LOAD_CORE, ...client })));
   return proxies.map((proxy, i) => {
     const { requests, non2xx } = results[i];
     if (non2xx > 0 || requests === 0) throw new Error(`${proxy.name}: ${non2xx} answers not 2xx of ${requests}`);
     const after = runNanoseconds(proxy.child.pid);
     const statsAfter = readStat(proxy.child.pid);
+    const gcAfter = gcTotals(proxy);
     const main = (after.main - before[i].main) / 1000 / requests;
     const others = (after.others - before[i].others) / 1000 / requests;
     // The same time split into user and system, in clock ticks: 10 ms each, so summed over all windows (splitOf).
@@ -240,7 +257,8 @@ async function window(proxies) {
       systemTicks: statsAfter.stime - statsBefore[i].stime,
       minorFaults: statsAfter.minflt - statsBefore[i].minflt,
     };
-    return { requests, cpuMicrosPerRequest: main + others, mainMicrosPerRequest: main, split };
+    const gc = { pauseMs: gcAfter.pauseMs - gcBefore[i].pauseMs, minor: gcAfter.minor - gcBefore[i].minor, major: gcAfter.major - gcBefore[i].major };
+    return { requests, cpuMicrosPerRequest: main + others, mainMicrosPerRequest: main, split, gc };
   });
 }
 
@@ -250,6 +268,7 @@ console.log(`paired: ${settings.name} against ${against}, ${settings.pairs} pair
 const windows = [];
 for (let pair = 1; pair <= settings.pairs; pair++) windows.push(...(await measurePair(pair)));
 await stopChild(upstream.child);
+if (gcDir) rmSync(gcDir, { recursive: true, force: true });
 
 /**
  * One pair of fresh processes, warmed up, then measured window by window. Two processes of one
@@ -294,10 +313,19 @@ function splitOf(side) {
 }
 const baseSplit = splitOf('base');
 const tracedSplit = splitOf('traced');
+/** One side's GC pauses over all windows: µs per request, share of its CPU, collections per 1,000 requests. */
+function gcOf(side) {
+  const sum = (pick) => windows.reduce((total, w) => total + pick(w[side]), 0);
+  const requests = sum((s) => s.requests);
+  const pauseMicros = sum((s) => s.gc.pauseMs) * 1000;
+  return { perRequest: pauseMicros / requests, share: pauseMicros / sum((s) => s.cpuMicrosPerRequest * s.requests), minor: (sum((s) => s.gc.minor) * 1000) / requests, major: (sum((s) => s.gc.major) * 1000) / requests };
+}
+const gcLine = (base, traced) =>
+  `Garbage-collection pauses, all windows together (bench/lib/gc-pauses.cjs): ${base.perRequest.toFixed(2)} against ${traced.perRequest.toFixed(2)} µs/req, ${(100 * base.share).toFixed(2)} % against ${(100 * traced.share).toFixed(2)} % of each side's CPU; minor collections ${base.minor.toFixed(2)} against ${traced.minor.toFixed(2)}, major ${base.major.toFixed(3)} against ${traced.major.toFixed(3)} per 1,000 requests.`;
 const lines = [
   `# Paired load: ${settings.name} against ${against}, ${settings.client} requests`,
   '',
-  `${new Date().toISOString()}, \`BENCH_PAIRED=${settings.name} BENCH_PAIRED_AGAINST=${against} BENCH_CLIENT=${settings.client} BENCH_PAIRS=${settings.pairs} BENCH_WINDOWS=${settings.windows} BENCH_WINDOW=${settings.windowSeconds} BENCH_TRACING_WARMUP=${settings.warmupSeconds} node bench/paired.mjs\`, wrk -t1 -c${settings.connections} on each, both proxies on core ${UNDER_TEST_CORE}${pinningTool ? '' : ' (unpinned)'}.`,
+  `${new Date().toISOString()}, \`BENCH_PAIRED=${settings.name} BENCH_PAIRED_AGAINST=${against} BENCH_CLIENT=${settings.client} BENCH_PAIRS=${settings.pairs} BENCH_WINDOWS=${settings.windows} BENCH_WINDOW=${settings.windowSeconds} BENCH_TRACING_WARMUP=${settings.warmupSeconds}${settings.gc ? ' BENCH_GC=1' : ''} node bench/paired.mjs\`, wrk -t1 -c${settings.connections} on each, both proxies on core ${UNDER_TEST_CORE}${pinningTool ? '' : ' (unpinned)'}.`,
   '',
   `| pair | window | ${against} CPU µs/req (event loop's thread) | ${settings.name} CPU µs/req (event loop's thread) | ratio | ratio, event loop's thread |`,
   '| --- | --- | --- | --- | --- | --- |',
@@ -307,6 +335,7 @@ const lines = [
   '',
   `User and system time, all windows together (/proc/PID/stat, ${CLK_TCK} ticks a second): user ${baseSplit.user.toFixed(1)} against ${tracedSplit.user.toFixed(1)} µs/req (${(tracedSplit.user / baseSplit.user).toFixed(3)}×), system ${baseSplit.system.toFixed(1)} against ${tracedSplit.system.toFixed(1)} µs/req (${(tracedSplit.system / baseSplit.system).toFixed(3)}×); minor page faults ${baseSplit.faults.toFixed(2)} against ${tracedSplit.faults.toFixed(2)} per 1,000 requests.`,
   '',
+  ...(settings.gc ? [gcLine(gcOf('base'), gcOf('traced')), ''] : []),
 ];
 const report = lines.join('\n');
 const resultsDir = path.join(BENCH_DIR, 'results');
