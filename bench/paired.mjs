@@ -32,6 +32,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median } from './lib/aggregate.mjs';
+import { CHROMIUM_FETCH } from './lib/chromium-fetch.mjs';
 import { CLK_TCK, readStat } from './lib/cpu.mjs';
 import { wholeNumberFromEnv } from './lib/env.mjs';
 import {
@@ -69,25 +70,6 @@ const COMPARISONS = {
  * plugin's cost against the cheapest request there is.
  */
 const FROM_A_PAGE = { ...BROWSER_HEADERS, origin: 'https://app.example.com' };
-/**
- * What Chromium 156 sent for `fetch('https://api…/items')` from a page on another site: captured
- * from the browser on this machine (playwright-core, headless, 2026-12-06), names and values as
- * it sent them, but for Origin and Referer, which named the capture's own 127.0.0.1 page.
- */
-const CHROMIUM_FETCH = {
-  'sec-ch-ua-platform': '"Linux"',
-  'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36',
-  'sec-ch-ua': '"Not:A-Brand";v="8", "Chromium";v="156"',
-  'sec-ch-ua-mobile': '?0',
-  accept: '*/*',
-  origin: 'https://app.example.com',
-  'sec-fetch-site': 'cross-site',
-  'sec-fetch-mode': 'cors',
-  'sec-fetch-dest': 'empty',
-  referer: 'https://app.example.com/',
-  'accept-encoding': 'gzip, deflate, br, zstd',
-  'accept-language': 'en-US,en;q=0.9',
-};
 /**
  * The headers `openai` 6.49.0 (the SDK for Node) sent with `chat.completions.create`, captured by
  * a node:http server on this machine (2026-12-06), in its order, but for Host, Connection and
