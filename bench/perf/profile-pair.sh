@@ -6,7 +6,8 @@
 # none; with node's --perf-basic-prof it names JIT code too. Unlike V8's own sampling profiler it
 # sees V8's builtins (inline caches, write barriers), the runtime, the collector, libc and the
 # kernel. bench/perf/diff.mjs then prints each side's µs a request by kind of code and the symbols
-# whose cost differs most; the report is also written to bench/results/<time>-perf-pair-<config>.md. `npm run build` first; needs perf (apt-get install linux-perf) and wrk.
+# whose cost differs most; the report is also written to bench/results/<time>-perf-pair-<config>.md.
+# `npm run build` first; needs perf (apt-get install linux-perf) and wrk.
 # Loopback only; bounded: (WARM + WINDOWS) × 5 s of load.
 #
 # A caveat on JIT names: --perf-basic-prof only appends to /tmp/perf-PID.map, so code that V8
@@ -37,15 +38,14 @@ for _ in $(seq 100); do [ -s "$OUT/upstream" ] && break; sleep 0.1; done
 export UPSTREAM_URL="http://127.0.0.1:$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).port)' "$OUT/upstream")"
 export SWITCHYARD_ENGINE=undici
 free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
-start() { # NAME CONFIG: a proxy on core 0, its pid in $OUT/NAME.pid, its port printed
-  local port; port=$(free_port)
-  taskset -c 0 node --perf-basic-prof dist/bin/switchyard.js start --config "bench/$2" --port "$port" --no-watch < /dev/null > "$OUT/$1.log" 2>&1 &
+start() { # NAME CONFIG: a proxy on core 0, its pid in $OUT/NAME.pid; its port in $PORT
+  PORT=$(free_port)
+  taskset -c 0 node --perf-basic-prof dist/bin/switchyard.js start --config "bench/$2" --port "$PORT" --no-watch < /dev/null > "$OUT/$1.log" 2>&1 &
   PIDS+=($!); echo $! > "$OUT/$1.pid"
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/health" && break; sleep 0.2; done
-  echo "$port"
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && break; sleep 0.2; done
 }
-PLAIN_PORT=$(start plain switchyard.bench.yaml)
-TESTED_PORT=$(start tested "$CONFIG")
+start plain switchyard.bench.yaml; PLAIN_PORT=$PORT
+start tested "$CONFIG"; TESTED_PORT=$PORT
 HEADERS=()
 while IFS= read -r line; do HEADERS+=(-H "$line"); done < <(node --input-type=module -e '
   import { CHROMIUM_FETCH } from "./bench/lib/chromium-fetch.mjs";
@@ -59,7 +59,7 @@ window() { # both loaded at once, each by its own wrk; each run opens new connec
 for i in $(seq "$WARM"); do window "warm$i"; done
 for side in plain tested; do
   taskset -c 1 perf record -q -e cpu-clock -F 2000 -p "$(cat "$OUT/$side.pid")" -o "$OUT/$side.perf" > /dev/null 2>&1 &
-  echo $! > "$OUT/$side.perf.pid"
+  PIDS+=($!); echo $! > "$OUT/$side.perf.pid"
 done
 sleep 1
 for i in $(seq "$WINDOWS"); do window "m$i"; done
