@@ -44,7 +44,10 @@ const tested = costs('tested');
 const total = (side) => [...side.values()].reduce((a, b) => a + b, 0);
 const byKind = (side) => {
   const kinds = new Map();
-  for (const [symbol, micros] of side) kinds.set(kindOf(symbol), (kinds.get(kindOf(symbol)) ?? 0) + micros);
+  for (const [symbol, micros] of side) {
+    const kind = kindOf(symbol);
+    kinds.set(kind, (kinds.get(kind) ?? 0) + micros);
+  }
   return kinds;
 };
 const at = (map, key) => map.get(key) ?? 0;
