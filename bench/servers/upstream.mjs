@@ -10,6 +10,9 @@
 //   GET /sse?n=N&interval=MS
 //                        text/event-stream, N events every MS ms; each event's
 //                        data is {"i":k,"t":"<CLOCK_MONOTONIC ns at send>"}
+//   POST …/v1/traces     what an OTLP/HTTP collector answers an export (the tracing
+//                        bench's collector): 200 and an empty ExportTraceServiceResponse,
+//                        0 bytes of protobuf, or `{}` for JSON
 //   anything else        the same 1 KiB JSON body (so /3/movie/550 works too)
 //
 // Handshake: prints one JSON line `{"port":N,"ports":[...]}` on stdout once listening.
@@ -59,6 +62,16 @@ function streamEvents(req, res, count, intervalMs) {
   res.on('close', () => clearInterval(timer));
 }
 
+/**
+ * An OTLP/HTTP collector's answer to an export that it took whole: the exporter reads the body as
+ * an ExportTraceServiceResponse, in which a 1 KiB JSON body is an error for the protobuf decoder.
+ */
+function answerExport(req, res) {
+  const json = req.headers['content-type'] === 'application/json';
+  res.writeHead(200, { 'content-type': json ? 'application/json' : 'application/x-protobuf', 'content-length': json ? 2 : 0 });
+  res.end(json ? '{}' : undefined);
+}
+
 function handler(req, res) {
   // Drain any request body so the keep-alive socket can be reused.
   req.resume();
@@ -72,6 +85,7 @@ function handler(req, res) {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': JSON_64K.length });
     return res.end(JSON_64K);
   }
+  if (req.method === 'POST' && path.endsWith('/v1/traces')) return answerExport(req, res);
   if (path.endsWith('/bytes') || path.endsWith('/sse')) {
     const params = new URLSearchParams(q === -1 ? '' : req.url.slice(q + 1));
     // Bounded: at most 2 GiB, at most 100,000 events.
