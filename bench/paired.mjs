@@ -14,11 +14,12 @@
 //   node bench/paired.mjs            (or: npm run bench:paired, which builds first)
 //
 // Env: BENCH_PAIRED (what to compare with the plain route: tracing-1pct, the default,
-//      tracing-sampled, tracing-unsampled, one-header, plain itself, idle-taps, tracing-loaded or
-//      ballast; see COMPARISONS), BENCH_PAIRED_AGAINST (what it is compared with: the plain route,
-//      the default, or another of COMPARISONS, as tracing-1pct against tracing-unsampled for what
-//      sampling adds to trace context alone), BENCH_CLIENT (what the requests look like: fetch,
-//      the default, browser, wrk, traced, openai-sdk, anthropic-sdk or gemini-sdk; see CLIENTS),
+//      tracing-sampled, tracing-unsampled, one-header, plain itself, idle-taps, tracing-loaded,
+//      ballast or trace-floor; see COMPARISONS), BENCH_PAIRED_AGAINST (what it is compared with:
+//      the plain route, the default, or another of COMPARISONS, as tracing-1pct against
+//      tracing-unsampled for what sampling adds to trace context alone), BENCH_CLIENT (what the
+//      requests look like: fetch, the default, browser, wrk, traced, openai-sdk, anthropic-sdk or
+//      gemini-sdk; see CLIENTS),
 //      BENCH_PAIRS (pairs of fresh processes measured one after the other, 3), BENCH_WINDOWS
 //      (measured per pair, 8), BENCH_WINDOW (seconds, 5), BENCH_TRACING_WARMUP (seconds of load
 //      each pair gets first, in windows, 40), BENCH_CONNECTIONS (per proxy, 32), BENCH_GC (1: each
@@ -61,6 +62,9 @@ const COMPARISONS = {
   'idle-taps': { config: 'configs/idle-taps.yaml', env: {}, target: null, issue: 28 },
   'tracing-loaded': { config: 'configs/idle-taps.yaml', env: { IDLE_LOAD_TRACING: 'true' }, target: null, issue: 28 },
   ballast: { config: 'configs/idle-taps.yaml', env: { IDLE_BALLAST_MB: '3.5' }, target: null, issue: 28 },
+  // No target: the least trace context needs (a new traceparent upstream, OpenTelemetry not
+  // loaded; bench/plugins/trace-floor.mjs), what tracing at 0 is compared with for its own share.
+  'trace-floor': { config: 'configs/trace-floor.yaml', env: {}, target: null, issue: 28 },
 };
 
 /**
