@@ -9,6 +9,7 @@ import { definePlugin, hexDigitsOf16 } from '../../dist/core/index.js';
 
 // Ids as the tracing plugin draws them (plugins/tracing/ids.ts, its cheapest way measured): a batch
 // of random bytes written as hex into a batch of traceparents, one string, sliced per request.
+// Written again here, not imported: ids.ts imports traceparent.ts, which loads OpenTelemetry.
 const IDS_PER_BATCH = 512;
 /** `00-` 32 hex `-` 16 hex `-00`. */
 const TRACEPARENT_LENGTH = 55;
