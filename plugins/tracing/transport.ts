@@ -20,8 +20,12 @@
 // leaves behind"). The cost does not stay in undici's code, though that is recompiled too: with
 // the export on a private copy of undici the proxy still ran +3,871 a request over one at 0
 // throughout, against +4,071 on the engine's (bench/README.md, "What the rest of the gap is
-// not"). What it leaves is node's socket and stream code. All of the export, sending nothing at
-// all instead, is worth about a point of CPU at 0.01.
+// not"). What it leaves is node's socket and stream code. By CPU at 0.01 the sending itself is
+// worth a point at most: with send() answering at once (batches still serialised), 1.059× and
+// 1.051× against 1.062× and 1.066× as committed (tenth session), 1.052× against 1.051× and
+// 1.057× (eleventh). What follows a span's end costs ~2 points in all, nearly all of it before
+// this transport: holding the spans, serialising them, the export delegate (bench/README.md,
+// "The floor of trace context, and what follows a span's end").
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { diag } from '@opentelemetry/api';
