@@ -12,20 +12,22 @@
 // with a dispatch() handler of the same kind as the engine's.
 //
 // Its POSTs still reshape what they share with the request path (undici's request and parser
-// callbacks, node's stream writes: a request with a body, another handler, another socket), and
-// the cost outlasts them: a proxy warmed at 0.01 and counted at 0 runs ~2,600 instructions a
-// request more than one at 0 throughout. Sending from a worker thread halved that and read 1–2
-// points lower at 0.01, but ~5 points higher at sampling 1 (1.252× and 1.276× against 1.213× and
-// 1.205× by turns), past its 1.25× target; it was not kept (bench/README.md, "What an export
-// leaves behind"). The cost does not stay in undici's code, though that is recompiled too: with
-// the export on a private copy of undici the proxy still ran +3,871 a request over one at 0
-// throughout, against +4,071 on the engine's (bench/README.md, "What the rest of the gap is
-// not"). What it leaves is node's socket and stream code. By CPU at 0.01 the sending itself is
-// worth a point at most: with send() answering at once (batches still serialised), 1.059× and
-// 1.051× against 1.062× and 1.066× as committed (tenth session), 1.052× against 1.051× and
-// 1.057× (eleventh). What follows a span's end costs ~2 points in all, nearly all of it before
-// this transport: holding the spans, serialising them, the export delegate (bench/README.md,
-// "The floor of trace context, and what follows a span's end").
+// callbacks, node's stream writes: a request with a body, another handler, another socket), and the
+// cost outlasts them: a proxy warmed at 0.01 and counted at 0 runs ~2,600 instructions a request
+// more than one at 0 throughout. Sending from a worker thread halved that and read 1–2 points lower
+// at 0.01, but ~5 points higher at sampling 1 (1.252× and 1.276× against 1.213× and 1.205× by
+// turns), past its 1.25× target; it was not kept (bench/README.md, "What an export leaves behind").
+// Nor was a worker that took all of the export, each span serialised at its end into a ring in
+// shared memory: half a point at 0.01, ~6 points more at 1 (bench/README.md, "The export on a
+// thread of its own, through shared memory"). The cost does not stay in undici's code, though that
+// is recompiled too: with the export on a private copy of undici the proxy still ran +3,871 a
+// request over one at 0 throughout, against +4,071 on the engine's (bench/README.md, "What the rest
+// of the gap is not"). What it leaves is node's socket and stream code. By CPU at 0.01 the sending
+// itself is worth a point at most: with send() answering at once (batches still serialised), 1.059×
+// and 1.051× against 1.062× and 1.066× as committed (tenth session), 1.052× against 1.051× and
+// 1.057× (eleventh). What follows a span's end costs ~2 points in all, nearly all of it before this
+// transport: holding the spans, serialising them, the export delegate (bench/README.md, "The floor
+// of trace context, and what follows a span's end").
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { diag } from '@opentelemetry/api';
