@@ -4,30 +4,24 @@
 // request, see a client's objects too: their inline caches go megamorphic and stay so. Callgrind,
 // sampling 0.01, main thread: 177,604 instructions a request when no export ever ran, 190,586
 // with the library's exports inside the window (LoadIC_Megamorphic alone +4,190), 181,269 with
-// this transport (plugins/tracing/README.md, "Cost"). What the library's transport does is kept: a User-Agent,
-// gzip when asked, TLS from the OTEL_* certificate variables, a 4 MiB bound on the answer, and
-// its retry rule (429, 502, 503 and 504 and network errors, up to five retries with backoff from
-// 1 s growing by 1.5 to at most 5 s, ±20 % jitter, Retry-After honoured, all within the
-// request's time limit). It sends through the core's UndiciPool (undici's Pool without its index)
-// with a dispatch() handler of the same kind as the engine's.
+// this transport (plugins/tracing/README.md, "Cost"). What the library's transport does is kept:
+// a User-Agent, gzip when asked, TLS from the OTEL_* certificate variables, a 4 MiB bound on the
+// answer, and its retry rule (429, 502, 503 and 504 and network errors, up to five retries with
+// backoff from 1 s growing by 1.5 to at most 5 s, ±20 % jitter, Retry-After honoured, all within
+// the request's time limit). It sends through the core's UndiciPool (undici's Pool without its
+// index) with a dispatch() handler of the same kind as the engine's.
 //
-// Its POSTs still reshape what they share with the request path (undici's request and parser
-// callbacks, node's stream writes: a request with a body, another handler, another socket), and the
-// cost outlasts them: a proxy warmed at 0.01 and counted at 0 runs ~2,600 instructions a request
-// more than one at 0 throughout. Sending from a worker thread halved that and read 1–2 points lower
-// at 0.01, but ~5 points higher at sampling 1 (1.252× and 1.276× against 1.213× and 1.205× by
-// turns), past its 1.25× target; it was not kept (bench/README.md, "What an export leaves behind").
-// Nor was a worker that took all of the export, each span serialised at its end into a ring in
-// shared memory: half a point at 0.01, ~6 points more at 1 (bench/README.md, "The export on a
-// thread of its own, through shared memory"). The cost does not stay in undici's code, though that
-// is recompiled too: with the export on a private copy of undici the proxy still ran +3,871 a
-// request over one at 0 throughout, against +4,071 on the engine's (bench/README.md, "What the rest
-// of the gap is not"). What it leaves is node's socket and stream code. By CPU at 0.01 the sending
-// itself is worth a point at most: with send() answering at once (batches still serialised), 1.059×
-// and 1.051× against 1.062× and 1.066× as committed (tenth session), 1.052× against 1.051× and
-// 1.057× (eleventh). What follows a span's end costs ~2 points in all, nearly all of it before this
-// transport: holding the spans, serialising them, the export delegate (bench/README.md, "The floor
-// of trace context, and what follows a span's end").
+// Its POSTs still reshape code they share with the request path, and the cost outlasts them: a
+// proxy warmed at 0.01 and counted at 0 runs ~2,600 instructions a request more than one at 0
+// throughout. What stays is node's socket and stream code (the export on a private copy of
+// undici left as much). Two ways of sending from a worker thread were measured and not kept: the
+// sending alone, and the whole export fed through shared memory. Each saved 2 points at most at
+// 0.01 and cost 5–6 more at sampling 1, past that target. By CPU at 0.01 the sending
+// itself is worth a point at most, and all that follows a span's end ~2, nearly all of it before
+// this transport. The figures, session by session: plugins/tracing/README.md, "Cost", and
+// bench/README.md ("What an export leaves behind"; "What the rest of the gap is not"; "The floor
+// of trace context, and what follows a span's end"; "The export on a thread of its own, through
+// shared memory").
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { diag } from '@opentelemetry/api';
