@@ -18,7 +18,7 @@
 // sending alone, and the whole export fed through shared memory. Each saved 2 points at most at
 // 0.01 and cost 5–6 more at sampling 1, past that target. By CPU at 0.01 the sending
 // itself is worth a point at most, and all that follows a span's end ~2, nearly all of it before
-// this transport. The figures, session by session: plugins/tracing/README.md, "Cost", and
+// this transport. The figures: plugins/tracing/README.md, "Cost"; session by session,
 // bench/README.md ("What an export leaves behind"; "What the rest of the gap is not"; "The floor
 // of trace context, and what follows a span's end"; "The export on a thread of its own, through
 // shared memory").
